@@ -1,0 +1,19 @@
+//! LogosNet: a real-time TCP chat room — wire protocol v1, the sans-IO
+//! protocol core, the tokio server driver and the terminal client.
+//!
+//! Layout, one concern per module:
+//! - [`protocol`]: the frame types and their byte encoding;
+//! - [`codec`]: reassembling frames from bytes in pieces of any size;
+//! - [`framed`]: the same over an async stream, shared by every peer;
+//! - [`username`]: the username rule;
+//! - [`room`]: every rule of the chat room, events in and actions out;
+//! - [`server`]: the tokio driver that runs the room over any listener.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod codec;
+pub mod framed;
+pub mod protocol;
+pub mod room;
+pub mod server;
+pub mod username;

@@ -1,0 +1,227 @@
+//! Wire protocol v1: the frame types and their postcard encoding.
+//!
+//! This module owns what a frame *is*: the two message enums, the length
+//! limits, and the exact byte layout of one frame (a `u32` big-endian length,
+//! then that many bytes of postcard). It does no I/O; reassembling frames from
+//! a byte stream is [`crate::codec`]'s job. The variant order of both enums is
+//! the wire format: never reorder or insert, only append.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Bytes in a frame header: the payload length as a big-endian `u32`.
+pub const HEADER_BYTES: usize = 4;
+
+/// Largest payload a frame may carry (the spec's 1..=65536). A 1000-character
+/// chat line is at most 4000 bytes of UTF-8, so this leaves ample room while
+/// bounding what a peer can make a reader buffer.
+pub const MAX_FRAME_BYTES: usize = 65_536;
+
+/// Which kind of connection a `Hello` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Chooses a username, then reads and sends chat lines (wire index 0).
+    Participant,
+    /// Reads the room and sends nothing else (wire index 1).
+    Observer,
+}
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// The first frame of every connection (index 0).
+    Hello(Role),
+    /// A participant's username attempt, until one is accepted (index 1).
+    Username(String),
+    /// An active participant's chat line; `@name text` is private (index 2).
+    Chat(String),
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The `Hello` is admitted; a slot of that role is held (index 0).
+    Accepted,
+    /// That role already has its maximum; the server closes next (index 1).
+    Full,
+    /// The participant's name is accepted and it is now active (index 2).
+    UsernameAccepted,
+    /// The name is held by an active participant; timer restarted (index 3).
+    UsernameTaken,
+    /// The name breaks the username rules; timer restarted (index 4).
+    UsernameInvalid,
+    /// No name was accepted in time; the server closes next (index 5).
+    UsernameTimeout,
+    /// A line to show as it is: joins, leaves, warnings (index 6).
+    Notice(String),
+    /// A chat line to show as it is, already prefixed (index 7).
+    Message(String),
+    /// Why the server is closing this connection (index 8).
+    ProtocolError(String),
+}
+
+/// Why a frame could not be read: each one is a protocol violation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The header announced an empty payload.
+    #[error("frame length 0 is not allowed (must be 1..={MAX_FRAME_BYTES})")]
+    Empty,
+    /// The header announced more than [`MAX_FRAME_BYTES`].
+    #[error("frame length {0} exceeds the maximum of {MAX_FRAME_BYTES}")]
+    TooLong(u32),
+    /// The payload is not exactly one postcard value of the expected type.
+    #[error("undecodable payload: {0}")]
+    Undecodable(&'static str),
+}
+
+impl FrameError {
+    /// The reason sent to the peer in [`ServerFrame::ProtocolError`].
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Checks a header's announced length and returns it as a `usize`.
+pub fn check_length(len: u32) -> Result<usize, FrameError> {
+    match len {
+        0 => Err(FrameError::Empty),
+        n if n as usize > MAX_FRAME_BYTES => Err(FrameError::TooLong(n)),
+        n => Ok(n as usize),
+    }
+}
+
+/// Encodes one message as a complete frame (header and payload), ready to be
+/// written or shared among many recipients.
+pub fn encode<T: Serialize>(message: &T) -> Bytes {
+    let mut out = Vec::with_capacity(HEADER_BYTES + 16);
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    let mut out = postcard::to_extend(message, out)
+        .expect("postcard serialization into a Vec cannot fail for our types");
+    let payload_len = out.len().saturating_sub(HEADER_BYTES);
+    debug_assert!(payload_len <= MAX_FRAME_BYTES, "encoded frame too long");
+    out[..HEADER_BYTES].copy_from_slice(&(payload_len as u32).to_be_bytes());
+    Bytes::from(out)
+}
+
+/// Decodes one payload (the bytes after the header) into exactly one value:
+/// unknown variants, bad varints, invalid UTF-8 and trailing bytes are errors.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, _rest)) => Err(FrameError::Undecodable("trailing bytes after the message")),
+        Err(e) => Err(FrameError::Undecodable(postcard_reason(&e))),
+    }
+}
+
+fn postcard_reason(e: &postcard::Error) -> &'static str {
+    use postcard::Error as E;
+    match e {
+        E::DeserializeUnexpectedEnd => "message ends early",
+        E::DeserializeBadVarint => "bad varint",
+        E::DeserializeBadUtf8 => "invalid UTF-8 in a string",
+        // Our types raise a custom error only for an unknown variant index.
+        E::DeserializeBadEnum | E::SerdeDeCustom => "unknown message or role variant",
+        _ => "not a valid message",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn spec_example_bytes() {
+        assert_eq!(
+            hex(&encode(&ClientFrame::Hello(Role::Participant))),
+            "00 00 00 02 00 00"
+        );
+        assert_eq!(
+            hex(&encode(&ClientFrame::Hello(Role::Observer))),
+            "00 00 00 02 00 01"
+        );
+        assert_eq!(
+            hex(&encode(&ClientFrame::Username("bob".into()))),
+            "00 00 00 05 01 03 62 6f 62"
+        );
+        assert_eq!(hex(&encode(&ServerFrame::Accepted)), "00 00 00 01 00");
+        assert_eq!(hex(&encode(&ServerFrame::Full)), "00 00 00 01 01");
+    }
+
+    #[test]
+    fn every_server_variant_has_its_index() {
+        let frames = [
+            ServerFrame::Accepted,
+            ServerFrame::Full,
+            ServerFrame::UsernameAccepted,
+            ServerFrame::UsernameTaken,
+            ServerFrame::UsernameInvalid,
+            ServerFrame::UsernameTimeout,
+            ServerFrame::Notice(String::new()),
+            ServerFrame::Message(String::new()),
+            ServerFrame::ProtocolError(String::new()),
+        ];
+        for (index, frame) in frames.iter().enumerate() {
+            let bytes = encode(frame);
+            assert_eq!(bytes[HEADER_BYTES] as usize, index, "{frame:?}");
+            let back: ServerFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
+            assert_eq!(&back, frame);
+        }
+    }
+
+    #[test]
+    fn chat_with_long_string_uses_multibyte_varint() {
+        let line = "x".repeat(200);
+        let bytes = encode(&ClientFrame::Chat(line.clone()));
+        // 200 = 0xc8 → varint c8 01.
+        assert_eq!(&bytes[..7], &[0, 0, 0, 203, 2, 0xc8, 0x01]);
+        let back: ClientFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
+        assert_eq!(back, ClientFrame::Chat(line));
+    }
+
+    #[test]
+    fn lengths_outside_the_limits_are_violations() {
+        assert_eq!(check_length(0), Err(FrameError::Empty));
+        assert_eq!(check_length(1), Ok(1));
+        assert_eq!(check_length(65_536), Ok(65_536));
+        assert_eq!(check_length(65_537), Err(FrameError::TooLong(65_537)));
+        assert_eq!(check_length(u32::MAX), Err(FrameError::TooLong(u32::MAX)));
+    }
+
+    #[test]
+    fn undecodable_payloads_are_violations() {
+        let cases: &[(&[u8], &str)] = &[
+            (&[3], "unknown message or role variant"),
+            (&[0, 2], "unknown message or role variant"),
+            (&[0], "message ends early"),
+            (&[0, 0, 0], "trailing bytes after the message"),
+            (&[1, 2, 0xff, 0xfe], "invalid UTF-8 in a string"),
+            (&[1, 5, b'a'], "message ends early"),
+            (
+                &[
+                    2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                "bad varint",
+            ),
+            (&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], "bad varint"),
+        ];
+        for (payload, why) in cases {
+            let got = decode_payload::<ClientFrame>(payload);
+            assert_eq!(got, Err(FrameError::Undecodable(why)), "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn embedded_nul_is_valid_utf8_and_decodes() {
+        let payload = [2, 3, b'a', 0, b'b'];
+        let got: ClientFrame = decode_payload(&payload).unwrap();
+        assert_eq!(got, ClientFrame::Chat("a\0b".into()));
+    }
+}

@@ -1,0 +1,467 @@
+//! Rule-by-rule tests of the core, driven directly with events and a
+//! hand-moved clock.
+
+use super::*;
+use crate::protocol::{HEADER_BYTES, decode_payload};
+
+/// Drives a [`Room`] and sorts its output per connection.
+struct Harness {
+    room: Room,
+    now: Instant,
+    next_id: ConnId,
+    inbox: BTreeMap<ConnId, Vec<ServerFrame>>,
+    closed: BTreeMap<ConnId, CloseReason>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(RoomConfig::default())
+    }
+
+    fn with(config: RoomConfig) -> Self {
+        Self {
+            room: Room::new(config),
+            now: Instant::now(),
+            next_id: 1,
+            inbox: BTreeMap::new(),
+            closed: BTreeMap::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        while let Some(out) = self.room.poll_output() {
+            match out {
+                Output::Send { to, frame } => {
+                    assert!(!self.closed.contains_key(&to), "send to {to} after close");
+                    let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+                    assert_eq!(len + HEADER_BYTES, frame.len(), "one whole frame");
+                    let decoded = decode_payload(&frame[HEADER_BYTES..]).unwrap();
+                    self.inbox.entry(to).or_default().push(decoded);
+                }
+                Output::Close { conn, reason } => {
+                    assert!(self.closed.insert(conn, reason).is_none(), "closed twice");
+                }
+            }
+        }
+    }
+
+    fn open(&mut self) -> ConnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.room.handle_open(self.now, id);
+        self.pump();
+        id
+    }
+
+    fn send(&mut self, conn: ConnId, frame: ClientFrame) {
+        self.room.handle_frame(self.now, conn, frame);
+        self.pump();
+    }
+
+    fn hello(&mut self, role: Role) -> ConnId {
+        let id = self.open();
+        self.send(id, ClientFrame::Hello(role));
+        id
+    }
+
+    fn participant(&mut self, name: &str) -> ConnId {
+        let id = self.hello(Role::Participant);
+        self.send(id, ClientFrame::Username(name.into()));
+        assert!(self.take(id).contains(&ServerFrame::UsernameAccepted));
+        id
+    }
+
+    fn chat(&mut self, conn: ConnId, line: &str) {
+        self.send(conn, ClientFrame::Chat(line.into()));
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.room.handle_timeout(self.now);
+        self.pump();
+    }
+
+    fn drop_conn(&mut self, conn: ConnId) {
+        self.room
+            .handle_closed(self.now, conn, EndReason::Disconnected);
+        self.pump();
+    }
+
+    fn take(&mut self, conn: ConnId) -> Vec<ServerFrame> {
+        self.inbox.remove(&conn).unwrap_or_default()
+    }
+
+    fn take_all(&mut self) {
+        self.inbox.clear();
+    }
+}
+
+fn notice(s: &str) -> ServerFrame {
+    ServerFrame::Notice(s.into())
+}
+
+fn message(s: &str) -> ServerFrame {
+    ServerFrame::Message(s.into())
+}
+
+#[test]
+fn hello_is_accepted_for_each_role() {
+    let mut h = Harness::new();
+    let p = h.hello(Role::Participant);
+    let o = h.hello(Role::Observer);
+    assert_eq!(h.take(p), vec![ServerFrame::Accepted]);
+    assert_eq!(h.take(o), vec![ServerFrame::Accepted]);
+    assert_eq!((h.room.participants(), h.room.observers()), (1, 1));
+}
+
+#[test]
+fn full_role_refuses_the_next_and_a_freed_slot_is_reusable_at_once() {
+    let mut h = Harness::with(RoomConfig {
+        max_participants: 2,
+        max_observers: 1,
+        ..RoomConfig::default()
+    });
+    let a = h.hello(Role::Participant);
+    h.hello(Role::Participant);
+    let third = h.hello(Role::Participant);
+    assert_eq!(h.take(third), vec![ServerFrame::Full]);
+    assert_eq!(h.closed.get(&third), Some(&CloseReason::Full));
+    h.hello(Role::Observer);
+    let o2 = h.hello(Role::Observer);
+    assert_eq!(h.take(o2), vec![ServerFrame::Full]);
+
+    h.drop_conn(a);
+    let again = h.hello(Role::Participant);
+    assert_eq!(h.take(again), vec![ServerFrame::Accepted]);
+}
+
+#[test]
+fn default_capacity_is_255_of_each() {
+    let mut h = Harness::new();
+    for _ in 0..255 {
+        h.hello(Role::Participant);
+        h.hello(Role::Observer);
+    }
+    h.take_all();
+    let p = h.hello(Role::Participant);
+    let o = h.hello(Role::Observer);
+    assert_eq!(h.take(p), vec![ServerFrame::Full]);
+    assert_eq!(h.take(o), vec![ServerFrame::Full]);
+    assert_eq!((h.room.participants(), h.room.observers()), (255, 255));
+}
+
+#[test]
+fn accepted_name_joins_the_room_including_the_newcomer() {
+    let mut h = Harness::new();
+    let o = h.hello(Role::Observer);
+    let naming = h.hello(Role::Participant);
+    h.take_all();
+    let p = h.hello(Role::Participant);
+    h.send(p, ClientFrame::Username("alice".into()));
+    assert_eq!(
+        h.take(p),
+        vec![
+            ServerFrame::Accepted,
+            ServerFrame::UsernameAccepted,
+            notice("User alice has joined")
+        ]
+    );
+    assert_eq!(h.take(o), vec![notice("User alice has joined")]);
+    assert_eq!(h.take(naming), vec![], "not in the room until named");
+}
+
+#[test]
+fn invalid_names_are_refused() {
+    let mut h = Harness::new();
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    for bad in [
+        "",
+        "elevenchars",
+        "a b",
+        "tab\there",
+        "bell\u{7}",
+        "\u{202e}x",
+    ] {
+        h.send(p, ClientFrame::Username(bad.into()));
+        assert_eq!(h.take(p), vec![ServerFrame::UsernameInvalid], "{bad:?}");
+    }
+    h.send(p, ClientFrame::Username("tenchars10".into()));
+    assert_eq!(h.take(p)[0], ServerFrame::UsernameAccepted);
+}
+
+#[test]
+fn taken_name_is_refused_and_freed_on_leave() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.hello(Role::Participant);
+    h.take_all();
+    h.send(b, ClientFrame::Username("alice".into()));
+    assert_eq!(h.take(b), vec![ServerFrame::UsernameTaken]);
+    h.drop_conn(a);
+    h.send(b, ClientFrame::Username("alice".into()));
+    assert_eq!(h.take(b)[0], ServerFrame::UsernameAccepted);
+}
+
+#[test]
+fn names_equal_after_normalization_collide() {
+    let mut h = Harness::new();
+    h.participant("jos\u{e9}");
+    let b = h.hello(Role::Participant);
+    h.take_all();
+    h.send(b, ClientFrame::Username("jose\u{301}".into()));
+    assert_eq!(h.take(b), vec![ServerFrame::UsernameTaken]);
+}
+
+#[test]
+fn two_asking_for_the_same_free_name_exactly_one_wins() {
+    let mut h = Harness::new();
+    let a = h.hello(Role::Participant);
+    let b = h.hello(Role::Participant);
+    h.take_all();
+    h.send(a, ClientFrame::Username("sam".into()));
+    h.send(b, ClientFrame::Username("sam".into()));
+    assert_eq!(h.take(a)[0], ServerFrame::UsernameAccepted);
+    assert_eq!(h.take(b), vec![ServerFrame::UsernameTaken]);
+    assert_eq!(h.room.names().collect::<Vec<_>>(), vec!["sam"]);
+}
+
+#[test]
+fn username_times_out_after_60_s() {
+    let mut h = Harness::new();
+    let p = h.hello(Role::Participant);
+    let o = h.hello(Role::Observer);
+    h.take_all();
+    h.advance(Duration::from_millis(59_999));
+    assert!(h.closed.is_empty());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.take(p), vec![ServerFrame::UsernameTimeout]);
+    assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
+    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+    assert_eq!(h.room.participants(), 0);
+}
+
+#[test]
+fn taken_and_invalid_replies_restart_the_timer() {
+    let mut h = Harness::new();
+    h.participant("taken");
+    let p = h.hello(Role::Participant);
+    h.advance(Duration::from_secs(50));
+    h.send(p, ClientFrame::Username("bad name".into()));
+    h.advance(Duration::from_secs(50));
+    h.send(p, ClientFrame::Username("taken".into()));
+    h.advance(Duration::from_secs(59));
+    assert!(!h.closed.contains_key(&p), "alive at 159 s");
+    assert_eq!(h.room.poll_timeout(), Some(h.now + Duration::from_secs(1)));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
+}
+
+#[test]
+fn accepted_name_stops_the_timer() {
+    let mut h = Harness::new();
+    let p = h.participant("alice");
+    assert_eq!(h.room.poll_timeout(), None);
+    h.advance(Duration::from_secs(3600));
+    assert!(!h.closed.contains_key(&p));
+}
+
+#[test]
+fn silent_connection_is_closed_at_the_hello_timeout() {
+    let mut h = Harness::new();
+    let c = h.open();
+    h.advance(Duration::from_secs(59));
+    assert!(h.closed.is_empty());
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.closed.get(&c), Some(&CloseReason::HelloTimeout));
+    assert!(matches!(h.take(c)[..], [ServerFrame::ProtocolError(_)]));
+    assert_eq!(h.room.connections(), 0);
+}
+
+#[test]
+fn public_line_reaches_everyone_else_with_the_14_character_prefix() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    let o = h.hello(Role::Observer);
+    let naming = h.hello(Role::Participant);
+    h.take_all();
+    h.chat(a, "hi");
+    assert_eq!(h.take(b), vec![message(">      alice: hi")]);
+    assert_eq!(h.take(o), vec![message(">      alice: hi")]);
+    assert_eq!(h.take(a), vec![], "no echo to the sender");
+    assert_eq!(
+        h.take(naming),
+        vec![],
+        "unnamed participants are not in the room"
+    );
+    assert_eq!(">      alice: ".len(), 14);
+}
+
+#[test]
+fn private_line_reaches_only_its_target() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    let c = h.participant("carol");
+    let o = h.hello(Role::Observer);
+    h.take_all();
+    h.chat(a, "@bob secret stuff");
+    assert_eq!(h.take(b), vec![message("%      alice: @bob secret stuff")]);
+    assert_eq!(h.take(c), vec![]);
+    assert_eq!(h.take(o), vec![]);
+    assert_eq!(h.take(a), vec![]);
+}
+
+#[test]
+fn private_line_to_unknown_name_warns_the_sender_alone() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    h.take_all();
+    h.chat(a, "@nobody hello");
+    assert_eq!(
+        h.take(a),
+        vec![notice("Warning: user nobody doesn't exist")]
+    );
+    assert_eq!(h.take(b), vec![]);
+}
+
+#[test]
+fn private_line_without_a_space_is_not_delivered() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    h.take_all();
+    h.chat(a, "@bob");
+    assert!(matches!(&h.take(a)[..], [ServerFrame::Notice(_)]));
+    assert_eq!(h.take(b), vec![]);
+}
+
+#[test]
+fn line_over_1000_characters_is_never_delivered() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    h.take_all();
+    h.chat(a, &"é".repeat(1001));
+    assert_eq!(h.take(b), vec![]);
+    assert!(matches!(&h.take(a)[..], [ServerFrame::Notice(w)] if w.starts_with("Warning")));
+    let whole = "é".repeat(1000);
+    h.chat(a, &whole);
+    assert_eq!(h.take(b), vec![message(&format!(">      alice: {whole}"))]);
+}
+
+#[test]
+fn leaving_is_announced_with_the_name_or_anonymous() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let o = h.hello(Role::Observer);
+    let anon = h.hello(Role::Participant);
+    h.take_all();
+    h.drop_conn(a);
+    h.drop_conn(anon);
+    h.drop_conn(anon);
+    assert_eq!(
+        h.take(o),
+        vec![
+            notice("User alice has left"),
+            notice("User Anonymous has left")
+        ]
+    );
+}
+
+#[test]
+fn observers_leaving_and_unadmitted_connections_are_not_announced() {
+    let mut h = Harness::new();
+    let o1 = h.hello(Role::Observer);
+    let o2 = h.hello(Role::Observer);
+    let silent = h.open();
+    h.take_all();
+    h.drop_conn(o2);
+    h.drop_conn(silent);
+    assert_eq!(h.take(o1), vec![]);
+}
+
+#[test]
+fn out_of_place_frames_get_a_notice_and_reach_nobody() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let o = h.hello(Role::Observer);
+    let naming = h.hello(Role::Participant);
+    h.take_all();
+    h.send(o, ClientFrame::Chat("from an observer".into()));
+    h.send(o, ClientFrame::Username("obs".into()));
+    h.send(o, ClientFrame::Hello(Role::Participant));
+    h.send(naming, ClientFrame::Chat("too early".into()));
+    h.send(a, ClientFrame::Hello(Role::Observer));
+    h.send(a, ClientFrame::Username("again".into()));
+    assert_eq!(h.take(o).len(), 3);
+    assert_eq!(h.take(naming).len(), 1);
+    assert_eq!(h.take(a).len(), 2);
+    assert!(h.inbox.is_empty());
+    assert!(h.closed.is_empty());
+    assert_eq!(h.room.names().collect::<Vec<_>>(), vec!["alice"]);
+}
+
+#[test]
+fn first_frame_other_than_hello_is_a_violation() {
+    let mut h = Harness::new();
+    let c = h.open();
+    h.send(c, ClientFrame::Chat("hi".into()));
+    assert!(matches!(&h.take(c)[..], [ServerFrame::ProtocolError(_)]));
+    assert_eq!(h.closed.get(&c), Some(&CloseReason::Violation));
+}
+
+#[test]
+fn violation_closes_with_a_reason_and_announces_the_leave() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let o = h.hello(Role::Observer);
+    h.take_all();
+    h.room
+        .handle_violation(h.now, a, &FrameError::TooLong(u32::MAX));
+    h.pump();
+    assert_eq!(
+        h.take(a),
+        vec![ServerFrame::ProtocolError(
+            "frame length 4294967295 exceeds the maximum of 65536".into()
+        )]
+    );
+    assert_eq!(h.closed.get(&a), Some(&CloseReason::Violation));
+    assert_eq!(h.take(o), vec![notice("User alice has left")]);
+    h.chat(a, "after close");
+    assert!(h.inbox.is_empty(), "closed connections are ignored");
+}
+
+#[test]
+fn shutdown_tells_everyone_and_closes_all() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let o = h.hello(Role::Observer);
+    let silent = h.open();
+    h.take_all();
+    h.room.shutdown(h.now);
+    h.pump();
+    for c in [a, o, silent] {
+        assert_eq!(h.take(c), vec![notice("Server is shutting down")]);
+        assert_eq!(h.closed.get(&c), Some(&CloseReason::Shutdown));
+    }
+    assert_eq!(h.room.connections(), 0);
+}
+
+#[test]
+fn broadcast_shares_one_encoding() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    h.participant("bob");
+    h.participant("carol");
+    h.take_all();
+    h.room.handle_frame(h.now, a, ClientFrame::Chat("x".into()));
+    let mut ptrs = Vec::new();
+    while let Some(Output::Send { frame, .. }) = h.room.poll_output() {
+        ptrs.push(frame.as_ptr());
+    }
+    assert_eq!(ptrs.len(), 2);
+    assert_eq!(ptrs[0], ptrs[1]);
+}

@@ -1,0 +1,138 @@
+//! One connection's task: bytes in → frames → events for the room; queued
+//! frames out → the socket, in batches.
+//!
+//! Reading and writing share one task and one `select!`, so a connection
+//! costs one task, and a peer that stops reading blocks only its own task's
+//! writes: the room never waits on it (it pushes into the [`Outbox`] and
+//! moves on). The task ends when the room closes the connection (flush,
+//! half-close, linger briefly so the last frames are not overtaken by a
+//! reset), aborts it (slow consumer), or the peer goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::Event;
+use super::outbox::{Batch, Next, Outbox};
+use crate::framed::FrameReader;
+use crate::protocol::ClientFrame;
+use crate::room::ConnId;
+
+/// Runs the connection until it is closed, aborted or gone.
+pub(super) async fn run<S>(
+    conn: ConnId,
+    stream: S,
+    outbox: Arc<Outbox>,
+    events: mpsc::Sender<Event>,
+    linger: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut reader = FrameReader::new(stream);
+    let mut reading = true;
+    let mut batch = Batch::default();
+    loop {
+        tokio::select! {
+            biased;
+            () = outbox.cancelled() => return,
+            () = outbox.ready() => {
+                loop {
+                    let next = outbox.take(&mut batch);
+                    if next == Next::Wait {
+                        break;
+                    }
+                    let writing = async {
+                        let before = bytes::Buf::remaining(&batch);
+                        let result = reader.get_mut().write_all_buf(&mut batch).await;
+                        (result, before - bytes::Buf::remaining(&batch))
+                    };
+                    let (result, written) = tokio::select! {
+                        biased;
+                        () = outbox.cancelled() => return,
+                        done = writing => done,
+                    };
+                    outbox.written(written);
+                    if let Err(e) = result {
+                        tracing::debug!(conn, error = %e, "write failed");
+                        // Tell the room (it may already know); then wait for
+                        // it to close or abort us.
+                        let _ = events.send(Event::Closed(conn)).await;
+                        reading = false;
+                        break;
+                    }
+                    if next == Next::WriteThenClose {
+                        close_gracefully(reader.get_mut(), linger).await;
+                        return;
+                    }
+                }
+            }
+            filled = reader.fill(), if reading => {
+                match filled {
+                    Ok(0) => {
+                        if reader.decoder().is_mid_frame() {
+                            tracing::debug!(conn, "peer closed mid-frame");
+                        }
+                        reading = false;
+                        let _ = events.send(Event::Closed(conn)).await;
+                    }
+                    Ok(_) => {
+                        if !forward_frames(conn, &mut reader, &events).await {
+                            reading = false;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(conn, error = %e, "read failed");
+                        reading = false;
+                        let _ = events.send(Event::Closed(conn)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends every complete frame to the room; false once the stream is broken
+/// (a violation was reported) or the room is gone.
+async fn forward_frames<S>(
+    conn: ConnId,
+    reader: &mut FrameReader<S>,
+    events: &mpsc::Sender<Event>,
+) -> bool
+where
+    S: AsyncRead + Unpin,
+{
+    loop {
+        let event = match reader.decoder().next_frame::<ClientFrame>() {
+            Ok(None) => return true,
+            Ok(Some(frame)) => Event::Frame(conn, frame),
+            Err(e) => {
+                let _ = events.send(Event::Violation(conn, e)).await;
+                return false;
+            }
+        };
+        if events.send(event).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Half-closes, then reads and discards until the peer closes or `linger`
+/// passes, so the frames just written are not destroyed by a reset that
+/// unread incoming data would otherwise cause.
+async fn close_gracefully<S>(stream: &mut S, linger: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(linger, async {
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
