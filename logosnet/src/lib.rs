@@ -7,10 +7,12 @@
 //! - [`framed`]: the same over an async stream, shared by every peer;
 //! - [`username`]: the username rule;
 //! - [`room`]: every rule of the chat room, events in and actions out;
-//! - [`server`]: the tokio driver that runs the room over any listener.
+//! - [`server`]: the tokio driver that runs the room over any listener;
+//! - [`client`]: the terminal client, a participant or an observer.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod client;
 pub mod codec;
 pub mod framed;
 pub mod protocol;

@@ -1,0 +1,175 @@
+//! How a client run ends: the one line it leaves on stderr and its exit
+//! status. Every way out of the client is one [`Ending`], so the exit codes
+//! documented in `--help` and the README are exactly these.
+
+use std::fmt;
+use std::io;
+
+/// The exit statuses, as `--help` prints them after the options.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  left cleanly: exit(), end of input (Ctrl-D) or Ctrl-C
+  1  could not connect (refused, host not found), the server closed the
+     connection, the connection was lost, a protocol error, or bad arguments
+  2  the server is full (\"Server is full, try again later\")
+  3  no username was accepted in time (\"Timed out choosing a username\")";
+
+/// Why the client stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The user left: `exit()`, end of input or Ctrl-C. Status 0.
+    Left,
+    /// The server answered `Full`. Status 2.
+    Full,
+    /// The server answered `UsernameTimeout`. Status 3.
+    UsernameTimeout,
+    /// `--ip` did not resolve to any address. Status 1.
+    HostNotFound {
+        /// `host:port` as given.
+        target: String,
+        /// What the resolver said.
+        reason: String,
+    },
+    /// No address of the target accepted the connection. Status 1.
+    ConnectFailed {
+        /// The address last tried.
+        addr: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The server closed the connection while the client was still in the
+    /// room. Status 1.
+    ServerClosed {
+        /// The server's address.
+        addr: String,
+    },
+    /// The server sent `ProtocolError`, something undecodable, or a frame
+    /// that makes no sense at this point. Status 1.
+    Protocol {
+        /// The server's address.
+        addr: String,
+        /// What went wrong, already safe to print.
+        reason: String,
+    },
+    /// Reading or writing the socket failed. Status 1.
+    ConnectionLost {
+        /// The server's address.
+        addr: String,
+        /// The socket error.
+        reason: String,
+    },
+    /// The terminal or standard output failed. Status 1.
+    Terminal(String),
+}
+
+impl Ending {
+    /// The process exit status for this ending.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Ending::Left => 0,
+            Ending::Full => 2,
+            Ending::UsernameTimeout => 3,
+            Ending::HostNotFound { .. }
+            | Ending::ConnectFailed { .. }
+            | Ending::ServerClosed { .. }
+            | Ending::Protocol { .. }
+            | Ending::ConnectionLost { .. }
+            | Ending::Terminal(_) => 1,
+        }
+    }
+
+    /// The one line printed on stderr, if any (leaving cleanly prints none).
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Ending::Left => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Left => write!(f, "Left the chat"),
+            Ending::Full => write!(f, "Server is full, try again later"),
+            Ending::UsernameTimeout => write!(f, "Timed out choosing a username"),
+            Ending::HostNotFound { target, reason } => {
+                write!(f, "Cannot find host {target}: {reason}")
+            }
+            Ending::ConnectFailed { addr, reason } => {
+                write!(f, "Cannot connect to {addr}: {reason}")
+            }
+            Ending::ServerClosed { addr } => {
+                write!(f, "The server at {addr} closed the connection")
+            }
+            Ending::Protocol { addr, reason } => {
+                write!(f, "Protocol error with the server at {addr}: {reason}")
+            }
+            Ending::ConnectionLost { addr, reason } => {
+                write!(f, "Lost the connection to {addr}: {reason}")
+            }
+            Ending::Terminal(reason) => write!(f, "Cannot use the terminal: {reason}"),
+        }
+    }
+}
+
+/// A socket error in a few plain words, without the `(os error N)` suffix
+/// for the common cases.
+pub fn describe_io(error: &io::Error) -> String {
+    use io::ErrorKind as K;
+    match error.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset by the server".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::BrokenPipe => "the connection is closed".into(),
+        K::TimedOut => "timed out".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_match_the_documented_table() {
+        assert_eq!(Ending::Left.exit_code(), 0);
+        assert_eq!(Ending::Full.exit_code(), 2);
+        assert_eq!(Ending::UsernameTimeout.exit_code(), 3);
+        let closed = Ending::ServerClosed {
+            addr: "127.0.0.1:8021".into(),
+        };
+        assert_eq!(closed.exit_code(), 1);
+        for code in ["  0  ", "  1  ", "  2  ", "  3  "] {
+            assert!(EXIT_STATUS_HELP.contains(code), "{code} undocumented");
+        }
+    }
+
+    #[test]
+    fn spec_texts_are_exact() {
+        assert_eq!(
+            Ending::Full.message().as_deref(),
+            Some("Server is full, try again later")
+        );
+        assert_eq!(
+            Ending::UsernameTimeout.message().as_deref(),
+            Some("Timed out choosing a username")
+        );
+        assert_eq!(Ending::Left.message(), None);
+    }
+
+    #[test]
+    fn failures_name_the_address() {
+        let refused = Ending::ConnectFailed {
+            addr: "127.0.0.1:9".into(),
+            reason: describe_io(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+        };
+        assert_eq!(
+            refused.message().as_deref(),
+            Some("Cannot connect to 127.0.0.1:9: connection refused")
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The pipe front end: used when standard input or output is not a
+//! terminal, so the client can be scripted
+//! (`printf 'alice\nhello\nexit()\n' | logosnet_client --ip … --port …`).
+//!
+//! Standard output carries only the room: one line per `Notice` or
+//! `Message`, flushed as it arrives. Nothing is prompted. The client's own
+//! remarks ("Username already in use", a refused line, the observer banner)
+//! and the final error go to standard error, so `> transcript.txt` captures
+//! exactly what the room said.
+//!
+//! Standard input is read on a thread of its own, line by line, with a bound
+//! on how much of one line is held (a line too long to be sent is discarded
+//! as it is read, so a newline-free input cannot grow memory). Lines are
+//! handed over in order and the last item is always end-of-input, which the
+//! session sees only after every earlier line: a script never loses its
+//! last line. A plain thread, not tokio's stdin, because a blocking read
+//! there would hold up the runtime's shutdown.
+
+use std::io::{self, BufRead, Write};
+
+use tokio::sync::mpsc;
+
+use super::driver::FrontEnd;
+use super::session::{Input, Prompt};
+use crate::room::MAX_MESSAGE_CHARS;
+
+/// Bytes of one input line the reader holds: the longest chat line (every
+/// character four bytes of UTF-8) plus a CR. Anything longer cannot be sent
+/// and is dropped while it is read.
+pub const MAX_LINE_BYTES: usize = MAX_MESSAGE_CHARS * 4 + 1;
+
+/// Lines read ahead of the session. Small: the session takes lines only when
+/// it can use them, and the pipe itself is the back-pressure.
+const READ_AHEAD_LINES: usize = 16;
+
+/// Standard input and output as plain lines.
+#[derive(Debug)]
+pub(crate) struct PipeFrontEnd {
+    lines: mpsc::Receiver<Input>,
+}
+
+impl PipeFrontEnd {
+    /// Starts the thread that reads standard input.
+    pub(crate) fn new() -> Self {
+        let (sender, lines) = mpsc::channel(READ_AHEAD_LINES);
+        let reading = std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || {
+                let mut stdin = io::stdin().lock();
+                loop {
+                    let input = match read_bounded_line(&mut stdin, MAX_LINE_BYTES) {
+                        Ok(Some(input)) => input,
+                        // A read error is treated like the end of input.
+                        Ok(None) | Err(_) => Input::End,
+                    };
+                    let last = input == Input::End;
+                    if sender.blocking_send(input).is_err() || last {
+                        return;
+                    }
+                }
+            });
+        // Without the thread the sender is gone and input reads as ended.
+        if let Err(e) = reading {
+            tracing::warn!(error = %e, "cannot start the stdin thread");
+        }
+        Self { lines }
+    }
+}
+
+impl FrontEnd for PipeFrontEnd {
+    async fn next_input(&mut self, wanted: bool) -> io::Result<Input> {
+        if !wanted {
+            return std::future::pending().await;
+        }
+        Ok(self.lines.recv().await.unwrap_or(Input::End))
+    }
+
+    fn show(&mut self, line: &str) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()
+    }
+
+    fn status(&mut self, line: &str) -> io::Result<()> {
+        let mut err = io::stderr().lock();
+        writeln!(err, "{line}")?;
+        err.flush()
+    }
+
+    fn set_prompt(&mut self, _prompt: &Prompt) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        let _ = io::stdout().flush();
+    }
+}
+
+/// Reads one line of at most `max_bytes` (without its `\n`, and without a
+/// `\r` before it). `Ok(None)` at the end of input; a last line without a
+/// newline still counts. A longer line is consumed and reported as
+/// [`Input::Oversized`]; invalid UTF-8 as [`Input::NotUtf8`].
+pub(crate) fn read_bounded_line(
+    reader: &mut impl BufRead,
+    max_bytes: usize,
+) -> io::Result<Option<Input>> {
+    let mut line = Vec::new();
+    let mut oversized = false;
+    let mut read_any = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            if !read_any {
+                return Ok(None);
+            }
+            break;
+        }
+        read_any = true;
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        if !oversized {
+            if line.len() + chunk.len() > max_bytes {
+                oversized = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let consumed = chunk.len() + usize::from(newline.is_some());
+        reader.consume(consumed);
+        if newline.is_some() {
+            break;
+        }
+    }
+    if oversized {
+        return Ok(Some(Input::Oversized));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some(match String::from_utf8(line) {
+        Ok(text) => Input::Line(text),
+        Err(_) => Input::NotUtf8,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(bytes: &[u8], max: usize) -> Vec<Input> {
+        // A tiny buffer so lines span many fills.
+        let mut reader = io::BufReader::with_capacity(3, bytes);
+        std::iter::from_fn(|| read_bounded_line(&mut reader, max).unwrap()).collect()
+    }
+
+    fn line(text: &str) -> Input {
+        Input::Line(text.into())
+    }
+
+    #[test]
+    fn splits_lines_and_strips_endings() {
+        assert_eq!(
+            read_all(b"alice\r\nhello world\n\nexit()\n", 100),
+            [line("alice"), line("hello world"), line(""), line("exit()")]
+        );
+    }
+
+    #[test]
+    fn last_line_without_newline_is_kept() {
+        assert_eq!(read_all(b"one\ntwo", 100), [line("one"), line("two")]);
+        assert_eq!(read_all(b"", 100), []);
+    }
+
+    #[test]
+    fn overlong_line_is_dropped_and_reading_goes_on() {
+        assert_eq!(
+            read_all(b"short\n0123456789ab\nnext\n", 10),
+            [line("short"), Input::Oversized, line("next")]
+        );
+        // Exactly at the bound is fine.
+        assert_eq!(read_all(b"0123456789\n", 10), [line("0123456789")]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_not_mangled() {
+        assert_eq!(
+            read_all(b"ok\n\xff\xfe\nok2\n", 100),
+            [line("ok"), Input::NotUtf8, line("ok2")]
+        );
+    }
+
+    #[test]
+    fn bound_fits_the_longest_sendable_line() {
+        let longest = "😀".repeat(MAX_MESSAGE_CHARS) + "\r\n";
+        assert_eq!(
+            read_all(longest.as_bytes(), MAX_LINE_BYTES),
+            [line(&"😀".repeat(MAX_MESSAGE_CHARS))]
+        );
+    }
+}
