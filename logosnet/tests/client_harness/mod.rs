@@ -1,0 +1,297 @@
+//! Running the real `logosnet_server` and `logosnet_client` binaries for the
+//! client's end-to-end tests: every wait has a deadline, every child is
+//! killed when its handle drops, and raw peers speak the library's codec.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use logosnet::codec::FrameDecoder;
+use logosnet::protocol::{self, ClientFrame, ServerFrame};
+
+/// The longest any single wait in these tests may take. Generous: it only
+/// bounds a failing test, and a passing one never waits this long.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_logosnet_server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_logosnet_client");
+
+/// Lines of a child's output, read on a thread.
+fn line_channel(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn next_line(lines: &Receiver<String>, what: &str) -> String {
+    match lines.recv_timeout(WAIT) {
+        Ok(line) => line,
+        Err(RecvTimeoutError::Timeout) => panic!("no line from {what} within {WAIT:?}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what} closed its output"),
+    }
+}
+
+fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not exit within {WAIT:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `logosnet_server` on 127.0.0.1 and a free port.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let mut child = Command::new(SERVER)
+            .args(["--ip", "127.0.0.1", "--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start logosnet_server");
+        let lines = line_channel(child.stdout.take().expect("server stdout"));
+        let first = next_line(&lines, "the server");
+        let port = first
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        Self { child, port }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child, "the server")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `logosnet_client` in pipe mode: stdin, stdout and stderr are pipes.
+pub struct Client {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Client {
+    /// A participant (or, with `--observe` in `extra`, an observer).
+    pub fn start(label: &str, port: u16, extra: &[&str]) -> Self {
+        let port = port.to_string();
+        let mut args = vec!["--ip", "127.0.0.1", "--port", &port];
+        args.extend_from_slice(extra);
+        Self::spawn(label, &args)
+    }
+
+    /// A client with exactly these arguments.
+    pub fn spawn(label: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(CLIENT)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start logosnet_client");
+        let stdout = line_channel(child.stdout.take().expect("client stdout"));
+        let stderr = line_channel(child.stderr.take().expect("client stderr"));
+        Self {
+            name: label.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// A participant that has typed `name` and been let into the room (it
+    /// has seen its own join notice).
+    pub fn join(name: &str, port: u16) -> Self {
+        let mut client = Self::start(name, port, &[]);
+        client.send(name);
+        client.expect_line(&format!("User {name} has joined"));
+        client
+    }
+
+    /// Writes one line to the client's standard input.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        writeln!(stdin, "{line}").expect("write to client stdin");
+        stdin.flush().expect("flush client stdin");
+    }
+
+    /// Ends the client's standard input (Ctrl-D).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next line the client printed on stdout.
+    pub fn next_line(&self) -> String {
+        next_line(&self.stdout, &format!("{} (stdout)", self.name))
+    }
+
+    /// The next line the client printed on stderr.
+    pub fn next_error_line(&self) -> String {
+        next_line(&self.stderr, &format!("{} (stderr)", self.name))
+    }
+
+    /// Asserts the next stdout line.
+    pub fn expect_line(&self, expected: &str) {
+        assert_eq!(self.next_line(), expected, "{}'s next line", self.name);
+    }
+
+    /// Waits for the client to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child, &self.name)
+    }
+
+    /// Every stdout line not read yet, up to the end of output (call after
+    /// the client exited).
+    pub fn rest_of_stdout(&self) -> Vec<String> {
+        rest(&self.stdout, &self.name)
+    }
+
+    /// Every stderr line not read yet, up to the end of output.
+    pub fn rest_of_stderr(&self) -> Vec<String> {
+        rest(&self.stderr, &self.name)
+    }
+}
+
+fn rest(lines: &Receiver<String>, what: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        match lines.recv_timeout(WAIT) {
+            Ok(line) => out.push(line),
+            Err(RecvTimeoutError::Disconnected) => return out,
+            Err(RecvTimeoutError::Timeout) => panic!("{what}'s output did not end"),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A hand-driven peer speaking the protocol through the library's codec.
+pub struct RawPeer {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+}
+
+impl RawPeer {
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect raw peer");
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        Self::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        Self {
+            stream,
+            decoder: FrameDecoder::new(),
+        }
+    }
+
+    pub fn send(&mut self, frame: &ClientFrame) {
+        self.stream
+            .write_all(&protocol::encode(frame))
+            .expect("raw peer write");
+    }
+
+    pub fn send_server_frame(&mut self, frame: &ServerFrame) {
+        self.stream
+            .write_all(&protocol::encode(frame))
+            .expect("fake server write");
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw write");
+    }
+
+    /// The next frame of type `T`; panics on timeout or end of stream.
+    pub fn next<T: serde::de::DeserializeOwned>(&mut self) -> T {
+        loop {
+            if let Some(frame) = self.decoder.next_frame::<T>().expect("valid frame") {
+                return frame;
+            }
+            let mut buf = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut buf)
+                .expect("raw peer read (timed out?)");
+            assert!(n > 0, "peer closed the connection");
+            self.decoder.extend(&buf[..n]);
+        }
+    }
+}
+
+/// A listener the test plays the server on.
+pub fn fake_server() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake server");
+    let port = listener.local_addr().expect("local addr").port();
+    (listener, port)
+}
+
+/// Accepts one connection on a fake server, within [`WAIT`].
+pub fn accept_within(listener: &TcpListener) -> RawPeer {
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking stream");
+                return RawPeer::from_stream(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "nobody connected");
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
