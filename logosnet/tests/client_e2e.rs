@@ -71,6 +71,20 @@ fn two_participants_and_an_observer_see_exactly_their_lines() {
 }
 
 #[test]
+fn interrupt_and_terminate_signals_leave_cleanly() {
+    let server = Server::start();
+    let watcher = Client::join("watcher", server.port);
+    for (name, signal) in [("alice", "INT"), ("bob", "TERM")] {
+        let mut client = Client::join(name, server.port);
+        watcher.expect_line(&format!("User {name} has joined"));
+        client.signal(signal);
+        assert_eq!(client.wait().code(), Some(0), "SIG{signal}");
+        assert_eq!(client.rest_of_stderr(), Vec::<String>::new());
+        watcher.expect_line(&format!("User {name} has left"));
+    }
+}
+
+#[test]
 fn taken_and_invalid_names_are_asked_for_again() {
     let server = Server::start();
     let _alice = Client::join("alice", server.port);

@@ -1,9 +1,9 @@
 //! The client's event loop: one socket, one front end, one [`Session`].
 //!
-//! It connects, then waits on three things at once — Ctrl-C (as a signal,
-//! for pipe mode), the front end's input, the server's next frame — feeds
-//! whichever comes first to the session, and carries out the actions the
-//! session answers with. Frames are read with [`FrameReader`] and written
+//! It connects, then waits on three things at once — a signal to leave
+//! (Ctrl-C in pipe mode, SIGTERM, SIGHUP), the front end's input, the
+//! server's next frame — feeds whichever comes first to the session, and
+//! carries out the actions the session answers with. Frames are read with [`FrameReader`] and written
 //! with [`write_frame`]: the library's codec, not a copy of it.
 //!
 //! Leaving is graceful: the socket is half-closed (so everything written is
@@ -160,9 +160,21 @@ fn lost(server: &str, error: &io::Error) -> Ending {
     }
 }
 
-/// Resolves on SIGINT; never, if the handler cannot be installed.
+/// Resolves on SIGINT, SIGTERM or SIGHUP: each is a request to leave, and
+/// leaving through the driver (not by the default action) restores the
+/// terminal. Never resolves if the handlers cannot be installed.
 async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+        _ = hangup.recv() => {}
     }
 }

@@ -85,17 +85,22 @@ impl Server {
 
     /// Sends a signal by name (`TERM`, `INT`) with `kill(1)`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        send_signal(self.child.id(), name);
     }
 
     pub fn wait(&mut self) -> ExitStatus {
         wait_exit(&mut self.child, "the server")
     }
+}
+
+/// Sends a signal by name (`TERM`, `INT`) to a process with `kill(1)`.
+fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 impl Drop for Server {
@@ -157,6 +162,11 @@ impl Client {
         let stdin = self.stdin.as_mut().expect("stdin already closed");
         writeln!(stdin, "{line}").expect("write to client stdin");
         stdin.flush().expect("flush client stdin");
+    }
+
+    /// Sends the client a signal by name (`INT`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        send_signal(self.child.id(), name);
     }
 
     /// Ends the client's standard input (Ctrl-D).
