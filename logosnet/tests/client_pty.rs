@@ -8,9 +8,10 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client_harness::{CLIENT, Client, Server, WAIT};
+use client_harness::{CLIENT, Client, RawPeer, Server, WAIT};
 use expectrl::process::unix::WaitStatus;
 use expectrl::{Expect, Session};
+use logosnet::protocol::{ClientFrame, Role, ServerFrame};
 
 type Pty = Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
 
@@ -82,5 +83,24 @@ fn ctrl_c_leaves_cleanly_in_a_terminal() {
     alice.send("alice\r").expect("type the name");
     expect(&mut alice, "> alice: ");
     alice.send("\x03").expect("send Ctrl-C");
+    assert_eq!(exit_code(&alice), 0);
+}
+
+#[test]
+fn a_hostile_window_title_reaches_the_terminal_escaped() {
+    let server = Server::start();
+    let mut alice = spawn_in_pty(server.port);
+    expect(&mut alice, "Enter username, max 10 chars: ");
+    alice.send("alice\r").expect("type the name");
+    expect(&mut alice, "> alice: ");
+
+    let mut evil = RawPeer::connect(server.port);
+    evil.send(&ClientFrame::Hello(Role::Participant));
+    assert_eq!(evil.next::<ServerFrame>(), ServerFrame::Accepted);
+    evil.send(&ClientFrame::Username("evil".into()));
+    assert_eq!(evil.next::<ServerFrame>(), ServerFrame::UsernameAccepted);
+    evil.send(&ClientFrame::Chat("\x1b]0;pwned\x07\x1b[2J".into()));
+    expect(&mut alice, r">       evil: \x1b]0;pwned\x07\x1b[2J");
+    alice.send("exit()\r").expect("type exit()");
     assert_eq!(exit_code(&alice), 0);
 }

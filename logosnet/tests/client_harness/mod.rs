@@ -83,7 +83,7 @@ impl Server {
         Self { child, port }
     }
 
-    /// Sends a signal by name (`TERM`, `INT`) with `kill(1)`.
+    /// Sends the server a signal by name (`TERM`, `INT`).
     pub fn signal(&self, name: &str) {
         send_signal(self.child.id(), name);
     }
@@ -93,11 +93,11 @@ impl Server {
     }
 }
 
-/// Sends a signal by name (`TERM`, `INT`) to a process with `kill(1)`.
+/// Sends a signal by name (`TERM`, `INT`) to a process with the shell's
+/// `kill` builtin (always there, unlike a `kill` binary).
 fn send_signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
