@@ -85,7 +85,13 @@ pub(crate) async fn run<F: FrontEnd>(front: &mut F, host: &str, port: u16, role:
                         .await
                     {
                         Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => return lost(&server, &e),
+                        // The server may have closed with a last word (a
+                        // shutdown notice, a protocol error) still unread:
+                        // show it and end with its reason if there is one.
+                        Ok(Err(e)) => {
+                            let ending = drain(&mut reader, &mut session, front).await;
+                            return ending.unwrap_or_else(|| lost(&server, &e));
+                        }
                         Err(_) => {
                             return Ending::ConnectionLost {
                                 addr: server,
@@ -135,17 +141,47 @@ async fn leave<F: FrontEnd>(
     front: &mut F,
 ) {
     let _ = write_half.shutdown().await;
-    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-        while let Ok(Some(frame)) = reader.next::<ServerFrame>().await {
-            session.handle_frame(frame);
+    drain(reader, session, front).await;
+}
+
+/// Reads what the server still sends until it closes, for at most
+/// [`CLOSE_DRAIN`], showing room lines; the ending the session reaches on
+/// the way, if any.
+async fn drain<F: FrontEnd>(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    session: &mut Session,
+    front: &mut F,
+) -> Option<Ending> {
+    let reading = async {
+        loop {
+            let closed = match reader.next::<ServerFrame>().await {
+                Ok(Some(frame)) => {
+                    session.handle_frame(frame);
+                    false
+                }
+                Ok(None) => {
+                    session.handle_server_closed();
+                    true
+                }
+                Err(_) => true,
+            };
             while let Some(action) = session.poll_action() {
-                if let Action::Show(line) = action {
-                    let _ = front.show(&line);
+                match action {
+                    Action::Show(line) => drop(front.show(&line)),
+                    Action::Status(line) => drop(front.status(&line)),
+                    Action::End(ending) => return Some(ending),
+                    Action::Send(_) | Action::Prompt(_) => {}
                 }
             }
+            if closed {
+                return None;
+            }
         }
-    })
-    .await;
+    };
+    tokio::time::timeout(CLOSE_DRAIN, reading)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn lost(server: &str, error: &io::Error) -> Ending {
