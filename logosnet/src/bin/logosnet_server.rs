@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 /// LogosNet Server, the server version for the primitive networked chat program
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// IP address
     #[arg(short, long, value_name = "i")]

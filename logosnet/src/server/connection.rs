@@ -56,11 +56,10 @@ pub(super) async fn run<S>(
                     outbox.written(written);
                     if let Err(e) = result {
                         tracing::debug!(conn, error = %e, "write failed");
-                        // Tell the room (it may already know); then wait for
-                        // it to close or abort us.
+                        // The socket is finished: tell the room (it may
+                        // already know) and drop it.
                         let _ = events.send(Event::Closed(conn)).await;
-                        reading = false;
-                        break;
+                        return;
                     }
                     if next == Next::WriteThenClose {
                         close_gracefully(reader.get_mut(), linger).await;
