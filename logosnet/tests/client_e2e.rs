@@ -3,9 +3,11 @@
 //! give quickly, a scripted server speaking the library's codec).
 
 mod client_harness;
+mod support;
 
-use client_harness::{Client, RawPeer, Server, accept_within, fake_server};
+use client_harness::{Client, FakeServer};
 use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use support::{Peer, Server};
 
 const OBSERVING: &str = "Observing the room; type exit() or press Ctrl-D to leave";
 
@@ -18,8 +20,8 @@ fn observer(port: u16) -> Client {
 
 #[test]
 fn two_participants_and_an_observer_see_exactly_their_lines() {
-    let server = Server::start();
-    let port = server.port;
+    let server = Server::start(&[]);
+    let port = server.addr.port();
     let mut observer = observer(port);
 
     let mut alice = Client::join("alice", port);
@@ -72,10 +74,10 @@ fn two_participants_and_an_observer_see_exactly_their_lines() {
 
 #[test]
 fn interrupt_and_terminate_signals_leave_cleanly() {
-    let server = Server::start();
-    let watcher = Client::join("watcher", server.port);
+    let server = Server::start(&[]);
+    let watcher = Client::join("watcher", server.addr.port());
     for (name, signal) in [("alice", "INT"), ("bob", "TERM")] {
-        let mut client = Client::join(name, server.port);
+        let mut client = Client::join(name, server.addr.port());
         watcher.expect_line(&format!("User {name} has joined"));
         client.signal(signal);
         assert_eq!(client.wait().code(), Some(0), "SIG{signal}");
@@ -86,9 +88,9 @@ fn interrupt_and_terminate_signals_leave_cleanly() {
 
 #[test]
 fn taken_and_invalid_names_are_asked_for_again() {
-    let server = Server::start();
-    let _alice = Client::join("alice", server.port);
-    let mut second = Client::start("second", server.port, &[]);
+    let server = Server::start(&[]);
+    let _alice = Client::join("alice", server.addr.port());
+    let mut second = Client::start("second", server.addr.port(), &[]);
     second.send("alice");
     assert_eq!(second.next_error_line(), "Username already in use");
     second.send("two words");
@@ -109,16 +111,11 @@ fn taken_and_invalid_names_are_asked_for_again() {
 
 #[test]
 fn full_server_exits_with_status_two() {
-    let server = Server::start();
-    let _seated: Vec<RawPeer> = (0..255)
-        .map(|_| {
-            let mut peer = RawPeer::connect(server.port);
-            peer.send(&ClientFrame::Hello(Role::Participant));
-            assert_eq!(peer.next::<ServerFrame>(), ServerFrame::Accepted);
-            peer
-        })
+    let server = Server::start(&[]);
+    let _seated: Vec<Peer> = (0..255)
+        .map(|_| Peer::hello(server.addr, Role::Participant))
         .collect();
-    let mut late = Client::start("late", server.port, &[]);
+    let mut late = Client::start("late", server.addr.port(), &[]);
     assert_eq!(late.wait().code(), Some(2));
     assert_eq!(late.rest_of_stderr(), ["Server is full, try again later"]);
     assert_eq!(late.rest_of_stdout(), Vec::<String>::new());
@@ -126,7 +123,7 @@ fn full_server_exits_with_status_two() {
 
 #[test]
 fn refused_connection_exits_with_status_one_naming_the_address() {
-    let (listener, port) = fake_server();
+    let (listener, port) = FakeServer::listen();
     drop(listener);
     let mut client = Client::start("client", port, &[]);
     assert_eq!(client.wait().code(), Some(1));
@@ -155,10 +152,10 @@ fn unknown_host_exits_with_status_one_naming_it() {
 
 #[test]
 fn server_shutdown_exits_with_status_one() {
-    let mut server = Server::start();
-    let port = server.port;
+    let mut server = Server::start(&[]);
+    let port = server.addr.port();
     let mut alice = Client::join("alice", port);
-    server.signal("TERM");
+    assert!(server.signal_and_wait("TERM").success());
     alice.expect_line("Server is shutting down");
     assert_eq!(alice.wait().code(), Some(1));
     assert_eq!(
@@ -167,35 +164,28 @@ fn server_shutdown_exits_with_status_one() {
             "The server at 127.0.0.1:{port} closed the connection"
         )]
     );
-    assert!(server.wait().success());
 }
 
 #[test]
 fn username_timeout_exits_with_status_three() {
-    let (listener, port) = fake_server();
+    let (listener, port) = FakeServer::listen();
     let mut client = Client::start("client", port, &[]);
-    let mut server = accept_within(&listener);
-    assert_eq!(
-        server.next::<ClientFrame>(),
-        ClientFrame::Hello(Role::Participant)
-    );
-    server.send_server_frame(&ServerFrame::Accepted);
-    server.send_server_frame(&ServerFrame::UsernameTimeout);
+    let mut server = FakeServer::accept(&listener);
+    assert_eq!(server.recv(), ClientFrame::Hello(Role::Participant));
+    server.send(&ServerFrame::Accepted);
+    server.send(&ServerFrame::UsernameTimeout);
     assert_eq!(client.wait().code(), Some(3));
     assert_eq!(client.rest_of_stderr(), ["Timed out choosing a username"]);
 }
 
 #[test]
 fn undecodable_bytes_from_the_server_are_a_protocol_error() {
-    let (listener, port) = fake_server();
+    let (listener, port) = FakeServer::listen();
     let mut client = Client::start("observer", port, &["--observe"]);
-    let mut server = accept_within(&listener);
-    assert_eq!(
-        server.next::<ClientFrame>(),
-        ClientFrame::Hello(Role::Observer)
-    );
+    let mut server = FakeServer::accept(&listener);
+    assert_eq!(server.recv(), ClientFrame::Hello(Role::Observer));
     // A zero-length frame is a violation of wire protocol v1.
-    server.send_bytes(&[0, 0, 0, 0]);
+    server.send_raw(&[0, 0, 0, 0]);
     assert_eq!(client.wait().code(), Some(1));
     assert_eq!(
         client.rest_of_stderr(),
@@ -208,25 +198,19 @@ fn undecodable_bytes_from_the_server_are_a_protocol_error() {
 
 #[test]
 fn hostile_escape_sequences_are_shown_escaped() {
-    let server = Server::start();
-    let observer = observer(server.port);
-    let alice = Client::join("alice", server.port);
+    let server = Server::start(&[]);
+    let observer = observer(server.addr.port());
+    let alice = Client::join("alice", server.addr.port());
     observer.expect_line("User alice has joined");
 
-    let mut evil = RawPeer::connect(server.port);
-    evil.send(&ClientFrame::Hello(Role::Participant));
-    assert_eq!(evil.next::<ServerFrame>(), ServerFrame::Accepted);
-    evil.send(&ClientFrame::Username("evil".into()));
-    assert_eq!(evil.next::<ServerFrame>(), ServerFrame::UsernameAccepted);
+    let mut evil = Peer::participant(server.addr, "evil");
     alice.expect_line("User evil has joined");
     observer.expect_line("User evil has joined");
 
     // Clear screen, retitle the window, ring the bell, return and
     // overwrite, backspace, DEL, an 8-bit CSI; then a fake second line.
-    evil.send(&ClientFrame::Chat(
-        "\x1b[2J\x1b]0;pwned\x07\rX\x08\x7f\u{9b}31m".into(),
-    ));
-    evil.send(&ClientFrame::Chat("hi\nUser alice has left".into()));
+    evil.chat("\x1b[2J\x1b]0;pwned\x07\rX\x08\x7f\u{9b}31m");
+    evil.chat("hi\nUser alice has left");
     for client in [&alice, &observer] {
         client.expect_line(r">       evil: \x1b[2J\x1b]0;pwned\x07\x0dX\x08\x7f\u{9b}31m");
         client.expect_line(r">       evil: hi\x0aUser alice has left");

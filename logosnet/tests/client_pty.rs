@@ -3,15 +3,16 @@
 //! must not garble it, and the whole line must still be sent.
 
 mod client_harness;
+mod support;
 
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client_harness::{CLIENT, Client, RawPeer, Server, WAIT};
+use client_harness::{CLIENT, Client, WAIT};
 use expectrl::process::unix::WaitStatus;
 use expectrl::{Expect, Session};
-use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use support::{Peer, Server};
 
 type Pty = Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
 
@@ -48,8 +49,8 @@ fn exit_code(pty: &Pty) -> i32 {
 
 #[test]
 fn half_typed_line_survives_an_incoming_message_and_is_sent_whole() {
-    let server = Server::start();
-    let mut alice = spawn_in_pty(server.port);
+    let server = Server::start(&[]);
+    let mut alice = spawn_in_pty(server.addr.port());
     expect(&mut alice, "Enter username, max 10 chars: ");
     alice.send("alice\r").expect("type the name");
     expect(&mut alice, "User alice has joined");
@@ -59,7 +60,7 @@ fn half_typed_line_survives_an_incoming_message_and_is_sent_whole() {
     // Each keystroke redraws the input line; this is its last state.
     expect(&mut alice, "> alice: half a li");
 
-    let mut bob = Client::join("bob", server.port);
+    let mut bob = Client::join("bob", server.addr.port());
     bob.send("hello from bob");
     expect(&mut alice, "User bob has joined");
     expect(&mut alice, ">        bob: hello from bob");
@@ -77,8 +78,8 @@ fn half_typed_line_survives_an_incoming_message_and_is_sent_whole() {
 
 #[test]
 fn ctrl_c_leaves_cleanly_in_a_terminal() {
-    let server = Server::start();
-    let mut alice = spawn_in_pty(server.port);
+    let server = Server::start(&[]);
+    let mut alice = spawn_in_pty(server.addr.port());
     expect(&mut alice, "Enter username, max 10 chars: ");
     alice.send("alice\r").expect("type the name");
     expect(&mut alice, "> alice: ");
@@ -88,18 +89,14 @@ fn ctrl_c_leaves_cleanly_in_a_terminal() {
 
 #[test]
 fn a_hostile_window_title_reaches_the_terminal_escaped() {
-    let server = Server::start();
-    let mut alice = spawn_in_pty(server.port);
+    let server = Server::start(&[]);
+    let mut alice = spawn_in_pty(server.addr.port());
     expect(&mut alice, "Enter username, max 10 chars: ");
     alice.send("alice\r").expect("type the name");
     expect(&mut alice, "> alice: ");
 
-    let mut evil = RawPeer::connect(server.port);
-    evil.send(&ClientFrame::Hello(Role::Participant));
-    assert_eq!(evil.next::<ServerFrame>(), ServerFrame::Accepted);
-    evil.send(&ClientFrame::Username("evil".into()));
-    assert_eq!(evil.next::<ServerFrame>(), ServerFrame::UsernameAccepted);
-    evil.send(&ClientFrame::Chat("\x1b]0;pwned\x07\x1b[2J".into()));
+    let mut evil = Peer::participant(server.addr, "evil");
+    evil.chat("\x1b]0;pwned\x07\x1b[2J");
     expect(&mut alice, r">       evil: \x1b]0;pwned\x07\x1b[2J");
     alice.send("exit()\r").expect("type exit()");
     assert_eq!(exit_code(&alice), 0);

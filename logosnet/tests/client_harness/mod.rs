@@ -1,6 +1,7 @@
-//! Running the real `logosnet_server` and `logosnet_client` binaries for the
-//! client's end-to-end tests: every wait has a deadline, every child is
-//! killed when its handle drops, and raw peers speak the library's codec.
+//! Running the real `logosnet_client` binary for the client's end-to-end
+//! tests (the server and raw peers come from `tests/support`): every wait
+//! has a deadline, every child is killed when its handle drops, and the
+//! scripted server speaks the library's codec.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -18,7 +19,6 @@ use logosnet::protocol::{self, ClientFrame, ServerFrame};
 /// bounds a failing test, and a passing one never waits this long.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-pub const SERVER: &str = env!("CARGO_BIN_EXE_logosnet_server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_logosnet_client");
 
 /// Lines of a child's output, read on a thread.
@@ -57,42 +57,6 @@ fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
     }
 }
 
-/// A running `logosnet_server` on 127.0.0.1 and a free port.
-pub struct Server {
-    child: Child,
-    pub port: u16,
-}
-
-impl Server {
-    pub fn start() -> Self {
-        let mut child = Command::new(SERVER)
-            .args(["--ip", "127.0.0.1", "--port", "0"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start logosnet_server");
-        let lines = line_channel(child.stdout.take().expect("server stdout"));
-        let first = next_line(&lines, "the server");
-        let port = first
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.rsplit(':').next())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        Self { child, port }
-    }
-
-    /// Sends the server a signal by name (`TERM`, `INT`).
-    pub fn signal(&self, name: &str) {
-        send_signal(self.child.id(), name);
-    }
-
-    pub fn wait(&mut self) -> ExitStatus {
-        wait_exit(&mut self.child, "the server")
-    }
-}
-
 /// Sends a signal by name (`TERM`, `INT`) to a process with the shell's
 /// `kill` builtin (always there, unlike a `kill` binary).
 fn send_signal(pid: u32, name: &str) {
@@ -101,13 +65,6 @@ fn send_signal(pid: u32, name: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A `logosnet_client` in pipe mode: stdin, stdout and stderr are pipes.
@@ -224,20 +181,38 @@ impl Drop for Client {
     }
 }
 
-/// A hand-driven peer speaking the protocol through the library's codec.
-pub struct RawPeer {
+/// The test playing the server: reads the client's frames and answers
+/// with whatever it is told to, through the library's codec.
+pub struct FakeServer {
     stream: TcpStream,
     decoder: FrameDecoder,
 }
 
-impl RawPeer {
-    pub fn connect(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect raw peer");
-        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-        Self::from_stream(stream)
+impl FakeServer {
+    /// Listens on 127.0.0.1 and a free port.
+    pub fn listen() -> (TcpListener, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake server");
+        let port = listener.local_addr().expect("local addr").port();
+        (listener, port)
     }
 
-    pub fn from_stream(stream: TcpStream) -> Self {
+    /// Accepts one connection within [`WAIT`].
+    pub fn accept(listener: &TcpListener) -> Self {
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let deadline = Instant::now() + WAIT;
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "nobody connected");
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).expect("blocking stream");
         stream.set_read_timeout(Some(WAIT)).expect("read timeout");
         Self {
             stream,
@@ -245,63 +220,26 @@ impl RawPeer {
         }
     }
 
-    pub fn send(&mut self, frame: &ClientFrame) {
-        self.stream
-            .write_all(&protocol::encode(frame))
-            .expect("raw peer write");
+    /// The client's next frame; panics on timeout or end of stream.
+    pub fn recv(&mut self) -> ClientFrame {
+        loop {
+            if let Some(frame) = self.decoder.next_frame().expect("valid frame") {
+                return frame;
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.stream.read(&mut buf).expect("read within the wait");
+            assert!(n > 0, "the client closed the connection");
+            self.decoder.extend(&buf[..n]);
+        }
     }
 
-    pub fn send_server_frame(&mut self, frame: &ServerFrame) {
+    pub fn send(&mut self, frame: &ServerFrame) {
         self.stream
             .write_all(&protocol::encode(frame))
             .expect("fake server write");
     }
 
-    pub fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("raw write");
-    }
-
-    /// The next frame of type `T`; panics on timeout or end of stream.
-    pub fn next<T: serde::de::DeserializeOwned>(&mut self) -> T {
-        loop {
-            if let Some(frame) = self.decoder.next_frame::<T>().expect("valid frame") {
-                return frame;
-            }
-            let mut buf = [0u8; 4096];
-            let n = self
-                .stream
-                .read(&mut buf)
-                .expect("raw peer read (timed out?)");
-            assert!(n > 0, "peer closed the connection");
-            self.decoder.extend(&buf[..n]);
-        }
-    }
-}
-
-/// A listener the test plays the server on.
-pub fn fake_server() -> (TcpListener, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake server");
-    let port = listener.local_addr().expect("local addr").port();
-    (listener, port)
-}
-
-/// Accepts one connection on a fake server, within [`WAIT`].
-pub fn accept_within(listener: &TcpListener) -> RawPeer {
-    listener
-        .set_nonblocking(true)
-        .expect("nonblocking listener");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).expect("blocking stream");
-                return RawPeer::from_stream(stream);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "nobody connected");
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("fake server write");
     }
 }
