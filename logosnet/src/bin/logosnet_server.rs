@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use logosnet::room::HELLO_TIMEOUT;
-use logosnet::server::{self, ServerConfig};
+use logosnet::server::{self, ServerConfig, WRITE_GAP};
 use tokio::net::TcpListener;
 
 /// LogosNet Server, the server version for the primitive networked chat program
@@ -24,6 +24,9 @@ struct Args {
     /// Seconds a new connection has to send Hello before it is closed
     #[arg(long, value_name = "SECS", default_value_t = HELLO_TIMEOUT.as_secs_f64())]
     hello_timeout: f64,
+    /// Milliseconds a busy connection waits between writes to batch frames (0: off)
+    #[arg(long, value_name = "MS", default_value_t = WRITE_GAP.as_millis() as u64)]
+    write_gap_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     let mut config = ServerConfig::default();
     config.room.hello_timeout = Duration::from_secs_f64(args.hello_timeout);
+    config.write_gap = Duration::from_millis(args.write_gap_ms);
     server::serve(listener, config, shutdown_signal()).await;
     Ok(())
 }

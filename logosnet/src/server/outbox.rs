@@ -145,6 +145,11 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// Frames (or what is left of them) still to write.
+    pub(crate) fn frames(&self) -> usize {
+        self.frames.len()
+    }
+
     fn extend(&mut self, frames: impl Iterator<Item = Bytes>) {
         for frame in frames {
             self.remaining += frame.len();
