@@ -445,3 +445,306 @@ fn held_client_gets_what_it_is_owed_after_release() {
     });
     run.run();
 }
+
+/// Reads frames until the connection ends or `quiet` passes with nothing;
+/// returns the frames and whether the connection ended.
+async fn drain(client: &mut SimClient, quiet: Duration) -> (Vec<ServerFrame>, bool) {
+    let mut frames = Vec::new();
+    loop {
+        match client.next(quiet).await {
+            Got::Frame(frame) => frames.push(frame),
+            Got::Closed | Got::Failed(_) => return (frames, true),
+            Got::Nothing => return (frames, false),
+        }
+    }
+}
+
+/// 10b. The link between one client and the server is partitioned (its
+/// segments are lost): the others keep chatting without delay and lose
+/// nothing; the server, unable to deliver, drops the cut-off client as a
+/// slow consumer and announces it, and after repair that client has seen
+/// only a prefix of what it was owed, in order.
+#[test]
+fn partitioned_client_is_dropped_and_others_lose_nothing() {
+    // The first 64 lost segments use up turmoil's flow window (credits
+    // come back only when the peer reads); then the 16 KiB outbox fills.
+    const LINES: usize = 300;
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(30);
+    world.config.max_queued_bytes = 16 * 1024;
+    let mut run = world.build();
+    let log = run.log.clone();
+    let carol_log = log.clone();
+    let line = |i: usize| format!("{i:04} {}", "x".repeat(200));
+    run.sim.client("cut", async move {
+        let mut carol = participant("carol", &carol_log).await;
+        let (frames, _) = drain(&mut carol, Duration::from_secs(10)).await;
+        let mut owed = vec![
+            ServerFrame::Notice("User alice has joined".into()),
+            ServerFrame::Notice("User bob has joined".into()),
+        ];
+        owed.extend((0..LINES).map(|i| ServerFrame::Message(format!(">      alice: {}", line(i)))));
+        assert!(frames.len() < owed.len(), "carol got everything through a partition");
+        assert_eq!(frames[..], owed[..frames.len()], "carol's frames are not a prefix");
+        Ok(())
+    });
+    run.sim.client("others", async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut alice = participant("alice", &log).await;
+        let mut bob = participant("bob", &log).await;
+        alice.expect_notice("User bob has joined").await;
+        turmoil::partition("cut", SERVER);
+        log.record("fault", format_args!("partition cut <-> server"));
+        let mut left = 0;
+        for i in 0..LINES {
+            let sent = Instant::now();
+            alice.chat(&line(i)).await;
+            loop {
+                match bob.next(Duration::from_secs(1)).await {
+                    Got::Frame(ServerFrame::Notice(n)) if n == "User carol has left" => left += 1,
+                    got => {
+                        assert_eq!(got, Got::Frame(ServerFrame::Message(format!(">      alice: {}", line(i)))));
+                        break;
+                    }
+                }
+            }
+            assert!(sent.elapsed() <= Duration::from_millis(10), "delayed by the cut-off client");
+        }
+        assert_eq!(left, 1, "bob heard carol leave {left} times");
+        alice.expect_notice("User carol has left").await;
+        turmoil::repair("cut", SERVER);
+        log.record("fault", format_args!("repair cut <-> server"));
+        alice.expect_quiet(Duration::from_secs(1)).await;
+        Ok(())
+    });
+    run.run();
+}
+
+/// 11. A participant that stops reading while another floods is dropped as
+/// a slow consumer (at the default 1 MiB bound) and announced as left; the
+/// rest see every message, in order.
+#[test]
+fn client_that_stops_reading_is_dropped_as_slow_consumer() {
+    const LINES: usize = 1500;
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(60);
+    let mut run = world.build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let line = |i: usize| format!("{i:04} {}", "y".repeat(995));
+        let mut watcher = observer("watcher", &log).await;
+        let mut carol = participant("carol", &log).await;
+        let mut alice = participant("alice", &log).await;
+        let mut bob = participant("bob", &log).await;
+        carol.expect_notice("User alice has joined").await;
+        alice.expect_notice("User bob has joined").await;
+        for name in ["carol", "alice", "bob"] {
+            watcher.expect_notice(&format!("User {name} has joined")).await;
+        }
+        // From here on carol never reads. alice floods; bob and the watcher
+        // read everything as it comes.
+        let mut left = [0, 0];
+        for i in 0..LINES {
+            alice.chat(&line(i)).await;
+            let expected = Got::Frame(ServerFrame::Message(format!(">      alice: {}", line(i))));
+            for (reader, left) in [&mut bob, &mut watcher].into_iter().zip(&mut left) {
+                loop {
+                    match reader.next(Duration::from_secs(1)).await {
+                        Got::Frame(ServerFrame::Notice(n)) if n == "User carol has left" => {
+                            *left += 1;
+                            // 1 MiB of ~1 KiB frames, plus turmoil's window
+                            // of 64 segments already written.
+                            assert!((1000..1200).contains(&i), "dropped at line {i}");
+                        }
+                        got => {
+                            assert_eq!(got, expected, "{} at line {i}", reader.label);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(left, [1, 1], "carol's departure announcements");
+        alice.expect_notice("User carol has left").await;
+        // carol was cut off: she holds a prefix of the flood, then the end.
+        // (turmoil parks the server's FIN behind her full receive queue and
+        // only moves it on when another segment arrives, so she pokes the
+        // server; its reset for the closed socket then ends her stream.)
+        let (mut frames, mut ended) = drain(&mut carol, Duration::from_secs(5)).await;
+        if !ended {
+            carol.chat("anyone there?").await;
+            let (more, end) = drain(&mut carol, Duration::from_secs(5)).await;
+            frames.extend(more);
+            ended = end;
+        }
+        assert!(ended, "carol's connection is still open");
+        assert!(frames.len() < LINES, "carol got the whole flood");
+        let owed = std::iter::once(ServerFrame::Notice("User bob has joined".into()))
+            .chain((0..LINES).map(|i| ServerFrame::Message(format!(">      alice: {}", line(i)))));
+        for (i, (got, owed)) in frames.iter().zip(owed).enumerate() {
+            assert_eq!(got, &owed, "carol's frame {i}");
+        }
+        Ok(())
+    });
+    run.run();
+}
+
+/// 12. The server crashes and restarts: clients see their connection end,
+/// reconnect, and their names are free again.
+#[test]
+fn server_crash_and_restart_frees_names() {
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(30);
+    let mut run = world.build();
+    let log = run.log.clone();
+    let joined: Arc<Mutex<bool>> = Arc::default();
+    let joined_flag = joined.clone();
+    run.sim.client("clients", async move {
+        let mut alice = participant("alice", &log).await;
+        let mut bob = participant("bob", &log).await;
+        alice.expect_notice("User bob has joined").await;
+        *joined_flag.lock().unwrap() = true;
+        alice.expect_closed().await;
+        bob.expect_closed().await;
+        // Reconnect until the restarted server answers.
+        let mut again = Vec::new();
+        for name in ["alice", "bob"] {
+            let client = loop {
+                match SimClient::connect_with(name, &log, PieceSize::Any, None).await {
+                    Ok(client) => break client,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            again.push(client);
+        }
+        let [mut alice, mut bob] = <[SimClient; 2]>::try_from(again).ok().expect("two");
+        alice.join("alice").await;
+        bob.join("bob").await;
+        alice.expect_notice("User bob has joined").await;
+        bob.chat("back again").await;
+        alice.expect_message(">        bob: back again").await;
+        Ok(())
+    });
+    let (mut crashed, mut bounced) = (None, false);
+    let result = loop {
+        match run.sim.step() {
+            Ok(true) => break Ok(()),
+            Err(e) => break Err(e),
+            Ok(false) => {}
+        }
+        let now = run.sim.elapsed();
+        if crashed.is_none() && *joined.lock().unwrap() {
+            run.sim.crash(SERVER);
+            run.log.record("fault", format_args!("crash server at {now:?}"));
+            crashed = Some(now);
+        }
+        if let Some(at) = crashed
+            && !bounced
+            && now >= at + Duration::from_secs(2)
+        {
+            run.sim.bounce(SERVER);
+            run.log.record("fault", format_args!("restart server at {now:?}"));
+            bounced = true;
+        }
+    };
+    assert!(bounced, "the server was never restarted");
+    run.finish(result);
+}
+
+/// 13. A 1001-character line is never delivered (its sender is warned); a
+/// 1000-character one is delivered whole — characters, not bytes.
+#[test]
+fn thousand_characters_delivered_thousand_and_one_not() {
+    let mut run = World::new(SEED).build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let mut watcher = observer("watcher", &log).await;
+        let mut alice = participant("alice", &log).await;
+        let mut bob = participant("bob", &log).await;
+        alice.expect_notice("User bob has joined").await;
+        for name in ["alice", "bob"] {
+            watcher.expect_notice(&format!("User {name} has joined")).await;
+        }
+        let warning = "Warning: message not sent, it is longer than 1000 characters";
+        for long in ["a".repeat(1001), "🦀".repeat(1001), format!("@bob {}", "b".repeat(996))] {
+            alice.chat(&long).await;
+            alice.expect_notice(warning).await;
+        }
+        for whole in ["a".repeat(1000), "🦀".repeat(1000)] {
+            alice.chat(&whole).await;
+            bob.expect_message(&format!(">      alice: {whole}")).await;
+            watcher.expect_message(&format!(">      alice: {whole}")).await;
+        }
+        let private = format!("@bob {}", "c".repeat(995));
+        alice.chat(&private).await;
+        bob.expect_message(&format!("%      alice: {private}")).await;
+        alice.expect_quiet(Duration::from_secs(1)).await;
+        watcher.expect_quiet(Duration::from_secs(1)).await;
+        Ok(())
+    });
+    run.run();
+}
+
+/// 14. Whatever an observer sends after its Hello reaches nobody; it is
+/// only warned.
+#[test]
+fn observer_frames_never_reach_anyone() {
+    let mut run = World::new(SEED).build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let mut loud = observer("loud", &log).await;
+        let mut quiet = observer("quiet", &log).await;
+        let mut alice = participant("alice", &log).await;
+        loud.expect_notice("User alice has joined").await;
+        quiet.expect_notice("User alice has joined").await;
+        for frame in [
+            ClientFrame::Chat("hello all".into()),
+            ClientFrame::Chat("@alice psst".into()),
+            ClientFrame::Username("loud".into()),
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Hello(Role::Observer),
+        ] {
+            loud.send(&frame).await;
+            loud.expect_notice("Warning: observers can only read").await;
+        }
+        alice.chat("sentinel").await;
+        loud.expect_message(">      alice: sentinel").await;
+        quiet.expect_message(">      alice: sentinel").await;
+        alice.expect_quiet(Duration::from_secs(1)).await;
+        // The name the observer tried is still free.
+        let _loud_person = participant("loud", &log).await;
+        alice.expect_notice("User loud has joined").await;
+        Ok(())
+    });
+    run.run();
+}
+
+/// 15. A participant that leaves before its name is accepted is announced
+/// as "User Anonymous has left".
+#[test]
+fn unnamed_participant_leaves_as_anonymous() {
+    let mut run = World::new(SEED).build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let mut watcher = observer("watcher", &log).await;
+        let mut alice = participant("alice", &log).await;
+        watcher.expect_notice("User alice has joined").await;
+        let mut never = SimClient::connect("never", &log).await;
+        never.hello(Role::Participant).await;
+        never.leave();
+        alice.expect_notice("User Anonymous has left").await;
+        watcher.expect_notice("User Anonymous has left").await;
+        let mut tried = SimClient::connect("tried", &log).await;
+        tried.hello(Role::Participant).await;
+        tried.send(&ClientFrame::Username("two words".into())).await;
+        tried.expect(ServerFrame::UsernameInvalid).await;
+        tried.send(&ClientFrame::Username("alice".into())).await;
+        tried.expect(ServerFrame::UsernameTaken).await;
+        tried.leave();
+        alice.expect_notice("User Anonymous has left").await;
+        watcher.expect_notice("User Anonymous has left").await;
+        alice.expect_quiet(Duration::from_secs(1)).await;
+        Ok(())
+    });
+    run.run();
+}
