@@ -25,7 +25,7 @@ fn assert_between(what: &str, at: Instant, from: Instant, slack: Duration) {
     );
 }
 
-/// 1. The whole happy path.
+/// Scenario 1: The whole happy path.
 #[test]
 fn happy_path_join_chat_private_leave() {
     let mut run = World::new(SEED).build();
@@ -56,7 +56,7 @@ fn happy_path_join_chat_private_leave() {
     run.run();
 }
 
-/// 2. Frames in pieces of at most `cap` bytes in both directions: the
+/// Scenario 2: Frames in pieces of at most `cap` bytes in both directions: the
 /// server reads and writes through a capped stream, the clients write each
 /// frame in `cap`-byte pieces a tick apart and read through a capped stream.
 fn pieces_scenario(server: PieceSize, client_read: PieceSize, client_write: usize, cap: usize) {
@@ -96,9 +96,21 @@ fn pieces_scenario(server: PieceSize, client_read: PieceSize, client_write: usiz
     let stats = run.stats.clone();
     run.run();
     let stats = stats.lock().unwrap();
-    assert!(stats.reads > 20, "the server read only {} pieces", stats.reads);
-    assert!(stats.max_read <= cap, "server read {} bytes", stats.max_read);
-    assert!(stats.max_write <= cap, "server wrote {} bytes", stats.max_write);
+    assert!(
+        stats.reads > 20,
+        "the server read only {} pieces",
+        stats.reads
+    );
+    assert!(
+        stats.max_read <= cap,
+        "server read {} bytes",
+        stats.max_read
+    );
+    assert!(
+        stats.max_write <= cap,
+        "server wrote {} bytes",
+        stats.max_write
+    );
 }
 
 #[test]
@@ -117,7 +129,7 @@ fn random_pieces_both_ways() {
     pieces_scenario(random, random, 3, 7);
 }
 
-/// 3. A participant that disconnects after 2 header bytes, after the
+/// Scenario 3: A participant that disconnects after 2 header bytes, after the
 /// header, and in the middle of the payload: nothing partial is delivered
 /// and the room hears that it left.
 #[test]
@@ -131,13 +143,19 @@ fn disconnect_mid_frame_delivers_nothing_partial() {
         let frame = logosnet::protocol::encode(&ClientFrame::Chat("secret words".into()));
         for (name, cut) in [("dan2", 2), ("dan4", 4), ("dan9", 9)] {
             let mut dan = participant(name, &log).await;
-            alice.expect_notice(&format!("User {name} has joined")).await;
-            watcher.expect_notice(&format!("User {name} has joined")).await;
+            alice
+                .expect_notice(&format!("User {name} has joined"))
+                .await;
+            watcher
+                .expect_notice(&format!("User {name} has joined"))
+                .await;
             dan.send_raw(&frame[..cut]).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             dan.leave();
             alice.expect_notice(&format!("User {name} has left")).await;
-            watcher.expect_notice(&format!("User {name} has left")).await;
+            watcher
+                .expect_notice(&format!("User {name} has left"))
+                .await;
         }
         alice.chat("still here").await;
         watcher.expect_message(">      alice: still here").await;
@@ -147,7 +165,7 @@ fn disconnect_mid_frame_delivers_nothing_partial() {
     run.run();
 }
 
-/// 4. The 60 s username timeout, in simulated time.
+/// Scenario 4: The 60 s username timeout, in simulated time.
 #[test]
 fn username_timeout_after_sixty_seconds() {
     let mut run = World::timers(SEED, Duration::from_secs(90)).build();
@@ -176,7 +194,7 @@ fn username_timeout_after_sixty_seconds() {
     run.run();
 }
 
-/// 5. Every refused name restarts the 60 s: `UsernameInvalid` at 50 s and
+/// Scenario 5: Every refused name restarts the 60 s: `UsernameInvalid` at 50 s and
 /// `UsernameTaken` at 100 s leave the connection alive at 159 s and timed
 /// out at 160 s.
 #[test]
@@ -211,7 +229,7 @@ fn refused_names_restart_the_timer() {
     run.run();
 }
 
-/// 6. A connection that never says Hello is closed after 60 s.
+/// Scenario 6: A connection that never says Hello is closed after 60 s.
 #[test]
 fn silent_connection_gets_hello_timeout() {
     let mut run = World::timers(SEED, Duration::from_secs(90)).build();
@@ -236,7 +254,12 @@ fn silent_connection_gets_hello_timeout() {
 
 /// Connects `count` clients at once from one host and says `Hello(role)`
 /// on each; returns them in label order.
-async fn crowd(prefix: &str, count: usize, role: Role, log: &crate::harness::EventLog) -> Vec<SimClient> {
+async fn crowd(
+    prefix: &str,
+    count: usize,
+    role: Role,
+    log: &crate::harness::EventLog,
+) -> Vec<SimClient> {
     let mut set = JoinSet::new();
     for i in 0..count {
         let (label, log) = (format!("{prefix}{i:03}"), log.clone());
@@ -251,7 +274,7 @@ async fn crowd(prefix: &str, count: usize, role: Role, log: &crate::harness::Eve
     clients.into_iter().map(|(_, c)| c).collect()
 }
 
-/// 7. 255 participants and 255 observers fill the room; the 256th of each
+/// Scenario 7: 255 participants and 255 observers fill the room; the 256th of each
 /// gets `Full` and is closed; a freed slot is taken at once.
 #[test]
 fn full_room_refuses_the_256th_of_each_role() {
@@ -293,7 +316,7 @@ fn full_room_refuses_the_256th_of_each_role() {
     run.run();
 }
 
-/// 8. Two participants ask for the same free name in the same tick: exactly
+/// Scenario 8: Two participants ask for the same free name in the same tick: exactly
 /// one wins, whatever the seed.
 #[test]
 fn same_name_in_the_same_tick_has_one_winner() {
@@ -316,7 +339,10 @@ fn same_name_in_the_same_tick_has_one_winner() {
                 a.send(&claim).await;
             }
             assert_eq!(Instant::now(), before, "both claims left in one tick");
-            let replies = [a.next(Duration::from_secs(1)).await, b.next(Duration::from_secs(1)).await];
+            let replies = [
+                a.next(Duration::from_secs(1)).await,
+                b.next(Duration::from_secs(1)).await,
+            ];
             let won = Got::Frame(ServerFrame::UsernameAccepted);
             let lost = Got::Frame(ServerFrame::UsernameTaken);
             assert!(
@@ -331,7 +357,7 @@ fn same_name_in_the_same_tick_has_one_winner() {
     }
 }
 
-/// 9. Private messages reach their target and nobody else: not a third
+/// Scenario 9: Private messages reach their target and nobody else: not a third
 /// participant, not an observer, not the sender.
 #[test]
 fn private_messages_reach_only_their_target() {
@@ -356,7 +382,9 @@ fn private_messages_reach_only_their_target() {
         carol.chat("@alice just you").await;
         alice.expect_message("%      carol: @alice just you").await;
         alice.chat("@nobody hello").await;
-        alice.expect_notice("Warning: user nobody doesn't exist").await;
+        alice
+            .expect_notice("Warning: user nobody doesn't exist")
+            .await;
         alice.chat("@bob").await;
         alice
             .expect_notice("Warning: a private message needs a space after the name: @name text")
@@ -378,7 +406,7 @@ fn numbered(sender: &str, i: usize) -> String {
     format!("{sender} says {i}")
 }
 
-/// 10a. The link between one client and the server is held: everyone else
+/// Scenario 10a: The link between one client and the server is held: everyone else
 /// keeps chatting without delay; on release the held client gets every
 /// frame it is owed, in order.
 #[test]
@@ -397,8 +425,16 @@ fn held_client_gets_what_it_is_owed_after_release() {
             ServerFrame::Notice("User bob has joined".into()),
         ];
         for i in 0..10 {
-            expected.push(ServerFrame::Message(format!("> {:>10}: {}", "alice", numbered("alice", i))));
-            expected.push(ServerFrame::Message(format!("> {:>10}: {}", "bob", numbered("bob", i))));
+            expected.push(ServerFrame::Message(format!(
+                "> {:>10}: {}",
+                "alice",
+                numbered("alice", i)
+            )));
+            expected.push(ServerFrame::Message(format!(
+                "> {:>10}: {}",
+                "bob",
+                numbered("bob", i)
+            )));
         }
         for (i, frame) in expected.into_iter().enumerate() {
             let got = carol.next(Duration::from_secs(20)).await;
@@ -459,7 +495,7 @@ async fn drain(client: &mut SimClient, quiet: Duration) -> (Vec<ServerFrame>, bo
     }
 }
 
-/// 10b. The link between one client and the server is partitioned (its
+/// Scenario 10b: The link between one client and the server is partitioned (its
 /// segments are lost): the others keep chatting without delay and lose
 /// nothing; the server, unable to deliver, drops the cut-off client as a
 /// slow consumer and announces it, and after repair that client has seen
@@ -484,8 +520,15 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
             ServerFrame::Notice("User bob has joined".into()),
         ];
         owed.extend((0..LINES).map(|i| ServerFrame::Message(format!(">      alice: {}", line(i)))));
-        assert!(frames.len() < owed.len(), "carol got everything through a partition");
-        assert_eq!(frames[..], owed[..frames.len()], "carol's frames are not a prefix");
+        assert!(
+            frames.len() < owed.len(),
+            "carol got everything through a partition"
+        );
+        assert_eq!(
+            frames[..],
+            owed[..frames.len()],
+            "carol's frames are not a prefix"
+        );
         Ok(())
     });
     run.sim.client("others", async move {
@@ -503,12 +546,18 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
                 match bob.next(Duration::from_secs(1)).await {
                     Got::Frame(ServerFrame::Notice(n)) if n == "User carol has left" => left += 1,
                     got => {
-                        assert_eq!(got, Got::Frame(ServerFrame::Message(format!(">      alice: {}", line(i)))));
+                        assert_eq!(
+                            got,
+                            Got::Frame(ServerFrame::Message(format!(">      alice: {}", line(i))))
+                        );
                         break;
                     }
                 }
             }
-            assert!(sent.elapsed() <= Duration::from_millis(10), "delayed by the cut-off client");
+            assert!(
+                sent.elapsed() <= Duration::from_millis(10),
+                "delayed by the cut-off client"
+            );
         }
         assert_eq!(left, 1, "bob heard carol leave {left} times");
         alice.expect_notice("User carol has left").await;
@@ -520,7 +569,7 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
     run.run();
 }
 
-/// 11. A participant that stops reading while another floods is dropped as
+/// Scenario 11: A participant that stops reading while another floods is dropped as
 /// a slow consumer (at the default 1 MiB bound) and announced as left; the
 /// rest see every message, in order.
 #[test]
@@ -539,7 +588,9 @@ fn client_that_stops_reading_is_dropped_as_slow_consumer() {
         carol.expect_notice("User alice has joined").await;
         alice.expect_notice("User bob has joined").await;
         for name in ["carol", "alice", "bob"] {
-            watcher.expect_notice(&format!("User {name} has joined")).await;
+            watcher
+                .expect_notice(&format!("User {name} has joined"))
+                .await;
         }
         // From here on carol never reads. alice floods; bob and the watcher
         // read everything as it comes.
@@ -589,7 +640,7 @@ fn client_that_stops_reading_is_dropped_as_slow_consumer() {
     run.run();
 }
 
-/// 12. The server crashes and restarts: clients see their connection end,
+/// Scenario 12: The server crashes and restarts: clients see their connection end,
 /// reconnect, and their names are free again.
 #[test]
 fn server_crash_and_restart_frees_names() {
@@ -635,7 +686,8 @@ fn server_crash_and_restart_frees_names() {
         let now = run.sim.elapsed();
         if crashed.is_none() && *joined.lock().unwrap() {
             run.sim.crash(SERVER);
-            run.log.record("fault", format_args!("crash server at {now:?}"));
+            run.log
+                .record("fault", format_args!("crash server at {now:?}"));
             crashed = Some(now);
         }
         if let Some(at) = crashed
@@ -643,7 +695,8 @@ fn server_crash_and_restart_frees_names() {
             && now >= at + Duration::from_secs(2)
         {
             run.sim.bounce(SERVER);
-            run.log.record("fault", format_args!("restart server at {now:?}"));
+            run.log
+                .record("fault", format_args!("restart server at {now:?}"));
             bounced = true;
         }
     };
@@ -651,7 +704,7 @@ fn server_crash_and_restart_frees_names() {
     run.finish(result);
 }
 
-/// 13. A 1001-character line is never delivered (its sender is warned); a
+/// Scenario 13: A 1001-character line is never delivered (its sender is warned); a
 /// 1000-character one is delivered whole — characters, not bytes.
 #[test]
 fn thousand_characters_delivered_thousand_and_one_not() {
@@ -663,21 +716,30 @@ fn thousand_characters_delivered_thousand_and_one_not() {
         let mut bob = participant("bob", &log).await;
         alice.expect_notice("User bob has joined").await;
         for name in ["alice", "bob"] {
-            watcher.expect_notice(&format!("User {name} has joined")).await;
+            watcher
+                .expect_notice(&format!("User {name} has joined"))
+                .await;
         }
         let warning = "Warning: message not sent, it is longer than 1000 characters";
-        for long in ["a".repeat(1001), "🦀".repeat(1001), format!("@bob {}", "b".repeat(996))] {
+        for long in [
+            "a".repeat(1001),
+            "🦀".repeat(1001),
+            format!("@bob {}", "b".repeat(996)),
+        ] {
             alice.chat(&long).await;
             alice.expect_notice(warning).await;
         }
         for whole in ["a".repeat(1000), "🦀".repeat(1000)] {
             alice.chat(&whole).await;
             bob.expect_message(&format!(">      alice: {whole}")).await;
-            watcher.expect_message(&format!(">      alice: {whole}")).await;
+            watcher
+                .expect_message(&format!(">      alice: {whole}"))
+                .await;
         }
         let private = format!("@bob {}", "c".repeat(995));
         alice.chat(&private).await;
-        bob.expect_message(&format!("%      alice: {private}")).await;
+        bob.expect_message(&format!("%      alice: {private}"))
+            .await;
         alice.expect_quiet(Duration::from_secs(1)).await;
         watcher.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
@@ -685,7 +747,7 @@ fn thousand_characters_delivered_thousand_and_one_not() {
     run.run();
 }
 
-/// 14. Whatever an observer sends after its Hello reaches nobody; it is
+/// Scenario 14: Whatever an observer sends after its Hello reaches nobody; it is
 /// only warned.
 #[test]
 fn observer_frames_never_reach_anyone() {
@@ -719,7 +781,7 @@ fn observer_frames_never_reach_anyone() {
     run.run();
 }
 
-/// 15. A participant that leaves before its name is accepted is announced
+/// Scenario 15: A participant that leaves before its name is accepted is announced
 /// as "User Anonymous has left".
 #[test]
 fn unnamed_participant_leaves_as_anonymous() {
