@@ -45,6 +45,15 @@ fn happy_path_join_chat_private_leave() {
         bob.chat("@alice psst").await;
         alice.expect_message("%        bob: @alice psst").await;
 
+        // Three frames in one write: one segment, one server read.
+        let lines = ["one", "@alice two", "three"].map(|l| ClientFrame::Chat(l.into()));
+        bob.send_batch(&lines).await;
+        alice.expect_message(">        bob: one").await;
+        alice.expect_message("%        bob: @alice two").await;
+        alice.expect_message(">        bob: three").await;
+        watcher.expect_message(">        bob: one").await;
+        watcher.expect_message(">        bob: three").await;
+
         bob.leave();
         alice.expect_notice("User bob has left").await;
         watcher.expect_notice("User bob has left").await;
@@ -88,6 +97,20 @@ fn pieces_scenario(server: PieceSize, client_read: PieceSize, client_write: usiz
         watcher.expect_message(">      alice: héllo wörld 🦀").await;
         zoe.chat("@alice ça va?").await;
         alice.expect_message("%        zoë: @alice ça va?").await;
+        // Pieces that cut across frame boundaries.
+        let lines = ["a", "bb", "@alice ccc", "dddd"].map(|l| ClientFrame::Chat(l.into()));
+        zoe.send_batch(&lines).await;
+        for line in ["a", "bb", "@alice ccc", "dddd"] {
+            let mark = if line.starts_with('@') { '%' } else { '>' };
+            alice
+                .expect_message(&format!("{mark}        zoë: {line}"))
+                .await;
+            if mark == '>' {
+                watcher
+                    .expect_message(&format!(">        zoë: {line}"))
+                    .await;
+            }
+        }
         zoe.leave();
         alice.expect_notice("User zoë has left").await;
         watcher.expect_notice("User zoë has left").await;

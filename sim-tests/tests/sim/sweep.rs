@@ -50,9 +50,10 @@ enum Command {
         id: usize,
         role: Role,
     },
+    /// Write these frames back to back in one write.
     Send {
         id: usize,
-        frame: ClientFrame,
+        frames: Vec<ClientFrame>,
     },
     /// Write the first `cut` bytes of the frame, then hang up.
     CutAndDrop {
@@ -331,7 +332,7 @@ impl Driver {
                         host,
                         Command::Send {
                             id,
-                            frame: ClientFrame::Username(name.to_owned()),
+                            frames: vec![ClientFrame::Username(name.to_owned())],
                         },
                     );
                 }
@@ -339,33 +340,35 @@ impl Driver {
             30..62 => {
                 let active = |c: &Client| c.name.is_some();
                 if let Some((sender, host)) = self.pick(active) {
-                    let private = self.rng.chance(30);
-                    let target =
-                        private.then(|| NAMES[self.rng.below(NAMES.len() as u64) as usize]);
-                    let mut shared = lock(&self.shared);
-                    let id = shared.sent.len();
-                    drop(shared);
-                    let (line, deliverable) = self.chat_line(id, target);
-                    shared = lock(&self.shared);
-                    let sender_name = shared.clients[&sender].name.clone().unwrap_or_default();
-                    let mark = if private { '%' } else { '>' };
-                    shared
-                        .frame_text
-                        .insert(format!("{mark} {sender_name:>10}: {line}"), id);
-                    shared.sent.push(Sent {
-                        sender,
-                        target: target.map(str::to_owned),
-                        at: Duration::MAX,
-                        deliverable,
-                    });
-                    drop(shared);
-                    self.send(
-                        host,
-                        Command::Send {
-                            id: sender,
-                            frame: ClientFrame::Chat(line),
-                        },
-                    );
+                    // Sometimes a burst: several lines in one write, so one
+                    // segment (and one server read) holds several frames.
+                    let burst = if self.rng.chance(25) {
+                        2 + self.rng.below(3)
+                    } else {
+                        1
+                    };
+                    let mut frames = Vec::new();
+                    for _ in 0..burst {
+                        let private = self.rng.chance(30);
+                        let target =
+                            private.then(|| NAMES[self.rng.below(NAMES.len() as u64) as usize]);
+                        let id = lock(&self.shared).sent.len();
+                        let (line, deliverable) = self.chat_line(id, target);
+                        let mut shared = lock(&self.shared);
+                        let sender_name = shared.clients[&sender].name.clone().unwrap_or_default();
+                        let mark = if private { '%' } else { '>' };
+                        shared
+                            .frame_text
+                            .insert(format!("{mark} {sender_name:>10}: {line}"), id);
+                        shared.sent.push(Sent {
+                            sender,
+                            target: target.map(str::to_owned),
+                            at: Duration::MAX,
+                            deliverable,
+                        });
+                        frames.push(ClientFrame::Chat(line));
+                    }
+                    self.send(host, Command::Send { id: sender, frames });
                 }
             }
             62..72 => {
@@ -392,7 +395,13 @@ impl Driver {
                     } else {
                         ClientFrame::Hello(Role::Participant)
                     };
-                    self.send(host, Command::Send { id, frame });
+                    self.send(
+                        host,
+                        Command::Send {
+                            id,
+                            frames: vec![frame],
+                        },
+                    );
                 }
             }
             86..95 => {
@@ -445,12 +454,16 @@ async fn client_host(
                     log.clone(),
                 ));
             }
-            Command::Send { id, frame } => {
+            Command::Send { id, frames } => {
                 if let Some(write) = writers.get_mut(&id) {
-                    if let ClientFrame::Chat(line) = &frame {
-                        stamp_sent(&shared, line);
+                    let mut bytes = Vec::new();
+                    for frame in &frames {
+                        if let ClientFrame::Chat(line) = frame {
+                            stamp_sent(&shared, line);
+                        }
+                        bytes.extend_from_slice(&protocol::encode(frame));
                     }
-                    let _ = write_frame(write, &frame).await;
+                    let _ = write.write_all(&bytes).await;
                 }
             }
             Command::CutAndDrop { id, frame, cut } => {

@@ -104,6 +104,35 @@ impl SimClient {
         }
     }
 
+    /// Sends several frames back to back as one byte stream — one write, or
+    /// pieces of the configured size that cut across frame boundaries — so
+    /// the server sees several frames (and parts of frames) per read.
+    pub async fn send_batch(&mut self, frames: &[ClientFrame]) {
+        self.log
+            .record(&self.label, format_args!("send batch {frames:?}"));
+        let mut bytes = Vec::new();
+        for frame in frames {
+            bytes.extend_from_slice(&protocol::encode(frame));
+        }
+        let result = match self.write_piece {
+            None => self.writer.write_all(&bytes).await,
+            Some(n) => {
+                let mut result = Ok(());
+                for piece in bytes.chunks(n.max(1)) {
+                    result = self.writer.write_all(piece).await;
+                    if result.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                result
+            }
+        };
+        if let Err(e) = result {
+            panic!("{}: batch write failed: {e}", self.label);
+        }
+    }
+
     /// Writes raw bytes (a partial frame, say) as one segment.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.log
