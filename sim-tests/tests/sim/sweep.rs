@@ -1,6 +1,6 @@
 //! The random fault sweep: seeded random sessions — joins, names (valid,
 //! invalid, taken), public and private chats of random sizes, leaves,
-//! mid-frame drops, held links, latency and read sizes — against the real
+//! mid-frame drops, held and partitioned links, latency and read sizes — against the real
 //! server, with the invariants checked after every step.
 //!
 //! The driver (this test's thread) picks each step from a [`SplitMix`]
@@ -89,6 +89,9 @@ struct Client {
     /// can leave several in flight).
     asked: VecDeque<String>,
     name: Option<String>,
+    /// Its host was partitioned from the server: segments were lost, so
+    /// the stream hangs and nothing more is owed to or from it.
+    cut: bool,
     /// When its connection ended (either side).
     closed_at: Option<Duration>,
     /// Message ids received, in order.
@@ -193,18 +196,14 @@ pub fn run_session(seed: u64) -> u64 {
         shared: shared.clone(),
         inboxes,
         held: [false; HOSTS],
+        cut: [None; HOSTS],
         next_id: 0,
         min_latency_ms: world.latency.as_millis() as u64,
         log: log.clone(),
     };
     for step in 0..STEPS {
-        let fault = driver.step();
-        if let Some(fault) = fault {
-            match fault {
-                Fault::Hold(h) => run.sim.hold(host_name(h), SERVER),
-                Fault::Release(h) => run.sim.release(host_name(h), SERVER),
-                Fault::Latency(ms) => run.sim.set_max_message_latency(Duration::from_millis(ms)),
-            }
+        for fault in driver.step() {
+            apply(&mut run, fault);
         }
         settle(&mut run, SETTLE);
         check(
@@ -214,8 +213,12 @@ pub fn run_session(seed: u64) -> u64 {
             &log,
         );
     }
-    // Release every link, let everything arrive, check completely.
+    // Repair and release every link, let everything arrive, check completely.
     for h in 0..HOSTS {
+        if driver.cut[h].take().is_some() {
+            apply(&mut run, Fault::Repair(h));
+            driver.hang_up_cut(h);
+        }
         if driver.held[h] {
             run.sim.release(host_name(h), SERVER);
             driver.held[h] = false;
@@ -226,6 +229,16 @@ pub fn run_session(seed: u64) -> u64 {
     drop(driver);
     let result = run.sim.run();
     run.finish(result)
+}
+
+fn apply(run: &mut crate::harness::Running<'_>, fault: Fault) {
+    match fault {
+        Fault::Hold(h) => run.sim.hold(host_name(h), SERVER),
+        Fault::Release(h) => run.sim.release(host_name(h), SERVER),
+        Fault::Partition(h) => run.sim.partition(host_name(h), SERVER),
+        Fault::Repair(h) => run.sim.repair(host_name(h), SERVER),
+        Fault::Latency(ms) => run.sim.set_max_message_latency(Duration::from_millis(ms)),
+    }
 }
 
 fn host_name(host: usize) -> String {
@@ -244,14 +257,21 @@ fn settle(run: &mut crate::harness::Running<'_>, time: Duration) {
 enum Fault {
     Hold(usize),
     Release(usize),
+    Partition(usize),
+    Repair(usize),
     Latency(u64),
 }
+
+/// Steps a partition lasts before it is repaired.
+const PARTITION_STEPS: u64 = 3;
 
 struct Driver {
     rng: SplitMix,
     shared: Shared,
     inboxes: Vec<mpsc::UnboundedSender<Command>>,
     held: [bool; HOSTS],
+    /// Steps left until a partitioned host's link is repaired.
+    cut: [Option<u64>; HOSTS],
     next_id: usize,
     min_latency_ms: u64,
     log: EventLog,
@@ -270,7 +290,7 @@ impl Driver {
         let candidates: Vec<(usize, usize)> = lock(&self.shared)
             .clients
             .iter()
-            .filter(|(_, c)| c.closed_at.is_none() && want(c))
+            .filter(|(_, c)| c.closed_at.is_none() && !c.cut && want(c))
             .map(|(&id, c)| (id, c.host))
             .collect();
         if candidates.is_empty() {
@@ -292,13 +312,48 @@ impl Driver {
         (line, deliverable)
     }
 
-    /// Carries out one random step; returns a network fault for the caller
-    /// to apply to the simulation.
-    fn step(&mut self) -> Option<Fault> {
+    /// The cut clients of host `h` are doomed (their streams hang): hang up.
+    fn hang_up_cut(&mut self, h: usize) {
+        let doomed: Vec<usize> = lock(&self.shared)
+            .clients
+            .iter()
+            .filter(|(_, c)| c.host == h && c.cut && c.closed_at.is_none())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in doomed {
+            self.send(h, Command::Drop { id });
+        }
+    }
+
+    /// Carries out one random step; returns the network faults for the
+    /// caller to apply to the simulation.
+    fn step(&mut self) -> Vec<Fault> {
+        let mut faults = Vec::new();
+        for h in 0..HOSTS {
+            if let Some(left) = self.cut[h].as_mut() {
+                *left -= 1;
+                if *left == 0 {
+                    self.cut[h] = None;
+                    self.log.record("driver", format_args!("repair c{h}"));
+                    faults.push(Fault::Repair(h));
+                    self.hang_up_cut(h);
+                }
+            }
+        }
+        if let Some(fault) = self.random_step() {
+            faults.push(fault);
+        }
+        faults
+    }
+
+    fn random_step(&mut self) -> Option<Fault> {
         let roll = self.rng.below(100);
         match roll {
             0..15 => {
                 let (id, host) = (self.next_id, self.rng.below(HOSTS as u64) as usize);
+                if self.cut[host].is_some() {
+                    return None;
+                }
                 self.next_id += 1;
                 let role = if self.rng.chance(75) {
                     Role::Participant
@@ -404,8 +459,11 @@ impl Driver {
                     );
                 }
             }
-            86..95 => {
+            86..92 => {
                 let h = self.rng.below(HOSTS as u64) as usize;
+                if self.cut[h].is_some() {
+                    return None;
+                }
                 self.held[h] = !self.held[h];
                 self.log.record(
                     "driver",
@@ -416,6 +474,20 @@ impl Driver {
                 } else {
                     Fault::Release(h)
                 });
+            }
+            92..95 => {
+                let h = self.rng.below(HOSTS as u64) as usize;
+                if self.cut[h].is_some() || self.held[h] {
+                    return None;
+                }
+                self.cut[h] = Some(PARTITION_STEPS);
+                for c in lock(&self.shared).clients.values_mut() {
+                    if c.host == h {
+                        c.cut = true;
+                    }
+                }
+                self.log.record("driver", format_args!("partition c{h}"));
+                return Some(Fault::Partition(h));
             }
             _ => {
                 // Never below the builder's minimum (turmoil panics).
@@ -626,7 +698,7 @@ fn check(shared: &Shared, held: &[bool; HOSTS], when: &str, log: &EventLog) {
         }
         // Every deliverable public line reaches every member present from
         // its sending until now, unless a held link may still delay it.
-        if client.closed_at.is_some() || held[client.host] {
+        if client.closed_at.is_some() || client.cut || held[client.host] {
             continue;
         }
         let Some(since) = client.member_since else {

@@ -128,7 +128,9 @@ impl Running<'_> {
             0,
             "a task panicked inside the simulation (see the panic message above)"
         );
-        self.log.hash()
+        let hash = self.log.hash();
+        println!("trace hash {hash:016x} ({} events)", self.log.len());
+        hash
     }
 }
 
