@@ -314,6 +314,18 @@ fn full_room_refuses_the_256th_of_each_role() {
             extra.expect(ServerFrame::Full).await;
             extra.expect_closed().await;
         }
+        // An eager client writes on after its Hello (many segments in the
+        // same tick): the server must still get `Full` to it before closing,
+        // not reset the connection over the bytes it has not read.
+        let mut eager = SimClient::connect("eager", &log).await;
+        eager.send(&ClientFrame::Hello(Role::Participant)).await;
+        for i in 0..300 {
+            eager
+                .send(&ClientFrame::Username(format!("eager{i}")))
+                .await;
+        }
+        eager.expect(ServerFrame::Full).await;
+        eager.expect_clean_close().await;
         // A participant leaves: every observer hears it, and its slot is
         // free for the very next Hello.
         players.remove(0).leave();

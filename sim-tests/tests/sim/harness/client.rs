@@ -194,6 +194,13 @@ impl SimClient {
         }
     }
 
+    /// Asserts that the server ends the connection gracefully next: a clean
+    /// end of stream, not a reset.
+    pub async fn expect_clean_close(&mut self) {
+        let got = self.next(EXPECT_WITHIN).await;
+        assert_eq!(got, Got::Closed, "{}: expected a clean close", self.label);
+    }
+
     /// Sends `Hello(role)` and expects `Accepted`.
     pub async fn hello(&mut self, role: Role) {
         self.send(&ClientFrame::Hello(role)).await;
