@@ -32,23 +32,27 @@ use crate::harness::{EventLog, PORT, PieceSize, SERVER, World};
 /// Seeds run when `SIM_SEEDS` is not set: keeps `cargo test` quick.
 pub const DEFAULT_SEEDS: u64 = 16;
 /// Steps per session.
-const STEPS: usize = 60;
+const STEPS: usize = 100;
 /// Client hosts (each can be held apart from the others).
 const HOSTS: usize = 3;
 /// Room limits in the sweep: small, so `Full` happens.
 const MAX_PARTICIPANTS: usize = 5;
 const MAX_OBSERVERS: usize = 3;
 /// Simulated time let pass after each step before the checks.
-const SETTLE: Duration = Duration::from_millis(150);
+const SETTLE: Duration = Duration::from_millis(80);
+/// The same after a held link is released.
+const SETTLE_AFTER_RELEASE: Duration = Duration::from_secs(1);
 const NAMES: [&str; 6] = ["ann", "bo", "cy", "dee", "eve", "fay"];
 const BAD_NAMES: [&str; 4] = ["", "two words", "elevenchars", "tab\tname"];
 
 /// What the driver asks a client host to do.
 #[derive(Debug)]
 enum Command {
+    /// Connect and say Hello (and ask for `name` in the same write).
     Connect {
         id: usize,
         role: Role,
+        name: Option<String>,
     },
     /// Write these frames back to back in one write.
     Send {
@@ -202,10 +206,18 @@ pub fn run_session(seed: u64) -> u64 {
         log: log.clone(),
     };
     for step in 0..STEPS {
-        for fault in driver.step() {
+        let faults = driver.step();
+        // A released link delivers its whole backlog (and the replies to
+        // it): give that time before delivery is required.
+        let settle_for = if faults.iter().any(|f| matches!(f, Fault::Release(_))) {
+            SETTLE_AFTER_RELEASE
+        } else {
+            SETTLE
+        };
+        for fault in faults {
             apply(&mut run, fault);
         }
-        settle(&mut run, SETTLE);
+        settle(&mut run, settle_for);
         check(
             &shared,
             &driver.held,
@@ -227,6 +239,24 @@ pub fn run_session(seed: u64) -> u64 {
     settle(&mut run, Duration::from_secs(2));
     check(&shared, &driver.held, &format!("seed {seed} final"), &log);
     drop(driver);
+    {
+        let observed = lock(&shared);
+        let received: usize = observed.clients.values().map(|c| c.messages.len()).sum();
+        log.record(
+            "sweep",
+            format_args!(
+                "{} connections, {} lines sent, {received} delivered",
+                observed.clients.len(),
+                observed.sent.len()
+            ),
+        );
+        println!(
+            "seed {seed}: {} connections, {} lines sent, {received} delivered, {} events",
+            observed.clients.len(),
+            observed.sent.len(),
+            log.len()
+        );
+    }
     let result = run.sim.run();
     run.finish(result)
 }
@@ -349,7 +379,7 @@ impl Driver {
     fn random_step(&mut self) -> Option<Fault> {
         let roll = self.rng.below(100);
         match roll {
-            0..15 => {
+            0..12 => {
                 let (id, host) = (self.next_id, self.rng.below(HOSTS as u64) as usize);
                 if self.cut[host].is_some() {
                     return None;
@@ -368,9 +398,16 @@ impl Driver {
                         ..Client::default()
                     },
                 );
-                self.send(host, Command::Connect { id, role });
+                // Half the participants name themselves at once: Hello and
+                // Username back to back in one write.
+                let name = (role == Role::Participant && self.rng.chance(50))
+                    .then(|| NAMES[self.rng.below(NAMES.len() as u64) as usize].to_owned());
+                if let (Some(name), Some(c)) = (&name, lock(&self.shared).clients.get_mut(&id)) {
+                    c.asked.push_back(name.clone());
+                }
+                self.send(host, Command::Connect { id, role, name });
             }
-            15..30 => {
+            12..24 => {
                 let naming = |c: &Client| {
                     c.role == Some(Role::Participant) && c.admitted && c.name.is_none()
                 };
@@ -392,7 +429,7 @@ impl Driver {
                     );
                 }
             }
-            30..62 => {
+            24..66 => {
                 let active = |c: &Client| c.name.is_some();
                 if let Some((sender, host)) = self.pick(active) {
                     // Sometimes a burst: several lines in one write, so one
@@ -426,12 +463,12 @@ impl Driver {
                     self.send(host, Command::Send { id: sender, frames });
                 }
             }
-            62..72 => {
+            66..71 => {
                 if let Some((id, host)) = self.pick(|_| true) {
                     self.send(host, Command::Drop { id });
                 }
             }
-            72..78 => {
+            71..75 => {
                 if let Some((id, host)) = self.pick(|c| c.admitted) {
                     let frame = ClientFrame::Chat("never finished".into());
                     let cut =
@@ -439,7 +476,7 @@ impl Driver {
                     self.send(host, Command::CutAndDrop { id, frame, cut });
                 }
             }
-            78..86 => {
+            75..81 => {
                 // Frames out of place: an observer chatting, a participant
                 // chatting before its name, a second Hello.
                 if let Some((id, host)) =
@@ -459,7 +496,7 @@ impl Driver {
                     );
                 }
             }
-            86..92 => {
+            81..90 => {
                 let h = self.rng.below(HOSTS as u64) as usize;
                 if self.cut[h].is_some() {
                     return None;
@@ -475,7 +512,7 @@ impl Driver {
                     Fault::Release(h)
                 });
             }
-            92..95 => {
+            90..94 => {
                 let h = self.rng.below(HOSTS as u64) as usize;
                 if self.cut[h].is_some() || self.held[h] {
                     return None;
@@ -511,13 +548,17 @@ async fn client_host(
     let mut writers: BTreeMap<usize, OwnedWriteHalf> = BTreeMap::new();
     while let Some(command) = inbox.recv().await {
         match command {
-            Command::Connect { id, role } => {
+            Command::Connect { id, role, name } => {
                 let Ok(stream) = TcpStream::connect((SERVER, PORT)).await else {
                     close(&shared, id, &log, "connect failed");
                     continue;
                 };
                 let (read, mut write) = stream.into_split();
-                let _ = write_frame(&mut write, &ClientFrame::Hello(role)).await;
+                let mut hello = protocol::encode(&ClientFrame::Hello(role)).to_vec();
+                if let Some(name) = name {
+                    hello.extend_from_slice(&protocol::encode(&ClientFrame::Username(name)));
+                }
+                let _ = write.write_all(&hello).await;
                 writers.insert(id, write);
                 tokio::spawn(read_frames(
                     id,
