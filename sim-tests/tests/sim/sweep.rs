@@ -18,7 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use logosnet::framed::{FrameReader, ReadError, write_frame};
+use logosnet::framed::{FrameReader, ReadError};
 use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
 use logosnet::room::RoomConfig;
 use tokio::io::AsyncWriteExt;
