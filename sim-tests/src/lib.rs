@@ -1,1 +1,6 @@
-//! Deterministic turmoil simulations of the LogosNet server (see issue 4; scenarios live in `tests/`).
+//! Deterministic turmoil simulations of the LogosNet server.
+//!
+//! The library is empty on purpose: the harness and the scenarios live in
+//! `tests/sim/` so that turmoil, and the tokio `test-util` feature it turns
+//! on, stay dev-dependencies that can never reach a release binary. See
+//! `README.md` for how to run, replay a seed and add a scenario.

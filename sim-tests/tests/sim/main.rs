@@ -1,0 +1,8 @@
+//! Deterministic simulations of the LogosNet server under turmoil: the real
+//! `logosnet::server::serve` runs on a simulated host, simulated clients
+//! speak wire protocol v1 to it, and simulated time makes 60 s timers take
+//! milliseconds. See `sim-tests/README.md` for how to run, replay and extend.
+
+mod harness;
+mod scenarios;
+mod sweep;
