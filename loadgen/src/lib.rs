@@ -1,1 +1,18 @@
-//! loadgen: fills a LogosNet room and reports capacity and latency (see issue 5).
+//! loadgen: fills a LogosNet room over TCP, drives open-loop chat traffic,
+//! checks every delivery and reports capacity and latency (issue 5).
+//!
+//! It speaks wire protocol v1 only through [`logosnet::protocol`] and
+//! [`logosnet::framed`], so it runs unchanged against any server of that
+//! protocol. Layout, one concern per module:
+//! - [`message`]: the chat lines it sends and parses back (sans-IO);
+//! - [`check`]: what was sent against what arrived (sans-IO);
+//! - [`stats`]: latency histograms and CPU/memory readings;
+//! - [`client`]: one participant's or observer's connection;
+//! - [`run`]: the phases — connect, probe, traffic, drain, leave;
+//! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
+//! - [`progress`]: progress bars or plain lines on stderr.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod check;
+pub mod message;
