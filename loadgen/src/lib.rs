@@ -16,3 +16,10 @@
 
 pub mod check;
 pub mod message;
+pub mod client;
+pub mod config;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod stats;

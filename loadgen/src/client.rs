@@ -1,0 +1,635 @@
+//! One participant's or observer's connection, through every phase.
+//!
+//! Each client is one task that owns its socket: it handshakes, then reads
+//! every frame the server sends and — a participant — writes its share of the
+//! open-loop schedule at the scheduled instants. Reads and the send timer are
+//! one `select!`, so a client keeps reading while it waits to send. What it
+//! sees goes into its own [`ReceiverLog`] / [`SenderLog`] (no sharing on the
+//! hot path); only counters, batched latencies and problems are shared.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use logosnet::framed::FrameReader;
+use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, watch};
+
+use crate::check::{Dest, Receiver, ReceiverLog, SenderLog};
+use crate::config::Config;
+use crate::message::{self, Garbled};
+use crate::stats::{LatencyBuffer, Latencies};
+
+/// Where the run is; clients follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connecting and joining.
+    Joining,
+    /// Traffic started at this instant (participants send on schedule).
+    Traffic(Instant),
+    /// Participants leave; observers count the "has left" notices.
+    Leave,
+    /// Everyone closes.
+    Close,
+}
+
+/// Counters the orchestrator and the progress display read.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Clients that got `Accepted`.
+    pub accepted: AtomicU64,
+    /// Clients fully in the room (observers: accepted; participants: named).
+    pub ready: AtomicU64,
+    /// Clients that failed before they were ready.
+    pub failed: AtomicU64,
+    /// Chat lines written.
+    pub sent: AtomicU64,
+    /// Of which private.
+    pub sent_private: AtomicU64,
+    /// First, intact receipts of messages (expected or not).
+    pub delivered: AtomicU64,
+    /// Participants that finished their schedule.
+    pub senders_done: AtomicU64,
+    /// Observers that have seen every participant's "has left".
+    pub observers_done: AtomicU64,
+    /// Participants whose connection the server closed after they left.
+    pub participants_closed: AtomicU64,
+}
+
+/// What went wrong, by kind, with a few examples.
+#[derive(Debug, Default)]
+pub struct Problems {
+    /// `Full` outside the capacity probe.
+    pub unexpected_full: AtomicU64,
+    /// The server closed a connection (or it failed) before the client left.
+    pub unexpected_close: AtomicU64,
+    /// `ProtocolError` received.
+    pub protocol_errors: AtomicU64,
+    /// Messages that are not byte for byte what was sent.
+    pub garbled: AtomicU64,
+    /// Any other frame out of place (a "has left" during traffic, a warning).
+    pub unexpected_frames: AtomicU64,
+    /// Clients that could not connect or join.
+    pub join_failures: AtomicU64,
+    /// The first few descriptions.
+    examples: Mutex<Vec<String>>,
+}
+
+/// Descriptions kept in [`Problems`].
+const PROBLEM_EXAMPLES: usize = 20;
+
+impl Problems {
+    /// Counts one problem and keeps its description if there is room.
+    pub fn report(&self, counter: &AtomicU64, what: impl FnOnce() -> String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut examples = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+        if examples.len() < PROBLEM_EXAMPLES {
+            examples.push(what());
+        }
+    }
+
+    /// The descriptions kept.
+    pub fn examples(&self) -> Vec<String> {
+        self.examples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Everything the client tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The run's settings.
+    pub config: Config,
+    /// The server.
+    pub addr: SocketAddr,
+    /// Time zero of the run: scheduled times in messages count from here.
+    pub epoch: Instant,
+    /// Bounds concurrent connects and handshakes.
+    pub connecting: Semaphore,
+    /// Counters.
+    pub counters: Counters,
+    /// Problems.
+    pub problems: Problems,
+    /// Scheduled send → receipt, every delivery.
+    pub delivery: Latencies,
+    /// Scheduled send → write started (loadgen's own lag).
+    pub send_lag: Latencies,
+    /// Connect started → `Accepted`.
+    pub connect: Latencies,
+    /// `Hello` written → `UsernameAccepted`.
+    pub join: Latencies,
+}
+
+impl Shared {
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+}
+
+/// What one client leaves behind for the checker.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What it received.
+    pub received: ReceiverLog,
+    /// What it sent (participants).
+    pub sent: Option<SenderLog>,
+    /// Observers: how many times each participant's "has joined" and "has
+    /// left" arrived.
+    pub notices: Option<NoticeCounts>,
+}
+
+/// Join and leave notices seen by one observer, per participant.
+#[derive(Debug, Clone)]
+pub struct NoticeCounts {
+    /// "User X has joined", per participant index.
+    pub joined: Vec<u32>,
+    /// "User X has left", per participant index.
+    pub left: Vec<u32>,
+}
+
+/// A deterministic generator (splitmix64) for the private-message choices.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// Seeds one generator per participant.
+    pub fn new(seed: u64, stream: u64) -> Self {
+        Self(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Runs participant `index` to the end of the run.
+pub async fn participant(
+    shared: std::sync::Arc<Shared>,
+    index: u16,
+    phase: watch::Receiver<Phase>,
+) -> Option<Outcome> {
+    let name = message::participant_name(&shared.config.name_prefix, index);
+    let mut client = Client::connect(&shared, Role::Participant, &name, phase).await?;
+    client.run_participant(index).await;
+    Some(client.finish())
+}
+
+/// Runs observer `index` (for naming in reports only) to the end of the run.
+pub async fn observer(
+    shared: std::sync::Arc<Shared>,
+    index: usize,
+    phase: watch::Receiver<Phase>,
+) -> Option<Outcome> {
+    let label = format!("observer {index}");
+    let mut client = Client::connect(&shared, Role::Observer, &label, phase).await?;
+    client.run_observer().await;
+    Some(client.finish())
+}
+
+/// Result of asking for one slot beyond capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// The server said `Full`.
+    Full,
+    /// Anything else (the frame, a close, an error), described.
+    Other(String),
+}
+
+/// Asks for one more slot of `role` and reports the answer; the connection is
+/// closed either way.
+pub async fn probe(addr: SocketAddr, role: Role, timeout: Duration) -> ProbeAnswer {
+    let attempt = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect failed: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut reader = FrameReader::new(stream);
+        reader
+            .get_mut()
+            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        match reader.next::<ServerFrame>().await {
+            Ok(Some(ServerFrame::Full)) => Ok(()),
+            Ok(Some(other)) => Err(format!("answered {other:?}")),
+            Ok(None) => Err("closed without an answer".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => ProbeAnswer::Full,
+        Ok(Err(e)) => ProbeAnswer::Other(e),
+        Err(_) => ProbeAnswer::Other(format!("no answer within {timeout:?}")),
+    }
+}
+
+struct Client<'a> {
+    shared: &'a Shared,
+    label: &'a str,
+    reader: FrameReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    phase: watch::Receiver<Phase>,
+    current: Phase,
+    received: ReceiverLog,
+    latencies: LatencyBuffer,
+    notices: Option<NoticeCounts>,
+    sent: Option<SenderLog>,
+    /// This client's name, for private messages addressed to it.
+    me: Option<&'a str>,
+    closed: bool,
+}
+
+impl<'a> Client<'a> {
+    /// Connects and handshakes; `None` (with the problem reported) on failure.
+    async fn connect(
+        shared: &'a Shared,
+        role: Role,
+        label: &'a str,
+        phase: watch::Receiver<Phase>,
+    ) -> Option<Client<'a>> {
+        let timeout = Duration::from_secs_f64(shared.config.phase_timeout);
+        let permit = shared.connecting.acquire().await.ok()?;
+        let handshake = Self::handshake(shared, role, label, phase);
+        let result = tokio::time::timeout(timeout, handshake).await;
+        drop(permit);
+        let error = match result {
+            Ok(Ok(client)) => {
+                shared.counters.ready.fetch_add(1, Ordering::Relaxed);
+                return Some(client);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+        shared
+            .problems
+            .report(&shared.problems.join_failures, || format!("{label}: {error}"));
+        None
+    }
+
+    async fn handshake(
+        shared: &'a Shared,
+        role: Role,
+        label: &'a str,
+        phase: watch::Receiver<Phase>,
+    ) -> Result<Client<'a>, String> {
+        let started = Instant::now();
+        let stream = TcpStream::connect(shared.addr)
+            .await
+            .map_err(|e| format!("connect failed: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (read, mut writer) = stream.into_split();
+        let mut reader = FrameReader::new(read);
+        let hello_at = Instant::now();
+        writer
+            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        expect(&mut reader, ServerFrame::Accepted).await?;
+        shared.connect.record(started.elapsed().as_micros() as u64);
+        shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let participants = shared.config.participants;
+        let (receiver, me, notices, sent) = match role {
+            Role::Participant => {
+                writer
+                    .write_all(&protocol::encode(&ClientFrame::Username(label.to_owned())))
+                    .await
+                    .map_err(|e| format!("write failed: {e}"))?;
+                expect(&mut reader, ServerFrame::UsernameAccepted).await?;
+                shared.join.record(hello_at.elapsed().as_micros() as u64);
+                let index = message::participant_index(
+                    &shared.config.name_prefix,
+                    label,
+                    participants,
+                )
+                .ok_or("participant name out of range")?;
+                (
+                    Receiver::Participant(index),
+                    Some(label),
+                    None,
+                    Some(SenderLog::new()),
+                )
+            }
+            Role::Observer => (
+                Receiver::Observer,
+                None,
+                Some(NoticeCounts {
+                    joined: vec![0; participants],
+                    left: vec![0; participants],
+                }),
+                None,
+            ),
+        };
+        let current = *phase.borrow();
+        Ok(Client {
+            shared,
+            label,
+            reader,
+            writer,
+            phase,
+            current,
+            received: ReceiverLog::new(receiver, participants),
+            latencies: LatencyBuffer::default(),
+            notices,
+            sent,
+            me,
+            closed: false,
+        })
+    }
+
+    async fn run_participant(&mut self, index: u16) {
+        let config = &self.shared.config;
+        let participants = config.participants as u64;
+        let total = config.total_messages();
+        let mut rng = SplitMix64::new(config.seed, u64::from(index));
+        let mut line = String::with_capacity(config.size + 32);
+        // Global slot n goes to participant n % participants at n / rate s.
+        let mut slot = u64::from(index);
+        let mut start: Option<Instant> = None;
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut left = false;
+        loop {
+            let sending = start.is_some() && slot < total;
+            tokio::select! {
+                biased;
+                changed = self.phase.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.current = *self.phase.borrow_and_update();
+                    match self.current {
+                        Phase::Traffic(at) if start.is_none() => {
+                            start = Some(at);
+                            sleep.as_mut().reset(self.slot_time(at, slot).into());
+                            if slot >= total {
+                                self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Phase::Leave if !left => {
+                            left = true;
+                            let _ = self.writer.shutdown().await;
+                        }
+                        Phase::Close => break,
+                        _ => {}
+                    }
+                }
+                frame = self.reader.next::<ServerFrame>() => {
+                    if !self.handle(frame) {
+                        if left {
+                            self.shared.counters.participants_closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                }
+                () = &mut sleep, if sending => {
+                    let Some(at) = start else { continue };
+                    let scheduled = self.slot_time(at, slot);
+                    self.send_one(index, &mut rng, &mut line, scheduled).await;
+                    slot += participants;
+                    if slot < total {
+                        sleep.as_mut().reset(self.slot_time(at, slot).into());
+                    } else {
+                        self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn slot_time(&self, start: Instant, slot: u64) -> Instant {
+        start + Duration::from_secs_f64(slot as f64 / self.shared.config.rate)
+    }
+
+    async fn send_one(
+        &mut self,
+        index: u16,
+        rng: &mut SplitMix64,
+        line: &mut String,
+        scheduled: Instant,
+    ) {
+        let config = &self.shared.config;
+        let participants = config.participants as u64;
+        let dest = if participants > 1 && rng.next_f64() < config.private {
+            let offset = 1 + rng.next_u64() % (participants - 1);
+            Dest::Private(((u64::from(index) + offset) % participants) as u16)
+        } else {
+            Dest::Public
+        };
+        let Some(sent) = self.sent.as_mut() else {
+            return;
+        };
+        let seq = sent.sent(dest);
+        if dest != Dest::Public {
+            self.shared.counters.sent_private.fetch_add(1, Ordering::Relaxed);
+        }
+        let target = match dest {
+            Dest::Private(to) => Some(message::participant_name(&config.name_prefix, to)),
+            Dest::Public => None,
+        };
+        let scheduled_us = self.shared.micros_since_epoch(scheduled);
+        message::write_line(line, target.as_deref(), index, seq, scheduled_us, config.size);
+        // Encode once, then hand the buffer back for the next line.
+        let chat = ClientFrame::Chat(std::mem::take(line));
+        let frame = protocol::encode(&chat);
+        if let ClientFrame::Chat(buffer) = chat {
+            *line = buffer;
+        }
+        let lag = Instant::now().saturating_duration_since(scheduled);
+        self.shared.send_lag.record(lag.as_micros() as u64);
+        if let Err(e) = self.writer.write_all(&frame).await {
+            let label = self.label;
+            self.shared
+                .problems
+                .report(&self.shared.problems.unexpected_close, || {
+                    format!("{label}: write failed during traffic: {e}")
+                });
+        }
+        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn run_observer(&mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.phase.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.current = *self.phase.borrow_and_update();
+                    if self.current == Phase::Close {
+                        break;
+                    }
+                }
+                frame = self.reader.next::<ServerFrame>() => {
+                    if !self.handle(frame) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one read result; false when the connection is over.
+    fn handle(
+        &mut self,
+        frame: Result<Option<ServerFrame>, logosnet::framed::ReadError>,
+    ) -> bool {
+        let shared = self.shared;
+        let problems = &shared.problems;
+        let label = self.label;
+        let leaving = matches!(self.current, Phase::Leave | Phase::Close);
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) if leaving && self.me.is_some() => {
+                self.closed = true;
+                return false;
+            }
+            Ok(None) => {
+                problems.report(&problems.unexpected_close, || {
+                    format!("{label}: server closed the connection during {:?}", self.current)
+                });
+                return false;
+            }
+            Err(e) => {
+                problems.report(&problems.unexpected_close, || {
+                    format!("{label}: connection failed during {:?}: {e}", self.current)
+                });
+                return false;
+            }
+        };
+        match frame {
+            ServerFrame::Message(text) => self.delivery(&text),
+            ServerFrame::Notice(text) => self.notice(&text),
+            ServerFrame::Full => problems.report(&problems.unexpected_full, || {
+                format!("{label}: unexpected Full")
+            }),
+            ServerFrame::ProtocolError(reason) => {
+                problems.report(&problems.protocol_errors, || {
+                    format!("{label}: ProtocolError({reason:?})")
+                });
+            }
+            other => problems.report(&problems.unexpected_frames, || {
+                format!("{label}: unexpected {other:?} during {:?}", self.current)
+            }),
+        }
+        true
+    }
+
+    fn delivery(&mut self, text: &str) {
+        let shared = self.shared;
+        let config = &shared.config;
+        let parsed = message::parse_delivery(
+            text,
+            &config.name_prefix,
+            config.participants,
+            self.me,
+            config.size,
+        );
+        match parsed {
+            Ok(d) => {
+                let now = shared.micros_since_epoch(Instant::now());
+                self.latencies
+                    .push(now.saturating_sub(d.scheduled_us), &shared.delivery);
+                let receipt = self.received.record(d.sender, d.seq, d.private);
+                if receipt != crate::check::Receipt::Duplicate {
+                    shared.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(why) => {
+                let label = self.label;
+                // A private line for someone else is a misdelivery, which the
+                // checker counts once it knows the sender; others are garbled.
+                if why == Garbled::Target {
+                    shared.problems.report(&shared.problems.garbled, || {
+                        format!("{label}: private message not addressed to it: {text:?}")
+                    });
+                } else {
+                    shared.problems.report(&shared.problems.garbled, || {
+                        format!("{label}: garbled message ({why:?}): {text:?}")
+                    });
+                }
+            }
+        }
+    }
+
+    fn notice(&mut self, text: &str) {
+        let shared = self.shared;
+        let config = &shared.config;
+        let problems = &shared.problems;
+        let label = self.label;
+        let announced = |suffix: &str| {
+            text.strip_prefix("User ")
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .map(|name| message::participant_index(&config.name_prefix, name, config.participants))
+        };
+        if let Some(who) = announced(" has joined") {
+            // A join may still be in flight when traffic starts; observers
+            // check that each participant's arrives exactly once.
+            if let (Some(index), Some(counts)) = (who, self.notices.as_mut()) {
+                counts.joined[usize::from(index)] += 1;
+            }
+            if who.is_some() && !matches!(self.current, Phase::Leave | Phase::Close) {
+                return;
+            }
+        } else if let Some(who) = announced(" has left") {
+            if matches!(self.current, Phase::Leave | Phase::Close) {
+                if let (Some(index), Some(counts)) = (who, self.notices.as_mut()) {
+                    counts.left[usize::from(index)] += 1;
+                    if counts.left[usize::from(index)] == 1
+                        && counts.left.iter().all(|&n| n > 0)
+                    {
+                        shared.counters.observers_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                return;
+            }
+        }
+        problems.report(&problems.unexpected_frames, || {
+            format!("{label}: unexpected notice during {:?}: {text:?}", self.current)
+        });
+    }
+
+    fn finish(mut self) -> Outcome {
+        self.shared.delivery.merge(&mut self.latencies);
+        if self.me.is_some() && matches!(self.current, Phase::Leave | Phase::Close) && !self.closed
+        {
+            let label = self.label;
+            let problems = &self.shared.problems;
+            problems.report(&problems.unexpected_close, || {
+                format!("{label}: the server did not close the connection after it left")
+            });
+        }
+        Outcome {
+            received: self.received,
+            sent: self.sent,
+            notices: self.notices,
+        }
+    }
+}
+
+/// Reads the next frame and fails unless it is `want`.
+async fn expect(reader: &mut FrameReader<OwnedReadHalf>, want: ServerFrame) -> Result<(), String> {
+    match reader.next::<ServerFrame>().await {
+        Ok(Some(frame)) if frame == want => Ok(()),
+        Ok(Some(frame)) => Err(format!("expected {want:?}, got {frame:?}")),
+        Ok(None) => Err(format!("closed while waiting for {want:?}")),
+        Err(e) => Err(format!("while waiting for {want:?}: {e}")),
+    }
+}
