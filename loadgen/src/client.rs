@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::check::{Dest, Receiver, ReceiverLog, SenderLog};
 use crate::config::Config;
 use crate::message::{self, Garbled};
-use crate::stats::{LatencyBuffer, Latencies};
+use crate::stats::{Latencies, LatencyBuffer};
 
 /// Where the run is; clients follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,9 +277,9 @@ impl<'a> Client<'a> {
             Err(_) => format!("no answer within {timeout:?}"),
         };
         shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-        shared
-            .problems
-            .report(&shared.problems.join_failures, || format!("{label}: {error}"));
+        shared.problems.report(&shared.problems.join_failures, || {
+            format!("{label}: {error}")
+        });
         None
     }
 
@@ -313,12 +313,9 @@ impl<'a> Client<'a> {
                     .map_err(|e| format!("write failed: {e}"))?;
                 expect(&mut reader, ServerFrame::UsernameAccepted).await?;
                 shared.join.record(hello_at.elapsed().as_micros() as u64);
-                let index = message::participant_index(
-                    &shared.config.name_prefix,
-                    label,
-                    participants,
-                )
-                .ok_or("participant name out of range")?;
+                let index =
+                    message::participant_index(&shared.config.name_prefix, label, participants)
+                        .ok_or("participant name out of range")?;
                 (
                     Receiver::Participant(index),
                     Some(label),
@@ -437,14 +434,24 @@ impl<'a> Client<'a> {
         };
         let seq = sent.sent(dest);
         if dest != Dest::Public {
-            self.shared.counters.sent_private.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .sent_private
+                .fetch_add(1, Ordering::Relaxed);
         }
         let target = match dest {
             Dest::Private(to) => Some(message::participant_name(&config.name_prefix, to)),
             Dest::Public => None,
         };
         let scheduled_us = self.shared.micros_since_epoch(scheduled);
-        message::write_line(line, target.as_deref(), index, seq, scheduled_us, config.size);
+        message::write_line(
+            line,
+            target.as_deref(),
+            index,
+            seq,
+            scheduled_us,
+            config.size,
+        );
         // Encode once, then hand the buffer back for the next line.
         let chat = ClientFrame::Chat(std::mem::take(line));
         let frame = protocol::encode(&chat);
@@ -487,10 +494,7 @@ impl<'a> Client<'a> {
     }
 
     /// Handles one read result; false when the connection is over.
-    fn handle(
-        &mut self,
-        frame: Result<Option<ServerFrame>, logosnet::framed::ReadError>,
-    ) -> bool {
+    fn handle(&mut self, frame: Result<Option<ServerFrame>, logosnet::framed::ReadError>) -> bool {
         let shared = self.shared;
         let problems = &shared.problems;
         let label = self.label;
@@ -503,7 +507,10 @@ impl<'a> Client<'a> {
             }
             Ok(None) => {
                 problems.report(&problems.unexpected_close, || {
-                    format!("{label}: server closed the connection during {:?}", self.current)
+                    format!(
+                        "{label}: server closed the connection during {:?}",
+                        self.current
+                    )
                 });
                 return false;
             }
@@ -577,7 +584,9 @@ impl<'a> Client<'a> {
         let announced = |suffix: &str| {
             text.strip_prefix("User ")
                 .and_then(|rest| rest.strip_suffix(suffix))
-                .map(|name| message::participant_index(&config.name_prefix, name, config.participants))
+                .map(|name| {
+                    message::participant_index(&config.name_prefix, name, config.participants)
+                })
         };
         if let Some(who) = announced(" has joined") {
             // A join may still be in flight when traffic starts; observers
@@ -588,21 +597,25 @@ impl<'a> Client<'a> {
             if who.is_some() && !matches!(self.current, Phase::Leave | Phase::Close) {
                 return;
             }
-        } else if let Some(who) = announced(" has left") {
-            if matches!(self.current, Phase::Leave | Phase::Close) {
-                if let (Some(index), Some(counts)) = (who, self.notices.as_mut()) {
-                    counts.left[usize::from(index)] += 1;
-                    if counts.left[usize::from(index)] == 1
-                        && counts.left.iter().all(|&n| n > 0)
-                    {
-                        shared.counters.observers_done.fetch_add(1, Ordering::Relaxed);
-                    }
+        } else if let Some(who) = announced(" has left")
+            && matches!(self.current, Phase::Leave | Phase::Close)
+        {
+            if let (Some(index), Some(counts)) = (who, self.notices.as_mut()) {
+                counts.left[usize::from(index)] += 1;
+                if counts.left[usize::from(index)] == 1 && counts.left.iter().all(|&n| n > 0) {
+                    shared
+                        .counters
+                        .observers_done
+                        .fetch_add(1, Ordering::Relaxed);
                 }
-                return;
             }
+            return;
         }
         problems.report(&problems.unexpected_frames, || {
-            format!("{label}: unexpected notice during {:?}: {text:?}", self.current)
+            format!(
+                "{label}: unexpected notice during {:?}: {text:?}",
+                self.current
+            )
         });
     }
 

@@ -15,9 +15,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod check;
-pub mod message;
 pub mod client;
 pub mod config;
+pub mod message;
 pub mod plot;
 pub mod progress;
 pub mod report;

@@ -29,7 +29,11 @@ fn percentile_label(nines: f64) -> String {
 }
 
 /// Draws the given histograms (µs) into an SVG file.
-pub fn write_svg(path: &Path, title: &str, series: &[(&str, &Histogram<u64>)]) -> anyhow::Result<()> {
+pub fn write_svg(
+    path: &Path,
+    title: &str,
+    series: &[(&str, &Histogram<u64>)],
+) -> anyhow::Result<()> {
     let curves: Vec<(&str, Vec<(f64, f64)>)> =
         series.iter().map(|(name, h)| (*name, points(h))).collect();
     let x_max = curves

@@ -262,9 +262,7 @@ impl Report {
             server: c.server_pid.map(|pid| ProcessReport {
                 pid,
                 cpu_total_s: 0.0,
-                cpu_traffic_s: data
-                    .server_cpu
-                    .map_or(0.0, |cpu| cpu.total().as_secs_f64()),
+                cpu_traffic_s: data.server_cpu.map_or(0.0, |cpu| cpu.total().as_secs_f64()),
                 cpu_traffic_cores: data.server_cpu.map_or(0.0, |cpu| cores(cpu, window)),
                 peak_rss_kib: data.server_peak_rss_kib,
             }),
@@ -301,7 +299,11 @@ impl Report {
                 r.participants_joined, r.observers_joined
             ),
         );
-        row(&mut out, "room join time", format!("{:.3} s", r.join_time_s));
+        row(
+            &mut out,
+            "room join time",
+            format!("{:.3} s", r.join_time_s),
+        );
         row(
             &mut out,
             "capacity probe (256th)",
@@ -399,7 +401,10 @@ impl Report {
 }
 
 fn kib(value: Option<u64>) -> String {
-    value.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    value.map_or_else(
+        || "n/a".to_owned(),
+        |k| format!("{:.1} MiB", k as f64 / 1024.0),
+    )
 }
 
 /// Writes a histogram of microseconds as HdrHistogram's percentile

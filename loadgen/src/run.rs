@@ -102,8 +102,16 @@ pub struct NoticeFaults {
 impl NoticeFaults {
     fn add(&mut self, counts: &NoticeCounts) {
         for (seen, missing, duplicated) in [
-            (&counts.joined, &mut self.joined_missing, &mut self.joined_duplicated),
-            (&counts.left, &mut self.left_missing, &mut self.left_duplicated),
+            (
+                &counts.joined,
+                &mut self.joined_missing,
+                &mut self.joined_duplicated,
+            ),
+            (
+                &counts.left,
+                &mut self.left_missing,
+                &mut self.left_duplicated,
+            ),
         ] {
             for &n in seen {
                 match n {
@@ -197,7 +205,9 @@ impl RunData {
         }
         for (role, answer) in [("participant", &self.probe.0), ("observer", &self.probe.1)] {
             if let Some(ProbeAnswer::Other(what)) = answer {
-                out.push(format!("the 256th {role} was not refused with Full: {what}"));
+                out.push(format!(
+                    "the 256th {role} was not refused with Full: {what}"
+                ));
             }
         }
         out
@@ -235,7 +245,11 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let fill_start = Instant::now();
     let mut tasks: Vec<JoinHandle<Option<Outcome>>> = Vec::new();
     for i in 0..config.observers {
-        tasks.push(tokio::spawn(client::observer(shared.clone(), i, phase_rx.clone())));
+        tasks.push(tokio::spawn(client::observer(
+            shared.clone(),
+            i,
+            phase_rx.clone(),
+        )));
     }
     wait_for("observers", observers, phase_timeout * 3, || {
         let done = load(&counters.ready) + load(&counters.failed);
@@ -296,14 +310,17 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
                 load(&counters.sent),
                 load(&counters.delivered)
             );
-            (elapsed.min(millis), load(&counters.senders_done) >= participants, status)
+            (
+                elapsed.min(millis),
+                load(&counters.senders_done) >= participants,
+                status,
+            )
         })
         .await;
         traffic = Instant::now().saturating_duration_since(start);
         let sent = load(&counters.sent);
         let private = load(&counters.sent_private);
-        let expected =
-            (sent - private) * (participants - 1 + observers) + private;
+        let expected = (sent - private) * (participants - 1 + observers) + private;
         drained = wait_for("drain", expected, phase_timeout, || {
             let delivered = load(&counters.delivered);
             (delivered, delivered >= expected, String::new())
