@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         eprintln!("loadgen: {e}");
         return ExitCode::from(2);
     }
+    raise_open_file_limit();
     match run_and_report(config) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -66,4 +67,18 @@ fn run_and_report(config: Config) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(report.passed)
+}
+
+/// A full room is 510 sockets plus the probes; lift the soft open-file limit
+/// to the hard one (as the server does) in case the default is 256 or 1024.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
