@@ -341,7 +341,11 @@ impl<'a> Client<'a> {
             writer,
             phase,
             current,
-            received: ReceiverLog::new(receiver, participants),
+            received: ReceiverLog::new(
+                receiver,
+                participants,
+                shared.config.total_messages().div_ceil(participants as u64) as usize,
+            ),
             latencies: LatencyBuffer::default(),
             notices,
             sent,
@@ -362,6 +366,10 @@ impl<'a> Client<'a> {
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
         let mut left = false;
+        // The handshake may have read frames past UsernameAccepted.
+        if !self.drain_decoder() {
+            return;
+        }
         loop {
             let sending = start.is_some() && slot < total;
             tokio::select! {
@@ -387,8 +395,8 @@ impl<'a> Client<'a> {
                         _ => {}
                     }
                 }
-                frame = self.reader.next::<ServerFrame>() => {
-                    if !self.handle(frame) {
+                filled = self.reader.fill() => {
+                    if !self.on_read(filled) {
                         if left {
                             self.shared.counters.participants_closed.fetch_add(1, Ordering::Relaxed);
                         }
@@ -472,6 +480,9 @@ impl<'a> Client<'a> {
     }
 
     async fn run_observer(&mut self) {
+        if !self.drain_decoder() {
+            return;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -484,8 +495,8 @@ impl<'a> Client<'a> {
                         break;
                     }
                 }
-                frame = self.reader.next::<ServerFrame>() => {
-                    if !self.handle(frame) {
+                filled = self.reader.fill() => {
+                    if !self.on_read(filled) {
                         break;
                     }
                 }
@@ -493,25 +504,34 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// Handles one read result; false when the connection is over.
-    fn handle(&mut self, frame: Result<Option<ServerFrame>, logosnet::framed::ReadError>) -> bool {
+    /// Handles one read from the socket: every whole frame it completed, all
+    /// stamped with the same receipt time. False when the connection is over.
+    fn on_read(&mut self, filled: std::io::Result<usize>) -> bool {
         let shared = self.shared;
         let problems = &shared.problems;
         let label = self.label;
         let leaving = matches!(self.current, Phase::Leave | Phase::Close);
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) | Err(_) if leaving && self.me.is_some() => {
+        match filled {
+            Ok(0) if leaving && self.me.is_some() => {
                 self.closed = true;
                 return false;
             }
-            Ok(None) => {
+            Ok(0) => {
+                let how = if self.reader.decoder().is_mid_frame() {
+                    "in the middle of a frame"
+                } else {
+                    "between frames"
+                };
                 problems.report(&problems.unexpected_close, || {
                     format!(
-                        "{label}: server closed the connection during {:?}",
+                        "{label}: server closed the connection {how} during {:?}",
                         self.current
                     )
                 });
+                return false;
+            }
+            Err(_) if leaving && self.me.is_some() => {
+                self.closed = true;
                 return false;
             }
             Err(e) => {
@@ -520,9 +540,37 @@ impl<'a> Client<'a> {
                 });
                 return false;
             }
-        };
+            Ok(_) => {}
+        }
+        self.drain_decoder()
+    }
+
+    /// Handles every whole frame already buffered, all stamped with the same
+    /// receipt time; false if the stream is broken.
+    fn drain_decoder(&mut self) -> bool {
+        let problems = &self.shared.problems;
+        let label = self.label;
+        let now = self.shared.micros_since_epoch(Instant::now());
+        loop {
+            match self.reader.decoder().next_frame::<ServerFrame>() {
+                Ok(Some(frame)) => self.handle(frame, now),
+                Ok(None) => return true,
+                Err(e) => {
+                    problems.report(&problems.protocol_errors, || {
+                        format!("{label}: the server broke the framing: {e}")
+                    });
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Handles one frame received at `now` (µs since the epoch).
+    fn handle(&mut self, frame: ServerFrame, now: u64) {
+        let problems = &self.shared.problems;
+        let label = self.label;
         match frame {
-            ServerFrame::Message(text) => self.delivery(&text),
+            ServerFrame::Message(text) => self.delivery(&text, now),
             ServerFrame::Notice(text) => self.notice(&text),
             ServerFrame::Full => problems.report(&problems.unexpected_full, || {
                 format!("{label}: unexpected Full")
@@ -536,10 +584,9 @@ impl<'a> Client<'a> {
                 format!("{label}: unexpected {other:?} during {:?}", self.current)
             }),
         }
-        true
     }
 
-    fn delivery(&mut self, text: &str) {
+    fn delivery(&mut self, text: &str, now: u64) {
         let shared = self.shared;
         let config = &shared.config;
         let parsed = message::parse_delivery(
@@ -551,7 +598,6 @@ impl<'a> Client<'a> {
         );
         match parsed {
             Ok(d) => {
-                let now = shared.micros_since_epoch(Instant::now());
                 self.latencies
                     .push(now.saturating_sub(d.scheduled_us), &shared.delivery);
                 let receipt = self.received.record(d.sender, d.seq, d.private);
