@@ -548,6 +548,10 @@ impl<'a> Client<'a> {
     /// Handles every whole frame already buffered, all stamped with the same
     /// receipt time; false if the stream is broken.
     fn drain_decoder(&mut self) -> bool {
+        // With several runtime threads another client may act on a phase
+        // change (and the server answer it) before this task has polled it;
+        // judge frames by the phase as it is now.
+        self.current = *self.phase.borrow();
         let problems = &self.shared.problems;
         let label = self.label;
         let now = self.shared.micros_since_epoch(Instant::now());
