@@ -31,6 +31,9 @@ pub enum Phase {
     Joining,
     /// Traffic started at this instant (participants send on schedule).
     Traffic(Instant),
+    /// No more sends, even if a participant is behind its schedule; wait for
+    /// outstanding deliveries.
+    Drain,
     /// Participants leave; observers count the "has left" notices.
     Leave,
     /// Everyone closes.
@@ -370,8 +373,9 @@ impl<'a> Client<'a> {
         if !self.drain_decoder() {
             return;
         }
+        let mut stopped = false;
         loop {
-            let sending = start.is_some() && slot < total;
+            let sending = start.is_some() && !stopped && slot < total;
             tokio::select! {
                 biased;
                 changed = self.phase.changed() => {
@@ -387,7 +391,9 @@ impl<'a> Client<'a> {
                                 self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
                             }
                         }
+                        Phase::Drain => stopped = true,
                         Phase::Leave if !left => {
+                            stopped = true;
                             left = true;
                             let _ = self.writer.shutdown().await;
                         }

@@ -111,6 +111,9 @@ pub struct TrafficReport {
     pub send_rate: f64,
     /// True if every delivery arrived before the drain timeout.
     pub drained: bool,
+    /// True if senders were still behind schedule when the traffic phase's
+    /// limit (duration + phase timeout) ran out and the rest was dropped.
+    pub fell_behind: bool,
 }
 
 /// The delivery verdict.
@@ -229,6 +232,7 @@ impl Report {
                     sent as f64 / data.traffic.as_secs_f64()
                 },
                 drained: data.drained,
+                fell_behind: data.behind,
             },
             deliveries: DeliveryReport {
                 expected,
@@ -320,6 +324,16 @@ impl Report {
                 t.messages_sent, t.public_sent, t.private_sent, t.traffic_s, t.send_rate
             ),
         );
+        if t.traffic_s > 0.0 && t.send_rate < 0.95 * c.rate {
+            row(
+                &mut out,
+                "warning",
+                format!(
+                    "loadgen sent {:.0}/s of the {} offered: it fell behind its schedule, so latency includes its own lag (see send lag)",
+                    t.send_rate, c.rate
+                ),
+            );
+        }
         row(
             &mut out,
             "deliveries",

@@ -55,6 +55,10 @@ pub struct RunData {
     pub traffic_and_drain: Duration,
     /// The drain ended because everything arrived (not on timeout).
     pub drained: bool,
+    /// Senders were still behind their schedule when the traffic phase's
+    /// time limit (duration + phase timeout) ran out, so the rest of the
+    /// schedule was dropped: loadgen (or the machine) could not offer the rate.
+    pub behind: bool,
     /// Delivery verdict.
     pub tally: Tally,
     /// Deliveries counted on receipt (first receipts).
@@ -171,6 +175,7 @@ impl RunData {
     pub fn passed(&self) -> bool {
         let probe_ok = |p: &Option<ProbeAnswer>| p.as_ref().is_none_or(|a| *a == ProbeAnswer::Full);
         self.traffic_ran
+            && !self.behind
             && self.tally.is_clean()
             && self.drained
             && self.problems.is_clean()
@@ -184,6 +189,13 @@ impl RunData {
         let mut out = Vec::new();
         if !self.traffic_ran {
             out.push("the room could not be filled, so no traffic was sent".to_owned());
+        }
+        if self.behind {
+            out.push(format!(
+                "loadgen fell behind: only {} of {} messages were sent within duration + phase timeout (the client side is saturated; lower --rate)",
+                self.sent.0,
+                self.config.total_messages()
+            ));
         }
         if !self.tally.is_clean() {
             out.push(format!(
@@ -293,6 +305,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut traffic = Duration::ZERO;
     let mut traffic_and_drain = Duration::ZERO;
     let mut drained = false;
+    let mut behind = false;
     let mut cpu_traffic = CpuTime::default();
     let mut server_cpu = None;
     if room_full {
@@ -303,7 +316,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         let messages = config.total_messages();
         let limit = Duration::from_secs_f64(config.duration) + TRAFFIC_LEAD + phase_timeout;
         let millis = (config.duration * 1000.0) as u64;
-        wait_for("traffic", millis, limit, || {
+        let schedule_kept = wait_for("traffic", millis, limit, || {
             let elapsed = Instant::now().saturating_duration_since(start).as_millis() as u64;
             let status = format!(
                 "sent {}/{messages}, deliveries {}",
@@ -318,12 +331,18 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         })
         .await;
         traffic = Instant::now().saturating_duration_since(start);
-        let sent = load(&counters.sent);
-        let private = load(&counters.sent_private);
-        let expected = (sent - private) * (participants - 1 + observers) + private;
-        drained = wait_for("drain", expected, phase_timeout, || {
+        behind = !schedule_kept;
+        let _ = phase_tx.send(Phase::Drain);
+        // Sends already under way when the drain began still count, so the
+        // expectation is re-read on every poll.
+        let expected = || {
+            let sent = load(&counters.sent);
+            let private = load(&counters.sent_private);
+            (sent - private) * (participants - 1 + observers) + private
+        };
+        drained = wait_for("drain", expected(), phase_timeout, || {
             let delivered = load(&counters.delivered);
-            (delivered, delivered >= expected, String::new())
+            (delivered, delivered >= expected(), String::new())
         })
         .await;
         traffic_and_drain = Instant::now().saturating_duration_since(start);
@@ -381,6 +400,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         traffic,
         traffic_and_drain,
         drained,
+        behind,
         tally,
         delivered: load(&counters.delivered),
         notice_faults,
