@@ -40,6 +40,18 @@ pub enum Phase {
     Close,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Joining => "joining",
+            Phase::Traffic(_) => "traffic",
+            Phase::Drain => "drain",
+            Phase::Leave => "leave",
+            Phase::Close => "close",
+        })
+    }
+}
+
 /// Counters the orchestrator and the progress display read.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -85,10 +97,16 @@ pub struct Problems {
 /// Descriptions kept in [`Problems`].
 const PROBLEM_EXAMPLES: usize = 20;
 
+/// Descriptions kept per kind of problem, so one flood does not hide others.
+const EXAMPLES_PER_KIND: u64 = 4;
+
 impl Problems {
     /// Counts one problem and keeps its description if there is room.
     pub fn report(&self, counter: &AtomicU64, what: impl FnOnce() -> String) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        let seen = counter.fetch_add(1, Ordering::Relaxed);
+        if seen >= EXAMPLES_PER_KIND {
+            return;
+        }
         let mut examples = self.examples.lock().unwrap_or_else(|e| e.into_inner());
         if examples.len() < PROBLEM_EXAMPLES {
             examples.push(what());
@@ -530,7 +548,7 @@ impl<'a> Client<'a> {
                 };
                 problems.report(&problems.unexpected_close, || {
                     format!(
-                        "{label}: server closed the connection {how} during {:?}",
+                        "{label}: server closed the connection {how} during {}",
                         self.current
                     )
                 });
@@ -542,7 +560,7 @@ impl<'a> Client<'a> {
             }
             Err(e) => {
                 problems.report(&problems.unexpected_close, || {
-                    format!("{label}: connection failed during {:?}: {e}", self.current)
+                    format!("{label}: connection failed during {}: {e}", self.current)
                 });
                 return false;
             }
@@ -591,7 +609,7 @@ impl<'a> Client<'a> {
                 });
             }
             other => problems.report(&problems.unexpected_frames, || {
-                format!("{label}: unexpected {other:?} during {:?}", self.current)
+                format!("{label}: unexpected {other:?} during {}", self.current)
             }),
         }
     }
@@ -669,7 +687,7 @@ impl<'a> Client<'a> {
         }
         problems.report(&problems.unexpected_frames, || {
             format!(
-                "{label}: unexpected notice during {:?}: {text:?}",
+                "{label}: unexpected notice during {}: {text:?}",
                 self.current
             )
         });

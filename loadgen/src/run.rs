@@ -212,6 +212,14 @@ impl RunData {
         if !self.problems.is_clean() {
             out.push(format!("problems: {:?}", self.problems));
         }
+        if self.problems.unexpected_close > 0 {
+            out.push(
+                "the server closed connections mid-run: it drops a client as a slow consumer once \
+                 1 MiB is queued for it, so if loadgen was saturated (high send lag, CPU near one \
+                 core per thread) these are loadgen's own clients falling behind"
+                    .to_owned(),
+            );
+        }
         if !self.notice_faults.is_clean() {
             out.push(format!("join/leave notices: {:?}", self.notice_faults));
         }
