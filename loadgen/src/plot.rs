@@ -52,6 +52,7 @@ pub fn write_svg(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
+        .margin_right(45)
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)
