@@ -32,6 +32,10 @@ fn server_binary() -> &'static Path {
                 "--bin",
                 "logosnet_server",
             ])
+            // The directory above the profile's, so the binary lands next to
+            // loadgen's whatever target directory the outer cargo used.
+            .arg("--target-dir")
+            .arg(dir.parent().expect("profile directory has a parent"))
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         match profile {
             "debug" => {}
