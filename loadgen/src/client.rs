@@ -129,6 +129,9 @@ pub struct Shared {
     pub config: Config,
     /// The server.
     pub addr: SocketAddr,
+    /// Every participant's name, by index (built once, so addressing a
+    /// private message allocates nothing).
+    pub names: Vec<String>,
     /// Time zero of the run: scheduled times in messages count from here.
     pub epoch: Instant,
     /// Bounds concurrent connects and handshakes.
@@ -472,18 +475,11 @@ impl<'a> Client<'a> {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let target = match dest {
-            Dest::Private(to) => Some(message::participant_name(&config.name_prefix, to)),
+            Dest::Private(to) => self.shared.names.get(usize::from(to)).map(String::as_str),
             Dest::Public => None,
         };
         let scheduled_us = self.shared.micros_since_epoch(scheduled);
-        message::write_line(
-            line,
-            target.as_deref(),
-            index,
-            seq,
-            scheduled_us,
-            config.size,
-        );
+        message::write_line(line, target, index, seq, scheduled_us, config.size);
         // Encode once, then hand the buffer back for the next line.
         let chat = ClientFrame::Chat(std::mem::take(line));
         let frame = protocol::encode(&chat);

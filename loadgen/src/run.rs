@@ -248,6 +248,9 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         connecting: Semaphore::new(config.connect_concurrency),
         config: config.clone(),
         addr,
+        names: (0..config.participants)
+            .map(|i| crate::message::participant_name(&config.name_prefix, i as u16))
+            .collect(),
         epoch: Instant::now(),
         counters: Counters::default(),
         problems: Problems::default(),
