@@ -4,9 +4,11 @@
 //! It speaks wire protocol v1 only through [`logosnet::protocol`] and
 //! [`logosnet::framed`], so it runs unchanged against any server of that
 //! protocol. Layout, one concern per module:
+//! - [`config`]: the command line and its defaults;
 //! - [`message`]: the chat lines it sends and parses back (sans-IO);
 //! - [`check`]: what was sent against what arrived (sans-IO);
 //! - [`stats`]: latency histograms and CPU/memory readings;
+//! - [`shared`]: phase, counters, problems and histograms the tasks share;
 //! - [`client`]: one participant's or observer's connection;
 //! - [`run`]: the phases — connect, probe, traffic, drain, leave;
 //! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
@@ -22,4 +24,5 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod shared;
 pub mod stats;

@@ -4,7 +4,7 @@
 //!
 //! Observers connect first so that each of them can check it sees every
 //! participant's "has joined" exactly once. Between phases the orchestrator
-//! polls the shared counters (every [`POLL`]) and drives the progress display;
+//! polls the shared counters (every 10 ms) and drives the progress display;
 //! it never touches a socket on the hot path.
 
 use std::net::SocketAddr;
@@ -19,9 +19,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::check::{self, Tally};
-use crate::client::{self, Counters, NoticeCounts, Outcome, Phase, ProbeAnswer, Problems, Shared};
+use crate::client::{self, NoticeCounts, Outcome, ProbeAnswer};
 use crate::config::Config;
 use crate::progress::Progress;
+use crate::shared::{Counters, Phase, Problems, Shared};
 use crate::stats::{self, CpuTime};
 
 /// How often the orchestrator looks at the counters.
