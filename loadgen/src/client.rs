@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::check::{Dest, Receiver, ReceiverLog, SenderLog};
 use crate::message::{self, Garbled};
+use crate::schedule::{self, SplitMix64};
 use crate::shared::{Phase, Shared};
 use crate::stats::LatencyBuffer;
 
@@ -42,31 +43,6 @@ pub struct NoticeCounts {
     pub joined: Vec<u32>,
     /// "User X has left", per participant index.
     pub left: Vec<u32>,
-}
-
-/// A deterministic generator (splitmix64) for the private-message choices.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// Seeds one generator per participant.
-    pub fn new(seed: u64, stream: u64) -> Self {
-        Self(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Runs participant `index` to the end of the run.
@@ -247,12 +223,10 @@ impl<'a> Client<'a> {
 
     async fn run_participant(&mut self, index: u16) {
         let config = &self.shared.config;
-        let participants = config.participants as u64;
-        let total = config.total_messages();
+        let mut slots = schedule::slots_of(index, config.participants, config.total_messages());
+        let mut next_slot = slots.next();
         let mut rng = SplitMix64::new(config.seed, u64::from(index));
         let mut line = String::with_capacity(config.size + 32);
-        // Global slot n goes to participant n % participants at n / rate s.
-        let mut slot = u64::from(index);
         let mut start: Option<Instant> = None;
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
@@ -263,7 +237,7 @@ impl<'a> Client<'a> {
         }
         let mut stopped = false;
         loop {
-            let sending = start.is_some() && !stopped && slot < total;
+            let sending = start.is_some() && !stopped && next_slot.is_some();
             tokio::select! {
                 biased;
                 changed = self.phase.changed() => {
@@ -274,9 +248,11 @@ impl<'a> Client<'a> {
                     match self.current {
                         Phase::Traffic(at) if start.is_none() => {
                             start = Some(at);
-                            sleep.as_mut().reset(self.slot_time(at, slot).into());
-                            if slot >= total {
-                                self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
+                            match next_slot {
+                                Some(slot) => sleep.as_mut().reset(self.slot_time(at, slot).into()),
+                                None => {
+                                    self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
                         Phase::Drain => stopped = true,
@@ -298,14 +274,15 @@ impl<'a> Client<'a> {
                     }
                 }
                 () = &mut sleep, if sending => {
-                    let Some(at) = start else { continue };
+                    let (Some(at), Some(slot)) = (start, next_slot) else { continue };
                     let scheduled = self.slot_time(at, slot);
                     self.send_one(index, &mut rng, &mut line, scheduled).await;
-                    slot += participants;
-                    if slot < total {
-                        sleep.as_mut().reset(self.slot_time(at, slot).into());
-                    } else {
-                        self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
+                    next_slot = slots.next();
+                    match next_slot {
+                        Some(slot) => sleep.as_mut().reset(self.slot_time(at, slot).into()),
+                        None => {
+                            self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -313,7 +290,7 @@ impl<'a> Client<'a> {
     }
 
     fn slot_time(&self, start: Instant, slot: u64) -> Instant {
-        start + Duration::from_secs_f64(slot as f64 / self.shared.config.rate)
+        start + schedule::slot_offset(slot, self.shared.config.rate)
     }
 
     async fn send_one(
@@ -324,13 +301,7 @@ impl<'a> Client<'a> {
         scheduled: Instant,
     ) {
         let config = &self.shared.config;
-        let participants = config.participants as u64;
-        let dest = if participants > 1 && rng.next_f64() < config.private {
-            let offset = 1 + rng.next_u64() % (participants - 1);
-            Dest::Private(((u64::from(index) + offset) % participants) as u16)
-        } else {
-            Dest::Public
-        };
+        let dest = schedule::choose_dest(rng, index, config.participants, config.private);
         let Some(sent) = self.sent.as_mut() else {
             return;
         };

@@ -7,6 +7,7 @@
 //! - [`config`]: the command line and its defaults;
 //! - [`message`]: the chat lines it sends and parses back (sans-IO);
 //! - [`check`]: what was sent against what arrived (sans-IO);
+//! - [`schedule`]: the open-loop send schedule and message destinations (sans-IO);
 //! - [`stats`]: latency histograms and CPU/memory readings;
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
 //! - [`client`]: one participant's or observer's connection;
@@ -24,5 +25,6 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod shared;
 pub mod stats;
