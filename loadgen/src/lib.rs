@@ -1,1 +1,30 @@
-//! loadgen: fills a LogosNet room and reports capacity and latency (see issue 5).
+//! loadgen: fills a LogosNet room over TCP, drives open-loop chat traffic,
+//! checks every delivery and reports capacity and latency (issue 5).
+//!
+//! It speaks wire protocol v1 only through [`logosnet::protocol`] and
+//! [`logosnet::framed`], so it runs unchanged against any server of that
+//! protocol. Layout, one concern per module:
+//! - [`config`]: the command line and its defaults;
+//! - [`message`]: the chat lines it sends and parses back (sans-IO);
+//! - [`check`]: what was sent against what arrived (sans-IO);
+//! - [`schedule`]: the open-loop send schedule and message destinations (sans-IO);
+//! - [`stats`]: latency histograms and CPU/memory readings;
+//! - [`shared`]: phase, counters, problems and histograms the tasks share;
+//! - [`client`]: one participant's or observer's connection;
+//! - [`run`]: the phases — connect, probe, traffic, drain, leave;
+//! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
+//! - [`progress`]: progress bars or plain lines on stderr.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod check;
+pub mod client;
+pub mod config;
+pub mod message;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod shared;
+pub mod stats;

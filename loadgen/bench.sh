@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Reproduces the tables in BENCHMARKS.md: builds release binaries, then for
+# each rate starts a fresh logosnet_server on a free port (so its peak RSS is
+# that run's), runs loadgen against it with a full room (255 + 255), and
+# writes <rate>.json / .hgrm / .svg / .txt plus the load average before the
+# run into $OUT. Prints a Markdown table at the end.
+#
+# Usage: loadgen/bench.sh [RATE...]          (default: 500 1000 2000 5000 10000)
+# Environment: OUT (default bench-results), DURATION (default 10 s),
+#              EXTRA (more loadgen arguments, e.g. "--threads 2").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-bench-results}
+DURATION=${DURATION:-10}
+EXTRA=${EXTRA:-}
+RATES=("$@")
+[ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 5000 10000)
+
+cargo build --release -p logosnet --bin logosnet_server
+cargo build --release -p loadgen --bin loadgen
+mkdir -p "$OUT"
+SERVER=target/release/logosnet_server
+LOADGEN=target/release/loadgen
+
+server_pid=""
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+trap stop_server EXIT
+
+for rate in "${RATES[@]}"; do
+    "$SERVER" --ip 127.0.0.1 --port 0 >"$OUT/server-$rate.out" 2>"$OUT/server-$rate.log" &
+    server_pid=$!
+    for _ in $(seq 100); do
+        grep -q '^listening on ' "$OUT/server-$rate.out" 2>/dev/null && break
+        sleep 0.05
+    done
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/server-$rate.out")
+    [ -n "$port" ] || { echo "server did not start" >&2; exit 1; }
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/$rate.load"
+    echo "== rate $rate msgs/s (load average before: $(cat "$OUT/$rate.load"))" >&2
+    status=0
+    # shellcheck disable=SC2086
+    "$LOADGEN" --ip 127.0.0.1 --port "$port" --rate "$rate" --duration "$DURATION" \
+        --server-pid "$server_pid" --json "$OUT/$rate.json" --hgrm "$OUT/$rate.hgrm" \
+        --svg "$OUT/$rate.svg" $EXTRA >"$OUT/$rate.txt" 2>"$OUT/$rate.progress" || status=$?
+    cat "$OUT/$rate.txt"
+    [ "$status" -eq 0 ] || echo "loadgen exited with status $status at rate $rate" >&2
+    stop_server
+done
+
+echo
+echo "commit $(git rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo
+echo "| offered msgs/s | sent/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | send lag p99 ms | lost/dup/ooo | loadgen CPU (cores) | server CPU (cores) | server peak RSS MiB | load avg before | pass |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+for rate in "${RATES[@]}"; do
+    [ -f "$OUT/$rate.json" ] || continue
+    jq -r --arg load "$(cat "$OUT/$rate.load")" '
+        def ms: . / 1000 | . * 100 | round / 100;
+        "| \(.config.rate) | \(.traffic.send_rate | round) | \(.deliveries.per_second | round) | \(.latency.delivery.p50_us | ms) | \(.latency.delivery.p90_us | ms) | \(.latency.delivery.p99_us | ms) | \(.latency.delivery.p99_9_us | ms) | \(.latency.delivery.max_us | ms) | \(.latency.send_lag.p99_us | ms) | \(.deliveries.lost)/\(.deliveries.duplicated)/\(.deliveries.out_of_order) | \(.loadgen.cpu_traffic_cores * 100 | round / 100) | \(.server.cpu_traffic_cores * 100 | round / 100) | \(.server.peak_rss_kib / 1024 | . * 10 | round / 10) | \($load) | \(.passed) |"
+    ' "$OUT/$rate.json"
+done

@@ -1,0 +1,129 @@
+//! The command line: every knob of a run, with the defaults.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The room capacity per role that wire protocol v1 servers enforce.
+pub const ROOM_CAPACITY: usize = 255;
+
+/// The longest username the protocol allows, in characters.
+const MAX_NAME_CHARS: usize = 10;
+
+/// loadgen: fills a LogosNet room, drives open-loop chat traffic, checks every
+/// delivery and reports capacity and latency.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Server IP address or host name
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: String,
+    /// Server port
+    #[arg(long, default_value_t = 8021)]
+    pub port: u16,
+    /// Participants to connect (each gets a unique name)
+    #[arg(long, default_value_t = ROOM_CAPACITY)]
+    pub participants: usize,
+    /// Observers to connect
+    #[arg(long, default_value_t = ROOM_CAPACITY)]
+    pub observers: usize,
+    /// Messages per second offered in total, spread evenly over participants
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of steady traffic
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Characters per chat line (longer if the line's header needs more)
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Fraction of messages sent as private (`@name text`), 0 to 1
+    #[arg(long, default_value_t = 0.1)]
+    pub private: f64,
+    /// Write the report as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the delivery-latency histogram (HdrHistogram percentile
+    /// distribution, milliseconds) to this file
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write a latency-by-percentile plot (SVG) to this file
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// The server's process id, to report its peak memory and CPU from /proc
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Seed for the choice of private messages and their targets
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Skip the capacity probe (the 256th participant and observer must get
+    /// Full); it is skipped anyway for a role with fewer than 255 clients
+    #[arg(long)]
+    pub skip_capacity_probe: bool,
+    /// Participant names are this prefix followed by the index
+    #[arg(long, default_value = "lg")]
+    pub name_prefix: String,
+    /// Connections opened and handshaking at once
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// Seconds to wait for outstanding deliveries after the traffic ends, and
+    /// for each other phase to complete
+    #[arg(long, default_value_t = 10.0)]
+    pub phase_timeout: f64,
+    /// Runtime worker threads: 1 runs everything on one thread (leaving the
+    /// other cores to the server)
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl Config {
+    /// Checks the values that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.participants == 0 || self.participants > ROOM_CAPACITY {
+            return Err(format!("--participants must be 1..={ROOM_CAPACITY}"));
+        }
+        if self.observers > ROOM_CAPACITY {
+            return Err(format!("--observers must be 0..={ROOM_CAPACITY}"));
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err("--rate must be a positive number".into());
+        }
+        if !(self.duration.is_finite() && self.duration >= 0.0) {
+            return Err("--duration must be a non-negative number of seconds".into());
+        }
+        if !(0.0..=1.0).contains(&self.private) {
+            return Err("--private must be between 0 and 1".into());
+        }
+        if self.size > 1000 {
+            return Err("--size must be at most 1000 (the server's line limit)".into());
+        }
+        let longest = format!("{}{}", self.name_prefix, self.participants - 1);
+        if self.name_prefix.is_empty()
+            || longest.chars().count() > MAX_NAME_CHARS
+            || !self.name_prefix.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            return Err(format!(
+                "--name-prefix must be ASCII letters, short enough that {longest:?} fits {MAX_NAME_CHARS} characters"
+            ));
+        }
+        if self.connect_concurrency == 0 || self.threads == 0 {
+            return Err("--connect-concurrency and --threads must be at least 1".into());
+        }
+        if !(self.phase_timeout.is_finite() && self.phase_timeout > 0.0) {
+            return Err("--phase-timeout must be a positive number of seconds".into());
+        }
+        Ok(())
+    }
+
+    /// Messages the whole run offers: rate × duration.
+    pub fn total_messages(&self) -> u64 {
+        (self.rate * self.duration).round() as u64
+    }
+
+    /// Whether the capacity probe runs for participants and for observers.
+    pub fn probes(&self) -> (bool, bool) {
+        (
+            !self.skip_capacity_probe && self.participants == ROOM_CAPACITY,
+            !self.skip_capacity_probe && self.observers == ROOM_CAPACITY,
+        )
+    }
+}
