@@ -1,0 +1,157 @@
+//! Connection storms: thousands of connections that close at awkward
+//! moments, and a thousand that connect and say nothing. The server must
+//! keep serving and give back every file descriptor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame, encode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::server_process::{Client, ServerProcess, bounded, notice, raise_fd_limit};
+
+/// Connect/close cycles in the storm test.
+const CYCLES: usize = 2_000;
+/// Cycles in flight at once: a storm, well under `MAX_CONNECTIONS` (2048).
+const IN_FLIGHT: usize = 64;
+/// Sockets that never say Hello: more than the room's 255 + 255 slots.
+const IDLE_SOCKETS: usize = 1_000;
+
+/// How the `i`th storm connection misbehaves before it goes away.
+async fn misbehave(addr: SocketAddr, i: usize) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        panic!("connect {i} refused");
+    };
+    let hello = encode(&ClientFrame::Hello(Role::Participant));
+    let username = encode(&ClientFrame::Username("stormy".into()));
+    // Errors are expected here (the server may close first); only the
+    // server's behaviour is under test.
+    match i % 7 {
+        // Connect and close at once.
+        0 => {}
+        // Close in the middle of the header.
+        1 => {
+            let _ = stream.write_all(&[0, 0]).await;
+        }
+        // Close in the middle of a small payload.
+        2 => {
+            let _ = stream.write_all(&[0, 0, 0, 5, 1, 3]).await;
+        }
+        // Close in the middle of a maximum-size payload.
+        3 => {
+            let mut partial = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+            partial.resize(4 + 3_000, b'z');
+            let _ = stream.write_all(&partial).await;
+        }
+        // Say Hello, close in the middle of the Username frame.
+        4 => {
+            let _ = stream.write_all(&hello).await;
+            let _ = stream.write_all(&username[..username.len() - 2]).await;
+        }
+        // A hostile length: a violation, then close.
+        5 => {
+            let _ = stream.write_all(&[0xff, 0xff, 0xff, 0xff]).await;
+        }
+        // Reset instead of closing, mid-header.
+        _ => {
+            let _ = stream.write_all(&[0]).await;
+            let _ = stream.set_zero_linger();
+        }
+    }
+    drop(stream);
+}
+
+/// A full session: join, be greeted, talk to an observer, leave.
+async fn probe_session(addr: SocketAddr, name: &str) {
+    let mut observer = Client::observe(addr).await;
+    let mut probe = Client::join(addr, name).await;
+    let joined = notice(&format!("User {name} has joined"));
+    assert_eq!(probe.recv().await, joined);
+    observer.recv_until(&joined).await;
+    probe.send(&ClientFrame::Chat("still here?".into())).await;
+    observer
+        .recv_until(&ServerFrame::Message(format!("> {name:>10}: still here?")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_close_storm_is_served_and_returns_every_descriptor() {
+    raise_fd_limit();
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(300), async {
+        probe_session(addr, "warmup").await;
+        let baseline = server.settled_fds().await;
+
+        let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut storm = JoinSet::new();
+        let mut probe = None;
+        for i in 0..CYCLES {
+            let permit = gate.clone().acquire_owned().await.expect("semaphore");
+            storm.spawn(async move {
+                misbehave(addr, i).await;
+                drop(permit);
+            });
+            if i == CYCLES / 2 {
+                // Served in the middle of the storm, not after it.
+                probe = Some(tokio::spawn(probe_session(addr, "midstorm")));
+            }
+        }
+        while let Some(done) = storm.join_next().await {
+            done.expect("storm connection task");
+        }
+        probe
+            .expect("probe started")
+            .await
+            .expect("the probe was served during the storm");
+
+        let after = server.wait_for_fds_at_most(baseline).await;
+        assert!(
+            after <= baseline,
+            "server holds {after} descriptors after the storm, {baseline} before"
+        );
+        // And the room is whole: the same name is free again and usable.
+        probe_session(addr, "midstorm").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_beyond_capacity_do_not_block_the_room_and_close_at_the_hello_timeout() {
+    raise_fd_limit();
+    let server = ServerProcess::start(&["--hello-timeout", "2"]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(300), async {
+        let baseline = server.settled_fds().await;
+        let mut idle = Vec::with_capacity(IDLE_SOCKETS);
+        for _ in 0..IDLE_SOCKETS {
+            idle.push(Client::connect(addr).await);
+        }
+        // More silent sockets than the room has slots, yet a participant and
+        // an observer are admitted (not `Full`) and the room works.
+        probe_session(addr, "alive").await;
+
+        let mut closes = JoinSet::new();
+        for mut client in idle {
+            closes.spawn(async move { client.recv_to_close().await });
+        }
+        while let Some(frames) = closes.join_next().await {
+            let frames = frames.expect("idle socket task");
+            assert_eq!(
+                frames,
+                vec![ServerFrame::ProtocolError("no Hello within 2 s".into())],
+                "a silent socket is told why, then closed"
+            );
+        }
+        let after = server.wait_for_fds_at_most(baseline).await;
+        assert!(
+            after <= baseline,
+            "server holds {after} descriptors after the idle sockets closed, {baseline} before"
+        );
+    })
+    .await;
+}
