@@ -410,10 +410,11 @@ impl Auditor {
 
     fn pick(&self, index: u16) -> ConnId {
         let (which, index) = (index % 4, index as usize / 4);
-        if which != 0 && !self.live.is_empty() {
-            if let Some(&conn) = self.live.keys().nth(index % self.live.len()) {
-                return conn;
-            }
+        if which != 0
+            && !self.live.is_empty()
+            && let Some(&conn) = self.live.keys().nth(index % self.live.len())
+        {
+            return conn;
         }
         let index = index % (self.opened.len() + 1);
         self.opened.get(index).copied().unwrap_or(NEVER_OPENED)

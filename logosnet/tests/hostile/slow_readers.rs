@@ -45,7 +45,7 @@ const PEAK_RSS_BOUND_KIB: u64 = 64 * 1024;
 /// tagged with its sender and number so every arrival can be checked.
 fn flood_line(sender: usize, k: usize) -> String {
     let tag = format!("f{sender}#{k:04}:");
-    let fill = if k % 2 == 0 { 'x' } else { '🦀' };
+    let fill = if k.is_multiple_of(2) { 'x' } else { '🦀' };
     let mut line = tag.clone();
     line.extend(std::iter::repeat_n(fill, 1000 - tag.chars().count()));
     line
