@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame, encode};
-use tokio::io::AsyncWriteExt;
+use logosnet::server::MAX_CONNECTIONS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -30,7 +31,7 @@ async fn misbehave(addr: SocketAddr, i: usize) {
     let username = encode(&ClientFrame::Username("stormy".into()));
     // Errors are expected here (the server may close first); only the
     // server's behaviour is under test.
-    match i % 7 {
+    match i % 8 {
         // Connect and close at once.
         0 => {}
         // Close in the middle of the header.
@@ -55,6 +56,18 @@ async fn misbehave(addr: SocketAddr, i: usize) {
         // A hostile length: a violation, then close.
         5 => {
             let _ = stream.write_all(&[0xff, 0xff, 0xff, 0xff]).await;
+        }
+        // An observer, in the room while others come and go (each unnamed
+        // participant's departure is announced to it), that resets its
+        // connection with frames still on the way.
+        7 => {
+            let _ = stream
+                .write_all(&encode(&ClientFrame::Hello(Role::Observer)))
+                .await;
+            let mut accepted = [0u8; 5];
+            let _ = stream.read_exact(&mut accepted).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _ = stream.set_zero_linger();
         }
         // Reset instead of closing, mid-header.
         _ => {
@@ -152,6 +165,60 @@ async fn silent_sockets_beyond_capacity_do_not_block_the_room_and_close_at_the_h
             after <= baseline,
             "server holds {after} descriptors after the idle sockets closed, {baseline} before"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
+    raise_fd_limit();
+    // Long enough that all the connects below are accepted before the first
+    // silent socket times out and frees a slot (they take well under a
+    // second on loopback), short enough to keep the test brief.
+    let server = ServerProcess::start(&["--hello-timeout", "10"]);
+    let addr = server.addr;
+    let extra = 52;
+    bounded(Duration::from_secs(300), async {
+        let baseline = server.settled_fds().await;
+        let mut sockets = Vec::with_capacity(MAX_CONNECTIONS + extra);
+        for _ in 0..MAX_CONNECTIONS + extra {
+            sockets.push(Client::connect(addr).await);
+        }
+        let held = server.settled_fds().await;
+        assert!(
+            held <= baseline + MAX_CONNECTIONS,
+            "server holds {held} descriptors, over {baseline} + {MAX_CONNECTIONS}"
+        );
+        let mut ends = JoinSet::new();
+        for mut client in sockets {
+            ends.spawn(async move { client.recv_to_close().await });
+        }
+        let (mut refused, mut timed_out) = (0, 0);
+        while let Some(frames) = ends.join_next().await {
+            match frames.expect("socket task").as_slice() {
+                // Over the limit: closed as soon as accepted, nothing said.
+                [] => refused += 1,
+                [ServerFrame::ProtocolError(why)] if why == "no Hello within 10 s" => {
+                    timed_out += 1;
+                }
+                other => panic!("unexpected frames {other:?}"),
+            }
+        }
+        println!(
+            "{refused} sockets refused at accept, {timed_out} closed at the Hello timeout, \
+             server held {held} descriptors (baseline {baseline})"
+        );
+        // The excess was turned away at once rather than queued.
+        assert!(refused >= 1, "no socket was refused past {MAX_CONNECTIONS}");
+        assert_eq!(refused + timed_out, MAX_CONNECTIONS + extra);
+
+        let after = server.wait_for_fds_at_most(baseline).await;
+        assert!(
+            after <= baseline,
+            "{after} descriptors held, {baseline} before"
+        );
+        // Every slot came back.
+        probe_session(addr, "after").await;
     })
     .await;
 }
