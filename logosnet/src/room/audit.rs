@@ -683,8 +683,9 @@ impl Auditor {
                         !got.closed.contains(&to),
                         "frame to conn {to} after its close, on {event:?}"
                     );
+                    // Ids are handed out in order from 1.
                     assert!(
-                        self.opened.contains(&to),
+                        (1..self.next_id).contains(&to),
                         "frame to never-opened conn {to}, on {event:?}"
                     );
                     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
