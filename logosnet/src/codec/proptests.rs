@@ -135,6 +135,56 @@ proptest! {
     }
 }
 
+/// Reads `stream` through a [`FrameReader`] in the given read sizes,
+/// asserting after every read that the buffer holds at most one maximum
+/// frame plus one read and is allocated within twice that; returns the
+/// frames and the violation, if any.
+fn read_through_frame_reader(
+    stream: Vec<u8>,
+    pieces: Vec<usize>,
+) -> (Vec<ClientFrame>, Option<crate::protocol::FrameError>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let source = PiecewiseStream {
+        data: stream,
+        at: 0,
+        pieces,
+        next: 0,
+    };
+    let mut reader = FrameReader::new(source);
+    let bound = MAX_BUFFERED_FRAME + READ_CHUNK_BYTES;
+    let mut frames = Vec::new();
+    let mut error = None;
+    runtime.block_on(async {
+        'read: loop {
+            let n = reader.fill().await.unwrap();
+            let held = reader.decoder().buffered();
+            let capacity = reader.decoder().buffer_mut().capacity();
+            assert!(held <= bound, "holds {held} > {bound}");
+            assert!(
+                capacity <= 2 * bound,
+                "allocated {capacity} > {}",
+                2 * bound
+            );
+            loop {
+                match reader.decoder().next_frame::<ClientFrame>() {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        error = Some(e);
+                        break 'read;
+                    }
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    (frames, error)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
@@ -146,36 +196,25 @@ proptest! {
         stream in hostile_stream(),
         pieces in pieces(),
     ) {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let expected = decode_whole(&stream);
-        let source = PiecewiseStream { data: stream, at: 0, pieces, next: 0 };
-        let mut reader = FrameReader::new(source);
-        let bound = MAX_BUFFERED_FRAME + READ_CHUNK_BYTES;
-        let mut frames = Vec::new();
-        let mut error = None;
-        runtime.block_on(async {
-            'read: loop {
-                let n = reader.fill().await.unwrap();
-                let held = reader.decoder().buffered();
-                let capacity = reader.decoder().buffer_mut().capacity();
-                assert!(held <= bound, "holds {held} > {bound}");
-                assert!(capacity <= 2 * bound, "allocated {capacity} > {}", 2 * bound);
-                loop {
-                    match reader.decoder().next_frame::<ClientFrame>() {
-                        Ok(Some(frame)) => frames.push(frame),
-                        Ok(None) => break,
-                        Err(e) => {
-                            error = Some(e);
-                            break 'read;
-                        }
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-        });
+        let (frames, error) = read_through_frame_reader(stream, pieces);
         prop_assert_eq!(frames, expected.frames);
         prop_assert_eq!(error, expected.error);
     }
+}
+
+/// Regression (found by the property test above): after a maximum-size
+/// frame had made the decoder reserve room for itself, a socket offering
+/// more than [`READ_CHUNK_BYTES`] could fill all that spare room in one
+/// read, so the buffer held more than one frame plus one read.
+#[test]
+fn large_reads_after_a_maximum_frame_stay_within_the_bound() {
+    let frames: Vec<ClientFrame> = [MAX_CHAT_BYTES - 1, MAX_CHAT_BYTES, 16_378]
+        .into_iter()
+        .map(|n| ClientFrame::Chat("y".repeat(n)))
+        .collect();
+    let stream: Vec<u8> = frames.iter().flat_map(|f| encode(f).to_vec()).collect();
+    let (got, error) = read_through_frame_reader(stream, vec![29_958, 1]);
+    assert_eq!(error, None);
+    assert_eq!(got, frames);
 }
