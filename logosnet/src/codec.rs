@@ -93,6 +93,11 @@ impl FrameDecoder {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod audit;
+#[cfg(test)]
+mod proptests;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,7 +70,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 2 {
             buf.reserve(READ_CHUNK_BYTES);
         }
-        self.inner.read_buf(buf).await
+        // At most one chunk per read, even when the decoder has reserved
+        // room for a whole large frame: the buffer then never holds more
+        // than one maximum frame plus one chunk.
+        self.inner
+            .read_buf(&mut bytes::BufMut::limit(buf, READ_CHUNK_BYTES))
+            .await
     }
 
     /// The decoder, for callers that drive [`FrameReader::fill`] themselves.

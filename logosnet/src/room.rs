@@ -465,5 +465,9 @@ impl Room {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod audit;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

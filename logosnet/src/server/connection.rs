@@ -169,3 +169,71 @@ where
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A socket whose peer is gone: reads wait forever, writes fail.
+    struct BrokenPeer;
+
+    impl AsyncRead for BrokenPeer {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for BrokenPeer {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+    }
+
+    /// Regression (found by the connect/close storm test): the room had
+    /// already closed the connection when its last write failed; the task
+    /// then waited for a close that had already come, holding the socket's
+    /// descriptor and a connection slot for ever.
+    #[tokio::test(start_paused = true)]
+    async fn failed_write_after_close_ends_the_task() {
+        let outbox = Arc::new(Outbox::new(1024));
+        outbox.push(Bytes::from_static(b"\0\0\0\x01\x06")).unwrap();
+        outbox.close();
+        let (events_tx, mut events) = mpsc::channel(8);
+        let task = run(
+            1,
+            BrokenPeer,
+            outbox,
+            events_tx,
+            Coalescing {
+                busy_frames: 4,
+                gap: Duration::from_millis(5),
+                linger: Duration::from_secs(2),
+            },
+        );
+        // Paused time: this timeout fires only if the task never ends.
+        tokio::time::timeout(Duration::from_secs(3600), task)
+            .await
+            .expect("the connection task must end once its socket is broken");
+        assert!(matches!(events.recv().await, Some(Event::Closed(1))));
+    }
+}

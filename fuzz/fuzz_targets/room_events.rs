@@ -1,0 +1,14 @@
+//! Fuzzes the room core: the input is decoded (with `arbitrary`) into a
+//! scenario — the room's limits and a sequence of opens, frames valid and
+//! not, violations, closes, clock jumps and shutdowns — which the auditor
+//! runs against its shadow model, panicking on any difference or broken
+//! invariant (see `logosnet::room::audit`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use logosnet::room::audit::{Auditor, Scenario};
+
+fuzz_target!(|scenario: Scenario| {
+    Auditor::run(&scenario);
+});

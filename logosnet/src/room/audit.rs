@@ -1,0 +1,774 @@
+//! An invariant-checking harness for the [`Room`]: drives it with arbitrary
+//! event sequences and checks every output against a shadow model, so that
+//! the property tests (`room/proptests.rs`) and the coverage-guided fuzz
+//! target (`fuzz/fuzz_targets/room_events.rs`) share one oracle.
+//!
+//! The shadow model is built only from what a driver can see — the events it
+//! fed in and the outputs that came back — and for each event it predicts,
+//! per connection, exactly which frames the room must send and which
+//! connections it must close. Any difference panics with the event that
+//! caused it. On top of that exact comparison it checks the standing
+//! invariants after every event: names unique among active participants, at
+//! most the configured (≤ 255) connections per role, no frame to a closed or
+//! never-opened connection, chat reaching only the room (private lines only
+//! their target), "has left" announced exactly once per departing
+//! participant, and the next deadline being the earliest one held.
+//!
+//! Compiled only for tests and with the `fuzzing` feature; it is a test
+//! oracle, not part of the server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::{ConnId, EndReason, MAX_MESSAGE_CHARS, Output, Room, RoomConfig};
+use crate::protocol::{self, ClientFrame, FrameError, HEADER_BYTES, Role, ServerFrame};
+use crate::username::{self, MAX_USERNAME_CHARS};
+
+/// Names the events draw from, so that collisions, normalization twins and
+/// invalid names turn up often rather than by luck.
+pub const NAME_POOL: &[&str] = &[
+    "alice",
+    "bob",
+    "Bob",
+    "jos\u{e9}",
+    "jose\u{301}",
+    "ten_chars_",
+    "elevenchars",
+    "名前",
+    "",
+    "a b",
+    "a\0b",
+    "\u{202e}evil",
+    "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}",
+    "\u{1b}[2J",
+];
+
+/// Largest clock jump one event makes: past both 60 s timeouts.
+pub const MAX_JUMP_MILLIS: u32 = 130_000;
+
+/// Most connections one [`Event::OpenMany`] opens: enough to fill a role.
+pub const MAX_OPEN_MANY: u16 = 300;
+
+/// A whole run: the room's limits and what happens to it.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub struct Scenario {
+    /// 0 means the spec's limits (255 each); otherwise `1 + n % 3` of each
+    /// role, so that `Full` is reached quickly.
+    pub capacity: u8,
+    /// The events, in order.
+    pub events: Vec<Event>,
+}
+
+/// One thing that happens to the room. A connection is named by a `u16`:
+/// three times in four it picks one still open, otherwise one from every id
+/// opened so far or an id that was never opened.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Event {
+    /// A connection is accepted.
+    Open,
+    /// Up to [`MAX_OPEN_MANY`] connections are accepted, each sends `Hello`.
+    OpenMany {
+        /// How many (taken modulo [`MAX_OPEN_MANY`] + 1).
+        count: u16,
+        /// Hello as an observer rather than a participant.
+        observer: bool,
+    },
+    /// A connection is accepted, says `Hello` as a participant and asks
+    /// for a name.
+    Join(NameChoice),
+    /// A well-formed frame arrives.
+    Frame {
+        /// Which connection.
+        conn: u16,
+        /// What it says.
+        frame: FrameChoice,
+    },
+    /// A raw payload arrives: decoded as the driver would, so an
+    /// undecodable one is a violation.
+    Raw {
+        /// Which connection.
+        conn: u16,
+        /// The payload bytes (after the header).
+        payload: Vec<u8>,
+    },
+    /// The framing layer reports a violation.
+    Violation {
+        /// Which connection.
+        conn: u16,
+        /// Which violation.
+        kind: ViolationKind,
+    },
+    /// The connection ends from the driver's side.
+    Close {
+        /// Which connection.
+        conn: u16,
+        /// Dropped as a slow consumer rather than disconnected.
+        slow: bool,
+    },
+    /// The clock moves forward (modulo [`MAX_JUMP_MILLIS`] + 1 ms) and
+    /// deadlines are handled.
+    Advance {
+        /// How far.
+        millis: u32,
+    },
+    /// The server shuts down.
+    Shutdown,
+}
+
+/// A well-formed client frame, with strings biased towards interesting ones.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum FrameChoice {
+    /// `Hello`.
+    Hello {
+        /// Observer rather than participant.
+        observer: bool,
+    },
+    /// `Username`.
+    Username(NameChoice),
+    /// `Chat`.
+    Chat(LineChoice),
+}
+
+/// A name: one of [`NAME_POOL`] or anything.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum NameChoice {
+    /// `NAME_POOL[i % len]`.
+    Pool(u8),
+    /// Any string.
+    Raw(String),
+}
+
+/// A chat line.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum LineChoice {
+    /// Any text, sent as it is (it may itself start with `@`).
+    Text(String),
+    /// `@name text`.
+    Private {
+        /// The addressee as typed.
+        to: NameChoice,
+        /// What follows the space.
+        text: String,
+    },
+    /// `@name` with no space: not deliverable.
+    AtWithoutSpace(NameChoice),
+    /// A line of `MAX_MESSAGE_CHARS - 1 + n % 3` characters, either side of
+    /// the limit.
+    Long {
+        /// Selects the length.
+        n: u8,
+        /// Use a 4-byte character instead of ASCII.
+        wide: bool,
+    },
+}
+
+/// A framing violation.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum ViolationKind {
+    /// Length 0.
+    Empty,
+    /// A length over the maximum.
+    TooLong(u32),
+    /// An undecodable payload.
+    Undecodable,
+}
+
+impl NameChoice {
+    fn text(&self) -> String {
+        match self {
+            NameChoice::Pool(i) => NAME_POOL[*i as usize % NAME_POOL.len()].to_owned(),
+            NameChoice::Raw(s) => s.clone(),
+        }
+    }
+}
+
+impl LineChoice {
+    fn text(&self) -> String {
+        match self {
+            LineChoice::Text(s) => s.clone(),
+            LineChoice::Private { to, text } => format!("@{} {text}", to.text()),
+            LineChoice::AtWithoutSpace(to) => format!("@{}", to.text()).replace(' ', "_"),
+            LineChoice::Long { n, wide } => {
+                let c = if *wide { '🦀' } else { 'x' };
+                std::iter::repeat_n(c, MAX_MESSAGE_CHARS - 1 + *n as usize % 3).collect()
+            }
+        }
+    }
+}
+
+impl FrameChoice {
+    fn frame(&self) -> ClientFrame {
+        match self {
+            FrameChoice::Hello { observer } => ClientFrame::Hello(role(*observer)),
+            FrameChoice::Username(name) => ClientFrame::Username(name.text()),
+            FrameChoice::Chat(line) => ClientFrame::Chat(line.text()),
+        }
+    }
+}
+
+impl ViolationKind {
+    fn error(&self) -> FrameError {
+        match self {
+            ViolationKind::Empty => FrameError::Empty,
+            ViolationKind::TooLong(n) => {
+                FrameError::TooLong((*n).max(protocol::MAX_FRAME_BYTES as u32 + 1))
+            }
+            ViolationKind::Undecodable => FrameError::Undecodable("audit"),
+        }
+    }
+}
+
+fn role(observer: bool) -> Role {
+    if observer {
+        Role::Observer
+    } else {
+        Role::Participant
+    }
+}
+
+/// What the model knows about one live connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    AwaitingHello,
+    Naming,
+    Active(String),
+    Observer,
+}
+
+#[derive(Debug, Clone)]
+struct Shadow {
+    phase: Phase,
+    deadline: Option<Instant>,
+}
+
+/// What one event must produce: frames per recipient, in order, and the
+/// connections closed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Effects {
+    sent: BTreeMap<ConnId, Vec<ServerFrame>>,
+    closed: BTreeSet<ConnId>,
+}
+
+impl Effects {
+    fn send(&mut self, to: ConnId, frame: ServerFrame) {
+        self.sent.entry(to).or_default().push(frame);
+    }
+}
+
+/// Drives a [`Room`] and checks it against the shadow model; panics on the
+/// first discrepancy. See the module docs.
+#[derive(Debug)]
+pub struct Auditor {
+    room: Room,
+    config: RoomConfig,
+    now: Instant,
+    next_id: ConnId,
+    opened: Vec<ConnId>,
+    live: BTreeMap<ConnId, Shadow>,
+    /// Connections the room closed or the driver reported ended.
+    ended: BTreeSet<ConnId>,
+    /// Those of them that ended during the current event.
+    ended_now: BTreeSet<ConnId>,
+    /// Admitted participants whose departure has not been announced yet.
+    owed_left: BTreeSet<ConnId>,
+    /// Participants whose departure was announced.
+    departures: usize,
+    events_run: usize,
+}
+
+/// The id used for "a connection that was never opened".
+const NEVER_OPENED: ConnId = ConnId::MAX;
+
+impl Auditor {
+    /// A fresh room with the scenario's limits.
+    pub fn new(capacity: u8) -> Self {
+        let config = if capacity == 0 {
+            RoomConfig::default()
+        } else {
+            let n = 1 + capacity as usize % 3;
+            RoomConfig {
+                max_participants: n,
+                max_observers: n,
+                ..RoomConfig::default()
+            }
+        };
+        Self {
+            room: Room::new(config.clone()),
+            config,
+            now: Instant::now(),
+            next_id: 1,
+            opened: Vec::new(),
+            live: BTreeMap::new(),
+            ended: BTreeSet::new(),
+            ended_now: BTreeSet::new(),
+            owed_left: BTreeSet::new(),
+            departures: 0,
+            events_run: 0,
+        }
+    }
+
+    /// Runs a whole scenario, checking after every event.
+    pub fn run(scenario: &Scenario) -> Self {
+        let mut auditor = Self::new(scenario.capacity);
+        for event in &scenario.events {
+            auditor.apply(event);
+        }
+        auditor.finish();
+        auditor
+    }
+
+    /// Events applied so far.
+    pub fn events_run(&self) -> usize {
+        self.events_run
+    }
+
+    /// Participants whose departure was announced (each exactly once).
+    pub fn departures(&self) -> usize {
+        self.departures
+    }
+
+    /// Ends every connection still open, then checks that every participant
+    /// ever admitted had its departure announced exactly once (except those
+    /// a shutdown closed, which is announced to no one).
+    pub fn finish(&mut self) {
+        let live: Vec<ConnId> = self.live.keys().copied().collect();
+        for conn in live {
+            let event = Event::Close {
+                conn: 0,
+                slow: false,
+            };
+            self.closed(conn, false, &event);
+            self.check_standing(&event);
+        }
+        assert!(
+            self.owed_left.is_empty(),
+            "participants never announced as left: {:?}",
+            self.owed_left
+        );
+        assert_eq!(self.room.connections(), 0);
+        assert_eq!(self.room.poll_timeout(), None);
+    }
+
+    /// Feeds one event to the room and checks what comes out.
+    pub fn apply(&mut self, event: &Event) {
+        self.events_run += 1;
+        match event {
+            Event::Open => {
+                self.open();
+            }
+            Event::OpenMany { count, observer } => {
+                for _ in 0..(*count % (MAX_OPEN_MANY + 1)) {
+                    let conn = self.open();
+                    self.frame(conn, ClientFrame::Hello(role(*observer)), event);
+                }
+            }
+            Event::Join(name) => {
+                let conn = self.open();
+                self.frame(conn, ClientFrame::Hello(Role::Participant), event);
+                self.frame(conn, ClientFrame::Username(name.text()), event);
+            }
+            Event::Frame { conn, frame } => {
+                let conn = self.pick(*conn);
+                self.frame(conn, frame.frame(), event);
+            }
+            Event::Raw { conn, payload } => {
+                let conn = self.pick(*conn);
+                match protocol::decode_payload::<ClientFrame>(payload) {
+                    Ok(frame) => self.frame(conn, frame, event),
+                    Err(error) => self.violation(conn, &error, event),
+                }
+            }
+            Event::Violation { conn, kind } => {
+                let conn = self.pick(*conn);
+                self.violation(conn, &kind.error(), event);
+            }
+            Event::Close { conn, slow } => {
+                let conn = self.pick(*conn);
+                self.closed(conn, *slow, event);
+            }
+            Event::Advance { millis } => {
+                let by = Duration::from_millis(u64::from(*millis % (MAX_JUMP_MILLIS + 1)));
+                self.advance(by, event);
+            }
+            Event::Shutdown => self.shutdown(event),
+        }
+        self.check_standing(event);
+    }
+
+    /// For testing the oracle itself: the room shuts down without the model
+    /// knowing, so the next event's output cannot match.
+    #[cfg(test)]
+    pub(crate) fn inject_behind_the_model(&mut self) {
+        self.room.shutdown(self.now);
+    }
+
+    fn pick(&self, index: u16) -> ConnId {
+        let (which, index) = (index % 4, index as usize / 4);
+        if which != 0
+            && !self.live.is_empty()
+            && let Some(&conn) = self.live.keys().nth(index % self.live.len())
+        {
+            return conn;
+        }
+        let index = index % (self.opened.len() + 1);
+        self.opened.get(index).copied().unwrap_or(NEVER_OPENED)
+    }
+
+    fn open(&mut self) -> ConnId {
+        let conn = self.next_id;
+        self.next_id += 1;
+        self.opened.push(conn);
+        self.room.handle_open(self.now, conn);
+        self.live.insert(
+            conn,
+            Shadow {
+                phase: Phase::AwaitingHello,
+                deadline: Some(self.now + self.config.hello_timeout),
+            },
+        );
+        self.expect(Effects::default(), &Event::Open);
+        conn
+    }
+
+    fn frame(&mut self, conn: ConnId, frame: ClientFrame, event: &Event) {
+        let mut want = Effects::default();
+        if let Some(shadow) = self.live.get(&conn).cloned() {
+            self.predict_frame(conn, &shadow.phase, &frame, &mut want);
+        }
+        self.room.handle_frame(self.now, conn, frame);
+        self.expect(want, event);
+    }
+
+    fn predict_frame(
+        &mut self,
+        conn: ConnId,
+        phase: &Phase,
+        frame: &ClientFrame,
+        want: &mut Effects,
+    ) {
+        match (phase, frame) {
+            (Phase::AwaitingHello, ClientFrame::Hello(role)) => {
+                let (held, max) = match role {
+                    Role::Participant => (self.count_participants(), self.config.max_participants),
+                    Role::Observer => (self.count_observers(), self.config.max_observers),
+                };
+                if held >= max {
+                    want.send(conn, ServerFrame::Full);
+                    self.end(conn, want, true);
+                } else {
+                    want.send(conn, ServerFrame::Accepted);
+                    let shadow = match role {
+                        Role::Participant => {
+                            self.owed_left.insert(conn);
+                            Shadow {
+                                phase: Phase::Naming,
+                                deadline: Some(self.now + self.config.username_timeout),
+                            }
+                        }
+                        Role::Observer => Shadow {
+                            phase: Phase::Observer,
+                            deadline: None,
+                        },
+                    };
+                    self.live.insert(conn, shadow);
+                }
+            }
+            (Phase::AwaitingHello, _) => {
+                want.send(
+                    conn,
+                    ServerFrame::ProtocolError("the first frame must be Hello".into()),
+                );
+                self.end(conn, want, true);
+            }
+            (Phase::Naming, ClientFrame::Username(requested)) => {
+                let reply = match username::canonical_username(requested) {
+                    Err(_) => ServerFrame::UsernameInvalid,
+                    Ok(name) if self.holder(&name).is_some() => ServerFrame::UsernameTaken,
+                    Ok(name) => {
+                        want.send(conn, ServerFrame::UsernameAccepted);
+                        self.live.insert(
+                            conn,
+                            Shadow {
+                                phase: Phase::Active(name.clone()),
+                                deadline: None,
+                            },
+                        );
+                        let joined = ServerFrame::Notice(format!("User {name} has joined"));
+                        for member in self.members() {
+                            want.send(member, joined.clone());
+                        }
+                        return;
+                    }
+                };
+                want.send(conn, reply);
+                if let Some(shadow) = self.live.get_mut(&conn) {
+                    shadow.deadline = Some(self.now + self.config.username_timeout);
+                }
+            }
+            (Phase::Active(sender), ClientFrame::Chat(line)) => {
+                self.predict_chat(conn, sender, line, want);
+            }
+            // Everything else out of place: a notice to the sender alone.
+            (Phase::Naming | Phase::Active(_) | Phase::Observer, _) => {
+                want.send(conn, ServerFrame::Notice(String::new()));
+            }
+        }
+    }
+
+    fn predict_chat(&self, conn: ConnId, sender: &str, line: &str, want: &mut Effects) {
+        if line.is_empty() {
+            return;
+        }
+        if line.chars().count() > MAX_MESSAGE_CHARS {
+            want.send(conn, ServerFrame::Notice(String::new()));
+            return;
+        }
+        let Some(rest) = line.strip_prefix('@') else {
+            let frame = ServerFrame::Message(format!("> {sender:>MAX_USERNAME_CHARS$}: {line}"));
+            for member in self.members() {
+                if member != conn {
+                    want.send(member, frame.clone());
+                }
+            }
+            return;
+        };
+        let target = rest
+            .split_once(' ')
+            .and_then(|(typed, _)| username::lookup_form(typed))
+            .and_then(|name| self.holder(&name));
+        match target {
+            Some(target) => want.send(
+                target,
+                ServerFrame::Message(format!("% {sender:>MAX_USERNAME_CHARS$}: {line}")),
+            ),
+            None => want.send(conn, ServerFrame::Notice(String::new())),
+        }
+    }
+
+    fn violation(&mut self, conn: ConnId, error: &FrameError, event: &Event) {
+        let mut want = Effects::default();
+        if self.live.contains_key(&conn) {
+            want.send(conn, ServerFrame::ProtocolError(error.reason()));
+            self.end(conn, &mut want, true);
+        }
+        self.room.handle_violation(self.now, conn, error);
+        self.expect(want, event);
+    }
+
+    fn closed(&mut self, conn: ConnId, slow: bool, event: &Event) {
+        let mut want = Effects::default();
+        if self.live.contains_key(&conn) {
+            self.end(conn, &mut want, false);
+        }
+        let reason = if slow {
+            EndReason::SlowConsumer
+        } else {
+            EndReason::Disconnected
+        };
+        self.room.handle_closed(self.now, conn, reason);
+        self.expect(want, event);
+    }
+
+    fn advance(&mut self, by: Duration, event: &Event) {
+        self.now += by;
+        let mut expired: Vec<(Instant, ConnId)> = self
+            .live
+            .iter()
+            .filter_map(|(&conn, s)| s.deadline.filter(|&d| d <= self.now).map(|d| (d, conn)))
+            .collect();
+        expired.sort();
+        let mut want = Effects::default();
+        for (_, conn) in expired {
+            let reply = match self.live.get(&conn).map(|s| &s.phase) {
+                Some(Phase::AwaitingHello) => ServerFrame::ProtocolError(String::new()),
+                _ => ServerFrame::UsernameTimeout,
+            };
+            want.send(conn, reply);
+            self.end(conn, &mut want, true);
+        }
+        self.room.handle_timeout(self.now);
+        self.expect(want, event);
+    }
+
+    fn shutdown(&mut self, event: &Event) {
+        let mut want = Effects::default();
+        let all: Vec<ConnId> = self.live.keys().copied().collect();
+        for conn in all {
+            want.send(conn, ServerFrame::Notice("Server is shutting down".into()));
+            want.closed.insert(conn);
+            self.live.remove(&conn);
+            self.ended.insert(conn);
+            self.ended_now.insert(conn);
+            self.owed_left.remove(&conn);
+        }
+        self.room.shutdown(self.now);
+        self.expect(want, event);
+    }
+
+    /// The connection leaves the model; a participant's departure is
+    /// announced to the room that remains.
+    fn end(&mut self, conn: ConnId, want: &mut Effects, room_closes: bool) {
+        let Some(shadow) = self.live.remove(&conn) else {
+            return;
+        };
+        self.ended.insert(conn);
+        self.ended_now.insert(conn);
+        if room_closes {
+            want.closed.insert(conn);
+        }
+        let name = match &shadow.phase {
+            Phase::Naming => "Anonymous".to_owned(),
+            Phase::Active(name) => name.clone(),
+            Phase::AwaitingHello | Phase::Observer => return,
+        };
+        let left = ServerFrame::Notice(format!("User {name} has left"));
+        for member in self.members() {
+            want.send(member, left.clone());
+        }
+        assert!(
+            self.owed_left.remove(&conn),
+            "conn {conn} announced as left twice"
+        );
+        self.departures += 1;
+    }
+
+    fn members(&self) -> Vec<ConnId> {
+        self.live
+            .iter()
+            .filter(|(_, s)| matches!(s.phase, Phase::Active(_) | Phase::Observer))
+            .map(|(&c, _)| c)
+            .collect()
+    }
+
+    fn holder(&self, name: &str) -> Option<ConnId> {
+        self.live
+            .iter()
+            .find(|(_, s)| s.phase == Phase::Active(name.to_owned()))
+            .map(|(&c, _)| c)
+    }
+
+    fn count_participants(&self) -> usize {
+        self.live
+            .values()
+            .filter(|s| matches!(s.phase, Phase::Naming | Phase::Active(_)))
+            .count()
+    }
+
+    fn count_observers(&self) -> usize {
+        self.live
+            .values()
+            .filter(|s| s.phase == Phase::Observer)
+            .count()
+    }
+
+    /// Drains the room's output and compares it with the prediction.
+    /// Warning notices and timeout reasons are compared by kind only (their
+    /// wording belongs to the room); everything else byte for byte.
+    fn expect(&mut self, want: Effects, event: &Event) {
+        let mut got = Effects::default();
+        while let Some(output) = self.room.poll_output() {
+            match output {
+                Output::Send { to, frame } => {
+                    assert!(
+                        !self.ended.contains(&to) || self.ended_now.contains(&to),
+                        "frame to conn {to}, which had already ended, on {event:?}"
+                    );
+                    assert!(
+                        !got.closed.contains(&to),
+                        "frame to conn {to} after its close, on {event:?}"
+                    );
+                    // Ids are handed out in order from 1.
+                    assert!(
+                        (1..self.next_id).contains(&to),
+                        "frame to never-opened conn {to}, on {event:?}"
+                    );
+                    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                    assert_eq!(len as usize + HEADER_BYTES, frame.len(), "one whole frame");
+                    let decoded: ServerFrame = protocol::decode_payload(&frame[HEADER_BYTES..])
+                        .expect("the room sends only decodable frames");
+                    got.send(to, decoded);
+                }
+                Output::Close { conn, .. } => {
+                    assert!(
+                        !self.ended.contains(&conn) || self.ended_now.contains(&conn),
+                        "close of conn {conn}, which had already ended, on {event:?}"
+                    );
+                    assert!(
+                        got.closed.insert(conn),
+                        "conn {conn} closed twice, on {event:?}"
+                    );
+                }
+            }
+        }
+        self.ended_now.clear();
+        let got = loosen(got);
+        let want = loosen(want);
+        assert_eq!(got, want, "room output differs from the model on {event:?}");
+    }
+
+    fn check_standing(&self, event: &Event) {
+        let participants = self.count_participants();
+        let observers = self.count_observers();
+        assert!(participants <= self.config.max_participants.min(255));
+        assert!(observers <= self.config.max_observers.min(255));
+        assert_eq!(
+            (self.room.participants(), self.room.observers()),
+            (participants, observers),
+            "slot counts after {event:?}"
+        );
+        assert_eq!(
+            self.room.connections(),
+            self.live.len(),
+            "live connections after {event:?}"
+        );
+        let names: Vec<&str> = self.room.names().collect();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(names.len(), unique.len(), "duplicate names");
+        let model: BTreeSet<&str> = self
+            .live
+            .values()
+            .filter_map(|s| match &s.phase {
+                Phase::Active(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unique, model, "active names after {event:?}");
+        let earliest = self.live.values().filter_map(|s| s.deadline).min();
+        assert_eq!(
+            self.room.poll_timeout(),
+            earliest,
+            "next deadline after {event:?}"
+        );
+    }
+}
+
+/// Blanks the free-text wording of warnings and timeout reasons so that the
+/// model checks who gets what kind of frame, not the phrasing. Room
+/// announcements (joined, left, shutting down) keep their exact text.
+fn loosen(mut effects: Effects) -> Effects {
+    for frames in effects.sent.values_mut() {
+        for frame in frames.iter_mut() {
+            match frame {
+                ServerFrame::Notice(text)
+                    if !(text.ends_with(" has joined")
+                        || text.ends_with(" has left")
+                        || text == "Server is shutting down") =>
+                {
+                    text.clear();
+                }
+                ServerFrame::ProtocolError(text) if text.starts_with("no Hello within") => {
+                    text.clear();
+                }
+                _ => {}
+            }
+        }
+    }
+    effects.sent.retain(|_, frames| !frames.is_empty());
+    effects
+}

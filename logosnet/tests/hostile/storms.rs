@@ -1,0 +1,224 @@
+//! Connection storms: thousands of connections that close at awkward
+//! moments, and a thousand that connect and say nothing. The server must
+//! keep serving and give back every file descriptor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame, encode};
+use logosnet::server::MAX_CONNECTIONS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::server_process::{Client, ServerProcess, bounded, notice, raise_fd_limit};
+
+/// Connect/close cycles in the storm test.
+const CYCLES: usize = 2_000;
+/// Cycles in flight at once: a storm, well under `MAX_CONNECTIONS` (2048).
+const IN_FLIGHT: usize = 64;
+/// Sockets that never say Hello: more than the room's 255 + 255 slots.
+const IDLE_SOCKETS: usize = 1_000;
+
+/// How the `i`th storm connection misbehaves before it goes away.
+async fn misbehave(addr: SocketAddr, i: usize) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        panic!("connect {i} refused");
+    };
+    let hello = encode(&ClientFrame::Hello(Role::Participant));
+    let username = encode(&ClientFrame::Username("stormy".into()));
+    // Errors are expected here (the server may close first); only the
+    // server's behaviour is under test.
+    match i % 8 {
+        // Connect and close at once.
+        0 => {}
+        // Close in the middle of the header.
+        1 => {
+            let _ = stream.write_all(&[0, 0]).await;
+        }
+        // Close in the middle of a small payload.
+        2 => {
+            let _ = stream.write_all(&[0, 0, 0, 5, 1, 3]).await;
+        }
+        // Close in the middle of a maximum-size payload.
+        3 => {
+            let mut partial = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+            partial.resize(4 + 3_000, b'z');
+            let _ = stream.write_all(&partial).await;
+        }
+        // Say Hello, close in the middle of the Username frame.
+        4 => {
+            let _ = stream.write_all(&hello).await;
+            let _ = stream.write_all(&username[..username.len() - 2]).await;
+        }
+        // A hostile length: a violation, then close.
+        5 => {
+            let _ = stream.write_all(&[0xff, 0xff, 0xff, 0xff]).await;
+        }
+        // An observer, in the room while others come and go (each unnamed
+        // participant's departure is announced to it), that resets its
+        // connection with frames still on the way.
+        7 => {
+            let _ = stream
+                .write_all(&encode(&ClientFrame::Hello(Role::Observer)))
+                .await;
+            let mut accepted = [0u8; 5];
+            let _ = stream.read_exact(&mut accepted).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _ = stream.set_zero_linger();
+        }
+        // Reset instead of closing, mid-header.
+        _ => {
+            let _ = stream.write_all(&[0]).await;
+            let _ = stream.set_zero_linger();
+        }
+    }
+    drop(stream);
+}
+
+/// A full session: join, be greeted, talk to an observer, leave.
+async fn probe_session(addr: SocketAddr, name: &str) {
+    let mut observer = Client::observe(addr).await;
+    let mut probe = Client::join(addr, name).await;
+    let joined = notice(&format!("User {name} has joined"));
+    assert_eq!(probe.recv().await, joined);
+    observer.recv_until(&joined).await;
+    probe.send(&ClientFrame::Chat("still here?".into())).await;
+    observer
+        .recv_until(&ServerFrame::Message(format!("> {name:>10}: still here?")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_close_storm_is_served_and_returns_every_descriptor() {
+    raise_fd_limit();
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(300), async {
+        probe_session(addr, "warmup").await;
+        let baseline = server.settled_fds().await;
+
+        let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut storm = JoinSet::new();
+        let mut probe = None;
+        for i in 0..CYCLES {
+            let permit = gate.clone().acquire_owned().await.expect("semaphore");
+            storm.spawn(async move {
+                misbehave(addr, i).await;
+                drop(permit);
+            });
+            if i == CYCLES / 2 {
+                // Served in the middle of the storm, not after it.
+                probe = Some(tokio::spawn(probe_session(addr, "midstorm")));
+            }
+        }
+        while let Some(done) = storm.join_next().await {
+            done.expect("storm connection task");
+        }
+        probe
+            .expect("probe started")
+            .await
+            .expect("the probe was served during the storm");
+
+        let after = server.wait_for_fds_at_most(baseline).await;
+        assert!(
+            after <= baseline,
+            "server holds {after} descriptors after the storm, {baseline} before"
+        );
+        // And the room is whole: the same name is free again and usable.
+        probe_session(addr, "midstorm").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_beyond_capacity_do_not_block_the_room_and_close_at_the_hello_timeout() {
+    raise_fd_limit();
+    let server = ServerProcess::start(&["--hello-timeout", "2"]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(300), async {
+        let baseline = server.settled_fds().await;
+        let mut idle = Vec::with_capacity(IDLE_SOCKETS);
+        for _ in 0..IDLE_SOCKETS {
+            idle.push(Client::connect(addr).await);
+        }
+        // More silent sockets than the room has slots, yet a participant and
+        // an observer are admitted (not `Full`) and the room works.
+        probe_session(addr, "alive").await;
+
+        let mut closes = JoinSet::new();
+        for mut client in idle {
+            closes.spawn(async move { client.recv_to_close().await });
+        }
+        while let Some(frames) = closes.join_next().await {
+            let frames = frames.expect("idle socket task");
+            assert_eq!(
+                frames,
+                vec![ServerFrame::ProtocolError("no Hello within 2 s".into())],
+                "a silent socket is told why, then closed"
+            );
+        }
+        let after = server.wait_for_fds_at_most(baseline).await;
+        assert!(
+            after <= baseline,
+            "server holds {after} descriptors after the idle sockets closed, {baseline} before"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
+    raise_fd_limit();
+    // Long enough that all the connects below are accepted before the first
+    // silent socket times out and frees a slot (they take well under a
+    // second on loopback), short enough to keep the test brief.
+    let server = ServerProcess::start(&["--hello-timeout", "10"]);
+    let addr = server.addr;
+    let extra = 52;
+    bounded(Duration::from_secs(300), async {
+        let baseline = server.settled_fds().await;
+        let mut sockets = Vec::with_capacity(MAX_CONNECTIONS + extra);
+        for _ in 0..MAX_CONNECTIONS + extra {
+            sockets.push(Client::connect(addr).await);
+        }
+        let held = server.settled_fds().await;
+        assert!(
+            held <= baseline + MAX_CONNECTIONS,
+            "server holds {held} descriptors, over {baseline} + {MAX_CONNECTIONS}"
+        );
+        let mut ends = JoinSet::new();
+        for mut client in sockets {
+            ends.spawn(async move { client.recv_to_close().await });
+        }
+        let (mut refused, mut timed_out) = (0, 0);
+        while let Some(frames) = ends.join_next().await {
+            match frames.expect("socket task").as_slice() {
+                // Over the limit: closed as soon as accepted, nothing said.
+                [] => refused += 1,
+                [ServerFrame::ProtocolError(why)] if why == "no Hello within 10 s" => {
+                    timed_out += 1;
+                }
+                other => panic!("unexpected frames {other:?}"),
+            }
+        }
+        println!(
+            "{refused} sockets refused at accept, {timed_out} closed at the Hello timeout, \
+             server held {held} descriptors (baseline {baseline})"
+        );
+        // The excess was turned away at once rather than queued.
+        assert!(refused >= 1, "no socket was refused past {MAX_CONNECTIONS}");
+        assert_eq!(refused + timed_out, MAX_CONNECTIONS + extra);
+
+        let after = server.wait_for_fds_at_most(baseline).await;
+        assert!(
+            after <= baseline,
+            "{after} descriptors held, {baseline} before"
+        );
+        // Every slot came back.
+        probe_session(addr, "after").await;
+    })
+    .await;
+}

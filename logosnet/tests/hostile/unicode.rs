@@ -1,0 +1,135 @@
+//! Hostile text end to end: invalid UTF-8, embedded NUL, names of
+//! combining marks or bidirectional overrides, and names that differ only
+//! by Unicode normalization, against the rule in `logosnet::username`.
+
+use std::time::Duration;
+
+use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use tokio::io::AsyncWriteExt;
+
+use crate::server_process::{Client, ServerProcess, bounded, notice};
+
+/// Ten characters each: every one is refused by the username rule.
+fn deceptive_names() -> Vec<(&'static str, String)> {
+    vec![
+        ("ten combining marks", "\u{301}".repeat(10)),
+        ("ten right-to-left overrides", "\u{202e}".repeat(10)),
+        ("an override hiding a name", "\u{202e}nimda".to_owned()),
+        ("an embedded NUL", "ad\0min".to_owned()),
+        ("a terminal escape", "\u{1b}[2Jbob".to_owned()),
+        ("a zero-width space", "bo\u{200b}b".to_owned()),
+        ("a line break", "bob\nalice".to_owned()),
+        ("eleven characters", "abcdefghijk".to_owned()),
+        ("nothing", String::new()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deceptive_names_are_refused_and_normalization_twins_collide() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        // "josé" with a precomposed é is accepted and announced as typed.
+        let mut jose = Client::join(addr, "jos\u{e9}").await;
+        assert_eq!(jose.recv().await, notice("User jos\u{e9} has joined"));
+
+        let mut other = Client::connect(addr).await;
+        other.send(&ClientFrame::Hello(Role::Participant)).await;
+        assert_eq!(other.recv().await, ServerFrame::Accepted);
+        // The same name spelled e + combining acute is the same name.
+        other
+            .send(&ClientFrame::Username("jose\u{301}".into()))
+            .await;
+        assert_eq!(other.recv().await, ServerFrame::UsernameTaken);
+        for (what, name) in deceptive_names() {
+            other.send(&ClientFrame::Username(name)).await;
+            assert_eq!(
+                other.recv().await,
+                ServerFrame::UsernameInvalid,
+                "a name with {what}"
+            );
+        }
+        // A base letter carrying marks is a visible name; it is stored and
+        // shown in NFC (a + U+0301 becomes á).
+        other
+            .send(&ClientFrame::Username("a\u{301}\u{302}\u{303}".into()))
+            .await;
+        assert_eq!(other.recv().await, ServerFrame::UsernameAccepted);
+        let joined = notice("User \u{e1}\u{302}\u{303} has joined");
+        assert_eq!(other.recv().await, joined);
+        assert_eq!(jose.recv().await, joined);
+
+        // A private line addressed in the other spelling reaches josé.
+        other
+            .send(&ClientFrame::Chat("@jose\u{301} psst".into()))
+            .await;
+        assert_eq!(
+            jose.recv().await,
+            ServerFrame::Message(format!(
+                "% {:>10}: @jose\u{301} psst",
+                "\u{e1}\u{302}\u{303}"
+            ))
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_a_violation_and_nul_or_escapes_in_chat_pass_through_unchanged() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        let mut watcher = Client::observe(addr).await;
+        let mut alice = Client::join(addr, "alice").await;
+        watcher.recv_until(&notice("User alice has joined")).await;
+
+        // Chat text is delivered byte for byte, NUL and escapes included:
+        // the server frames it, and the receiving client escapes control
+        // characters before showing it (see SECURITY.md).
+        let line = "nul\0here \u{1b}[2J\u{202e}txet";
+        alice.send(&ClientFrame::Chat(line.into())).await;
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Message(format!("> {:>10}: {line}", "alice"))
+        );
+
+        // A Username whose string is not UTF-8 (Username, length 2, ff fe):
+        // a protocol violation, the connection is told why and closed, and
+        // the unnamed participant's departure is announced.
+        let mut bad = Client::connect(addr).await;
+        bad.send(&ClientFrame::Hello(Role::Participant)).await;
+        assert_eq!(bad.recv().await, ServerFrame::Accepted);
+        bad.writer
+            .write_all(&[0, 0, 0, 4, 1, 2, 0xff, 0xfe])
+            .await
+            .expect("write");
+        assert_eq!(
+            bad.recv_to_close().await,
+            vec![ServerFrame::ProtocolError(
+                "undecodable payload: invalid UTF-8 in a string".into()
+            )]
+        );
+        watcher.recv_until(&notice("User Anonymous has left")).await;
+
+        // The same inside a Chat from an active participant: closed, and its
+        // name is freed and announced.
+        alice
+            .writer
+            .write_all(&[0, 0, 0, 5, 2, 3, b'a', 0xc3, 0x28])
+            .await
+            .expect("write");
+        let frames = alice.recv_to_close().await;
+        assert_eq!(
+            frames.last(),
+            Some(&ServerFrame::ProtocolError(
+                "undecodable payload: invalid UTF-8 in a string".into()
+            ))
+        );
+        watcher.recv_until(&notice("User alice has left")).await;
+
+        // The server is still serving, and the name is free again.
+        let mut again = Client::join(addr, "alice").await;
+        assert_eq!(again.recv().await, notice("User alice has joined"));
+    })
+    .await;
+}
