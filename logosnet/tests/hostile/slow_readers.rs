@@ -246,7 +246,9 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
                         let total = sent.load(Ordering::Relaxed);
                         let behind = counters.iter().map(|(received, own)| {
                             let own_sent = own.map_or(0, |o| sent_by[o].load(Ordering::Relaxed));
-                            (total - own_sent).saturating_sub(received.load(Ordering::Relaxed))
+                            total
+                                .saturating_sub(own_sent)
+                                .saturating_sub(received.load(Ordering::Relaxed))
                         });
                         if behind.max().unwrap_or(0) <= WINDOW {
                             break;
