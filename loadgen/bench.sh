@@ -7,13 +7,15 @@
 #
 # Usage: loadgen/bench.sh [RATE...]          (default: 500 1000 2000 5000 10000)
 # Environment: OUT (default bench-results), DURATION (default 10 s),
-#              EXTRA (more loadgen arguments, e.g. "--threads 2").
+#              EXTRA (more loadgen arguments, e.g. "--threads 2"),
+#              SERVER_ARGS (more server arguments, e.g. "--write-gap-ms 0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-bench-results}
 DURATION=${DURATION:-10}
 EXTRA=${EXTRA:-}
+SERVER_ARGS=${SERVER_ARGS:-}
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 5000 10000)
 
@@ -34,7 +36,8 @@ stop_server() {
 trap stop_server EXIT
 
 for rate in "${RATES[@]}"; do
-    "$SERVER" --ip 127.0.0.1 --port 0 >"$OUT/server-$rate.out" 2>"$OUT/server-$rate.log" &
+    # shellcheck disable=SC2086
+    "$SERVER" --ip 127.0.0.1 --port 0 $SERVER_ARGS >"$OUT/server-$rate.out" 2>"$OUT/server-$rate.log" &
     server_pid=$!
     for _ in $(seq 100); do
         grep -q '^listening on ' "$OUT/server-$rate.out" 2>/dev/null && break
