@@ -228,14 +228,13 @@ impl<'a> Client<'a> {
         let mut rng = SplitMix64::new(config.seed, u64::from(index));
         let mut line = String::with_capacity(config.size + 32);
         let mut start: Option<Instant> = None;
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
         let mut left = false;
         // The handshake may have read frames past UsernameAccepted.
         if !self.drain_decoder() {
             return;
         }
         let mut stopped = false;
+        let due = self.shared.slots.clone();
         loop {
             let sending = start.is_some() && !stopped && next_slot.is_some();
             tokio::select! {
@@ -248,11 +247,8 @@ impl<'a> Client<'a> {
                     match self.current {
                         Phase::Traffic(at) if start.is_none() => {
                             start = Some(at);
-                            match next_slot {
-                                Some(slot) => sleep.as_mut().reset(self.slot_time(at, slot).into()),
-                                None => {
-                                    self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
-                                }
+                            if next_slot.is_none() {
+                                self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         Phase::Drain => stopped = true,
@@ -273,16 +269,13 @@ impl<'a> Client<'a> {
                         break;
                     }
                 }
-                () = &mut sleep, if sending => {
+                () = due.next_due(index), if sending => {
                     let (Some(at), Some(slot)) = (start, next_slot) else { continue };
                     let scheduled = self.slot_time(at, slot);
                     self.send_one(index, &mut rng, &mut line, scheduled).await;
                     next_slot = slots.next();
-                    match next_slot {
-                        Some(slot) => sleep.as_mut().reset(self.slot_time(at, slot).into()),
-                        None => {
-                            self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if next_slot.is_none() {
+                        self.shared.counters.senders_done.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

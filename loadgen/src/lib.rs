@@ -21,6 +21,7 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod message;
+pub mod pacer;
 pub mod plot;
 pub mod progress;
 pub mod report;

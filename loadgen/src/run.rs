@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::check::{self, Tally};
 use crate::client::{self, NoticeCounts, Outcome, ProbeAnswer};
 use crate::config::Config;
+use crate::pacer;
 use crate::progress::Progress;
 use crate::shared::{Counters, Phase, Problems, Shared};
 use crate::stats::{self, CpuTime};
@@ -259,6 +260,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         send_lag: Default::default(),
         connect: Default::default(),
         join: Default::default(),
+        slots: Arc::new(pacer::Slots::new(config.participants)),
     });
     let counters = &shared.counters;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -326,6 +328,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         let start = Instant::now() + TRAFFIC_LEAD;
         let _ = phase_tx.send(Phase::Traffic(start));
         let messages = config.total_messages();
+        let clock = pacer::start(shared.slots.clone(), start, config.rate, messages);
         let limit = Duration::from_secs_f64(config.duration) + TRAFFIC_LEAD + phase_timeout;
         let millis = (config.duration * 1000.0) as u64;
         let schedule_kept = wait_for("traffic", millis, limit, || {
@@ -344,6 +347,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         .await;
         traffic = Instant::now().saturating_duration_since(start);
         behind = !schedule_kept;
+        shared.slots.stop();
         let _ = phase_tx.send(Phase::Drain);
         // Sends already under way when the drain began still count, so the
         // expectation is re-read on every poll.
@@ -358,6 +362,8 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         })
         .await;
         traffic_and_drain = Instant::now().saturating_duration_since(start);
+        // Stopped above; it exits within one nap.
+        let _ = tokio::task::spawn_blocking(move || clock.join()).await;
         cpu_traffic = stats::own_cpu().since(&cpu_before);
         server_cpu = server_cpu_start.and_then(|before| {
             config

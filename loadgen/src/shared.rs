@@ -137,6 +137,8 @@ pub struct Shared {
     pub connect: Latencies,
     /// `Hello` written → `UsernameAccepted`.
     pub join: Latencies,
+    /// The send clock's due slots, one queue per participant.
+    pub slots: std::sync::Arc<crate::pacer::Slots>,
 }
 
 impl Shared {
