@@ -8,4 +8,6 @@
 mod server_process;
 mod slow_readers;
 mod storms;
+#[path = "../support/mod.rs"]
+mod support;
 mod unicode;

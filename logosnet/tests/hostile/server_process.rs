@@ -3,9 +3,7 @@
 //! descriptors, resident memory), and a few client helpers over the crate's
 //! own framing.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use logosnet::framed::{FrameReader, write_frame};
@@ -17,45 +15,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// only bounds a hung test; nothing asserts how fast anything is.
 pub const STEP_LIMIT: Duration = Duration::from_secs(30);
 
-/// A running server, killed when dropped.
-pub struct ServerProcess {
-    child: Child,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
+/// The running server: the crate's shared launcher (`tests/support`),
+/// with the `/proc` readings the storm tests need added below.
+pub use crate::support::Server as ServerProcess;
 
 impl ServerProcess {
-    /// Starts the binary with extra arguments and waits for its
-    /// `listening on <addr>` line.
-    pub fn start(extra_args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logosnet_server"))
-            .args(["--ip", "127.0.0.1", "--port", "0"])
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start logosnet_server");
-        let stdout = child.stdout.take().expect("server stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("a socket address");
-        Self { child, addr }
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// How many file descriptors the server has open now.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
@@ -104,13 +68,6 @@ impl ServerProcess {
             now = self.open_fds();
         }
         now
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
