@@ -21,6 +21,10 @@ use bytes::Bytes;
 use crate::protocol::{self, ClientFrame, FrameError, Role, ServerFrame};
 use crate::username::{self, MAX_USERNAME_CHARS};
 
+pub mod flood;
+
+use flood::{Bucket, FLOOD_BURST, FLOOD_LINES_PER_SEC, FloodLimit};
+
 /// Identifies one connection for the life of a server; assigned by the driver,
 /// never reused.
 pub type ConnId = u64;
@@ -51,6 +55,9 @@ pub struct RoomConfig {
     pub username_timeout: Duration,
     /// See [`HELLO_TIMEOUT`].
     pub hello_timeout: Duration,
+    /// Each sender's allowance after `Hello` (see [`flood`]); `None` turns
+    /// flood control off.
+    pub flood: Option<FloodLimit>,
 }
 
 impl Default for RoomConfig {
@@ -60,6 +67,7 @@ impl Default for RoomConfig {
             max_observers: MAX_OBSERVERS,
             username_timeout: USERNAME_TIMEOUT,
             hello_timeout: HELLO_TIMEOUT,
+            flood: FloodLimit::new(FLOOD_LINES_PER_SEC, FLOOD_BURST),
         }
     }
 }
@@ -120,20 +128,41 @@ enum State {
     Observer,
 }
 
+/// One connection as the room sees it.
+#[derive(Debug)]
+struct Conn {
+    /// Where it is in the protocol.
+    state: State,
+    /// Its flood allowance, from its `Hello` on.
+    bucket: Bucket,
+    /// Frames that arrived while its bucket was empty, oldest first: taken
+    /// in order as tokens come back. The driver stops feeding a connection
+    /// that has any (see [`Room::is_throttled`]), so this holds one frame.
+    held: VecDeque<ClientFrame>,
+}
+
 /// The chat room's state and rules. See the module docs.
 #[derive(Debug)]
 pub struct Room {
+    /// The numbers the rules use.
     config: RoomConfig,
-    conns: BTreeMap<ConnId, State>,
+    /// Every connection the room knows, in any state.
+    conns: BTreeMap<ConnId, Conn>,
     /// Active participants by canonical name.
     names: BTreeMap<String, ConnId>,
     /// Everyone who receives the room's traffic: active participants and
     /// observers.
     members: BTreeSet<ConnId>,
-    /// Pending deadlines, earliest first.
+    /// Pending Hello and username deadlines, earliest first.
     deadlines: BTreeSet<(Instant, ConnId)>,
+    /// When each throttled connection's next held frame may go, earliest
+    /// first.
+    releases: BTreeSet<(Instant, ConnId)>,
+    /// Participant slots held (named or not).
     participants: usize,
+    /// Observer slots held.
     observers: usize,
+    /// What the driver has yet to do, in order.
     output: VecDeque<Output>,
 }
 
@@ -146,6 +175,7 @@ impl Room {
             names: BTreeMap::new(),
             members: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            releases: BTreeSet::new(),
             participants: 0,
             observers: 0,
             output: VecDeque::new(),
@@ -154,22 +184,61 @@ impl Room {
 
     /// A connection was accepted. Ids must be new.
     pub fn handle_open(&mut self, now: Instant, conn: ConnId) {
-        let deadline = now + self.config.hello_timeout;
-        if self
-            .conns
-            .insert(conn, State::AwaitingHello { deadline })
-            .is_none()
-        {
-            self.deadlines.insert((deadline, conn));
+        if self.conns.contains_key(&conn) {
+            return;
+        }
+        let deadline = later(now, self.config.hello_timeout);
+        let fresh = Conn {
+            state: State::AwaitingHello { deadline },
+            bucket: Bucket::new(now),
+            held: VecDeque::new(),
+        };
+        self.conns.insert(conn, fresh);
+        self.deadlines.insert((deadline, conn));
+    }
+
+    /// A whole frame arrived from a connection. Past `Hello`, a frame the
+    /// sender's flood allowance does not cover yet is held, in order, and
+    /// taken when it does (at [`Room::poll_timeout`]); meanwhile
+    /// [`Room::is_throttled`] is true and the driver should stop reading it.
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.held.is_empty() {
+            c.held.push_back(frame);
+            return;
+        }
+        let Some(limit) = self.config.flood else {
+            return self.take_frame(now, conn, frame);
+        };
+        if matches!(c.state, State::AwaitingHello { .. }) {
+            // Hello itself is free: the allowance starts after it.
+            return self.take_frame(now, conn, frame);
+        }
+        let cost = flood::line_cost(text_bytes(&frame), &limit);
+        match c.bucket.take(now, cost, &limit) {
+            Ok(()) => self.take_frame(now, conn, frame),
+            Err(at) => {
+                tracing::debug!(conn, "throttled");
+                c.held.push_back(frame);
+                self.releases.insert((at, conn));
+            }
         }
     }
 
-    /// A whole frame arrived from a connection.
-    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame) {
-        let Some(state) = self.conns.get(&conn) else {
+    /// True while the connection has frames held by flood control: the
+    /// driver should take no more from it until this clears.
+    pub fn is_throttled(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| !c.held.is_empty())
+    }
+
+    /// Applies one frame's rule.
+    fn take_frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame) {
+        let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        match (state, frame) {
+        match (&c.state, frame) {
             (State::AwaitingHello { .. }, ClientFrame::Hello(role)) => self.hello(now, conn, role),
             (State::AwaitingHello { .. }, _) => {
                 self.violation(conn, "the first frame must be Hello".to_owned());
@@ -213,38 +282,82 @@ impl Room {
         }
     }
 
-    /// Expires every deadline at or before `now`.
+    /// Expires every deadline at or before `now` and takes every held frame
+    /// whose time has come, in the order of their instants (a frame held
+    /// until the same instant as a deadline goes first: it arrived before).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(deadline, conn)) = self.deadlines.first() {
-            if deadline > now {
-                break;
+        loop {
+            let release = self.releases.first().copied().filter(|&(at, _)| at <= now);
+            let deadline = self.deadlines.first().copied().filter(|&(at, _)| at <= now);
+            match (release, deadline) {
+                (Some(r), Some(d)) if r.0 <= d.0 => self.release(now, r.1),
+                (Some(r), None) => self.release(now, r.1),
+                (_, Some(d)) => self.expire(d.1),
+                (None, None) => return,
             }
-            self.deadlines.pop_first();
-            match self.conns.get(&conn) {
-                Some(State::AwaitingHello { .. }) => {
-                    tracing::info!(conn, "no Hello in time");
-                    self.send_frame(
-                        conn,
-                        &ServerFrame::ProtocolError(format!(
-                            "no Hello within {} s",
-                            self.config.hello_timeout.as_secs_f64()
-                        )),
-                    );
-                    self.close(conn, CloseReason::HelloTimeout);
+        }
+    }
+
+    /// Takes the connection's held frames that its allowance now covers.
+    fn release(&mut self, now: Instant, conn: ConnId) {
+        self.releases.retain(|&(_, c)| c != conn);
+        let Some(limit) = self.config.flood else {
+            // Flood control cannot be turned off on a live room; nothing is
+            // ever held without it.
+            return;
+        };
+        while let Some(c) = self.conns.get_mut(&conn) {
+            let Some(frame) = c.held.front() else {
+                return;
+            };
+            let cost = flood::line_cost(text_bytes(frame), &limit);
+            match c.bucket.take(now, cost, &limit) {
+                Ok(()) => {
+                    if let Some(frame) = c.held.pop_front() {
+                        self.take_frame(now, conn, frame);
+                    }
                 }
-                Some(State::Naming { .. }) => {
-                    tracing::info!(conn, "no username in time");
-                    self.send_frame(conn, &ServerFrame::UsernameTimeout);
-                    self.close(conn, CloseReason::UsernameTimeout);
+                Err(at) => {
+                    self.releases.insert((at, conn));
+                    return;
                 }
-                _ => {}
             }
+        }
+    }
+
+    /// The earliest deadline, `conn`'s Hello or username deadline, has
+    /// passed.
+    fn expire(&mut self, conn: ConnId) {
+        self.deadlines.pop_first();
+        match self.conns.get(&conn).map(|c| &c.state) {
+            Some(State::AwaitingHello { .. }) => {
+                tracing::info!(conn, "no Hello in time");
+                self.send_frame(
+                    conn,
+                    &ServerFrame::ProtocolError(format!(
+                        "no Hello within {} s",
+                        self.config.hello_timeout.as_secs_f64()
+                    )),
+                );
+                self.close(conn, CloseReason::HelloTimeout);
+            }
+            Some(State::Naming { .. }) => {
+                tracing::info!(conn, "no username in time");
+                self.send_frame(conn, &ServerFrame::UsernameTimeout);
+                self.close(conn, CloseReason::UsernameTimeout);
+            }
+            _ => {}
         }
     }
 
     /// When [`Room::handle_timeout`] must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(deadline, _)| deadline)
+        let deadline = self.deadlines.first().map(|&(at, _)| at);
+        let release = self.releases.first().map(|&(at, _)| at);
+        match (deadline, release) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        }
     }
 
     /// The next thing for the driver to do.
@@ -314,7 +427,7 @@ impl Room {
 
     fn naming(&self, now: Instant) -> State {
         State::Naming {
-            deadline: now + self.config.username_timeout,
+            deadline: later(now, self.config.username_timeout),
         }
     }
 
@@ -400,7 +513,8 @@ impl Room {
     /// Removes every trace of the connection and frees its slot.
     fn forget(&mut self, conn: ConnId) -> Option<State> {
         self.clear_deadline(conn);
-        let state = self.conns.remove(&conn)?;
+        let state = self.conns.remove(&conn)?.state;
+        self.releases.retain(|&(_, c)| c != conn);
         self.members.remove(&conn);
         match &state {
             State::Naming { .. } => self.participants -= 1,
@@ -429,12 +543,14 @@ impl Room {
         if let State::AwaitingHello { deadline } | State::Naming { deadline } = state {
             self.deadlines.insert((deadline, conn));
         }
-        self.conns.insert(conn, state);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = state;
+        }
     }
 
     fn clear_deadline(&mut self, conn: ConnId) {
         if let Some(State::AwaitingHello { deadline } | State::Naming { deadline }) =
-            self.conns.get(&conn)
+            self.conns.get(&conn).map(|c| &c.state)
         {
             self.deadlines.remove(&(*deadline, conn));
         }
@@ -462,6 +578,21 @@ impl Room {
                 });
             }
         }
+    }
+}
+
+/// `now + by`, or as far as an `Instant` goes: no setting can panic the
+/// room.
+fn later(now: Instant, by: Duration) -> Instant {
+    now.checked_add(by)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// The bytes of text a frame carries, for its flood cost.
+fn text_bytes(frame: &ClientFrame) -> usize {
+    match frame {
+        ClientFrame::Hello(_) => 0,
+        ClientFrame::Username(text) | ClientFrame::Chat(text) => text.len(),
     }
 }
 

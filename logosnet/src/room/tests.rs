@@ -465,3 +465,147 @@ fn broadcast_shares_one_encoding() {
     assert_eq!(ptrs.len(), 2);
     assert_eq!(ptrs[0], ptrs[1]);
 }
+
+/// The public line `text` from `sender`, as every other member gets it.
+fn public(sender: &str, text: &str) -> ServerFrame {
+    message(&format!("> {sender:>10}: {text}"))
+}
+
+#[test]
+fn excess_lines_are_held_and_come_out_later_in_order_none_lost() {
+    let mut h = Harness::new();
+    let flooder = h.participant("flooder");
+    let reader = h.participant("reader");
+    h.take_all();
+    // A second later every bucket is full again (the name took a token).
+    h.advance(Duration::from_secs(1));
+    // 25 lines at once: the burst of 10 goes now, the rest are held.
+    for i in 0..25 {
+        h.chat(flooder, &format!("line {i}"));
+    }
+    let now: Vec<_> = (0..10)
+        .map(|i| public("flooder", &format!("line {i}")))
+        .collect();
+    assert_eq!(h.take(reader), now);
+    assert!(h.room.is_throttled(flooder));
+    // Then one every 200 ms, at exactly that instant and not a tick before.
+    for i in 10..25 {
+        let due = h.room.poll_timeout().expect("a held line is due");
+        h.advance(due - h.now - Duration::from_nanos(1));
+        assert_eq!(h.take(reader), vec![], "line {i} came early");
+        h.advance(Duration::from_nanos(1));
+        assert_eq!(
+            h.take(reader),
+            vec![public("flooder", &format!("line {i}"))]
+        );
+    }
+    assert!(!h.room.is_throttled(flooder));
+    assert_eq!(h.room.poll_timeout(), None, "nothing else is due");
+    // The flooder never hears its own lines; warnings would show here.
+    assert_eq!(h.take(flooder), vec![]);
+}
+
+#[test]
+fn a_throttled_sender_does_not_slow_anyone_else() {
+    let mut h = Harness::new();
+    let flooder = h.participant("flooder");
+    let calm = h.participant("calm");
+    let reader = h.participant("reader");
+    h.take_all();
+    // A second later every bucket is full again (the name took a token).
+    h.advance(Duration::from_secs(1));
+    for i in 0..15 {
+        h.chat(flooder, &format!("flood {i}"));
+    }
+    h.chat(calm, "hello");
+    let got = h.take(reader);
+    assert_eq!(got.len(), 11);
+    assert_eq!(got[10], public("calm", "hello"));
+    assert!(!h.room.is_throttled(calm));
+}
+
+#[test]
+fn hello_is_free_and_names_count_against_the_allowance() {
+    let mut h = Harness::with(RoomConfig {
+        flood: FloodLimit::new(1, 2),
+        ..RoomConfig::default()
+    });
+    let p = h.hello(Role::Participant);
+    assert_eq!(h.take(p), vec![ServerFrame::Accepted]);
+    h.send(p, ClientFrame::Username("a b".into()));
+    h.send(p, ClientFrame::Username("c d".into()));
+    h.send(p, ClientFrame::Username("alice".into()));
+    assert_eq!(
+        h.take(p),
+        vec![ServerFrame::UsernameInvalid, ServerFrame::UsernameInvalid]
+    );
+    assert!(h.room.is_throttled(p));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        h.take(p),
+        vec![
+            ServerFrame::UsernameAccepted,
+            notice("User alice has joined")
+        ]
+    );
+}
+
+#[test]
+fn flood_control_off_takes_every_line_at_once() {
+    let mut h = Harness::with(RoomConfig {
+        flood: None,
+        ..RoomConfig::default()
+    });
+    let flooder = h.participant("flooder");
+    let reader = h.participant("reader");
+    h.take_all();
+    for i in 0..1000 {
+        h.chat(flooder, &format!("{i}"));
+    }
+    assert_eq!(h.take(reader).len(), 1000);
+    assert!(!h.room.is_throttled(flooder));
+    assert_eq!(h.room.poll_timeout(), None);
+}
+
+#[test]
+fn a_held_line_is_dropped_with_its_sender_and_announced_once() {
+    let mut h = Harness::new();
+    let flooder = h.participant("flooder");
+    let reader = h.participant("reader");
+    h.take_all();
+    for i in 0..12 {
+        h.chat(flooder, &format!("{i}"));
+    }
+    h.take_all();
+    h.drop_conn(flooder);
+    assert_eq!(h.take(reader), vec![notice("User flooder has left")]);
+    assert_eq!(
+        h.room.poll_timeout(),
+        None,
+        "no release left for a gone sender"
+    );
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.take(reader), vec![]);
+}
+
+#[test]
+fn a_held_username_attempt_goes_before_the_deadline_it_arrived_before() {
+    let mut h = Harness::with(RoomConfig {
+        flood: FloodLimit::new(1, 1),
+        username_timeout: Duration::from_secs(2),
+        ..RoomConfig::default()
+    });
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    h.advance(Duration::from_millis(1500));
+    // One refused name restarts the 2 s clock (deadline now + 2 s); the
+    // next attempt waits 1 s for its token and still beats the deadline.
+    h.send(p, ClientFrame::Username("a b".into()));
+    h.send(p, ClientFrame::Username("bob".into()));
+    assert_eq!(h.take(p), vec![ServerFrame::UsernameInvalid]);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        h.take(p),
+        vec![ServerFrame::UsernameAccepted, notice("User bob has joined")]
+    );
+}
