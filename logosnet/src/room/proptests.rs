@@ -227,7 +227,7 @@ mod flood {
                     }
                 }
             };
-            let mut step = |room: &mut Room, until: Instant, now: &mut Instant, got: &mut Vec<_>| {
+            let step = |room: &mut Room, until: Instant, now: &mut Instant, got: &mut Vec<_>| {
                 while let Some(at) = room.poll_timeout().filter(|&at| at <= until) {
                     *now = at.max(*now);
                     room.handle_timeout(*now);
