@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use logosnet::room::HELLO_TIMEOUT;
-use logosnet::server::{self, ServerConfig, WRITE_GAP};
+use logosnet::room::flood::{FLOOD_BURST, FLOOD_LINES_PER_SEC, FloodLimit, MAX_FLOOD_SETTING};
+use logosnet::server::{self, MAX_QUEUED_TOTAL, ServerConfig, WRITE_DEADLINE, WRITE_GAP};
 use tokio::net::TcpListener;
 
 /// LogosNet Server, the server version for the primitive networked chat program
@@ -27,6 +28,22 @@ struct Args {
     /// Milliseconds a busy connection waits between writes to batch frames (0: off)
     #[arg(long, value_name = "MS", default_value_t = WRITE_GAP.as_millis() as u64)]
     write_gap_ms: u64,
+    /// Lines a second each sender may keep up after its burst (0: flood control off)
+    #[arg(long, value_name = "LINES_PER_SEC", default_value_t = FLOOD_LINES_PER_SEC,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_FLOOD_SETTING)))]
+    flood_rate: u32,
+    /// Lines a sender may send at once before it is slowed
+    #[arg(long, value_name = "LINES", default_value_t = FLOOD_BURST,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_FLOOD_SETTING)))]
+    flood_burst: u32,
+    /// Seconds a member may make no write progress (or hold the room paused) before it is dropped
+    #[arg(long, value_name = "SECS", default_value_t = WRITE_DEADLINE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    write_deadline: u64,
+    /// Bytes all outgoing queues together may hold; reading pauses at half
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_QUEUED_TOTAL as u64,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
+    max_queued_total: u64,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +93,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = ServerConfig::default();
     config.room.hello_timeout = Duration::from_secs_f64(args.hello_timeout);
     config.write_gap = Duration::from_millis(args.write_gap_ms);
+    config.room.flood = FloodLimit::new(args.flood_rate, args.flood_burst);
+    config.write_deadline = Duration::from_secs(args.write_deadline);
+    config.max_queued_total = usize::try_from(args.max_queued_total).unwrap_or(usize::MAX);
     server::serve(listener, config, shutdown_signal()).await;
     Ok(())
 }

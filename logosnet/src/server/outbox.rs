@@ -1,28 +1,111 @@
-//! One connection's bounded outgoing queue: the room task pushes frames
-//! without ever waiting, the connection's task takes them all at once and
-//! writes them in as few system calls as it can.
+//! One connection's bounded outgoing queue, and the accounting of what every
+//! queued frame really costs.
 //!
-//! The bound is what keeps a client that stops reading from costing the
-//! server more than [`MAX_QUEUED_BYTES`] or delaying anyone else: a push that
-//! would exceed it fails, and the driver drops that connection as a slow
-//! consumer.
+//! The room task pushes frames without ever waiting; the connection's task
+//! takes them all at once and writes them in as few system calls as it can.
+//! Every frame is charged [`queued_cost`]: its bytes plus
+//! [`FRAME_OVERHEAD_BYTES`] for the handle and queue slot that hold it, so the
+//! bound is the same for 1-byte and 1,000-character lines. The charge is
+//! added to the connection's own total and to the server-wide [`Totals`].
+//!
+//! The queue also keeps the facts back-pressure needs: whether it is
+//! *heavy* (past [`HEAVY_QUEUED_BYTES`], until it drains below
+//! [`LIGHT_QUEUED_BYTES`]), whether its reader has shown, by draining some of
+//! it, that it is still reading while heavy, and whether its writer is
+//! *stalled* (no write progress for a while, set by the connection's task).
+//! A heavy queue whose reader is draining it [holds the room](Outbox::holding_since);
+//! one whose reader stopped never does. The driver decides what to do with
+//! these facts; this module only keeps them true.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Most bytes queued or being written for one connection: 1 MiB. That is
-/// about 240 maximum-length (1000-character, 4-byte) chat lines, or some
-/// 7,000 typical ones — seconds of a busy room — while 510 such queues stay
-/// well within memory. (Redis caps a pub/sub client's output at 32 MB, NATS
-/// at 64 MiB; our frames are small and our room is bounded, so less does.)
+/// Most bytes charged to one connection's queue: 1 MiB. That is about 240
+/// maximum-length (1000-character, 4-byte) chat lines, or some 7,000 typical
+/// ones. A member past it is dropped as too far behind. (Redis caps a
+/// pub/sub client's output at 32 MB, NATS at 64 MiB; our frames are small and
+/// our room is bounded, so less does.)
 pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 
-/// The queue was over its bound; the connection must be dropped.
+/// A queue charged more than this is *heavy*: once its reader shows it is
+/// still draining it, the room stops taking chat lines until it is light.
+/// Half the hard bound, so what arrives before the reader shows progress,
+/// and what is already taken when the room pauses, fits below the bound.
+pub const HEAVY_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / 2;
+
+/// A heavy queue is light again once it drains below this: a quarter of the
+/// heavy mark, so the room does not flap between paused and running.
+pub const LIGHT_QUEUED_BYTES: usize = HEAVY_QUEUED_BYTES / 4;
+
+/// What holding one queued frame costs beyond its bytes: its `Bytes` handle
+/// (32 bytes) and as much again for the queue's spare capacity (a `VecDeque`
+/// grows by doubling). Broadcast bytes are shared by every recipient, so
+/// charging each recipient the whole frame over-counts them: the charge is an
+/// upper bound on memory, never an under-estimate.
+pub const FRAME_OVERHEAD_BYTES: usize = 64;
+
+/// The charge for queuing one frame of `len` bytes.
+pub fn queued_cost(len: usize) -> usize {
+    len + FRAME_OVERHEAD_BYTES
+}
+
+/// Bytes charged across every connection's queue, for the server-wide
+/// budget, and the wake-up for a room that paused on it.
+#[derive(Debug, Default)]
+pub struct Totals {
+    queued: AtomicUsize,
+    /// While non-zero, the room is paused on the budget and wants to hear
+    /// when the total falls below this mark.
+    wake_below: AtomicUsize,
+    eased: Notify,
+}
+
+impl Totals {
+    /// Bytes charged right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Asks for [`Totals::eased`] to resolve once the total is below `mark`.
+    pub(crate) fn wake_below(&self, mark: usize) {
+        self.wake_below.store(mark, Ordering::Relaxed);
+        if self.queued() < mark {
+            self.wake();
+        }
+    }
+
+    /// Resolves after the total fell below the mark asked for.
+    pub(crate) async fn eased(&self) {
+        self.eased.notified().await;
+    }
+
+    fn add(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        let before = self.queued.fetch_sub(n, Ordering::Relaxed);
+        let mark = self.wake_below.load(Ordering::Relaxed);
+        if mark != 0 && before - n < mark {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if self.wake_below.swap(0, Ordering::Relaxed) != 0 {
+            self.eased.notify_one();
+        }
+    }
+}
+
+/// A push would pass the connection's bound: it must be dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
@@ -39,11 +122,22 @@ pub(crate) enum Next {
 
 #[derive(Debug, Default)]
 struct Queue {
+    /// Frames not yet taken by the writer.
     frames: VecDeque<Bytes>,
-    /// Queued plus taken-but-not-yet-written bytes.
-    bytes: usize,
+    /// Charged bytes of queued frames plus taken-but-unwritten ones.
+    cost: usize,
+    /// The room asked for a flush and close.
     closing: bool,
-    overflowed: bool,
+    /// Nothing more is accepted or counted: the connection is finished.
+    retired: bool,
+    /// Past the heavy mark, until below the light mark.
+    heavy: bool,
+    /// Since when the heavy queue's reader has shown it is draining it.
+    draining_since: Option<Instant>,
+    /// The writer has made no progress for a while.
+    stalled: bool,
+    /// The one frame to try to send after [`Outbox::abort`].
+    farewell: Option<Bytes>,
 }
 
 /// See the module docs.
@@ -51,36 +145,55 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     limit: usize,
+    totals: Arc<Totals>,
     ready: Notify,
     cancel: CancellationToken,
 }
 
+/// What a write's completion changed, for the room to reassess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// Nothing the room cares about.
+    Nothing,
+    /// The heavy queue's reader has shown it is draining: it holds the room.
+    Draining,
+    /// The queue is light again.
+    Light,
+}
+
 impl Outbox {
-    /// An empty queue holding at most `limit` bytes.
-    pub fn new(limit: usize) -> Self {
+    /// An empty queue holding at most `limit` charged bytes, counted into
+    /// `totals`.
+    pub fn new(limit: usize, totals: Arc<Totals>) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
             limit,
+            totals,
             ready: Notify::new(),
             cancel: CancellationToken::new(),
         }
     }
 
-    /// Queues one frame, or fails if that would pass the bound (and keeps
-    /// failing: the connection is finished).
+    /// Queues one frame, or fails if its charge would pass the bound (the
+    /// caller then drops the connection). Frames for a closing or finished
+    /// connection are dropped silently.
     pub fn push(&self, frame: Bytes) -> Result<(), Overflow> {
+        let cost = queued_cost(frame.len());
         let mut q = self.lock();
-        if q.overflowed || q.bytes + frame.len() > self.limit {
-            q.overflowed = true;
-            return Err(Overflow);
-        }
-        if q.closing {
+        if q.retired || q.closing {
             return Ok(());
         }
+        if q.cost + cost > self.limit {
+            return Err(Overflow);
+        }
         let was_empty = q.frames.is_empty();
-        q.bytes += frame.len();
+        q.cost += cost;
         q.frames.push_back(frame);
+        if q.cost > self.heavy_mark() {
+            q.heavy = true;
+        }
         drop(q);
+        self.totals.add(cost);
         if was_empty {
             self.ready.notify_one();
         }
@@ -93,20 +206,62 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Drops the connection now, unflushed.
-    pub fn abort(&self) {
+    /// Drops the connection now: everything queued is discarded and
+    /// uncounted, and the writer is told to stop, sending only `farewell`
+    /// (if the socket takes it in time).
+    pub fn abort(&self, farewell: Option<Bytes>) {
+        self.retire();
+        self.lock().farewell = farewell;
         self.cancel.cancel();
     }
 
-    /// Bytes queued or being written.
+    /// The frame to send after an abort, once.
+    pub(crate) fn take_farewell(&self) -> Option<Bytes> {
+        self.lock().farewell.take()
+    }
+
+    /// Stops counting this queue: its frames are discarded and its charge
+    /// leaves the totals. Called when the connection ends, however it ends.
+    pub fn retire(&self) {
+        let mut q = self.lock();
+        if q.retired {
+            return;
+        }
+        q.retired = true;
+        let cost = std::mem::take(&mut q.cost);
+        q.frames = VecDeque::new();
+        q.heavy = false;
+        q.draining_since = None;
+        drop(q);
+        self.totals.sub(cost);
+    }
+
+    /// Bytes charged to this queue.
     pub fn queued_bytes(&self) -> usize {
-        self.lock().bytes
+        self.lock().cost
+    }
+
+    /// Since when this queue has held the room: it is heavy, its reader
+    /// has drained some of it since it became heavy, and its writer is not
+    /// stalled. `None` when it does not hold the room.
+    pub fn holding_since(&self) -> Option<Instant> {
+        let q = self.lock();
+        q.draining_since.filter(|_| !q.stalled)
+    }
+
+    /// True while the writer has made no progress for a while.
+    pub fn is_stalled(&self) -> bool {
+        self.lock().stalled
     }
 
     /// Moves every queued frame into `batch`.
     pub(crate) fn take(&self, batch: &mut Batch) -> Next {
         let mut q = self.lock();
         batch.extend(q.frames.drain(..));
+        if q.frames.capacity() > SHRINK_SLOTS {
+            // A burst grew the queue: give the memory back once it is empty.
+            q.frames = VecDeque::new();
+        }
         match (batch.has_remaining(), q.closing) {
             (_, true) => Next::WriteThenClose,
             (true, false) => Next::Write,
@@ -114,10 +269,33 @@ impl Outbox {
         }
     }
 
-    /// Records that `n` taken bytes reached the socket.
-    pub(crate) fn written(&self, n: usize) {
+    /// Records that frames charged `cost` were written out at `now`.
+    pub(crate) fn written(&self, cost: usize, now: Instant) -> Drained {
         let mut q = self.lock();
-        q.bytes = q.bytes.saturating_sub(n);
+        if q.retired || cost == 0 {
+            return Drained::Nothing;
+        }
+        let cost = cost.min(q.cost);
+        q.cost -= cost;
+        let change = if q.heavy && q.cost < self.light_mark() {
+            q.heavy = false;
+            q.draining_since = None;
+            Drained::Light
+        } else if q.heavy && q.draining_since.is_none() {
+            q.draining_since = Some(now);
+            Drained::Draining
+        } else {
+            Drained::Nothing
+        };
+        drop(q);
+        self.totals.sub(cost);
+        change
+    }
+
+    /// Sets whether the writer is stalled; true if that changed it.
+    pub(crate) fn set_stalled(&self, stalled: bool) -> bool {
+        let mut q = self.lock();
+        std::mem::replace(&mut q.stalled, stalled) != stalled
     }
 
     /// Resolves when there may be something to take.
@@ -130,24 +308,55 @@ impl Outbox {
         self.cancel.cancelled().await;
     }
 
+    fn heavy_mark(&self) -> usize {
+        self.limit / 2
+    }
+
+    fn light_mark(&self) -> usize {
+        self.limit / 8
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // The lock is never held across a panic-prone call; recover anyway.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+/// Queue slots kept after the queue empties; more are given back.
+const SHRINK_SLOTS: usize = 1024;
+
 /// Frames taken for one write, presented to the socket as one buffer so that
-/// a vectored write sends many frames in one system call.
+/// a vectored write sends many frames in one system call. It remembers the
+/// charge of the frames written out since it was last asked.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     frames: VecDeque<Bytes>,
     remaining: usize,
+    /// Bytes of the front frame already written.
+    front_written: usize,
+    /// Charge of whole frames written since [`Batch::take_written_cost`].
+    written_cost: usize,
 }
 
 impl Batch {
     /// Frames (or what is left of them) still to write.
     pub(crate) fn frames(&self) -> usize {
         self.frames.len()
+    }
+
+    /// The charge of the frames completed since the last call.
+    pub(crate) fn take_written_cost(&mut self) -> usize {
+        std::mem::take(&mut self.written_cost)
+    }
+
+    /// Drops every frame not yet begun, keeping the rest of one half
+    /// written (so the stream stays framed), then appends `last`.
+    pub(crate) fn cut_and_append(&mut self, last: Bytes) {
+        let keep = usize::from(self.front_written > 0);
+        self.frames.truncate(keep);
+        self.remaining = self.frames.iter().map(Bytes::len).sum::<usize>();
+        self.remaining += last.len();
+        self.frames.push_back(last);
     }
 
     fn extend(&mut self, frames: impl Iterator<Item = Bytes>) {
@@ -175,9 +384,12 @@ impl Buf for Batch {
             };
             if cnt < front.len() {
                 front.advance(cnt);
+                self.front_written += cnt;
                 break;
             }
             cnt -= front.len();
+            self.written_cost += queued_cost(self.front_written + front.len());
+            self.front_written = 0;
             self.frames.pop_front();
         }
     }
@@ -196,26 +408,110 @@ impl Buf for Batch {
 mod tests {
     use super::*;
 
-    #[test]
-    fn push_past_the_limit_overflows_and_stays_overflowed() {
-        let outbox = Outbox::new(10);
-        assert_eq!(outbox.push(Bytes::from_static(b"123456")), Ok(()));
-        assert_eq!(outbox.push(Bytes::from_static(b"12345")), Err(Overflow));
-        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(Overflow));
+    fn outbox(limit: usize) -> (Outbox, Arc<Totals>) {
+        let totals = Arc::new(Totals::default());
+        (Outbox::new(limit, totals.clone()), totals)
+    }
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![7u8; len])
     }
 
     #[test]
-    fn taken_bytes_count_until_written() {
-        let outbox = Outbox::new(10);
-        outbox.push(Bytes::from_static(b"12345678")).unwrap();
+    fn every_frame_is_charged_its_bytes_and_its_overhead() {
+        let (outbox, totals) = outbox(10_000);
+        outbox.push(frame(1)).unwrap();
+        outbox.push(frame(1000)).unwrap();
+        let expected = 1 + 1000 + 2 * FRAME_OVERHEAD_BYTES;
+        assert_eq!(outbox.queued_bytes(), expected);
+        assert_eq!(totals.queued(), expected);
+    }
+
+    #[test]
+    fn a_push_past_the_limit_fails_and_is_not_charged() {
+        let (outbox, totals) = outbox(2 * queued_cost(10));
+        outbox.push(frame(10)).unwrap();
+        outbox.push(frame(10)).unwrap();
+        assert_eq!(outbox.push(frame(1)), Err(Overflow));
+        assert_eq!(totals.queued(), 2 * queued_cost(10));
+    }
+
+    #[test]
+    fn one_byte_frames_cannot_hide_behind_their_size() {
+        // 1 MiB of 9-byte frames is 16 times fewer frames once charged.
+        let (outbox, _) = outbox(MAX_QUEUED_BYTES);
+        let mut pushed = 0;
+        while outbox.push(frame(9)).is_ok() {
+            pushed += 1;
+        }
+        assert_eq!(pushed, MAX_QUEUED_BYTES / queued_cost(9));
+    }
+
+    #[test]
+    fn written_frames_leave_the_charge_whole_frames_at_a_time() {
+        let (outbox, totals) = outbox(10_000);
+        outbox.push(frame(10)).unwrap();
+        outbox.push(frame(20)).unwrap();
         let mut batch = Batch::default();
         assert_eq!(outbox.take(&mut batch), Next::Write);
-        assert_eq!(outbox.push(Bytes::from_static(b"123")), Err(Overflow));
-        let outbox = Outbox::new(10);
-        outbox.push(Bytes::from_static(b"12345678")).unwrap();
+        batch.advance(15);
+        assert_eq!(batch.take_written_cost(), queued_cost(10));
+        outbox.written(queued_cost(10), Instant::now());
+        assert_eq!(totals.queued(), queued_cost(20));
+        batch.advance(15);
+        outbox.written(batch.take_written_cost(), Instant::now());
+        assert_eq!(totals.queued(), 0);
+        assert!(!batch.has_remaining());
+    }
+
+    #[test]
+    fn a_heavy_queue_holds_the_room_once_its_reader_drains_it_until_light() {
+        let (outbox, _) = outbox(8 * queued_cost(100));
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            outbox.push(frame(100)).unwrap();
+        }
+        // Heavy (past half the limit), but its reader has shown nothing.
+        assert_eq!(outbox.holding_since(), None);
+        let mut batch = Batch::default();
         outbox.take(&mut batch);
-        outbox.written(8);
-        assert_eq!(outbox.push(Bytes::from_static(b"123")), Ok(()));
+        let t1 = t0 + std::time::Duration::from_millis(3);
+        assert_eq!(outbox.written(queued_cost(100), t1), Drained::Draining);
+        assert_eq!(outbox.holding_since(), Some(t1));
+        // A stalled writer does not hold the room.
+        outbox.set_stalled(true);
+        assert_eq!(outbox.holding_since(), None);
+        outbox.set_stalled(false);
+        for _ in 0..3 {
+            assert_eq!(outbox.written(queued_cost(100), t1), Drained::Nothing);
+        }
+        // Light again below an eighth of the limit (one frame's charge).
+        assert_eq!(outbox.written(queued_cost(100), t1), Drained::Light);
+        assert_eq!(outbox.holding_since(), None);
+    }
+
+    #[test]
+    fn a_reader_that_stopped_never_holds_the_room() {
+        let (outbox, _) = outbox(8 * queued_cost(100));
+        while outbox.push(frame(100)).is_ok() {}
+        assert_eq!(outbox.holding_since(), None);
+    }
+
+    #[test]
+    fn retiring_uncounts_everything_once() {
+        let (outbox, totals) = outbox(10_000);
+        outbox.push(frame(100)).unwrap();
+        outbox.push(frame(100)).unwrap();
+        let mut batch = Batch::default();
+        outbox.take(&mut batch);
+        outbox.push(frame(100)).unwrap();
+        outbox.abort(None);
+        assert_eq!(totals.queued(), 0);
+        outbox.retire();
+        outbox.written(queued_cost(100), Instant::now());
+        assert_eq!(totals.queued(), 0, "nothing counted twice");
+        outbox.push(frame(100)).unwrap();
+        assert_eq!(totals.queued(), 0, "a retired queue takes nothing");
     }
 
     #[test]
@@ -233,8 +529,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_batch_keeps_the_half_written_frame_and_ends_with_the_last() {
+        let mut batch = Batch::default();
+        batch.extend(
+            [
+                Bytes::from_static(b"abcd"),
+                Bytes::from_static(b"efgh"),
+                Bytes::from_static(b"ijkl"),
+            ]
+            .into_iter(),
+        );
+        batch.advance(2);
+        batch.cut_and_append(Bytes::from_static(b"XY"));
+        let mut out = Vec::new();
+        while batch.has_remaining() {
+            out.extend_from_slice(batch.chunk());
+            let n = batch.chunk().len();
+            batch.advance(n);
+        }
+        assert_eq!(out, b"cdXY");
+        let mut fresh = Batch::default();
+        fresh.extend([Bytes::from_static(b"abcd")].into_iter());
+        fresh.cut_and_append(Bytes::from_static(b"XY"));
+        assert_eq!(fresh.chunk(), b"XY", "an unbegun frame is dropped");
+    }
+
+    #[test]
     fn close_is_reported_after_the_frames() {
-        let outbox = Outbox::new(100);
+        let (outbox, _) = outbox(1000);
         let mut batch = Batch::default();
         assert_eq!(outbox.take(&mut batch), Next::Wait);
         outbox.push(Bytes::from_static(b"bye")).unwrap();

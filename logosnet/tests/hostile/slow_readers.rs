@@ -179,7 +179,9 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
     // buffers many times over, or the test proves nothing.
     assert!(flood_bytes_per_reader() > 4 * MAX_QUEUED_BYTES);
     assert!(flood_line(0, 1).len() < MAX_FRAME_BYTES);
-    let server = ServerProcess::start(&[]);
+    // Flood control off: this is the back-pressure path, a flood at the
+    // speed of the readers, with no rate rule to slow it first.
+    let server = ServerProcess::start(&["--flood-rate", "0"]);
     let addr = server.addr;
     let (rss_before, _) = server.memory_kib();
     bounded(Duration::from_secs(300), async {

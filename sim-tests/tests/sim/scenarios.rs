@@ -447,6 +447,8 @@ fn numbered(sender: &str, i: usize) -> String {
 #[test]
 fn held_client_gets_what_it_is_owed_after_release() {
     let mut world = World::new(SEED);
+    // Flood control off: the senders here must not be slowed.
+    world.config.room.flood = None;
     world.duration = Duration::from_secs(30);
     let mut run = world.build();
     let log = run.log.clone();
@@ -541,6 +543,8 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
     // come back only when the peer reads); then the 16 KiB outbox fills.
     const LINES: usize = 300;
     let mut world = World::new(SEED);
+    // Flood control off: the senders here must not be slowed.
+    world.config.room.flood = None;
     world.duration = Duration::from_secs(30);
     world.config.max_queued_bytes = 16 * 1024;
     let mut run = world.build();
@@ -611,6 +615,8 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
 fn client_that_stops_reading_is_dropped_as_slow_consumer() {
     const LINES: usize = 1500;
     let mut world = World::new(SEED);
+    // Flood control off: the senders here must not be slowed.
+    world.config.room.flood = None;
     world.duration = Duration::from_secs(60);
     let mut run = world.build();
     let log = run.log.clone();
@@ -665,6 +671,12 @@ fn client_that_stops_reading_is_dropped_as_slow_consumer() {
         }
         assert!(ended, "carol's connection is still open");
         assert!(frames.len() < LINES, "carol got the whole flood");
+        // The last frame she can get is the reason she was dropped.
+        assert_eq!(
+            frames.pop(),
+            Some(ServerFrame::ProtocolError("too far behind".into())),
+            "carol was not told why"
+        );
         let owed = std::iter::once(ServerFrame::Notice("User bob has joined".into()))
             .chain((0..LINES).map(|i| ServerFrame::Message(format!(">      alice: {}", line(i)))));
         for (i, (got, owed)) in frames.iter().zip(owed).enumerate() {

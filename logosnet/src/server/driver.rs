@@ -1,0 +1,433 @@
+//! The room task: the one place the [`Room`]'s rules run, driven in
+//! quinn's `ConnectionDriver` shape.
+//!
+//! Each turn it takes the events that are waiting (a batch, never one at a
+//! time), then takes input from the connections that have some — one frame
+//! per connection per visit, in turn, up to a budget — then fires every
+//! deadline that has passed whatever else is ready, and arms one stored
+//! timer for the next. Output is applied after each input, so back-pressure
+//! sees every queue's size before the next frame is taken.
+//!
+//! What it decides beyond the room's rules is *who pays*:
+//! - a sender whose flood allowance is spent is not read (the room holds
+//!   its one early frame; its inbox fills; its socket stops being read);
+//! - while a member has a heavy queue that it is visibly draining, or the
+//!   queues together pass half the server-wide budget, no chat line is
+//!   taken from anyone (senders wait, readers catch up; nobody is dropped
+//!   for it). A member that stopped reading never holds the room: it has
+//!   to show progress first;
+//! - a member is dropped, with a `ProtocolError` if its socket takes one,
+//!   only for its own failing: its queue passed its hard bound, its writer
+//!   made no progress for the write deadline, it held the room paused for
+//!   longer than the write deadline, or it stalled while the server-wide
+//!   budget ran short.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+use super::inbox::{Inbox, Input};
+use super::outbox::{Outbox, Totals};
+use super::{Event, ServerConfig};
+use crate::protocol::{self, ServerFrame};
+use crate::room::{ConnId, EndReason, Output, Room};
+
+/// Inputs taken per turn before deadlines are fired and other tasks run.
+const TURN_INPUTS: usize = 64;
+
+/// Events taken per turn.
+const TURN_EVENTS: usize = 256;
+
+/// The reason a dropped member is given.
+pub(super) const TOO_FAR_BEHIND: &str = "too far behind";
+
+/// What the room task holds for one connection.
+#[derive(Debug)]
+pub(super) struct Handles {
+    /// Its input, for the room to take.
+    pub(super) inbox: Arc<Inbox>,
+    /// Its output queue.
+    pub(super) outbox: Arc<Outbox>,
+}
+
+/// Why the loop woke.
+enum Wake {
+    Shutdown,
+    Work,
+    ChannelClosed,
+}
+
+/// The room task's state.
+pub(super) struct Driver {
+    /// The rules.
+    room: Room,
+    /// Every connection the room knows.
+    conns: BTreeMap<ConnId, Handles>,
+    /// From the accept loop and the connection tasks.
+    events: mpsc::UnboundedReceiver<Event>,
+    /// Events taken by the last wait.
+    event_batch: Vec<Event>,
+    /// Bytes queued across all connections.
+    totals: Arc<Totals>,
+    /// Limits: write deadline and the server-wide budget.
+    config: ServerConfig,
+    /// Connections with input to take, in turn order.
+    ready: VecDeque<ConnId>,
+    /// Connections whose input waits on flood control.
+    throttled: BTreeSet<ConnId>,
+    /// Connections whose next input is a chat line held by back-pressure.
+    paused: VecDeque<ConnId>,
+    /// Members whose heavy queue holds the room paused, and since when.
+    holding: BTreeMap<ConnId, Instant>,
+    /// Members whose writer is stalled.
+    stalled: BTreeSet<ConnId>,
+    /// The one timer, and the instant it is armed for.
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+}
+
+impl Driver {
+    pub(super) fn new(
+        config: ServerConfig,
+        events: mpsc::UnboundedReceiver<Event>,
+        totals: Arc<Totals>,
+    ) -> Self {
+        Self {
+            room: Room::new(config.room.clone()),
+            conns: BTreeMap::new(),
+            events,
+            event_batch: Vec::with_capacity(TURN_EVENTS),
+            totals,
+            config,
+            ready: VecDeque::new(),
+            throttled: BTreeSet::new(),
+            paused: VecDeque::new(),
+            holding: BTreeMap::new(),
+            stalled: BTreeSet::new(),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_at: None,
+        }
+    }
+
+    /// Runs the room until `shutdown` resolves (then tells everyone, and
+    /// returns every connection's outbox so the caller can bound the flush).
+    pub(super) async fn run<F: Future<Output = ()>>(&mut self, shutdown: F) -> Vec<Arc<Outbox>> {
+        tokio::pin!(shutdown);
+        loop {
+            let busy = !self.ready.is_empty();
+            let totals = self.totals.clone();
+            let wake = if busy {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => Wake::Shutdown,
+                    () = std::future::ready(()) => Wake::Work,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => Wake::Shutdown,
+                    n = self.events.recv_many(&mut self.event_batch, TURN_EVENTS) => {
+                        if n == 0 { Wake::ChannelClosed } else { Wake::Work }
+                    }
+                    () = &mut self.timer, if self.timer_at.is_some() => Wake::Work,
+                    () = totals.eased() => Wake::Work,
+                }
+            };
+            match wake {
+                Wake::Shutdown => {
+                    tracing::info!("shutting down");
+                    let outboxes = self.conns.values().map(|h| h.outbox.clone()).collect();
+                    self.room.shutdown(now());
+                    self.apply();
+                    return outboxes;
+                }
+                Wake::ChannelClosed => return Vec::new(),
+                Wake::Work => {}
+            }
+            self.take_events();
+            self.take_inputs();
+            self.fire_deadlines();
+            self.arm_timer();
+            if !self.ready.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    fn take_events(&mut self) {
+        let mut batch = std::mem::take(&mut self.event_batch);
+        while batch.len() < TURN_EVENTS {
+            match self.events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        for event in batch.drain(..) {
+            self.handle_event(event);
+        }
+        self.event_batch = batch;
+        self.resume_if_eased();
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Opened(conn, handles) => {
+                self.conns.insert(conn, handles);
+                self.room.handle_open(now(), conn);
+                self.apply();
+            }
+            Event::Ready(conn) => {
+                if self.conns.contains_key(&conn) {
+                    self.ready.push_back(conn);
+                }
+            }
+            Event::Pressure(conn) => self.reassess(conn),
+            Event::TooSlow(conn) => {
+                if self.conns.contains_key(&conn) {
+                    tracing::info!(conn, "no write progress within the deadline");
+                    self.drop_member(conn);
+                    self.apply();
+                }
+            }
+        }
+    }
+
+    /// Takes input from ready connections, one frame each per visit.
+    fn take_inputs(&mut self) {
+        self.resume_if_eased();
+        let mut taken = 0;
+        while taken < TURN_INPUTS {
+            let Some(conn) = self.ready.pop_front() else {
+                return;
+            };
+            let Some(handles) = self.conns.get(&conn) else {
+                continue;
+            };
+            if self.room.is_throttled(conn) {
+                self.throttled.insert(conn);
+                continue;
+            }
+            if self.is_paused() && handles.inbox.next_is_chat() {
+                self.paused.push_back(conn);
+                continue;
+            }
+            let Some(input) = handles.inbox.pop() else {
+                continue;
+            };
+            taken += 1;
+            self.handle_input(conn, input);
+            if let Some(handles) = self.conns.get(&conn)
+                && !handles.inbox.unschedule_if_empty()
+            {
+                self.ready.push_back(conn);
+            }
+        }
+    }
+
+    fn handle_input(&mut self, conn: ConnId, input: Input) {
+        let now = now();
+        match input {
+            Input::Frame(frame) => self.room.handle_frame(now, conn, frame),
+            Input::Violation(error) => self.room.handle_violation(now, conn, &error),
+            Input::End => {
+                self.room.handle_closed(now, conn, EndReason::Disconnected);
+                // Flush what is already queued (a half-closed peer may still
+                // read), then close.
+                if let Some(handles) = self.forget(conn) {
+                    handles.outbox.close();
+                }
+            }
+        }
+        self.apply();
+    }
+
+    /// Fires the room's deadlines and the driver's own, whatever else is
+    /// waiting.
+    fn fire_deadlines(&mut self) {
+        let now = now();
+        if self.room.poll_timeout().is_some_and(|at| at <= now) {
+            self.room.handle_timeout(now);
+            self.apply();
+            let free: Vec<ConnId> = self
+                .throttled
+                .iter()
+                .copied()
+                .filter(|&conn| !self.room.is_throttled(conn))
+                .collect();
+            for conn in free {
+                self.throttled.remove(&conn);
+                self.ready.push_back(conn);
+            }
+        }
+        let overdue: Vec<ConnId> = self
+            .holding
+            .iter()
+            .filter(|&(_, &since)| now.duration_since(since) >= self.config.write_deadline)
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in overdue {
+            tracing::info!(conn, "held the room paused past the write deadline");
+            self.drop_member(conn);
+        }
+        self.apply();
+    }
+
+    fn arm_timer(&mut self) {
+        let hold_limit = self
+            .holding
+            .values()
+            .min()
+            .map(|&since| since + self.config.write_deadline);
+        let next = match (self.room.poll_timeout(), hold_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if next != self.timer_at {
+            self.timer_at = next;
+            if let Some(at) = next {
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
+            }
+        }
+    }
+
+    /// Carries out everything the room asked for. A recipient whose queue
+    /// overflows is dropped as too far behind, which the room announces,
+    /// so this repeats until the room is quiet.
+    fn apply(&mut self) {
+        let mut overflowed = BTreeSet::new();
+        loop {
+            while let Some(output) = self.room.poll_output() {
+                match output {
+                    Output::Send { to, frame } => {
+                        let Some(handles) = self.conns.get(&to) else {
+                            continue;
+                        };
+                        if handles.outbox.push(frame).is_err() {
+                            overflowed.insert(to);
+                        }
+                    }
+                    Output::Close { conn, reason } => {
+                        tracing::debug!(conn, ?reason, "closing");
+                        if let Some(handles) = self.forget(conn) {
+                            handles.outbox.close();
+                        }
+                    }
+                }
+            }
+            if let Some(conn) = overflowed.pop_first() {
+                if self.conns.contains_key(&conn) {
+                    tracing::info!(conn, "queue passed its bound");
+                    self.drop_member(conn);
+                }
+                continue;
+            }
+            if !self.shed_stalled() {
+                return;
+            }
+        }
+    }
+
+    /// Over the server-wide mark, drops stalled members, largest queue
+    /// first, until it is under; true if any was dropped.
+    fn shed_stalled(&mut self) -> bool {
+        if self.stalled.is_empty() || self.totals.queued() < self.budget_mark() {
+            return false;
+        }
+        let largest = self
+            .stalled
+            .iter()
+            .filter_map(|&conn| Some((self.conns.get(&conn)?.outbox.queued_bytes(), conn)))
+            .max();
+        match largest {
+            Some((queued, conn)) if queued > 0 => {
+                tracing::info!(conn, queued, "stalled while the server's budget ran short");
+                self.drop_member(conn);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Re-reads a member's queue flags: a heavy queue that its reader is
+    /// draining holds the room.
+    fn reassess(&mut self, conn: ConnId) {
+        let Some(handles) = self.conns.get(&conn) else {
+            return;
+        };
+        if handles.outbox.is_stalled() {
+            self.stalled.insert(conn);
+        } else {
+            self.stalled.remove(&conn);
+        }
+        match handles.outbox.holding_since() {
+            Some(since) => {
+                self.holding.insert(conn, since);
+            }
+            None => {
+                self.holding.remove(&conn);
+            }
+        }
+        self.resume_if_eased();
+    }
+
+    /// The server-wide mark: half the budget, so that what is already taken
+    /// when reading pauses stays well within it.
+    fn budget_mark(&self) -> usize {
+        self.config.max_queued_total / 2
+    }
+
+    fn is_paused(&self) -> bool {
+        !self.holding.is_empty() || self.totals.queued() >= self.budget_mark()
+    }
+
+    /// Puts paused connections back in turn once nothing holds the room; if
+    /// the budget still does, asks to be woken when it does not.
+    fn resume_if_eased(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        if self.totals.queued() >= self.budget_mark() {
+            self.totals.wake_below(self.budget_mark());
+            return;
+        }
+        if self.holding.is_empty() {
+            self.ready.extend(self.paused.drain(..));
+        }
+    }
+
+    /// Drops a member for its own failing: tells it why if its socket
+    /// will take it, and the room that it left.
+    fn drop_member(&mut self, conn: ConnId) {
+        let Some(handles) = self.forget(conn) else {
+            return;
+        };
+        tracing::warn!(
+            conn,
+            queued = handles.outbox.queued_bytes(),
+            "dropping a member that is too far behind"
+        );
+        let farewell = protocol::encode(&ServerFrame::ProtocolError(TOO_FAR_BEHIND.into()));
+        handles.outbox.abort(Some(farewell));
+        self.room
+            .handle_closed(now(), conn, EndReason::SlowConsumer);
+    }
+
+    /// Removes every trace of the connection from the driver.
+    fn forget(&mut self, conn: ConnId) -> Option<Handles> {
+        self.holding.remove(&conn);
+        self.stalled.remove(&conn);
+        self.throttled.remove(&conn);
+        self.conns.remove(&conn)
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
