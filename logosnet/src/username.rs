@@ -453,6 +453,9 @@ mod tests {
         ("bob", "Bob", false, "case is kept"),
         ("alice", "alice2", false, "different names"),
         ("alice", "allce", false, "i and l"),
+        ("alice", "al\u{ed}ce", false, "a visible accent"),
+        ("w", "vv", false, "not in the confusables table"),
+        ("d", "cl", false, "not in the confusables table"),
         ("stra\u{df}e", "strasse", false, "sharp s is not ss"),
         ("\u{5409}", "\u{540d}", false, "distinct ideographs"),
     ];
@@ -484,6 +487,7 @@ mod tests {
             "ANONYMOUS",
             "aNoNyMoUs",
             "\u{410}nonymous",
+            "\u{410}n\u{43e}nym\u{43e}us",
             "\u{430}n\u{43e}nym\u{43e}us",
             "\u{391}\u{39d}\u{39f}\u{39d}\u{3a5}\u{39c}\u{39f}US",
             "\u{ff21}\u{ff2e}\u{ff2f}\u{ff2e}\u{ff39}\u{ff2d}\u{ff2f}\u{ff35}\u{ff33}",
