@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{self, ClientFrame, FrameError, Role, ServerFrame};
-use crate::username::{self, MAX_USERNAME_CHARS};
+use crate::username::{self, MAX_USERNAME_CHARS, NameKey, Username};
 
 pub mod flood;
 
@@ -123,7 +123,7 @@ enum State {
     /// A participant slot is held; no name yet.
     Naming { deadline: Instant },
     /// A named participant, in the room.
-    Active { name: String },
+    Active { name: Username },
     /// An observer, in the room.
     Observer,
 }
@@ -148,8 +148,9 @@ pub struct Room {
     config: RoomConfig,
     /// Every connection the room knows, in any state.
     conns: BTreeMap<ConnId, Conn>,
-    /// Active participants by canonical name.
-    names: BTreeMap<String, ConnId>,
+    /// Active participants by the comparison key of their name, so that no
+    /// two active names look alike. The display form is in their `State`.
+    names: BTreeMap<NameKey, ConnId>,
     /// Everyone who receives the room's traffic: active participants and
     /// observers.
     members: BTreeSet<ConnId>,
@@ -393,9 +394,15 @@ impl Room {
         self.conns.len()
     }
 
-    /// The canonical names of active participants, in order.
+    /// The names of active participants as shown (NFC), in the order of
+    /// their comparison keys.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.keys().map(String::as_str)
+        self.names
+            .values()
+            .filter_map(|conn| match self.conns.get(conn).map(|c| &c.state) {
+                Some(State::Active { name }) => Some(name.as_str()),
+                _ => None,
+            })
     }
 
     fn hello(&mut self, now: Instant, conn: ConnId, role: Role) {
@@ -432,12 +439,16 @@ impl Room {
     }
 
     fn username(&mut self, now: Instant, conn: ConnId, requested: &str) {
-        let reply = match username::canonical_username(requested) {
+        let reply = match Username::parse(requested) {
             Err(_) => ServerFrame::UsernameInvalid,
-            Ok(name) if self.names.contains_key(&name) => ServerFrame::UsernameTaken,
+            // A look-alike of an active name, or of the name the room uses
+            // for unnamed participants, is taken.
+            Ok(name) if name.is_reserved() || self.names.contains_key(name.key()) => {
+                ServerFrame::UsernameTaken
+            }
             Ok(name) => {
                 self.clear_deadline(conn);
-                self.names.insert(name.clone(), conn);
+                self.names.insert(name.key().clone(), conn);
                 self.members.insert(conn);
                 self.send_frame(conn, &ServerFrame::UsernameAccepted);
                 tracing::info!(conn, user = %name, "joined");
@@ -480,7 +491,7 @@ impl Room {
             );
             return;
         };
-        let target = username::lookup_form(typed).and_then(|name| self.names.get(&name).copied());
+        let target = username::lookup_key(typed).and_then(|key| self.names.get(&key).copied());
         match target {
             Some(target) => {
                 let frame =
@@ -520,7 +531,7 @@ impl Room {
             State::Naming { .. } => self.participants -= 1,
             State::Active { name } => {
                 self.participants -= 1;
-                self.names.remove(name);
+                self.names.remove(name.key());
             }
             State::Observer => self.observers -= 1,
             State::AwaitingHello { .. } => {}
@@ -530,7 +541,7 @@ impl Room {
 
     fn announce_left(&mut self, conn: ConnId, state: &State, reason: EndReason) {
         let name = match state {
-            State::Naming { .. } => "Anonymous",
+            State::Naming { .. } => username::ANONYMOUS,
             State::Active { name } => name.as_str(),
             State::AwaitingHello { .. } | State::Observer => return,
         };

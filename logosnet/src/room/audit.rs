@@ -8,7 +8,8 @@
 //! per connection, exactly which frames the room must send and which
 //! connections it must close. Any difference panics with the event that
 //! caused it. On top of that exact comparison it checks the standing
-//! invariants after every event: names unique among active participants, at
+//! invariants after every event: no two active participants whose names
+//! share a comparison key (look alike), at
 //! most the configured (≤ 255) connections per role, no frame to a closed or
 //! never-opened connection, chat reaching only the room (private lines only
 //! their target), "has left" announced exactly once per departing
@@ -22,12 +23,22 @@ use std::time::{Duration, Instant};
 
 use super::{ConnId, EndReason, MAX_MESSAGE_CHARS, Output, Room, RoomConfig};
 use crate::protocol::{self, ClientFrame, FrameError, HEADER_BYTES, Role, ServerFrame};
-use crate::username::{self, MAX_USERNAME_CHARS};
+use crate::username::{self, MAX_USERNAME_CHARS, NameKey, Username};
 
-/// Names the events draw from, so that collisions, normalization twins and
-/// invalid names turn up often rather than by luck.
+/// Names the events draw from, so that collisions, normalization twins,
+/// look-alikes, the reserved name and invalid names turn up often rather
+/// than by luck.
 pub const NAME_POOL: &[&str] = &[
     "alice",
+    "\u{430}lice",
+    "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+    "alice\u{fe0f}",
+    "Anonymous",
+    "anonymous",
+    "\u{3164}",
+    "\u{2800}",
+    "b0b",
+    "bOb",
     "bob",
     "Bob",
     "jos\u{e9}",
@@ -494,15 +505,17 @@ impl Auditor {
                 self.end(conn, want, true);
             }
             (Phase::Naming, ClientFrame::Username(requested)) => {
-                let reply = match username::canonical_username(requested) {
+                let reply = match Username::parse(requested) {
                     Err(_) => ServerFrame::UsernameInvalid,
-                    Ok(name) if self.holder(&name).is_some() => ServerFrame::UsernameTaken,
+                    Ok(name) if name.is_reserved() || self.holder(name.key()).is_some() => {
+                        ServerFrame::UsernameTaken
+                    }
                     Ok(name) => {
                         want.send(conn, ServerFrame::UsernameAccepted);
                         self.live.insert(
                             conn,
                             Shadow {
-                                phase: Phase::Active(name.clone()),
+                                phase: Phase::Active(name.to_string()),
                                 deadline: None,
                             },
                         );
@@ -547,8 +560,8 @@ impl Auditor {
         };
         let target = rest
             .split_once(' ')
-            .and_then(|(typed, _)| username::lookup_form(typed))
-            .and_then(|name| self.holder(&name));
+            .and_then(|(typed, _)| username::lookup_key(typed))
+            .and_then(|key| self.holder(&key));
         match target {
             Some(target) => want.send(
                 target,
@@ -653,10 +666,14 @@ impl Auditor {
             .collect()
     }
 
-    fn holder(&self, name: &str) -> Option<ConnId> {
+    /// The active participant whose name has this comparison key.
+    fn holder(&self, key: &NameKey) -> Option<ConnId> {
         self.live
             .iter()
-            .find(|(_, s)| s.phase == Phase::Active(name.to_owned()))
+            .find(|(_, s)| match &s.phase {
+                Phase::Active(name) => username::lookup_key(name).as_ref() == Some(key),
+                _ => false,
+            })
             .map(|(&c, _)| c)
     }
 
@@ -735,8 +752,18 @@ impl Auditor {
             "live connections after {event:?}"
         );
         let names: Vec<&str> = self.room.names().collect();
+        let keys: BTreeSet<NameKey> = names
+            .iter()
+            .map(|name| username::lookup_key(name).expect("active names are valid"))
+            .collect();
+        assert_eq!(names.len(), keys.len(), "two active names look alike");
+        assert!(
+            names
+                .iter()
+                .all(|name| !Username::parse(name).is_ok_and(|n| n.is_reserved())),
+            "the reserved name is active after {event:?}"
+        );
         let unique: BTreeSet<&str> = names.iter().copied().collect();
-        assert_eq!(names.len(), unique.len(), "duplicate names");
         let model: BTreeSet<&str> = self
             .live
             .values()

@@ -214,6 +214,80 @@ fn names_equal_after_normalization_collide() {
 }
 
 #[test]
+fn look_alike_of_an_active_name_is_taken_until_it_leaves() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.hello(Role::Participant);
+    h.take_all();
+    for look_alike in [
+        "\u{430}lice",                              // Cyrillic a
+        "\u{430}li\u{441}\u{435}",                  // Cyrillic a, c, e
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // full-width
+    ] {
+        h.send(b, ClientFrame::Username(look_alike.into()));
+        assert_eq!(
+            h.take(b),
+            vec![ServerFrame::UsernameTaken],
+            "{look_alike:?}"
+        );
+    }
+    for invisible in ["alice\u{fe0f}", "al\u{34f}ice", "\u{3164}", "\u{2800}"] {
+        h.send(b, ClientFrame::Username(invisible.into()));
+        assert_eq!(
+            h.take(b),
+            vec![ServerFrame::UsernameInvalid],
+            "{invisible:?}"
+        );
+    }
+    assert_eq!(h.room.names().collect::<Vec<_>>(), vec!["alice"]);
+    h.drop_conn(a);
+    h.send(b, ClientFrame::Username("\u{430}lice".into()));
+    assert_eq!(h.take(b)[0], ServerFrame::UsernameAccepted);
+    assert_eq!(h.room.names().collect::<Vec<_>>(), vec!["\u{430}lice"]);
+}
+
+#[test]
+fn names_differing_only_in_case_are_distinct() {
+    let mut h = Harness::new();
+    h.participant("alice");
+    h.participant("Alice");
+    h.participant("ALICE");
+    assert_eq!(h.room.names().count(), 3);
+}
+
+#[test]
+fn anonymous_is_refused_in_any_case_and_look_alike() {
+    let mut h = Harness::new();
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    for name in [
+        "Anonymous",
+        "anonymous",
+        "ANONYMOUS",
+        "\u{410}n\u{43e}nym\u{43e}us",
+    ] {
+        h.send(p, ClientFrame::Username(name.into()));
+        assert_eq!(h.take(p), vec![ServerFrame::UsernameTaken], "{name:?}");
+    }
+    assert_eq!(h.room.names().count(), 0);
+    h.send(p, ClientFrame::Username("Anon".into()));
+    assert_eq!(h.take(p)[0], ServerFrame::UsernameAccepted);
+}
+
+#[test]
+fn private_line_to_a_look_alike_reaches_the_name_it_looks_like() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    h.take_all();
+    h.chat(b, "@\u{430}lice psst");
+    assert_eq!(h.take(a), vec![message("%        bob: @\u{430}lice psst")]);
+    h.chat(b, "@Alice psst");
+    assert_eq!(h.take(a), vec![]);
+    assert_eq!(h.take(b), vec![notice("Warning: user Alice doesn't exist")]);
+}
+
+#[test]
 fn two_asking_for_the_same_free_name_exactly_one_wins() {
     let mut h = Harness::new();
     let a = h.hello(Role::Participant);

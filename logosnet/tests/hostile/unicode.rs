@@ -1,6 +1,7 @@
 //! Hostile text end to end: invalid UTF-8, embedded NUL, names of
-//! combining marks or bidirectional overrides, and names that differ only
-//! by Unicode normalization, against the rule in `logosnet::username`.
+//! combining marks, bidirectional overrides or blank characters, names that
+//! differ only by Unicode normalization, look-alikes of an active name and
+//! of `Anonymous`, against the rule in `logosnet::username`.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::server_process::{Client, ServerProcess, bounded, notice};
 
-/// Ten characters each: every one is refused by the username rule.
+/// Every one is refused by the username rule as invalid.
 fn deceptive_names() -> Vec<(&'static str, String)> {
     vec![
         ("ten combining marks", "\u{301}".repeat(10)),
@@ -18,6 +19,13 @@ fn deceptive_names() -> Vec<(&'static str, String)> {
         ("an embedded NUL", "ad\0min".to_owned()),
         ("a terminal escape", "\u{1b}[2Jbob".to_owned()),
         ("a zero-width space", "bo\u{200b}b".to_owned()),
+        ("a trailing variation selector", "bob\u{fe0f}".to_owned()),
+        ("a combining grapheme joiner", "bo\u{34f}b".to_owned()),
+        (
+            "only Hangul fillers",
+            "\u{3164}\u{115f}\u{1160}\u{ffa0}".to_owned(),
+        ),
+        ("only Braille blanks", "\u{2800}".repeat(10)),
         ("a line break", "bob\nalice".to_owned()),
         ("eleven characters", "abcdefghijk".to_owned()),
         ("nothing", String::new()),
@@ -130,6 +138,48 @@ async fn invalid_utf8_is_a_violation_and_nul_or_escapes_in_chat_pass_through_unc
         // The server is still serving, and the name is free again.
         let mut again = Client::join(addr, "alice").await;
         assert_eq!(again.recv().await, notice("User alice has joined"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alikes_of_an_active_name_and_of_anonymous_are_taken() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        let mut alice = Client::join(addr, "alice").await;
+        assert_eq!(alice.recv().await, notice("User alice has joined"));
+
+        let mut other = Client::connect(addr).await;
+        other.send(&ClientFrame::Hello(Role::Participant)).await;
+        assert_eq!(other.recv().await, ServerFrame::Accepted);
+        for (what, name) in [
+            ("Cyrillic a", "\u{430}lice"),
+            (
+                "full-width letters",
+                "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+            ),
+            ("the reserved name", "Anonymous"),
+            ("the reserved name in capitals", "ANONYMOUS"),
+            ("the reserved name with Cyrillic o", "an\u{43e}nymous"),
+        ] {
+            other.send(&ClientFrame::Username(name.into())).await;
+            assert_eq!(other.recv().await, ServerFrame::UsernameTaken, "{what}");
+        }
+        // A blank name is invalid, not taken.
+        other.send(&ClientFrame::Username("\u{3164}".into())).await;
+        assert_eq!(other.recv().await, ServerFrame::UsernameInvalid);
+
+        // Case still makes a different name.
+        other.send(&ClientFrame::Username("Alice".into())).await;
+        assert_eq!(other.recv().await, ServerFrame::UsernameAccepted);
+        assert_eq!(alice.recv().await, notice("User Alice has joined"));
+
+        // Once alice leaves, her look-alike is free, and shown as typed.
+        drop(alice);
+        other.recv_until(&notice("User alice has left")).await;
+        let mut cyrillic = Client::join(addr, "\u{430}lice").await;
+        assert_eq!(cyrillic.recv().await, notice("User \u{430}lice has joined"));
     })
     .await;
 }
