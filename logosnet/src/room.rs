@@ -38,6 +38,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest chat line delivered, in characters (Unicode scalar values), from
 /// the spec.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// What a timeout too long for the clock to represent is cut to: about 30
+/// years, "never" in practice. The same stand-in tokio's `sleep` uses for
+/// `Duration::MAX`, so the driver's timer accepts it too.
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// The numbers the rules are parameterised by. Tests and the storm tests
 /// shorten the timeouts; everything else uses [`RoomConfig::default`].
@@ -154,7 +158,7 @@ impl Room {
 
     /// A connection was accepted. Ids must be new.
     pub fn handle_open(&mut self, now: Instant, conn: ConnId) {
-        let deadline = now + self.config.hello_timeout;
+        let deadline = deadline_after(now, self.config.hello_timeout);
         if self
             .conns
             .insert(conn, State::AwaitingHello { deadline })
@@ -314,7 +318,7 @@ impl Room {
 
     fn naming(&self, now: Instant) -> State {
         State::Naming {
-            deadline: now + self.config.username_timeout,
+            deadline: deadline_after(now, self.config.username_timeout),
         }
     }
 
@@ -463,6 +467,15 @@ impl Room {
             }
         }
     }
+}
+
+/// `now + timeout`, never panicking: a timeout past what `Instant` can
+/// hold becomes [`FAR_FUTURE`] (and, should even that overflow, `now`
+/// itself, which only makes the deadline fire at once).
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 #[cfg(any(test, feature = "fuzzing"))]

@@ -465,3 +465,21 @@ fn broadcast_shares_one_encoding() {
     assert_eq!(ptrs.len(), 2);
     assert_eq!(ptrs[0], ptrs[1]);
 }
+
+#[test]
+fn timeouts_too_long_for_the_clock_never_panic() {
+    let mut h = Harness::with(RoomConfig {
+        hello_timeout: Duration::MAX,
+        username_timeout: Duration::MAX,
+        ..RoomConfig::default()
+    });
+    let silent = h.open();
+    let naming = h.hello(Role::Participant);
+    h.take_all();
+    h.now += Duration::from_secs(10 * 365 * 24 * 60 * 60);
+    h.room.handle_timeout(h.now);
+    h.pump();
+    assert!(h.closed.is_empty(), "a huge timeout means never, not now");
+    assert!(h.room.poll_timeout().is_some_and(|at| at > h.now));
+    assert_eq!(h.room.connections(), 2, "{silent} and {naming} still there");
+}
