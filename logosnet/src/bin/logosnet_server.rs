@@ -1,36 +1,20 @@
-//! `logosnet_server`: argument parsing, logging, the listening socket and
-//! signals around [`logosnet::server::serve`].
+//! `logosnet_server`: the command line ([`logosnet::cli::server`]),
+//! logging, the listening socket and signals around
+//! [`logosnet::server::serve`].
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
-use logosnet::room::HELLO_TIMEOUT;
-use logosnet::server::{self, ServerConfig, WRITE_GAP};
+use logosnet::cli::{self, server::ServerArgs};
+use logosnet::server;
 use tokio::net::TcpListener;
 
-/// LogosNet Server, the server version for the primitive networked chat program
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// IP address
-    #[arg(short, long, value_name = "i")]
-    ip: String,
-    /// port number
-    #[arg(short, long, value_name = "p")]
-    port: u16,
-    /// Seconds a new connection has to send Hello before it is closed
-    #[arg(long, value_name = "SECS", default_value_t = HELLO_TIMEOUT.as_secs_f64())]
-    hello_timeout: f64,
-    /// Milliseconds a busy connection waits between writes to batch frames (0: off)
-    #[arg(long, value_name = "MS", default_value_t = WRITE_GAP.as_millis() as u64)]
-    write_gap_ms: u64,
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match cli::parse::<ServerArgs, _, _>("logosnet_server", std::env::args_os()) {
+        Ok(args) => args,
+        Err(stop) => return stop.exit(),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -58,13 +42,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    if !(args.hello_timeout.is_finite() && args.hello_timeout > 0.0) {
-        return Err(format!(
-            "--hello-timeout must be a positive number of seconds, not {}",
-            args.hello_timeout
-        ));
-    }
+async fn run(args: ServerArgs) -> Result<(), String> {
     raise_open_file_limit();
     let listener = bind(&args.ip, args.port).await?;
     let addr = listener
@@ -72,11 +50,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     println!("listening on {addr}");
     tracing::info!(%addr, "listening");
-
-    let mut config = ServerConfig::default();
-    config.room.hello_timeout = Duration::from_secs_f64(args.hello_timeout);
-    config.write_gap = Duration::from_millis(args.write_gap_ms);
-    server::serve(listener, config, shutdown_signal()).await;
+    server::serve(listener, args.config(), shutdown_signal()).await;
     Ok(())
 }
 
