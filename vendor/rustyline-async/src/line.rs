@@ -214,9 +214,11 @@ impl LineState {
 						self.print(&format!("{}{}", self.prompt, self.line), term)?;
 					}
 
+					// PATCH: clear from where the cursor is before moving it.
+					self.clear(term)?;
 					self.line.clear();
 					self.move_cursor(-10000)?;
-					self.clear_and_render(term)?;
+					self.render(term)?;
 					return Ok(Some(ReadlineEvent::Interrupted));
 				}
 				// Clear all
@@ -228,9 +230,11 @@ impl LineState {
 				KeyCode::Char('u') => {
 					if let Some((pos, str)) = self.current_grapheme() {
 						let pos = pos + str.len();
+						// PATCH: clear from where the cursor is before moving it.
+						self.clear(term)?;
 						self.line.drain(0..pos);
 						self.move_cursor(-100000)?;
-						self.clear_and_render(term)?;
+						self.render(term)?;
 					}
 				}
 				// Clear last word
@@ -251,13 +255,15 @@ impl LineState {
 						.nth(self.line_cursor_grapheme)
 						.map(|(end, _)| end);
 					let change = start as isize - self.line_cursor_grapheme as isize;
+					// PATCH: clear from where the cursor is before moving it.
+					self.clear(term)?;
 					self.move_cursor(change)?;
 					if let Some(end) = end {
 						self.line.drain(start..end);
 					} else {
 						self.line.drain(start..);
 					}
-					self.clear_and_render(term)?;
+					self.render(term)?;
 				}
 				// Move to beginning
 				#[cfg(feature = "emacs")]
@@ -328,12 +334,15 @@ impl LineState {
 						self.print(&format!("{}{}\n", self.prompt, self.line), term)?;
 					}
 
+					// PATCH: clear from where the cursor is before moving it.
+					self.clear(term)?;
+
 					// Take line
 					let line = std::mem::take(&mut self.line);
 
 					// Render new line from beginning
 					self.move_cursor(-100000)?;
-					self.clear_and_render(term)?;
+					self.render(term)?;
 					self.history.reset_position();
 
 					// Return line
