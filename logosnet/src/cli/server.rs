@@ -26,13 +26,22 @@ pub const MAX_HELLO_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// target; a longer gap could only make a busy connection lag.
 pub const MAX_WRITE_GAP: Duration = Duration::from_secs(1);
 
+/// The server's exit statuses, as `--help` prints them after the options.
+pub const SERVER_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   stopped by SIGINT or SIGTERM, after telling every client
+  1   could not start: the address does not resolve, the port is in use,
+      or the runtime failed (one line on stderr)
+  64  bad arguments (one line on stderr)";
+
 /// The server's arguments.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "logosnet_server",
     version,
     about = "The LogosNet chat server",
-    long_about = None
+    long_about = None,
+    after_help = SERVER_EXIT_STATUS_HELP
 )]
 pub struct ServerArgs {
     /// IPv4 or IPv6 address or host name to listen on
