@@ -13,6 +13,21 @@ use support::{Peer, Server};
 
 const OBSERVING: &str = "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP";
 
+/// A client started with `extra` against the test playing the server,
+/// which has read its Hello.
+fn client_and_scripted_server(extra: &[&str]) -> (Client, FakeServer, u16) {
+    let (listener, port) = FakeServer::listen();
+    let client = Client::start("client", port, extra);
+    let mut server = FakeServer::accept(&listener);
+    let role = if extra.contains(&"--observe") {
+        Role::Observer
+    } else {
+        Role::Participant
+    };
+    assert_eq!(server.recv(), ClientFrame::Hello(role));
+    (client, server, port)
+}
+
 fn observer(port: u16) -> Client {
     let observer = Client::start("observer", port, &["--observe"]);
     // Printed on Accepted: from here on the observer is in the room.
@@ -171,10 +186,7 @@ fn server_shutdown_exits_with_status_one() {
 
 #[test]
 fn username_timeout_exits_with_status_three() {
-    let (listener, port) = FakeServer::listen();
-    let mut client = Client::start("client", port, &[]);
-    let mut server = FakeServer::accept(&listener);
-    assert_eq!(server.recv(), ClientFrame::Hello(Role::Participant));
+    let (mut client, mut server, _) = client_and_scripted_server(&[]);
     server.send(&ServerFrame::Accepted);
     server.send(&ServerFrame::UsernameTimeout);
     assert_eq!(client.wait().code(), Some(3));
@@ -183,10 +195,7 @@ fn username_timeout_exits_with_status_three() {
 
 #[test]
 fn undecodable_bytes_from_the_server_are_a_protocol_error() {
-    let (listener, port) = FakeServer::listen();
-    let mut client = Client::start("observer", port, &["--observe"]);
-    let mut server = FakeServer::accept(&listener);
-    assert_eq!(server.recv(), ClientFrame::Hello(Role::Observer));
+    let (mut client, mut server, port) = client_and_scripted_server(&["--observe"]);
     server.send(&ServerFrame::Accepted);
     assert_eq!(client.next_error_line(), OBSERVING);
     // A zero-length frame is a violation of wire protocol v1.
@@ -385,10 +394,7 @@ fn an_ssh_server_is_not_a_logosnet_server() {
 
 #[test]
 fn a_first_payload_that_is_no_server_frame_is_not_a_logosnet_server() {
-    let (listener, port) = FakeServer::listen();
-    let mut client = Client::start("client", port, &["--observe"]);
-    let mut server = FakeServer::accept(&listener);
-    assert_eq!(server.recv(), ClientFrame::Hello(Role::Observer));
+    let (mut client, mut server, port) = client_and_scripted_server(&["--observe"]);
     // A well-formed header, then a payload with no such variant.
     server.send_raw(&[0, 0, 0, 2, 0x63, 0x00]);
     assert_eq!(client.wait().code(), Some(1));
@@ -402,10 +408,7 @@ fn a_first_payload_that_is_no_server_frame_is_not_a_logosnet_server() {
 
 #[test]
 fn a_server_that_never_answers_times_out_with_its_own_line() {
-    let (listener, port) = FakeServer::listen();
-    let mut client = Client::start("client", port, &["--connect-timeout", "0.3"]);
-    let mut server = FakeServer::accept(&listener);
-    assert_eq!(server.recv(), ClientFrame::Hello(Role::Participant));
+    let (mut client, _server, port) = client_and_scripted_server(&["--connect-timeout", "0.3"]);
     assert_eq!(client.wait().code(), Some(1));
     assert_eq!(
         client.rest_of_stderr(),
@@ -417,10 +420,7 @@ fn a_server_that_never_answers_times_out_with_its_own_line() {
 
 #[test]
 fn interrupt_before_the_server_answers_leaves_cleanly() {
-    let (listener, port) = FakeServer::listen();
-    let mut client = Client::start("client", port, &[]);
-    let mut server = FakeServer::accept(&listener);
-    assert_eq!(server.recv(), ClientFrame::Hello(Role::Participant));
+    let (mut client, mut server, _) = client_and_scripted_server(&[]);
     client.signal("INT");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(client.rest_of_stderr(), Vec::<String>::new());

@@ -129,22 +129,14 @@ pub fn seconds_between(
     min: Duration,
     max: Duration,
 ) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
-    move |text| {
-        let range = || {
-            format!(
-                "must be a number of seconds from {} to {}",
-                min.as_secs_f64(),
-                max.as_secs_f64()
-            )
-        };
-        let secs: f64 = text.trim().parse().map_err(|_| range())?;
-        if !(secs.is_finite() && secs >= min.as_secs_f64() && secs <= max.as_secs_f64()) {
-            return Err(range());
-        }
-        let duration = Duration::try_from_secs_f64(secs).map_err(|_| range())?;
-        // Rounding at the edges of the range must not step outside it.
-        Ok(duration.clamp(min, max))
-    }
+    duration_between(
+        min,
+        max,
+        "a number of seconds",
+        |d| d.as_secs_f64().to_string(),
+        // Refuses negative, NaN, infinite and overflowing values.
+        |text| Duration::try_from_secs_f64(text.parse().ok()?).ok(),
+    )
 }
 
 /// A clap value parser for a whole number of milliseconds that must lie in
@@ -153,20 +145,30 @@ pub fn millis_between(
     min: Duration,
     max: Duration,
 ) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    duration_between(
+        min,
+        max,
+        "a whole number of milliseconds",
+        |d| d.as_millis().to_string(),
+        |text| text.parse().ok().map(Duration::from_millis),
+    )
+}
+
+/// A value parser: `read` the text as a duration, then check the range;
+/// any failure is the one message "must be `what` from `min` to `max`".
+fn duration_between(
+    min: Duration,
+    max: Duration,
+    what: &'static str,
+    show: fn(Duration) -> String,
+    read: fn(&str) -> Option<Duration>,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
     move |text| {
-        let range = || {
-            format!(
-                "must be a whole number of milliseconds from {} to {}",
-                min.as_millis(),
-                max.as_millis()
-            )
-        };
-        let millis: u64 = text.trim().parse().map_err(|_| range())?;
-        let duration = Duration::from_millis(millis);
-        if duration < min || duration > max {
-            return Err(range());
+        let refuse = || format!("must be {what} from {} to {}", show(min), show(max));
+        match read(text.trim()) {
+            Some(duration) if (min..=max).contains(&duration) => Ok(duration),
+            _ => Err(refuse()),
         }
-        Ok(duration)
     }
 }
 
