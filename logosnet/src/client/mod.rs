@@ -72,6 +72,9 @@ pub fn run(config: Config) -> ExitCode {
         }
     };
     let ending = runtime.block_on(run_front_end(&config));
+    // A host-name lookup still running on the blocking pool (the user left
+    // or the connect timeout ran out during it) must not hold up the exit.
+    runtime.shutdown_background();
     if let Some(message) = ending.message() {
         eprintln!("{message}");
     }
