@@ -38,8 +38,11 @@ pub struct ClientArgs {
     #[arg(short, long)]
     pub observe: bool,
 
-    /// Start every room line with the local time, as [HH:MM:SS]
-    #[arg(long)]
+    /// `--timestamps`: put the local time before every room line.
+    #[arg(
+        long,
+        help = "Start every room line with the local time, as [HH:MM:SS]"
+    )]
     pub timestamps: bool,
 
     /// Seconds to wait for the server to answer before giving up
