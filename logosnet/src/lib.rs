@@ -8,10 +8,12 @@
 //! - [`username`]: the username rule;
 //! - [`room`]: every rule of the chat room, events in and actions out;
 //! - [`server`]: the tokio driver that runs the room over any listener;
-//! - [`client`]: the terminal client, a participant or an observer.
+//! - [`client`]: the terminal client, a participant or an observer;
+//! - [`cli`]: both binaries' command lines.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod framed;

@@ -42,6 +42,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest chat line delivered, in characters (Unicode scalar values), from
 /// the spec.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// What a timeout too long for the clock to represent is cut to: about 30
+/// years, "never" in practice. The same stand-in tokio's `sleep` uses for
+/// `Duration::MAX`, so the driver's timer accepts it too.
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// The numbers the rules are parameterised by. Tests and the storm tests
 /// shorten the timeouts; everything else uses [`RoomConfig::default`].
@@ -188,7 +192,7 @@ impl Room {
         if self.conns.contains_key(&conn) {
             return;
         }
-        let deadline = later(now, self.config.hello_timeout);
+        let deadline = deadline_after(now, self.config.hello_timeout);
         let fresh = Conn {
             state: State::AwaitingHello { deadline },
             bucket: Bucket::new(now),
@@ -434,7 +438,7 @@ impl Room {
 
     fn naming(&self, now: Instant) -> State {
         State::Naming {
-            deadline: later(now, self.config.username_timeout),
+            deadline: deadline_after(now, self.config.username_timeout),
         }
     }
 
@@ -592,11 +596,13 @@ impl Room {
     }
 }
 
-/// `now + by`, or as far as an `Instant` goes: no setting can panic the
-/// room.
-fn later(now: Instant, by: Duration) -> Instant {
-    now.checked_add(by)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+/// `now + timeout`, never panicking: a timeout past what `Instant` can
+/// hold becomes [`FAR_FUTURE`] (and, should even that overflow, `now`
+/// itself, which only makes the deadline fire at once).
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 /// The bytes of text a frame carries, for its flood cost.

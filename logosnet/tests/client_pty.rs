@@ -1,17 +1,23 @@
 //! The client in a pseudo-terminal (its terminal front end, with line
 //! editing): a message arriving while the user is half-way through a line
-//! must not garble it, and the whole line must still be sent.
+//! must not garble it, and the whole line must still be sent; an input
+//! line wider than the terminal is redrawn and erased whole (checked on an
+//! emulated screen, not in the raw bytes); and the observer logs a room
+//! from an interactive shell's background and with `< /dev/null`.
 
 mod client_harness;
 mod support;
 
+use std::num::NonZeroU16;
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client_harness::{CLIENT, Client, WAIT};
+use client_harness::{CLIENT, Client, FakeServer, WAIT};
 use expectrl::process::unix::WaitStatus;
-use expectrl::{Expect, Session};
+use expectrl::{Expect, Regex, Session};
+use logosnet::protocol::{ClientFrame, Role};
 use support::{Peer, Server};
 
 type Pty = Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
@@ -100,4 +106,287 @@ fn a_hostile_window_title_reaches_the_terminal_escaped() {
     expect(&mut alice, r">       evil: \x1b]0;pwned\x07\x1b[2J");
     alice.send("exit()\r").expect("type exit()");
     assert_eq!(exit_code(&alice), 0);
+}
+
+/// A small terminal, so that a line of 70 characters wraps.
+const COLS: u16 = 40;
+const ROWS: u16 = 12;
+
+/// The client in a pty of [`COLS`] x [`ROWS`] (set by `stty` before the
+/// client starts, so it never sees another size), with everything it writes
+/// fed to a terminal emulator of the same size.
+struct Screen {
+    pty: Pty,
+    emulator: vt100::Parser,
+}
+
+impl Screen {
+    fn spawn(port: u16, extra: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .args([
+                "-c",
+                &format!("stty cols {COLS} rows {ROWS} && exec \"$0\" \"$@\""),
+            ])
+            .args([CLIENT, "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(extra);
+        let mut pty = Session::spawn(command).expect("spawn the client in a pty");
+        pty.set_expect_timeout(Some(WAIT));
+        let size = |n| NonZeroU16::new(n).expect("non-zero size");
+        Self {
+            pty,
+            emulator: vt100::Parser::new(size(ROWS), size(COLS), 0),
+        }
+    }
+
+    /// Waits for `text` in the output and puts everything up to it on the
+    /// emulated screen.
+    fn expect(&mut self, text: &str) {
+        match self.pty.expect(text) {
+            Ok(found) => self.emulator.process(found.as_bytes()),
+            Err(e) => panic!("the terminal never showed {text:?}: {e}\n{}", self.dump()),
+        }
+    }
+
+    fn expect_regex(&mut self, pattern: &str) {
+        match self.pty.expect(Regex(pattern)) {
+            Ok(found) => self.emulator.process(found.as_bytes()),
+            Err(e) => panic!(
+                "the terminal never matched {pattern:?}: {e}\n{}",
+                self.dump()
+            ),
+        }
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.pty.send(keys).expect("type into the pty");
+    }
+
+    /// The visible rows, trailing blanks trimmed.
+    fn rows(&self) -> Vec<String> {
+        self.emulator
+            .screen()
+            .rows(0, COLS)
+            .map(|row| row.trim_end().to_owned())
+            .collect()
+    }
+
+    fn dump(&self) -> String {
+        format!("screen:\n{}", self.rows().join("\n"))
+    }
+}
+
+/// Joins as alice and types a line of 70 x's, which wraps once the 9
+/// characters of the prompt are in front of it.
+fn alice_with_a_wrapped_line(port: u16) -> Screen {
+    let mut alice = Screen::spawn(port, &[]);
+    alice.expect("Enter username, max 10 chars: ");
+    alice.send("alice\r");
+    alice.expect("User alice has joined");
+    alice.expect("> alice: ");
+    let long = "x".repeat(70);
+    alice.send(&long);
+    alice.expect(&format!("> alice: {long}"));
+    let rows = alice.rows();
+    assert!(
+        rows.iter().filter(|row| row.contains("xxxxx")).count() >= 2,
+        "the line should wrap\n{}",
+        alice.dump()
+    );
+    alice
+}
+
+#[test]
+fn ctrl_u_on_a_line_wider_than_the_terminal_erases_every_row_of_it() {
+    let server = Server::start(&[]);
+    let mut alice = alice_with_a_wrapped_line(server.addr.port());
+    alice.send("\x15");
+    alice.send("z");
+    alice.expect("> alice: z");
+    let rows = alice.rows();
+    assert!(
+        !rows.iter().any(|row| row.contains("xx")),
+        "a row of the erased line is still on screen\n{}",
+        alice.dump()
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|row| row.starts_with("> alice: z"))
+            .count(),
+        1,
+        "{}",
+        alice.dump()
+    );
+}
+
+#[test]
+fn enter_on_a_line_wider_than_the_terminal_leaves_it_on_screen_once() {
+    let server = Server::start(&[]);
+    let mut bob = Client::join("bob", server.addr.port());
+    let mut alice = alice_with_a_wrapped_line(server.addr.port());
+    bob.expect_line("User alice has joined");
+    alice.send("\r");
+    bob.expect_line(&format!(">      alice: {}", "x".repeat(70)));
+    // A message from bob makes the client print and redraw once more.
+    bob.send("seen");
+    alice.expect(">        bob: seen");
+    alice.expect("> alice: ");
+    let rows = alice.rows();
+    let starts = rows
+        .iter()
+        .filter(|row| row.starts_with("> alice: x"))
+        .count();
+    let xs: usize = rows
+        .iter()
+        .filter(|row| !row.starts_with("Enter username"))
+        .map(|row| row.matches('x').count())
+        .sum();
+    assert_eq!((starts, xs), (1, 70), "shown once, whole\n{}", alice.dump());
+    bob.close_stdin();
+}
+
+#[test]
+fn timestamps_start_every_room_line_in_a_terminal() {
+    let server = Server::start(&[]);
+    let mut alice = Screen::spawn(server.addr.port(), &["--timestamps"]);
+    alice.expect("Enter username, max 10 chars: ");
+    alice.send("alice\r");
+    alice.expect_regex(r"\[\d\d:\d\d:\d\d\] User alice has joined");
+    let mut bob = Peer::participant(server.addr, "bob");
+    alice.expect_regex(r"\[\d\d:\d\d:\d\d\] User bob has joined");
+    bob.chat("hi");
+    alice.expect_regex(r"\[\d\d:\d\d:\d\d\] >        bob: hi");
+}
+
+#[test]
+fn silent_server_is_announced_and_ctrl_c_leaves_at_once() {
+    let (listener, port) = FakeServer::listen();
+    let mut pty = spawn_in_pty(port);
+    let mut server = FakeServer::accept(&listener);
+    assert_eq!(server.recv(), ClientFrame::Hello(Role::Participant));
+    expect(&mut pty, &format!("Connecting to 127.0.0.1:{port}…"));
+    pty.send("\x03").expect("send Ctrl-C");
+    assert_eq!(exit_code(&pty), 0);
+    server.wait_for_close();
+}
+
+/// An interactive bash in a pty, with job control, as a user has it.
+struct Shell {
+    pty: Pty,
+}
+
+impl Shell {
+    fn start() -> Self {
+        let mut command = Command::new("bash");
+        command
+            .args(["--norc", "--noprofile", "-i"])
+            .env("PS1", "$ ")
+            .env("TERM", "dumb");
+        let mut pty = Session::spawn(command).expect("spawn bash in a pty");
+        pty.set_expect_timeout(Some(WAIT));
+        let mut shell = Self { pty };
+        shell.run("true");
+        shell
+    }
+
+    /// Runs a command line and returns what it printed (up to a marker the
+    /// shell prints after it).
+    fn run(&mut self, line: &str) -> String {
+        // Two lines, so that `line` may end with `&`.
+        self.pty
+            .send_line(format!("{line}\necho END-$((6*7))"))
+            .expect("type into the shell");
+        match self.pty.expect("END-42") {
+            Ok(found) => String::from_utf8_lossy(found.before()).into_owned(),
+            Err(e) => panic!("the shell did not finish {line:?}: {e}"),
+        }
+    }
+
+    /// The exit status of the last foreground command.
+    fn last_status(&mut self) -> String {
+        self.pty.send_line("echo STATUS-$?").expect("type");
+        match self.pty.expect(Regex(r"STATUS-(\d+)")) {
+            Ok(found) => String::from_utf8_lossy(found.get(1).unwrap_or_default()).into_owned(),
+            Err(e) => panic!("no status: {e}"),
+        }
+    }
+}
+
+/// What an observer in pipe mode says on stderr once it is in the room.
+const OBSERVING_FROM_A_SCRIPT: &str =
+    "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP";
+
+/// A fresh file path under the test target's scratch directory.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("client_pty-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir.join("room.log")
+}
+
+/// Waits (bounded) until the file holds every one of `lines`.
+fn wait_for_lines(path: &PathBuf, lines: &[&str]) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if lines.iter().all(|line| text.lines().any(|l| l == *line)) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held {lines:?}; it has {text:?}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn observer_logs_from_the_background_of_an_interactive_shell() {
+    let server = Server::start(&[]);
+    let log = scratch("background");
+    let mut shell = Shell::start();
+    let remarks = log.with_file_name("remarks.txt");
+    shell.run(&format!(
+        "'{CLIENT}' --ip 127.0.0.1 --port {} --observe > '{}' 2> '{}' &",
+        server.addr.port(),
+        log.display(),
+        remarks.display()
+    ));
+    // Its banner says it is in the room; alice joins after that.
+    wait_for_lines(&remarks, &[OBSERVING_FROM_A_SCRIPT]);
+    let mut alice = Peer::participant(server.addr, "alice");
+    alice.chat("hello log");
+    let text = wait_for_lines(&log, &["User alice has joined", ">      alice: hello log"]);
+    assert!(!text.contains("Stopped"), "{text}");
+    let jobs = shell.run("jobs");
+    assert!(jobs.contains("Running"), "the job is not running: {jobs:?}");
+    assert!(!jobs.contains("Stopped"), "the job was stopped: {jobs:?}");
+    shell.run("kill -TERM %1; wait %1");
+    assert_eq!(shell.last_status(), "0", "SIGTERM leaves cleanly");
+}
+
+#[test]
+fn observer_with_input_from_dev_null_logs_until_ctrl_c() {
+    let server = Server::start(&[]);
+    let mut shell = Shell::start();
+    shell
+        .pty
+        .send_line(format!(
+            "'{CLIENT}' --ip 127.0.0.1 --port {} --observe < /dev/null",
+            server.addr.port()
+        ))
+        .expect("type the command");
+    if let Err(e) = shell.pty.expect(OBSERVING_FROM_A_SCRIPT) {
+        panic!("no observer banner: {e}");
+    }
+    let mut alice = Peer::participant(server.addr, "alice");
+    alice.chat("still here");
+    for line in ["User alice has joined", ">      alice: still here"] {
+        if let Err(e) = shell.pty.expect(line) {
+            panic!("the observer never showed {line:?}: {e}");
+        }
+    }
+    shell.pty.send("\x03").expect("send Ctrl-C");
+    assert_eq!(shell.last_status(), "0", "Ctrl-C leaves cleanly");
 }

@@ -1,6 +1,8 @@
 //! Finding and connecting to the server: resolve `--ip` (an address or a
-//! host name), try each address in turn with a bounded wait, and turn every
-//! failure into an [`Ending`] that names what was tried.
+//! host name), try each address in turn, and turn every failure into an
+//! [`Ending`] that names what was tried. How long all of it may take is the
+//! driver's business: it bounds resolving, connecting and the wait for the
+//! server's first answer together by one `--connect-timeout`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,9 +11,10 @@ use tokio::net::TcpStream;
 
 use super::ending::{Ending, describe_io};
 
-/// How long one connection attempt may take before the next address is
-/// tried. A silent (firewalled) address would otherwise hang for the
-/// kernel's SYN retries, about two minutes.
+/// The default `--connect-timeout`: how long the client waits from start
+/// until the server answers `Hello`. A silent (firewalled) address would
+/// otherwise hang for the kernel's SYN retries, about two minutes, and a
+/// server that accepts but never answers, forever.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `host:port`, with an IPv6 literal in brackets, for messages.
@@ -41,14 +44,13 @@ pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketA
         reason: "no address found".into(),
     };
     for addr in addrs {
-        let reason = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
+        let reason = match TcpStream::connect(addr).await {
+            Ok(stream) => {
                 // Chat lines are small and interactive.
                 let _ = stream.set_nodelay(true);
                 return Ok((stream, addr));
             }
-            Ok(Err(e)) => describe_io(&e),
-            Err(_) => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            Err(e) => describe_io(&e),
         };
         failure = Ending::ConnectFailed {
             addr: addr.to_string(),

@@ -1,16 +1,24 @@
 //! The client's event loop: one socket, one front end, one [`Session`].
 //!
-//! It connects, then waits on three things at once — a signal to leave
-//! (Ctrl-C in pipe mode, SIGTERM, SIGHUP), the front end's input, the
-//! server's next frame — feeds whichever comes first to the session, and
-//! carries out the actions the session answers with. Frames are read with [`FrameReader`] and written
+//! It connects, then waits on several things at once — a signal to leave
+//! (SIGINT, SIGTERM, SIGHUP), the front end's input, the server's next
+//! frame and, until the server has answered, the connect timeout — feeds
+//! whichever comes first to the session, and carries out the actions the
+//! session answers with. Frames are read with [`FrameReader`] and written
 //! with [`write_frame`]: the library's codec, not a copy of it.
 //!
-//! Leaving is graceful: the socket is half-closed (so everything written is
-//! delivered before the server sees the end), then the server's last lines
-//! are read and shown until it closes too, for at most [`CLOSE_DRAIN`].
-//! Closing at once instead could turn into a reset that destroys the last
-//! chat line in the server's receive buffer.
+//! Connecting is one phase with one deadline (`--connect-timeout`):
+//! resolving, the TCP connection and the wait for the server's answer to
+//! `Hello` together. If no answer has come after [`CONNECTING_NOTICE_DELAY`]
+//! and someone is watching, the client says `Connecting to ADDR…`.
+//!
+//! Leaving is graceful once the server has answered: the socket is
+//! half-closed (so everything written is delivered before the server sees
+//! the end), then the server's last lines are read and shown until it
+//! closes too, for at most [`CLOSE_DRAIN`] (a second signal cuts that
+//! short). Closing at once instead could turn into a reset that destroys
+//! the last chat line in the server's receive buffer. Before the server
+//! has answered nothing can be lost, so the client leaves at once.
 
 use std::io;
 use std::pin::pin;
@@ -20,11 +28,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::framed::{FrameReader, ReadError, write_frame};
-use crate::protocol::{Role, ServerFrame};
+use crate::protocol::ServerFrame;
 
-use super::connect::connect;
+use super::Config;
+use super::connect::{connect, target_name};
 use super::ending::{Ending, describe_io};
-use super::session::{Action, Input, Prompt, Session};
+use super::session::{Action, Input, InputMode, Prompt, Session};
+use super::signals::LeaveSignals;
+use super::timestamp::stamped;
 
 /// After leaving, how long the client waits for the server to finish and
 /// close (the server answers within milliseconds; this only bounds a
@@ -34,6 +45,12 @@ pub const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// How long writing one frame may take. A server that stops reading for
 /// this long is treated as lost rather than hanging the client.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the client waits for the server's answer before it says
+/// `Connecting to ADDR…`: a local server answers in a millisecond, so the
+/// notice appears only when something is slow, and soon enough that a
+/// blank screen is never mistaken for a hang.
+pub const CONNECTING_NOTICE_DELAY: Duration = Duration::from_millis(500);
 
 /// Where input comes from and where the room is shown: a terminal with line
 /// editing, or plain pipes.
@@ -54,14 +71,36 @@ pub(crate) trait FrontEnd {
     fn finish(&mut self);
 }
 
+/// How one run behaves, beyond what to connect to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Behaviour {
+    /// Who is typing.
+    pub(crate) mode: InputMode,
+    /// Whether someone may be watching (a terminal), so that a slow
+    /// connection is announced.
+    pub(crate) announce_connecting: bool,
+}
+
 /// Runs one client from connecting to the end.
-pub(crate) async fn run<F: FrontEnd>(front: &mut F, host: &str, port: u16, role: Role) -> Ending {
-    let mut interrupt = pin!(interrupted());
-    let mut connecting = pin!(connect(host, port));
+pub(crate) async fn run<F: FrontEnd>(
+    front: &mut F,
+    config: &Config,
+    behaviour: Behaviour,
+) -> Ending {
+    let target = target_name(&config.host, config.port);
+    let timed_out = || Ending::ConnectTimeout {
+        target: target.clone(),
+        timeout: config.connect_timeout,
+    };
+    let mut signals = LeaveSignals::new();
+    let mut give_up = pin!(tokio::time::sleep(config.connect_timeout));
+    let mut notice = pin!(tokio::time::sleep(CONNECTING_NOTICE_DELAY));
+    let mut noticed = !behaviour.announce_connecting;
+    let mut connecting = pin!(connect(&config.host, config.port));
     let (stream, addr) = loop {
         tokio::select! {
             biased;
-            () = &mut interrupt => return Ending::Left,
+            () = signals.recv() => return Ending::Left,
             input = front.next_input(false) => match input {
                 Ok(Input::End | Input::Interrupt) => return Ending::Left,
                 Ok(_) => {}
@@ -71,40 +110,56 @@ pub(crate) async fn run<F: FrontEnd>(front: &mut F, host: &str, port: u16, role:
                 Ok(connected) => break connected,
                 Err(ending) => return ending,
             },
+            () = &mut give_up => return timed_out(),
+            () = &mut notice, if !noticed => {
+                noticed = true;
+                if let Err(e) = front.status(&connecting_notice(&target)) {
+                    return Ending::Terminal(e.to_string());
+                }
+            }
         }
     };
     let server = addr.to_string();
-    let (read_half, mut write_half) = stream.into_split();
-    let mut reader = FrameReader::new(read_half);
-    let mut session = Session::new(role, server.clone());
+    let (read_half, write_half) = stream.into_split();
+    let mut run = Running {
+        front,
+        session: Session::with_input(config.role, server, behaviour.mode),
+        reader: FrameReader::new(read_half),
+        signals,
+        timestamps: config.timestamps,
+    };
+    let mut write_half = Some(write_half);
     loop {
-        while let Some(action) = session.poll_action() {
+        while let Some(action) = run.session.poll_action() {
             let done = match action {
                 Action::Send(frame) => {
-                    match tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut write_half, &frame))
-                        .await
-                    {
+                    let Some(writer) = write_half.as_mut() else {
+                        continue;
+                    };
+                    match tokio::time::timeout(WRITE_TIMEOUT, write_frame(writer, &frame)).await {
                         Ok(Ok(())) => Ok(()),
                         // The server may have closed with a last word (a
                         // shutdown notice, a protocol error) still unread:
                         // show it and end with its reason if there is one.
                         Ok(Err(e)) => {
-                            let ending = drain(&mut reader, &mut session, front).await;
-                            return ending.unwrap_or_else(|| lost(&server, &e));
+                            let ending = run.drain().await;
+                            return ending.unwrap_or_else(|| lost(&run.session, &e));
                         }
                         Err(_) => {
                             return Ending::ConnectionLost {
-                                addr: server,
+                                addr: run.server(),
                                 reason: "the server stopped reading".into(),
                             };
                         }
                     }
                 }
-                Action::Show(line) => front.show(&line),
-                Action::Status(line) => front.status(&line),
-                Action::Prompt(prompt) => front.set_prompt(&prompt),
+                Action::Show(line) => run.show(&line),
+                Action::Status(line) => run.front.status(&line),
+                Action::Prompt(prompt) => run.front.set_prompt(&prompt),
                 Action::End(Ending::Left) => {
-                    leave(write_half, &mut reader, &mut session, front).await;
+                    if let Some(writer) = write_half.take() {
+                        run.leave(writer).await;
+                    }
                     return Ending::Left;
                 }
                 Action::End(ending) => return ending,
@@ -113,62 +168,99 @@ pub(crate) async fn run<F: FrontEnd>(front: &mut F, host: &str, port: u16, role:
                 return Ending::Terminal(e.to_string());
             }
         }
+        let connecting = !run.session.has_answer();
         // Input first: in a terminal, polling it is also what prints.
         tokio::select! {
             biased;
-            () = &mut interrupt => session.handle_input(Input::Interrupt),
-            input = front.next_input(session.wants_input()) => match input {
-                Ok(input) => session.handle_input(input),
+            () = run.signals.recv() => run.session.handle_input(Input::Interrupt),
+            input = run.front.next_input(run.session.wants_input()) => match input {
+                Ok(input) => run.session.handle_input(input),
                 Err(e) => return Ending::Terminal(e.to_string()),
             },
-            frame = reader.next::<ServerFrame>() => match frame {
-                Ok(Some(frame)) => session.handle_frame(frame),
-                Ok(None) => session.handle_server_closed(),
-                Err(ReadError::Io(e)) => return lost(&server, &e),
+            frame = run.reader.next::<ServerFrame>() => match frame {
+                Ok(Some(frame)) => run.session.handle_frame(frame),
+                Ok(None) => run.session.handle_server_closed(),
+                Err(ReadError::Io(e)) => return lost(&run.session, &e),
                 Err(e @ (ReadError::Frame(_) | ReadError::ClosedMidFrame)) => {
-                    return Ending::Protocol { addr: server, reason: e.to_string() };
+                    run.session.handle_unreadable(&e.to_string());
                 }
             },
+            () = &mut give_up, if connecting => return timed_out(),
+            () = &mut notice, if connecting && !noticed => {
+                noticed = true;
+                if let Err(e) = run.front.status(&connecting_notice(&target)) {
+                    return Ending::Terminal(e.to_string());
+                }
+            }
         }
     }
 }
 
-/// Half-closes, then shows the room's last lines until the server closes.
-async fn leave<F: FrontEnd>(
-    mut write_half: OwnedWriteHalf,
-    reader: &mut FrameReader<OwnedReadHalf>,
-    session: &mut Session,
-    front: &mut F,
-) {
-    let _ = write_half.shutdown().await;
-    drain(reader, session, front).await;
+/// What the client says while the server has not answered yet.
+fn connecting_notice(target: &str) -> String {
+    format!("Connecting to {target}…")
 }
 
-/// Reads what the server still sends until it closes, for at most
-/// [`CLOSE_DRAIN`], showing room lines; the ending the session reaches on
-/// the way, if any.
-async fn drain<F: FrontEnd>(
-    reader: &mut FrameReader<OwnedReadHalf>,
-    session: &mut Session,
-    front: &mut F,
-) -> Option<Ending> {
-    let reading = async {
+/// The connected part of a run.
+struct Running<'f, F> {
+    front: &'f mut F,
+    session: Session,
+    reader: FrameReader<OwnedReadHalf>,
+    signals: LeaveSignals,
+    timestamps: bool,
+}
+
+impl<F: FrontEnd> Running<'_, F> {
+    /// Shows a room line, with the time first if asked for.
+    fn show(&mut self, line: &str) -> io::Result<()> {
+        if self.timestamps {
+            self.front.show(&stamped(line))
+        } else {
+            self.front.show(line)
+        }
+    }
+
+    fn server(&self) -> String {
+        self.session.server().to_owned()
+    }
+
+    /// Half-closes, then shows the room's last lines until the server
+    /// closes; at once if the server never answered.
+    async fn leave(&mut self, mut write_half: OwnedWriteHalf) {
+        if !self.session.has_answer() {
+            return;
+        }
+        let _ = write_half.shutdown().await;
+        self.drain().await;
+    }
+
+    /// Reads what the server still sends until it closes, for at most
+    /// [`CLOSE_DRAIN`] or until a leave signal, showing room lines; the
+    /// ending the session reaches on the way, if any.
+    async fn drain(&mut self) -> Option<Ending> {
+        let deadline = tokio::time::sleep(CLOSE_DRAIN);
+        let mut deadline = pin!(deadline);
         loop {
-            let closed = match reader.next::<ServerFrame>().await {
-                Ok(Some(frame)) => {
-                    session.handle_frame(frame);
-                    false
-                }
-                Ok(None) => {
-                    session.handle_server_closed();
-                    true
-                }
-                Err(_) => true,
+            let closed = tokio::select! {
+                biased;
+                () = self.signals.recv() => return None,
+                () = &mut deadline => return None,
+                frame = self.reader.next::<ServerFrame>() => match frame {
+                    Ok(Some(frame)) => {
+                        self.session.handle_frame(frame);
+                        false
+                    }
+                    Ok(None) => {
+                        self.session.handle_server_closed();
+                        true
+                    }
+                    Err(_) => true,
+                },
             };
-            while let Some(action) = session.poll_action() {
+            while let Some(action) = self.session.poll_action() {
                 match action {
-                    Action::Show(line) => drop(front.show(&line)),
-                    Action::Status(line) => drop(front.status(&line)),
+                    Action::Show(line) => drop(self.show(&line)),
+                    Action::Status(line) => drop(self.front.status(&line)),
                     Action::End(ending) => return Some(ending),
                     Action::Send(_) | Action::Prompt(_) => {}
                 }
@@ -177,40 +269,16 @@ async fn drain<F: FrontEnd>(
                 return None;
             }
         }
-    };
-    tokio::time::timeout(CLOSE_DRAIN, reading)
-        .await
-        .ok()
-        .flatten()
+    }
 }
 
-fn lost(server: &str, error: &io::Error) -> Ending {
+fn lost(session: &Session, error: &io::Error) -> Ending {
+    let addr = session.server().to_owned();
     if error.kind() == io::ErrorKind::ConnectionReset {
-        return Ending::ServerClosed {
-            addr: server.to_owned(),
-        };
+        return Ending::ServerClosed { addr };
     }
     Ending::ConnectionLost {
-        addr: server.to_owned(),
+        addr,
         reason: describe_io(error),
-    }
-}
-
-/// Resolves on SIGINT, SIGTERM or SIGHUP: each is a request to leave, and
-/// leaving through the driver (not by the default action) restores the
-/// terminal. Never resolves if the handlers cannot be installed.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-        _ = hangup.recv() => {}
     }
 }

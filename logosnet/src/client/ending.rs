@@ -4,15 +4,21 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 /// The exit statuses, as `--help` prints them after the options.
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0  left cleanly: exit(), end of input (Ctrl-D) or Ctrl-C
-  1  could not connect (refused, host not found), the server closed the
-     connection, the connection was lost, a protocol error, or bad arguments
-  2  the server is full (\"Server is full, try again later\")
-  3  no username was accepted in time (\"Timed out choosing a username\")";
+  0   left cleanly: exit(), end of input (Ctrl-D), Ctrl-C, SIGINT, SIGTERM
+      or SIGHUP
+  1   could not connect (refused, host not found, no answer in time, not a
+      LogosNet server), the server closed the connection, the connection was
+      lost, or a protocol error
+  2   the server is full (\"Server is full, try again later\")
+  3   no username was accepted in time (\"Timed out choosing a username\")
+  4   pipe mode: input ended (or said exit()) before any username was
+      accepted
+  64  bad arguments (one line on stderr)";
 
 /// Why the client stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +29,9 @@ pub enum Ending {
     Full,
     /// The server answered `UsernameTimeout`. Status 3.
     UsernameTimeout,
+    /// A script's input ended, or said `exit()`, before any of its names was
+    /// accepted: it never joined the room. Status 4.
+    NoName,
     /// `--ip` did not resolve to any address. Status 1.
     HostNotFound {
         /// `host:port` as given.
@@ -36,6 +45,19 @@ pub enum Ending {
         addr: String,
         /// Why it failed.
         reason: String,
+    },
+    /// The server gave no answer to `Hello` (or could not even be
+    /// connected to) within the connect timeout. Status 1.
+    ConnectTimeout {
+        /// `host:port` as given.
+        target: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+    /// The server's first bytes are not protocol v1. Status 1.
+    NotLogosNet {
+        /// The server's address.
+        addr: String,
     },
     /// The server closed the connection while the client was still in the
     /// room. Status 1.
@@ -69,8 +91,11 @@ impl Ending {
             Ending::Left => 0,
             Ending::Full => 2,
             Ending::UsernameTimeout => 3,
+            Ending::NoName => 4,
             Ending::HostNotFound { .. }
             | Ending::ConnectFailed { .. }
+            | Ending::ConnectTimeout { .. }
+            | Ending::NotLogosNet { .. }
             | Ending::ServerClosed { .. }
             | Ending::Protocol { .. }
             | Ending::ConnectionLost { .. }
@@ -93,6 +118,15 @@ impl fmt::Display for Ending {
             Ending::Left => write!(f, "Left the chat"),
             Ending::Full => write!(f, "Server is full, try again later"),
             Ending::UsernameTimeout => write!(f, "Timed out choosing a username"),
+            Ending::NoName => write!(f, "Left before any username was accepted"),
+            Ending::ConnectTimeout { target, timeout } => write!(
+                f,
+                "Timed out connecting to {target}: no answer within {} s",
+                timeout.as_secs_f64()
+            ),
+            Ending::NotLogosNet { addr } => {
+                write!(f, "{addr} is not a LogosNet server (protocol v1)")
+            }
             Ending::HostNotFound { target, reason } => {
                 write!(f, "Cannot find host {target}: {reason}")
             }
@@ -143,9 +177,12 @@ mod tests {
             addr: "127.0.0.1:8021".into(),
         };
         assert_eq!(closed.exit_code(), 1);
-        for code in ["  0  ", "  1  ", "  2  ", "  3  "] {
+        assert_eq!(Ending::NoName.exit_code(), 4);
+        for code in ["  0   ", "  1   ", "  2   ", "  3   ", "  4   "] {
             assert!(EXIT_STATUS_HELP.contains(code), "{code} undocumented");
         }
+        let usage = format!("  {}  bad arguments", crate::cli::EXIT_USAGE);
+        assert!(EXIT_STATUS_HELP.contains(&usage), "{usage} undocumented");
     }
 
     #[test]
@@ -159,6 +196,19 @@ mod tests {
             Some("Timed out choosing a username")
         );
         assert_eq!(Ending::Left.message(), None);
+    }
+
+    #[test]
+    fn connect_timeout_has_its_own_line() {
+        let timeout = Ending::ConnectTimeout {
+            target: "example.org:8021".into(),
+            timeout: Duration::from_millis(2500),
+        };
+        assert_eq!(
+            timeout.message().as_deref(),
+            Some("Timed out connecting to example.org:8021: no answer within 2.5 s")
+        );
+        assert_eq!(timeout.exit_code(), 1);
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! The LogosNet terminal client: a participant or an observer.
 //!
 //! - [`session`]: the client's protocol rules as a sans-IO state machine;
-//! - [`display`]: control characters from the network made visible;
+//! - [`display`]: text from the network made safe and unambiguous to print;
 //! - [`ending`]: every way the client stops, with its message and exit code;
 //! - `connect`: resolving and connecting;
+//! - `signals`: SIGINT, SIGTERM and SIGHUP as requests to leave;
+//! - `timestamp`: the `[HH:MM:SS] ` of `--timestamps`;
 //! - `driver`: the event loop joining socket, session and front end;
 //! - `terminal` / `pipe`: the two front ends. The terminal one (line editing
 //!   that keeps a half-typed line intact while messages arrive) is used when
 //!   both standard input and output are terminals; otherwise the pipe one
 //!   (plain lines, no prompts, room lines on stdout and the client's own
-//!   remarks on stderr), so the client can be scripted.
+//!   remarks on stderr), so the client can be scripted. In pipe mode an
+//!   observer never reads standard input: it logs the room until the
+//!   server closes or a signal stops it, so `&`, `nohup`, `< /dev/null` and
+//!   service managers all work.
 //!
-//! `bin/logosnet_client.rs` only parses arguments and calls [`run`].
+//! `bin/logosnet_client.rs` only parses arguments ([`crate::cli::client`])
+//! and calls [`run`].
 
 mod connect;
 pub mod display;
@@ -19,18 +25,24 @@ mod driver;
 pub mod ending;
 pub mod pipe;
 pub mod session;
+mod signals;
 mod terminal;
+mod timestamp;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::protocol::Role;
 
 pub use connect::CONNECT_TIMEOUT;
-pub use driver::{CLOSE_DRAIN, WRITE_TIMEOUT};
+pub use driver::{CLOSE_DRAIN, CONNECTING_NOTICE_DELAY, WRITE_TIMEOUT};
 pub use ending::{EXIT_STATUS_HELP, Ending};
 
-/// What to connect to and as what.
+use driver::{Behaviour, FrontEnd};
+use session::InputMode;
+
+/// What to connect to, as what, and how to show it.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The server's IP address or host name.
@@ -39,6 +51,11 @@ pub struct Config {
     pub port: u16,
     /// Participant (default) or observer.
     pub role: Role,
+    /// Put the local time before every room line.
+    pub timestamps: bool,
+    /// How long to wait, from the start, for the server's answer to
+    /// `Hello` (see [`CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
 }
 
 /// Runs the client until it ends; prints the ending's line on stderr and
@@ -55,6 +72,9 @@ pub fn run(config: Config) -> ExitCode {
         }
     };
     let ending = runtime.block_on(run_front_end(&config));
+    // A host-name lookup still running on the blocking pool (the user left
+    // or the connect timeout ran out during it) must not hold up the exit.
+    runtime.shutdown_background();
     if let Some(message) = ending.message() {
         eprintln!("{message}");
     }
@@ -62,12 +82,16 @@ pub fn run(config: Config) -> ExitCode {
 }
 
 async fn run_front_end(config: &Config) -> Ending {
-    let Config { host, port, role } = config;
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        terminal::restore_terminal_on_panic();
         match terminal::TerminalFrontEnd::new() {
             Ok(mut front) => {
-                let ending = driver::run(&mut front, host, *port, *role).await;
-                driver::FrontEnd::finish(&mut front);
+                let behaviour = Behaviour {
+                    mode: InputMode::Terminal,
+                    announce_connecting: true,
+                };
+                let ending = driver::run(&mut front, config, behaviour).await;
+                front.finish();
                 // Dropping it leaves raw mode before the final message.
                 drop(front);
                 return ending;
@@ -77,8 +101,12 @@ async fn run_front_end(config: &Config) -> Ending {
             }
         }
     }
-    let mut front = pipe::PipeFrontEnd::new();
-    let ending = driver::run(&mut front, host, *port, *role).await;
-    driver::FrontEnd::finish(&mut front);
+    let mut front = pipe::PipeFrontEnd::new(config.role == Role::Participant);
+    let behaviour = Behaviour {
+        mode: InputMode::Script,
+        announce_connecting: std::io::stderr().is_terminal(),
+    };
+    let ending = driver::run(&mut front, config, behaviour).await;
+    front.finish();
     ending
 }

@@ -8,6 +8,12 @@
 //! and the final error go to standard error, so `> transcript.txt` captures
 //! exactly what the room said.
 //!
+//! An observer has nothing to type, so in pipe mode it never reads
+//! standard input at all: reading a terminal from a background job would
+//! stop it (SIGTTIN), and an input that is already at its end (`<
+//! /dev/null`, a service) would end it. It logs the room until the server
+//! closes or a signal stops it.
+//!
 //! Standard input is read on a thread of its own, line by line, with a bound
 //! on how much of one line is held (a line too long to be sent is discarded
 //! as it is read, so a newline-free input cannot grow memory). Lines are
@@ -36,12 +42,17 @@ const READ_AHEAD_LINES: usize = 16;
 /// Standard input and output as plain lines.
 #[derive(Debug)]
 pub(crate) struct PipeFrontEnd {
-    lines: mpsc::Receiver<Input>,
+    /// Lines from standard input; `None` when it is not read at all.
+    lines: Option<mpsc::Receiver<Input>>,
 }
 
 impl PipeFrontEnd {
-    /// Starts the thread that reads standard input.
-    pub(crate) fn new() -> Self {
+    /// Starts the thread that reads standard input if `read_input`;
+    /// otherwise standard input is left alone and no input ever comes.
+    pub(crate) fn new(read_input: bool) -> Self {
+        if !read_input {
+            return Self { lines: None };
+        }
         let (sender, lines) = mpsc::channel(READ_AHEAD_LINES);
         let reading = std::thread::Builder::new()
             .name("stdin".into())
@@ -63,16 +74,16 @@ impl PipeFrontEnd {
         if let Err(e) = reading {
             tracing::warn!(error = %e, "cannot start the stdin thread");
         }
-        Self { lines }
+        Self { lines: Some(lines) }
     }
 }
 
 impl FrontEnd for PipeFrontEnd {
     async fn next_input(&mut self, wanted: bool) -> io::Result<Input> {
-        if !wanted {
-            return std::future::pending().await;
+        match &mut self.lines {
+            Some(lines) if wanted => Ok(lines.recv().await.unwrap_or(Input::End)),
+            _ => std::future::pending().await,
         }
-        Ok(self.lines.recv().await.unwrap_or(Input::End))
     }
 
     fn show(&mut self, line: &str) -> io::Result<()> {

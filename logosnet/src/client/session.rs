@@ -7,6 +7,16 @@
 //! lines are sent, refused (over [`MAX_MESSAGE_CHARS`]) or skipped (empty),
 //! what `exit()` means, and what an observer may do. It never touches a
 //! socket or a terminal, so each rule is a plain unit test.
+//!
+//! Two rules depend on who is typing ([`InputMode`]). A person at a
+//! terminal leaves with `exit()`, Ctrl-D or Ctrl-C at any point, status 0.
+//! A script (pipe mode) that runs out of input, or says `exit()`, before
+//! any of its names was accepted never joined the room, so its lines were
+//! never sent: that ends with [`Ending::NoName`], a status of its own, not
+//! a silent 0.
+//!
+//! The server's first bytes also say whether it speaks protocol v1 at all:
+//! see [`Session::handle_unreadable`].
 
 use std::collections::VecDeque;
 
@@ -22,6 +32,17 @@ pub const EXIT_COMMAND: &str = "exit()";
 
 /// Text the user is asked for a name with.
 pub const USERNAME_PROMPT: &str = "Enter username, max 10 chars: ";
+
+/// Who is typing: a person at a terminal, or a script on standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// The terminal front end: `exit()`, Ctrl-D and Ctrl-C leave cleanly in
+    /// every phase.
+    Terminal,
+    /// The pipe front end. A participant that leaves before a name was
+    /// accepted ends with [`Ending::NoName`]; an observer reads no input.
+    Script,
+}
 
 /// What the user gave the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,20 +122,31 @@ enum Phase {
 #[derive(Debug)]
 pub struct Session {
     role: Role,
+    mode: InputMode,
     phase: Phase,
     actions: VecDeque<Action>,
     server: String,
+    /// Whether a whole frame has come from the server yet.
+    answered: bool,
 }
 
 impl Session {
     /// A session for `role` talking to the server at `server` (used only in
-    /// messages). The first action is sending `Hello`.
+    /// messages), driven from a terminal. The first action is sending
+    /// `Hello`.
     pub fn new(role: Role, server: impl Into<String>) -> Self {
+        Self::with_input(role, server, InputMode::Terminal)
+    }
+
+    /// A session whose input comes as `mode` says.
+    pub fn with_input(role: Role, server: impl Into<String>, mode: InputMode) -> Self {
         let mut session = Self {
             role,
+            mode,
             phase: Phase::Hello,
             actions: VecDeque::new(),
             server: server.into(),
+            answered: false,
         };
         session.push(Action::Prompt(Prompt::Waiting));
         session.push(Action::Send(ClientFrame::Hello(role)));
@@ -141,8 +173,21 @@ impl Session {
         self.phase == Phase::Ended
     }
 
+    /// The server's address, as given to [`Session::new`].
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Whether the server has sent a whole frame yet. Until it has, the
+    /// client is still connecting: nothing it sent can be lost by closing at
+    /// once, and the connect timeout still runs.
+    pub fn has_answer(&self) -> bool {
+        self.answered
+    }
+
     /// A frame arrived from the server.
     pub fn handle_frame(&mut self, frame: ServerFrame) {
+        self.answered = true;
         match (frame, self.phase.clone()) {
             (ServerFrame::Notice(text) | ServerFrame::Message(text), _) => {
                 self.push(Action::Show(sanitize(&text).into_owned()));
@@ -158,9 +203,7 @@ impl Session {
                 Role::Participant => self.ask_for_name(),
                 Role::Observer => {
                     self.phase = Phase::Observing;
-                    self.push(Action::Status(
-                        "Observing the room; type exit() or press Ctrl-D to leave".into(),
-                    ));
+                    self.push(Action::Status(observing_banner(self.mode).into()));
                     self.push(Action::Prompt(Prompt::Observing));
                 }
             },
@@ -192,10 +235,34 @@ impl Session {
         }
     }
 
+    /// The server's bytes could not be read as frames: a header out of
+    /// range, an undecodable payload, or the end of the stream inside a
+    /// frame (`reason` says which). Before the first whole frame this means
+    /// the peer does not speak protocol v1 at all: a text protocol's banner
+    /// (`SSH-2.0-…`, `HTTP/1.1 …`) starts with a printable byte, which
+    /// alone makes the length header at least 0x2000_0000, far over
+    /// [`MAX_FRAME_BYTES`](crate::protocol::MAX_FRAME_BYTES). That ends
+    /// with [`Ending::NotLogosNet`]; later, with [`Ending::Protocol`].
+    pub fn handle_unreadable(&mut self, reason: &str) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        let addr = self.server.clone();
+        if self.answered {
+            self.end(Ending::Protocol {
+                addr,
+                reason: reason.to_owned(),
+            });
+        } else {
+            self.end(Ending::NotLogosNet { addr });
+        }
+    }
+
     /// The user typed something, or input ended.
     pub fn handle_input(&mut self, input: Input) {
         let line = match input {
-            Input::End | Input::Interrupt => return self.end(Ending::Left),
+            Input::Interrupt => return self.end(Ending::Left),
+            Input::End => return self.leave(),
             Input::Line(line) => line,
             Input::Oversized => {
                 let status = match self.phase {
@@ -213,7 +280,7 @@ impl Session {
             }
         };
         if line.trim() == EXIT_COMMAND && self.phase != Phase::Ended {
-            return self.end(Ending::Left);
+            return self.leave();
         }
         match &self.phase {
             Phase::Naming => {
@@ -258,6 +325,20 @@ impl Session {
         }
     }
 
+    /// `exit()` or the end of input: leaving, which for a script that never
+    /// got a name accepted is a failure of its own.
+    fn leave(&mut self) {
+        let unnamed = matches!(
+            self.phase,
+            Phase::Hello | Phase::Naming | Phase::NameSent { .. }
+        );
+        if self.mode == InputMode::Script && self.role == Role::Participant && unnamed {
+            self.end(Ending::NoName);
+        } else {
+            self.end(Ending::Left);
+        }
+    }
+
     fn ask_for_name(&mut self) {
         self.phase = Phase::Naming;
         self.push(Action::Prompt(Prompt::Username));
@@ -270,6 +351,14 @@ impl Session {
 
     fn push(&mut self, action: Action) {
         self.actions.push_back(action);
+    }
+}
+
+/// What an observer is told once it is in the room: how to leave.
+fn observing_banner(mode: InputMode) -> &'static str {
+    match mode {
+        InputMode::Terminal => "Observing the room; type exit() or press Ctrl-D to leave",
+        InputMode::Script => "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP",
     }
 }
 
@@ -608,5 +697,114 @@ mod tests {
         s.handle_server_closed();
         s.handle_input(line("late"));
         assert_eq!(drain(&mut s), [Action::Show("User bob has left".into())]);
+    }
+
+    fn scripted(role: Role) -> Session {
+        let mut s = Session::with_input(role, SERVER, InputMode::Script);
+        drain(&mut s);
+        s
+    }
+
+    #[test]
+    fn script_that_never_got_a_name_ends_with_no_name() {
+        // Input ran out while asked for a name, after a refusal, or while a
+        // name was being judged; or the script said exit() first.
+        let mut cases: Vec<(Session, Input)> = Vec::new();
+        let mut naming = scripted(Role::Participant);
+        naming.handle_frame(ServerFrame::Accepted);
+        cases.push((naming, Input::End));
+        let mut refused = scripted(Role::Participant);
+        refused.handle_frame(ServerFrame::Accepted);
+        refused.handle_input(line("alice"));
+        refused.handle_frame(ServerFrame::UsernameTaken);
+        cases.push((refused, line("exit()")));
+        let mut judged = scripted(Role::Participant);
+        judged.handle_frame(ServerFrame::Accepted);
+        judged.handle_input(line("alice"));
+        cases.push((judged, Input::End));
+        for (mut s, input) in cases {
+            drain(&mut s);
+            s.handle_input(input);
+            let actions = drain(&mut s);
+            let end = ending(&actions).unwrap();
+            assert_eq!(end, &Ending::NoName);
+            assert_eq!(end.exit_code(), 4);
+            assert_eq!(
+                end.message().as_deref(),
+                Some("Left before any username was accepted")
+            );
+        }
+    }
+
+    #[test]
+    fn script_that_joined_or_was_interrupted_leaves_cleanly() {
+        let mut named = scripted(Role::Participant);
+        named.handle_frame(ServerFrame::Accepted);
+        named.handle_input(line("alice"));
+        named.handle_frame(ServerFrame::UsernameAccepted);
+        drain(&mut named);
+        named.handle_input(Input::End);
+        assert_eq!(ending(&drain(&mut named)), Some(&Ending::Left));
+
+        // A signal is the user's decision, named or not.
+        let mut naming = scripted(Role::Participant);
+        naming.handle_frame(ServerFrame::Accepted);
+        drain(&mut naming);
+        naming.handle_input(Input::Interrupt);
+        assert_eq!(ending(&drain(&mut naming)), Some(&Ending::Left));
+    }
+
+    #[test]
+    fn terminal_user_may_leave_before_naming() {
+        let mut s = Session::new(Role::Participant, SERVER);
+        s.handle_frame(ServerFrame::Accepted);
+        drain(&mut s);
+        s.handle_input(Input::End);
+        assert_eq!(ending(&drain(&mut s)), Some(&Ending::Left));
+    }
+
+    #[test]
+    fn scripted_observer_is_told_how_it_stops() {
+        let mut s = scripted(Role::Observer);
+        s.handle_frame(ServerFrame::Accepted);
+        assert_eq!(
+            drain(&mut s),
+            [
+                Action::Status(
+                    "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP".into()
+                ),
+                Action::Prompt(Prompt::Observing)
+            ]
+        );
+    }
+
+    #[test]
+    fn unreadable_first_bytes_mean_not_a_logosnet_server() {
+        let mut s = Session::new(Role::Participant, SERVER);
+        drain(&mut s);
+        assert!(!s.has_answer());
+        s.handle_unreadable("frame length 1397966893 exceeds the maximum of 65536");
+        let actions = drain(&mut s);
+        let end = ending(&actions).unwrap();
+        assert_eq!(end.exit_code(), 1);
+        assert_eq!(
+            end.message().as_deref(),
+            Some("127.0.0.1:8021 is not a LogosNet server (protocol v1)")
+        );
+    }
+
+    #[test]
+    fn unreadable_bytes_after_an_answer_are_a_protocol_error() {
+        let mut s = participant_named("alice");
+        assert!(s.has_answer());
+        s.handle_unreadable("protocol violation: undecodable payload: bad varint");
+        let actions = drain(&mut s);
+        assert_eq!(
+            ending(&actions).and_then(Ending::message).as_deref(),
+            Some(
+                "Protocol error with the server at 127.0.0.1:8021: \
+                 protocol violation: undecodable payload: bad varint"
+            )
+        );
     }
 }

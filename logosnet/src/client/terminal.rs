@@ -6,7 +6,14 @@
 //! typed are redrawn below it, cursor where it was. That is the job this
 //! module hands to the crate instead of writing cursor escape codes by hand.
 //! The terminal is in raw mode while this front end lives (so Ctrl-C and
-//! Ctrl-D arrive as keys) and is restored when it is dropped.
+//! Ctrl-D arrive as keys) and is restored when it is dropped, or, should
+//! the client panic, by [`restore_terminal_on_panic`]'s hook before the
+//! panic message is printed (a message printed in raw mode staircases
+//! across the screen, and the shell after it would echo nothing).
+//!
+//! The crate is used from a copy in `vendor/rustyline-async` that fixes
+//! its redraw of an input line wider than the terminal (see the
+//! `PATCHES.md` there).
 //!
 //! Printing happens only while `Readline::readline` is being polled, so the
 //! driver polls [`FrontEnd::next_input`] even when the session wants no
@@ -15,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::Once;
 
 use rustyline_async::{Readline, ReadlineError, ReadlineEvent, SharedWriter};
 
@@ -111,9 +119,66 @@ impl FrontEnd for TerminalFrontEnd {
     }
 }
 
+/// Makes a panic leave raw mode before its message is printed. Installed
+/// once per process, before raw mode is entered; the hook that was there
+/// before (normally the default one, which prints the message) still runs.
+pub(crate) fn restore_terminal_on_panic() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| run_before_panic_hook(leave_raw_mode));
+}
+
+/// Chains `first` in front of the current panic hook.
+fn run_before_panic_hook(first: impl Fn() + Send + Sync + 'static) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        first();
+        previous(info);
+    }));
+}
+
+/// Puts the terminal back in the mode it was in before raw mode, and moves
+/// below the input line so the message starts on a line of its own.
+fn leave_raw_mode() {
+    if crossterm::terminal::disable_raw_mode().is_ok() {
+        let _ = io::stderr().write_all(b"\n");
+    }
+}
+
 fn into_io(error: ReadlineError) -> io::Error {
     match error {
         ReadlineError::IO(e) => e,
         ReadlineError::Closed => io::Error::other("the terminal writer closed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    thread_local! {
+        /// What the hooks did on this thread, in order.
+        static EVENTS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn record(event: &'static str) {
+        EVENTS.with(|events| events.borrow_mut().push(event));
+    }
+
+    #[test]
+    fn the_terminal_is_restored_before_the_panic_message() {
+        let original = std::panic::take_hook();
+        // Stands for the default hook, which prints the message.
+        std::panic::set_hook(Box::new(|_| record("message")));
+        run_before_panic_hook(|| record("restore"));
+        let outcome = std::panic::catch_unwind(|| panic!("on purpose"));
+        drop(std::panic::take_hook());
+        std::panic::set_hook(original);
+        assert!(outcome.is_err());
+        assert_eq!(
+            EVENTS.with(|events| events.borrow().clone()),
+            ["restore", "message"]
+        );
     }
 }

@@ -683,3 +683,21 @@ fn a_held_username_attempt_goes_before_the_deadline_it_arrived_before() {
         vec![ServerFrame::UsernameAccepted, notice("User bob has joined")]
     );
 }
+
+#[test]
+fn timeouts_too_long_for_the_clock_never_panic() {
+    let mut h = Harness::with(RoomConfig {
+        hello_timeout: Duration::MAX,
+        username_timeout: Duration::MAX,
+        ..RoomConfig::default()
+    });
+    let silent = h.open();
+    let naming = h.hello(Role::Participant);
+    h.take_all();
+    h.now += Duration::from_secs(10 * 365 * 24 * 60 * 60);
+    h.room.handle_timeout(h.now);
+    h.pump();
+    assert!(h.closed.is_empty(), "a huge timeout means never, not now");
+    assert!(h.room.poll_timeout().is_some_and(|at| at > h.now));
+    assert_eq!(h.room.connections(), 2, "{silent} and {naming} still there");
+}

@@ -87,9 +87,15 @@ impl Client {
 
     /// A client with exactly these arguments.
     pub fn spawn(label: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(CLIENT)
-            .args(args)
-            .stdin(Stdio::piped())
+        let mut command = Command::new(CLIENT);
+        command.args(args).stdin(Stdio::piped());
+        Self::from_command(label, command)
+    }
+
+    /// Runs `command` (the client itself, or a shell that runs it) with
+    /// stdout and stderr piped to the test; stdin is as the command says.
+    pub fn from_command(label: &str, mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -149,6 +155,11 @@ impl Client {
     /// Waits for the client to exit.
     pub fn wait(&mut self) -> ExitStatus {
         wait_exit(&mut self.child, &self.name)
+    }
+
+    /// Whether the client has exited already.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
     }
 
     /// Every stdout line not read yet, up to the end of output (call after
@@ -241,5 +252,19 @@ impl FakeServer {
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("fake server write");
+    }
+
+    /// Reads until the client closes its side of the connection (panics
+    /// after [`WAIT`]); anything it sends meanwhile is discarded.
+    pub fn wait_for_close(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("the client did not close within {WAIT:?}: {e}"),
+            }
+        }
     }
 }

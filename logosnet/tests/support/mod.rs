@@ -1,12 +1,18 @@
 //! Shared by the end-to-end tests: start the real `logosnet_server` binary on
 //! a free port, and a small blocking peer that speaks frames over real TCP.
 //! Every wait is bounded; the server is killed when the handle drops.
+//!
+//! The server's log (its stderr) is captured like the test's own output:
+//! a thread copies each line through `eprintln!`, which the test harness
+//! holds back and shows only if the test fails. A passing run stays quiet
+//! even when a test provokes warnings on purpose.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use logosnet::codec::FrameDecoder;
@@ -19,6 +25,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Copies the server's stderr into the test's captured output.
+    log: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -34,9 +42,10 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start logosnet_server");
+        let log = child.stderr.take().map(forward_log);
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -48,7 +57,7 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("listening address");
-        Self { child, addr }
+        Self { child, addr, log }
     }
 
     /// The server's process id.
@@ -77,7 +86,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The server is gone, so its stderr ends and the copy finishes:
+        // every line is in the test's output before the test reports.
+        if let Some(log) = self.log.take() {
+            let _ = log.join();
+        }
     }
+}
+
+/// Copies the server's log line by line into the test's captured output
+/// (a thread spawned from a test inherits its capture).
+fn forward_log(stderr: ChildStderr) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            eprintln!("logosnet_server: {line}");
+        }
+    })
 }
 
 /// A blocking peer over real TCP.

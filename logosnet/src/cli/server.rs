@@ -1,0 +1,236 @@
+//! `logosnet_server`'s command line: [`ServerArgs`] and how it becomes a
+//! [`ServerConfig`].
+//!
+//! To add an option: a field here with its doc line (the `--help` text),
+//! `value_name` and, for a number, a value parser that checks its range; a
+//! line in [`ServerArgs::config`]; a row in README's option table (a test
+//! compares the two).
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::{millis_between, seconds_between};
+use crate::room::flood::{FloodLimit, MAX_FLOOD_SETTING};
+use crate::server::ServerConfig;
+
+/// Shortest `--hello-timeout`: one millisecond (anything shorter would close
+/// every connection before it could speak).
+pub const MIN_HELLO_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Longest `--hello-timeout`: a day. Past that an idle socket would hold a
+/// descriptor for longer than any client waits before sending Hello; the
+/// spec's value is 60 s.
+pub const MAX_HELLO_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// Longest `--write-gap-ms`: one second, twenty times the 50 ms p99 latency
+/// target; a longer gap could only make a busy connection lag.
+pub const MAX_WRITE_GAP: Duration = Duration::from_secs(1);
+
+/// Shortest `--write-deadline`: one second, the stall grace (a member is
+/// stalled before it can be past its deadline).
+pub const MIN_WRITE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Longest `--write-deadline`: an hour; a reader silent that long is gone.
+pub const MAX_WRITE_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Smallest `--max-queued-total`: 4 MiB, room for the fan-out of a few
+/// maximum lines to a full room.
+pub const MIN_QUEUED_TOTAL: u64 = 4 << 20;
+
+/// Largest `--max-queued-total`: 64 GiB, far past any machine this runs on.
+pub const MAX_QUEUED_TOTAL_SETTING: u64 = 64 << 30;
+
+/// The server's exit statuses, as `--help` prints them after the options.
+pub const SERVER_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   stopped by SIGINT or SIGTERM, after telling every client
+  1   could not start: the address does not resolve, the port is in use,
+      or the runtime failed (one line on stderr)
+  64  bad arguments (one line on stderr)";
+
+/// The server's arguments.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "logosnet_server",
+    version,
+    about = "The LogosNet chat server",
+    long_about = None,
+    after_help = SERVER_EXIT_STATUS_HELP
+)]
+pub struct ServerArgs {
+    /// IPv4 or IPv6 address or host name to listen on
+    #[arg(short, long, value_name = "IP")]
+    pub ip: String,
+
+    /// Port to listen on (0: any free port)
+    #[arg(short, long, value_name = "PORT")]
+    pub port: u16,
+
+    /// Seconds a new connection has to send Hello before it is closed
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value = "60",
+        value_parser = seconds_between(MIN_HELLO_TIMEOUT, MAX_HELLO_TIMEOUT)
+    )]
+    pub hello_timeout: Duration,
+
+    /// Milliseconds a busy connection waits between writes to batch frames (0: off)
+    #[arg(
+        long = "write-gap-ms",
+        value_name = "MS",
+        allow_negative_numbers = true,
+        default_value = "5",
+        value_parser = millis_between(Duration::ZERO, MAX_WRITE_GAP)
+    )]
+    pub write_gap: Duration,
+
+    /// Lines a second each participant may keep up after its burst; excess lines wait, none are dropped (0: flood control off)
+    #[arg(
+        long,
+        value_name = "LINES",
+        default_value = "5",
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_FLOOD_SETTING))
+    )]
+    pub flood_rate: u32,
+
+    /// Lines a participant may send at once before it is slowed
+    #[arg(
+        long,
+        value_name = "LINES",
+        default_value = "10",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_FLOOD_SETTING))
+    )]
+    pub flood_burst: u32,
+
+    /// Seconds a member may make no write progress, or hold the room paused, before it is dropped as too far behind
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value = "10",
+        value_parser = seconds_between(MIN_WRITE_DEADLINE, MAX_WRITE_DEADLINE)
+    )]
+    pub write_deadline: Duration,
+
+    /// Bytes all outgoing queues together may hold; reading pauses at half of it
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "67108864",
+        value_parser = clap::value_parser!(u64).range(MIN_QUEUED_TOTAL..=MAX_QUEUED_TOTAL_SETTING)
+    )]
+    pub max_queued_total: u64,
+}
+
+impl ServerArgs {
+    /// The server configuration these arguments ask for: the defaults with
+    /// each option applied.
+    pub fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.room.hello_timeout = self.hello_timeout;
+        config.write_gap = self.write_gap;
+        config.room.flood = FloodLimit::new(self.flood_rate, self.flood_burst);
+        config.write_deadline = self.write_deadline;
+        config.max_queued_total = usize::try_from(self.max_queued_total).unwrap_or(usize::MAX);
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{EXIT_USAGE, parse};
+    use crate::room::HELLO_TIMEOUT;
+    use crate::server::WRITE_GAP;
+
+    fn args(extra: &[&str]) -> Result<ServerArgs, crate::cli::Stop> {
+        let mut all = vec!["logosnet_server", "--ip", "::1", "--port", "0"];
+        all.extend_from_slice(extra);
+        parse("logosnet_server", all)
+    }
+
+    #[test]
+    fn defaults_are_the_spec_and_the_library_defaults() {
+        let parsed = args(&[]).unwrap();
+        assert_eq!(parsed.hello_timeout, HELLO_TIMEOUT);
+        assert_eq!(parsed.write_gap, WRITE_GAP);
+        let config = parsed.config();
+        let default = ServerConfig::default();
+        assert_eq!(config.room, default.room);
+        assert_eq!(config.write_gap, default.write_gap);
+        assert_eq!(config.write_deadline, default.write_deadline);
+        assert_eq!(config.max_queued_total, default.max_queued_total);
+    }
+
+    #[test]
+    fn options_reach_the_config() {
+        let parsed = args(&["--hello-timeout", "0.5", "--write-gap-ms", "0"]).unwrap();
+        let config = parsed.config();
+        assert_eq!(config.room.hello_timeout, Duration::from_millis(500));
+        assert_eq!(config.write_gap, Duration::ZERO);
+        let parsed = args(&[
+            "--flood-rate",
+            "0",
+            "--write-deadline",
+            "2.5",
+            "--max-queued-total",
+            "8388608",
+        ])
+        .unwrap();
+        let config = parsed.config();
+        assert_eq!(config.room.flood, None);
+        assert_eq!(config.write_deadline, Duration::from_millis(2500));
+        assert_eq!(config.max_queued_total, 8 << 20);
+        let config = args(&["--flood-rate", "2", "--flood-burst", "3"])
+            .unwrap()
+            .config();
+        assert_eq!(config.room.flood, FloodLimit::new(2, 3));
+    }
+
+    #[test]
+    fn huge_timeouts_are_a_usage_error_not_a_panic() {
+        for value in ["1e19", "1e20", "86401", "0", "-5"] {
+            let stop = args(&["--hello-timeout", value]).unwrap_err();
+            assert_eq!(stop.status, EXIT_USAGE, "{value}");
+            assert_eq!(
+                stop.stderr.as_deref(),
+                Some(
+                    format!(
+                        "logosnet_server: invalid value '{value}' for '--hello-timeout <SECS>': \
+                         must be a number of seconds from 0.001 to 86400 (try --help)"
+                    )
+                    .as_str()
+                )
+            );
+        }
+        let stop = args(&["--write-gap-ms", "99999999999999999"]).unwrap_err();
+        assert_eq!(stop.status, EXIT_USAGE);
+    }
+
+    #[test]
+    fn missing_arguments_are_named_on_one_line() {
+        let stop = parse::<ServerArgs, _, _>("logosnet_server", ["logosnet_server"]).unwrap_err();
+        assert_eq!(stop.status, EXIT_USAGE);
+        assert_eq!(
+            stop.stderr.as_deref(),
+            Some(
+                "logosnet_server: the following required arguments were not provided: \
+                 --ip <IP> --port <PORT> (try --help)"
+            )
+        );
+    }
+
+    #[test]
+    fn version_names_the_server() {
+        let stop = parse::<ServerArgs, _, _>("logosnet_server", ["logosnet_server", "--version"])
+            .unwrap_err();
+        assert_eq!(stop.status, 0);
+        assert_eq!(
+            stop.stdout,
+            format!("logosnet_server {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
