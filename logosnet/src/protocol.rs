@@ -100,6 +100,9 @@ pub fn encode<T: Serialize>(message: &T) -> Bytes {
     let payload_len = out.len().saturating_sub(HEADER_BYTES);
     debug_assert!(payload_len <= MAX_FRAME_BYTES, "encoded frame too long");
     out[..HEADER_BYTES].copy_from_slice(&(payload_len as u32).to_be_bytes());
+    // Exactly the frame's bytes: a queued frame's memory is then what the
+    // server's accounting charges for it.
+    out.shrink_to_fit();
     Bytes::from(out)
 }
 

@@ -28,7 +28,7 @@ use tokio_util::io::{poll_read_buf, poll_write_buf};
 
 use super::Event;
 use super::inbox::{Inbox, Input};
-use super::outbox::{Batch, Drained, Next, Outbox};
+use super::outbox::{Batch, Next, Outbox};
 use crate::codec::FrameDecoder;
 use crate::protocol::ClientFrame;
 use crate::room::ConnId;
@@ -265,20 +265,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     fn progress(&mut self) {
         self.last_progress = Instant::now();
         let done = self.batch.take_written_cost();
-        if self
-            .link
-            .outbox
-            .written(done, self.last_progress.into_std())
-            != Drained::Nothing
-        {
+        if self.link.outbox.written(done) {
             self.link.tell(Event::Pressure(self.link.conn));
         }
-        if self.stalled {
-            self.stalled = false;
-            if self.link.outbox.set_stalled(false) {
-                self.link.tell(Event::Pressure(self.link.conn));
-            }
-        }
+        self.set_stalled(false);
         if !self.batch.has_remaining() && self.batch_frames >= self.policy.busy_frames {
             self.hold_until = Some(Instant::now() + self.policy.gap);
         }
@@ -350,15 +340,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
     }
 
+    /// Tells the outbox (and, on a change, the room) whether the writer is
+    /// stalled.
+    fn set_stalled(&mut self, stalled: bool) {
+        if self.stalled != stalled {
+            self.stalled = stalled;
+            if self.link.outbox.set_stalled(stalled) {
+                self.link.tell(Event::Pressure(self.link.conn));
+            }
+        }
+    }
+
     /// The writer has waited long: report a stall, then the deadline. True
     /// if the task should end now.
     fn on_write_timer(&mut self) -> bool {
         let waited = self.last_progress.elapsed();
-        if !self.stalled && waited >= self.policy.stall_grace {
-            self.stalled = true;
-            if self.link.outbox.set_stalled(true) {
-                self.link.tell(Event::Pressure(self.link.conn));
-            }
+        if waited >= self.policy.stall_grace {
+            self.set_stalled(true);
         }
         if waited >= self.policy.write_deadline {
             if self.closing {

@@ -11,16 +11,17 @@
 //! What it decides beyond the room's rules is *who pays*:
 //! - a sender whose flood allowance is spent is not read (the room holds
 //!   its one early frame; its inbox fills; its socket stops being read);
-//! - while a member has a heavy queue that it is visibly draining, or the
-//!   queues together pass half the server-wide budget, no chat line is
-//!   taken from anyone (senders wait, readers catch up; nobody is dropped
-//!   for it). A member that stopped reading never holds the room: it has
-//!   to show progress first;
+//! - while a member that is still reading has a heavy queue, or the queues
+//!   together pass half the server-wide budget, no chat line is taken from
+//!   anyone (senders wait, readers catch up; nobody is dropped for it). A
+//!   member whose writer has made no progress for the stall grace no longer
+//!   holds the room: one that stopped reading delays the others by that
+//!   much at most, once;
 //! - a member is dropped, with a `ProtocolError` if its socket takes one,
 //!   only for its own failing: its queue passed its hard bound, its writer
-//!   made no progress for the write deadline, it held the room paused for
-//!   longer than the write deadline, or it stalled while the server-wide
-//!   budget ran short.
+//!   made no progress for the write deadline, it held the room paused for a
+//!   write deadline without draining [`MIN_DRAIN_PER_DEADLINE`], or it
+//!   stalled while the server-wide budget ran short.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
@@ -32,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::inbox::{Inbox, Input};
-use super::outbox::{Outbox, Totals};
+use super::outbox::{HEAVY_QUEUED_BYTES, Outbox, Totals};
 use super::{Event, ServerConfig};
 use crate::protocol::{self, ServerFrame};
 use crate::room::{ConnId, EndReason, Output, Room};
@@ -45,6 +46,20 @@ const TURN_EVENTS: usize = 256;
 
 /// The reason a dropped member is given.
 pub(super) const TOO_FAR_BEHIND: &str = "too far behind";
+
+/// What a member holding the room paused must drain in each write deadline
+/// to go on holding it: a floor under the room's pace (6.4 KiB/s at the
+/// default 10 s), so a reader that reads just enough to look alive cannot
+/// stall everyone for ever. An eighth of the heavy mark.
+pub const MIN_DRAIN_PER_DEADLINE: usize = HEAVY_QUEUED_BYTES / 8;
+
+/// A member holding the room paused, and how much it had queued when its
+/// current deadline window began.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    window_start: Instant,
+    queued_then: usize,
+}
 
 /// What the room task holds for one connection.
 #[derive(Debug)]
@@ -82,8 +97,8 @@ pub(super) struct Driver {
     throttled: BTreeSet<ConnId>,
     /// Connections whose next input is a chat line held by back-pressure.
     paused: VecDeque<ConnId>,
-    /// Members whose heavy queue holds the room paused, and since when.
-    holding: BTreeMap<ConnId, Instant>,
+    /// Members whose heavy queue holds the room paused.
+    holding: BTreeMap<ConnId, Hold>,
     /// Members whose writer is stalled.
     stalled: BTreeSet<ConnId>,
     /// The one timer, and the instant it is armed for.
@@ -264,15 +279,28 @@ impl Driver {
                 self.ready.push_back(conn);
             }
         }
-        let overdue: Vec<ConnId> = self
+        let due: Vec<ConnId> = self
             .holding
             .iter()
-            .filter(|&(_, &since)| now.duration_since(since) >= self.config.write_deadline)
+            .filter(|&(_, hold)| {
+                now.duration_since(hold.window_start) >= self.config.write_deadline
+            })
             .map(|(&conn, _)| conn)
             .collect();
-        for conn in overdue {
-            tracing::info!(conn, "held the room paused past the write deadline");
-            self.drop_member(conn);
+        for conn in due {
+            let queued = self.conns.get(&conn).map_or(0, |h| h.outbox.queued_bytes());
+            let Some(hold) = self.holding.get_mut(&conn) else {
+                continue;
+            };
+            if hold.queued_then.saturating_sub(queued) < MIN_DRAIN_PER_DEADLINE {
+                tracing::info!(conn, queued, "held the room paused without draining enough");
+                self.drop_member(conn);
+            } else {
+                *hold = Hold {
+                    window_start: now,
+                    queued_then: queued,
+                };
+            }
         }
         self.apply();
     }
@@ -281,8 +309,9 @@ impl Driver {
         let hold_limit = self
             .holding
             .values()
+            .map(|hold| hold.window_start)
             .min()
-            .map(|&since| since + self.config.write_deadline);
+            .map(|start| start + self.config.write_deadline);
         let next = match (self.room.poll_timeout(), hold_limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -309,8 +338,12 @@ impl Driver {
                         let Some(handles) = self.conns.get(&to) else {
                             continue;
                         };
-                        if handles.outbox.push(frame).is_err() {
-                            overflowed.insert(to);
+                        match handles.outbox.push(frame) {
+                            Ok(true) => self.reassess(to),
+                            Ok(false) => {}
+                            Err(_) => {
+                                overflowed.insert(to);
+                            }
                         }
                     }
                     Output::Close { conn, reason } => {
@@ -355,8 +388,8 @@ impl Driver {
         }
     }
 
-    /// Re-reads a member's queue flags: a heavy queue that its reader is
-    /// draining holds the room.
+    /// Re-reads a member's queue flags: a heavy queue whose writer is not
+    /// stalled holds the room.
     fn reassess(&mut self, conn: ConnId) {
         let Some(handles) = self.conns.get(&conn) else {
             return;
@@ -366,13 +399,14 @@ impl Driver {
         } else {
             self.stalled.remove(&conn);
         }
-        match handles.outbox.holding_since() {
-            Some(since) => {
-                self.holding.insert(conn, since);
-            }
-            None => {
-                self.holding.remove(&conn);
-            }
+        if handles.outbox.holds_room() {
+            let queued_then = handles.outbox.queued_bytes();
+            self.holding.entry(conn).or_insert(Hold {
+                window_start: now(),
+                queued_then,
+            });
+        } else {
+            self.holding.remove(&conn);
         }
         self.resume_if_eased();
     }

@@ -33,10 +33,11 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 pub use connection::SERVER_READ_BYTES;
+pub use driver::MIN_DRAIN_PER_DEADLINE;
 pub use inbox::INBOX_BYTES;
 pub use outbox::{
     FRAME_OVERHEAD_BYTES, HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
-    queued_cost,
+    SHRINK_SLOTS, queued_cost,
 };
 
 use crate::room::{ConnId, RoomConfig};
@@ -65,10 +66,11 @@ pub const WRITE_GAP: Duration = Duration::from_millis(5);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A writer that has made no progress for this long is *stalled*: its heavy
-/// queue no longer holds the room paused (a reader that stopped must not
-/// stall everyone), and it is the first to go if the server-wide budget runs
-/// short. One second: long against a healthy socket's wait for window space,
-/// short against a person noticing the room paused.
+/// queue no longer holds the room paused, and it is the first to go if the
+/// server-wide budget runs short. One second: a reader that is merely slow,
+/// or starved of CPU for a moment, drains something within it; one that
+/// stopped reading just as its queue turned heavy delays the others by this
+/// much at most, once.
 pub const STALL_GRACE: Duration = Duration::from_secs(1);
 
 /// A member whose writer makes no progress for this long, or whose heavy
@@ -95,6 +97,14 @@ pub trait Listener: Send + 'static {
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
 }
 
+/// The kernel send buffer asked for on every accepted socket (Linux
+/// doubles it for its own bookkeeping, so 128 KiB in all). Without it the
+/// kernel grows each socket's buffer up to `tcp_wmem`'s maximum (4 MiB
+/// here), so a client that never reads would hide megabytes in the kernel,
+/// outside the server's accounting, before its queue showed anything. 64 KiB
+/// is many times what one chat reader takes per round trip.
+pub const SEND_BUFFER_BYTES: usize = 64 * 1024;
+
 impl Listener for tokio::net::TcpListener {
     type Stream = tokio::net::TcpStream;
 
@@ -103,6 +113,7 @@ impl Listener for tokio::net::TcpListener {
         // Chat frames are small and latency matters more than packet count;
         // batching is done by the outbox, not by Nagle.
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         Ok((stream, addr))
     }
 }

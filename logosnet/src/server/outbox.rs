@@ -10,18 +10,16 @@
 //!
 //! The queue also keeps the facts back-pressure needs: whether it is
 //! *heavy* (past [`HEAVY_QUEUED_BYTES`], until it drains below
-//! [`LIGHT_QUEUED_BYTES`]), whether its reader has shown, by draining some of
-//! it, that it is still reading while heavy, and whether its writer is
-//! *stalled* (no write progress for a while, set by the connection's task).
-//! A heavy queue whose reader is draining it [holds the room](Outbox::holding_since);
-//! one whose reader stopped never does. The driver decides what to do with
-//! these facts; this module only keeps them true.
+//! [`LIGHT_QUEUED_BYTES`]) and whether its writer is *stalled* (no write
+//! progress for the stall grace, set by the connection's task). A heavy
+//! queue whose writer is not stalled [holds the room](Outbox::holds_room);
+//! the driver decides what that means; this module only keeps the facts
+//! true.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use tokio::sync::Notify;
@@ -34,10 +32,10 @@ use tokio_util::sync::CancellationToken;
 /// our room is bounded, so less does.)
 pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 
-/// A queue charged more than this is *heavy*: once its reader shows it is
-/// still draining it, the room stops taking chat lines until it is light.
-/// Half the hard bound, so what arrives before the reader shows progress,
-/// and what is already taken when the room pauses, fits below the bound.
+/// A queue charged more than this is *heavy*: while its reader keeps
+/// draining it, the room stops taking chat lines until it is light. Half
+/// the hard bound, so what is already taken when the room pauses fits below
+/// the bound.
 pub const HEAVY_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / 2;
 
 /// A heavy queue is light again once it drains below this: a quarter of the
@@ -45,11 +43,12 @@ pub const HEAVY_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / 2;
 pub const LIGHT_QUEUED_BYTES: usize = HEAVY_QUEUED_BYTES / 4;
 
 /// What holding one queued frame costs beyond its bytes: its `Bytes` handle
-/// (32 bytes) and as much again for the queue's spare capacity (a `VecDeque`
-/// grows by doubling). Broadcast bytes are shared by every recipient, so
-/// charging each recipient the whole frame over-counts them: the charge is an
-/// upper bound on memory, never an under-estimate.
-pub const FRAME_OVERHEAD_BYTES: usize = 64;
+/// (32 bytes), as much again for the queue's spare capacity (a `VecDeque`
+/// grows by doubling), and 32 for the allocator's header and the shared
+/// count of a frame that is not shared. Broadcast bytes are shared by every
+/// recipient, so charging each recipient the whole frame over-counts them:
+/// the charge is an upper bound on memory, never an under-estimate.
+pub const FRAME_OVERHEAD_BYTES: usize = 96;
 
 /// The charge for queuing one frame of `len` bytes.
 pub fn queued_cost(len: usize) -> usize {
@@ -132,9 +131,7 @@ struct Queue {
     retired: bool,
     /// Past the heavy mark, until below the light mark.
     heavy: bool,
-    /// Since when the heavy queue's reader has shown it is draining it.
-    draining_since: Option<Instant>,
-    /// The writer has made no progress for a while.
+    /// The writer has made no progress for the stall grace.
     stalled: bool,
     /// The one frame to try to send after [`Outbox::abort`].
     farewell: Option<Bytes>,
@@ -148,17 +145,6 @@ pub struct Outbox {
     totals: Arc<Totals>,
     ready: Notify,
     cancel: CancellationToken,
-}
-
-/// What a write's completion changed, for the room to reassess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drained {
-    /// Nothing the room cares about.
-    Nothing,
-    /// The heavy queue's reader has shown it is draining: it holds the room.
-    Draining,
-    /// The queue is light again.
-    Light,
 }
 
 impl Outbox {
@@ -175,13 +161,14 @@ impl Outbox {
     }
 
     /// Queues one frame, or fails if its charge would pass the bound (the
-    /// caller then drops the connection). Frames for a closing or finished
-    /// connection are dropped silently.
-    pub fn push(&self, frame: Bytes) -> Result<(), Overflow> {
+    /// caller then drops the connection); `Ok(true)` if the queue has just
+    /// become heavy. Frames for a closing or finished connection are dropped
+    /// silently.
+    pub fn push(&self, frame: Bytes) -> Result<bool, Overflow> {
         let cost = queued_cost(frame.len());
         let mut q = self.lock();
         if q.retired || q.closing {
-            return Ok(());
+            return Ok(false);
         }
         if q.cost + cost > self.limit {
             return Err(Overflow);
@@ -189,15 +176,14 @@ impl Outbox {
         let was_empty = q.frames.is_empty();
         q.cost += cost;
         q.frames.push_back(frame);
-        if q.cost > self.heavy_mark() {
-            q.heavy = true;
-        }
+        let became_heavy = !q.heavy && q.cost > self.heavy_mark();
+        q.heavy |= became_heavy;
         drop(q);
         self.totals.add(cost);
         if was_empty {
             self.ready.notify_one();
         }
-        Ok(())
+        Ok(became_heavy)
     }
 
     /// Asks the writer to flush what is queued and then close.
@@ -231,7 +217,6 @@ impl Outbox {
         let cost = std::mem::take(&mut q.cost);
         q.frames = VecDeque::new();
         q.heavy = false;
-        q.draining_since = None;
         drop(q);
         self.totals.sub(cost);
     }
@@ -241,15 +226,14 @@ impl Outbox {
         self.lock().cost
     }
 
-    /// Since when this queue has held the room: it is heavy, its reader
-    /// has drained some of it since it became heavy, and its writer is not
-    /// stalled. `None` when it does not hold the room.
-    pub fn holding_since(&self) -> Option<Instant> {
+    /// True while this queue holds the room paused: it is heavy and its
+    /// writer is not stalled (its reader is still taking what it is sent).
+    pub fn holds_room(&self) -> bool {
         let q = self.lock();
-        q.draining_since.filter(|_| !q.stalled)
+        q.heavy && !q.stalled
     }
 
-    /// True while the writer has made no progress for a while.
+    /// True while the writer has made no progress for the stall grace.
     pub fn is_stalled(&self) -> bool {
         self.lock().stalled
     }
@@ -269,27 +253,22 @@ impl Outbox {
         }
     }
 
-    /// Records that frames charged `cost` were written out at `now`.
-    pub(crate) fn written(&self, cost: usize, now: Instant) -> Drained {
+    /// Records that frames charged `cost` were written out; true if that
+    /// made a heavy queue light.
+    pub(crate) fn written(&self, cost: usize) -> bool {
         let mut q = self.lock();
         if q.retired || cost == 0 {
-            return Drained::Nothing;
+            return false;
         }
         let cost = cost.min(q.cost);
         q.cost -= cost;
-        let change = if q.heavy && q.cost < self.light_mark() {
+        let became_light = q.heavy && q.cost < self.light_mark();
+        if became_light {
             q.heavy = false;
-            q.draining_since = None;
-            Drained::Light
-        } else if q.heavy && q.draining_since.is_none() {
-            q.draining_since = Some(now);
-            Drained::Draining
-        } else {
-            Drained::Nothing
-        };
+        }
         drop(q);
         self.totals.sub(cost);
-        change
+        became_light
     }
 
     /// Sets whether the writer is stalled; true if that changed it.
@@ -322,8 +301,10 @@ impl Outbox {
     }
 }
 
-/// Queue slots kept after the queue empties; more are given back.
-const SHRINK_SLOTS: usize = 1024;
+/// Queue slots (32 bytes each) kept after a queue empties; a queue that grew
+/// past this gives its memory back, so an idle connection holds 2 KiB of
+/// slots at most in each of its queue and its batch.
+pub const SHRINK_SLOTS: usize = 64;
 
 /// Frames taken for one write, presented to the socket as one buffer so that
 /// a vectored write sends many frames in one system call. It remembers the
@@ -344,8 +325,12 @@ impl Batch {
         self.frames.len()
     }
 
-    /// The charge of the frames completed since the last call.
+    /// The charge of the frames completed since the last call. An emptied
+    /// batch that grew large gives its slots back.
     pub(crate) fn take_written_cost(&mut self) -> usize {
+        if self.frames.is_empty() && self.frames.capacity() > SHRINK_SLOTS {
+            self.frames = VecDeque::new();
+        }
         std::mem::take(&mut self.written_cost)
     }
 
@@ -456,62 +441,44 @@ mod tests {
         assert_eq!(outbox.take(&mut batch), Next::Write);
         batch.advance(15);
         assert_eq!(batch.take_written_cost(), queued_cost(10));
-        outbox.written(queued_cost(10), Instant::now());
+        outbox.written(queued_cost(10));
         assert_eq!(totals.queued(), queued_cost(20));
         batch.advance(15);
-        outbox.written(batch.take_written_cost(), Instant::now());
+        outbox.written(batch.take_written_cost());
         assert_eq!(totals.queued(), 0);
         assert!(!batch.has_remaining());
     }
 
     #[test]
-    fn a_heavy_queue_holds_the_room_once_its_reader_drains_it_until_light() {
+    fn heavy_from_half_the_limit_until_below_an_eighth() {
         let (outbox, _) = outbox(8 * queued_cost(100));
-        let t0 = Instant::now();
-        for _ in 0..5 {
-            outbox.push(frame(100)).unwrap();
+        for _ in 0..4 {
+            assert_eq!(outbox.push(frame(100)), Ok(false));
         }
-        // Heavy (past half the limit), but its reader has shown nothing.
-        assert_eq!(outbox.holding_since(), None);
+        assert_eq!(outbox.push(frame(100)), Ok(true), "past half the limit");
+        assert!(outbox.holds_room());
+        assert_eq!(outbox.push(frame(100)), Ok(false), "already heavy");
         let mut batch = Batch::default();
         outbox.take(&mut batch);
-        let t1 = t0 + std::time::Duration::from_millis(3);
-        assert_eq!(outbox.written(queued_cost(100), t1), Drained::Draining);
-        assert_eq!(outbox.holding_since(), Some(t1));
-        // A stalled writer does not hold the room.
-        outbox.set_stalled(true);
-        assert_eq!(outbox.holding_since(), None);
-        outbox.set_stalled(false);
-        for _ in 0..3 {
-            assert_eq!(outbox.written(queued_cost(100), t1), Drained::Nothing);
+        for _ in 0..5 {
+            assert!(!outbox.written(queued_cost(100)));
         }
         // Light again below an eighth of the limit (one frame's charge).
-        assert_eq!(outbox.written(queued_cost(100), t1), Drained::Light);
-        assert_eq!(outbox.holding_since(), None);
+        assert!(outbox.written(queued_cost(100)));
+        assert!(!outbox.holds_room());
     }
 
     #[test]
-    fn a_reader_that_stopped_never_holds_the_room() {
+    fn a_stalled_writer_does_not_hold_the_room() {
         let (outbox, _) = outbox(8 * queued_cost(100));
         while outbox.push(frame(100)).is_ok() {}
-        assert_eq!(outbox.holding_since(), None);
-    }
-
-    #[test]
-    fn retiring_uncounts_everything_once() {
-        let (outbox, totals) = outbox(10_000);
-        outbox.push(frame(100)).unwrap();
-        outbox.push(frame(100)).unwrap();
-        let mut batch = Batch::default();
-        outbox.take(&mut batch);
-        outbox.push(frame(100)).unwrap();
-        outbox.abort(None);
-        assert_eq!(totals.queued(), 0);
-        outbox.retire();
-        outbox.written(queued_cost(100), Instant::now());
-        assert_eq!(totals.queued(), 0, "nothing counted twice");
-        outbox.push(frame(100)).unwrap();
-        assert_eq!(totals.queued(), 0, "a retired queue takes nothing");
+        assert!(outbox.holds_room());
+        assert!(outbox.set_stalled(true));
+        assert!(!outbox.holds_room());
+        assert!(outbox.is_stalled());
+        assert!(!outbox.set_stalled(true), "no change");
+        assert!(outbox.set_stalled(false));
+        assert!(outbox.holds_room());
     }
 
     #[test]

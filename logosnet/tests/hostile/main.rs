@@ -5,6 +5,7 @@
 //! asserts behaviour, never speed. See SECURITY.md for the threats each one
 //! answers.
 
+mod floods;
 mod server_process;
 mod slow_readers;
 mod storms;

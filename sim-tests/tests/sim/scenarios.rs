@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use logosnet::server::STALL_GRACE;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -593,8 +594,10 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
                     }
                 }
             }
+            // A member that stops reading can hold the room for the stall
+            // grace at most, once (if its queue turns heavy within it).
             assert!(
-                sent.elapsed() <= Duration::from_millis(10),
+                sent.elapsed() <= STALL_GRACE + Duration::from_millis(10),
                 "delayed by the cut-off client"
             );
         }

@@ -45,6 +45,8 @@ pub struct SimClient {
     writer: OwnedWriteHalf,
     log: EventLog,
     write_piece: Option<usize>,
+    /// Bytes read in the current tick, for [`SimClient::next_paced`].
+    read_this_tick: usize,
 }
 
 impl SimClient {
@@ -77,6 +79,7 @@ impl SimClient {
             writer,
             log: log.clone(),
             write_piece,
+            read_this_tick: 0,
         })
     }
 
@@ -133,6 +136,13 @@ impl SimClient {
         }
     }
 
+    /// Writes raw bytes as one segment, reporting a failure.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.log
+            .record(&self.label, format_args!("send {} raw bytes", bytes.len()));
+        self.writer.write_all(bytes).await
+    }
+
     /// Writes raw bytes (a partial frame, say) as one segment.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.log
@@ -150,6 +160,38 @@ impl SimClient {
             Ok(Ok(None)) => Got::Closed,
             Ok(Err(ReadError::Io(e))) => Got::Failed(format!("io: {}", e.kind())),
             Ok(Err(e)) => Got::Failed(e.to_string()),
+        };
+        if got != Got::Nothing {
+            self.log.record(&self.label, format_args!("got {got:?}"));
+        }
+        got
+    }
+
+    /// Like [`SimClient::next`], for a reader on a slow link: it takes at
+    /// most `per_tick` bytes off the socket each `tick` (in reads of its
+    /// configured piece size), so the server sees a reader that keeps
+    /// reading, slowly.
+    pub async fn next_paced(&mut self, per_tick: usize, tick: Duration, within: Duration) -> Got {
+        let give_up = tokio::time::Instant::now() + within;
+        let got = loop {
+            match self.reader.decoder().next_frame::<ServerFrame>() {
+                Ok(Some(frame)) => break Got::Frame(frame),
+                Ok(None) => {}
+                Err(e) => break Got::Failed(e.to_string()),
+            }
+            if self.read_this_tick >= per_tick {
+                tokio::time::sleep(tick).await;
+                self.read_this_tick = 0;
+            }
+            match tokio::time::timeout_at(give_up, self.reader.fill()).await {
+                Err(_) => break Got::Nothing,
+                Ok(Ok(0)) if self.reader.decoder().is_mid_frame() => {
+                    break Got::Failed("closed mid-frame".into());
+                }
+                Ok(Ok(0)) => break Got::Closed,
+                Ok(Ok(n)) => self.read_this_tick += n,
+                Ok(Err(e)) => break Got::Failed(format!("io: {}", e.kind())),
+            }
         };
         if got != Got::Nothing {
             self.log.record(&self.label, format_args!("got {got:?}"));

@@ -1,0 +1,506 @@
+//! Floods against the real binary: whoever floods is slowed; everyone who
+//! keeps reading gets every line and is never dropped; a member that never
+//! reads is dropped; memory stays within the bound SECURITY.md states;
+//! deadlines fire on time under load; and a client that leaves right after
+//! its last line never loses it.
+//!
+//! What would take minutes at the default flood rate runs here with the
+//! rate raised (`--flood-rate 400`) or off; the same attack at default
+//! flags is the ignored soak `default_flags_flood_soak`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use logosnet::codec::MAX_BUFFERED_FRAME;
+use logosnet::framed::FrameReader;
+use logosnet::protocol::{ClientFrame, Role, ServerFrame, encode};
+use logosnet::server::{
+    INBOX_BYTES, MAX_QUEUED_TOTAL, SERVER_READ_BYTES, SHRINK_SLOTS, queued_cost,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::task::JoinSet;
+
+use crate::server_process::{Client, STEP_LIMIT, ServerProcess, bounded, raise_fd_limit};
+
+/// Characters in every flood line.
+const LINE_CHARS: usize = 1000;
+
+/// The `k`th line of `sender`'s flood: its name and number, then filler.
+fn flood_line(sender: &str, k: usize) -> String {
+    let head = format!("{sender} {k:05} ");
+    format!("{head}{}", "f".repeat(LINE_CHARS - head.len()))
+}
+
+/// Reads `sender` and `k` back from a delivered line's text.
+fn parse_line(line: &str) -> Option<(String, usize)> {
+    let mut words = line.split(' ');
+    let sender = words.next()?.to_owned();
+    let k = words.next()?.parse().ok()?;
+    Some((sender, k))
+}
+
+/// The text of a public line as it is delivered: `> name: text`, the name
+/// right-aligned in ten columns.
+fn delivered_text(sender: &str, line: &str) -> String {
+    format!("> {sender:>10}: {line}")
+}
+
+/// What one reader has seen: the next line number owed from each flooder,
+/// and who left.
+#[derive(Debug, Default)]
+struct Tally {
+    next: BTreeMap<String, usize>,
+    left: Vec<String>,
+}
+
+impl Tally {
+    /// Records a delivered line's text; panics if it is not the next line
+    /// of its sender or not byte for byte the line sent.
+    fn line(&mut self, who: &str, text: &str) {
+        let line = text
+            .get(14..)
+            .unwrap_or_else(|| panic!("{who}: short line {text:?}"));
+        let (sender, k) = parse_line(line).unwrap_or_else(|| panic!("{who}: odd line"));
+        let next = self.next.entry(sender.clone()).or_default();
+        assert_eq!(k, *next, "{who}: a line from {sender} out of order or lost");
+        assert_eq!(
+            text,
+            delivered_text(&sender, &flood_line(&sender, k)),
+            "{who}"
+        );
+        *next += 1;
+    }
+
+    fn lines(&self) -> usize {
+        self.next.values().sum()
+    }
+}
+
+/// Reads frames until `expected` flood lines have arrived and the
+/// never-reader has been seen to leave, tallying them.
+async fn read_lines(
+    who: String,
+    mut reader: FrameReader<OwnedReadHalf>,
+    expected: usize,
+) -> (String, Tally) {
+    let mut tally = Tally::default();
+    while tally.lines() < expected || !tally.left.iter().any(|n| n == "sloth") {
+        let frame = tokio::time::timeout(STEP_LIMIT, reader.next::<ServerFrame>())
+            .await
+            .unwrap_or_else(|_| panic!("{who} stalled after {} lines", tally.lines()));
+        match frame {
+            Ok(Some(ServerFrame::Message(text))) => tally.line(&who, &text),
+            Ok(Some(ServerFrame::Notice(n))) => {
+                if let Some(name) = n
+                    .strip_prefix("User ")
+                    .and_then(|r| r.strip_suffix(" has left"))
+                {
+                    tally.left.push(name.to_owned());
+                }
+            }
+            other => panic!("{who}: got {other:?} after {} lines", tally.lines()),
+        }
+    }
+    (who, tally)
+}
+
+/// A participant whose socket takes in little and who never reads.
+async fn never_reader(addr: SocketAddr, role: Role, name: Option<&str>) -> Client {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut client = Client::from_stream(stream);
+    client.send(&ClientFrame::Hello(role)).await;
+    assert_eq!(client.recv().await, ServerFrame::Accepted);
+    if let Some(name) = name {
+        client.send(&ClientFrame::Username(name.into())).await;
+        assert_eq!(client.recv().await, ServerFrame::UsernameAccepted);
+    }
+    client
+}
+
+/// `logosnet_client --observe` in pipe mode, its standard output counted
+/// line by line on a thread until it has seen `expected` flood lines.
+fn client_observer(
+    addr: SocketAddr,
+    expected: usize,
+) -> (std::process::Child, std::thread::JoinHandle<Tally>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logosnet_client"))
+        .args([
+            "--ip",
+            &addr.ip().to_string(),
+            "--port",
+            &addr.port().to_string(),
+        ])
+        .arg("--observe")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start logosnet_client");
+    let stdout = child.stdout.take().expect("stdout");
+    let counter = std::thread::spawn(move || {
+        let mut tally = Tally::default();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("a line from the client");
+            if let Some(name) = line
+                .strip_prefix("User ")
+                .and_then(|r| r.strip_suffix(" has left"))
+            {
+                tally.left.push(name.to_owned());
+            } else if line.starts_with("> ") {
+                tally.line("logosnet_client", &line);
+                if tally.lines() == expected {
+                    break;
+                }
+            }
+        }
+        tally
+    });
+    (child, counter)
+}
+
+/// The attack of the flood issue: `flooders` participants each write
+/// `lines` lines of 1,000 characters in one go, and read each other's.
+/// Three reading participants, two observers and `logosnet_client
+/// --observe` read too; one participant never reads. Every reader must get
+/// every line of every flooder, in order, and see only the never-reader
+/// leave. Returns the server's peak resident memory in KiB.
+async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> u64 {
+    let addr = server.addr;
+    let total = flooders * lines;
+    // Everyone is in the room before the flood, so every count is exact.
+    let mut readers = JoinSet::new();
+    // Their write halves stay open: dropping one would half-close, and a
+    // participant that half-closes has left.
+    let mut quiet_writers = Vec::new();
+    for i in 0..3 {
+        let name = format!("reader{i}");
+        let client = Client::join(addr, &name).await;
+        readers.spawn(read_lines(name, client.reader, total));
+        quiet_writers.push(client.writer);
+    }
+    for i in 0..2 {
+        let client = Client::observe(addr).await;
+        readers.spawn(read_lines(format!("observer{i}"), client.reader, total));
+        quiet_writers.push(client.writer);
+    }
+    let (mut child, counter) = client_observer(addr, total);
+    let sloth = never_reader(addr, Role::Participant, Some("sloth")).await;
+    let mut writers = Vec::new();
+    for f in 0..flooders {
+        let name = format!("flood{f}");
+        let Client { reader, writer } = Client::join(addr, &name).await;
+        readers.spawn(read_lines(name.clone(), reader, total - lines));
+        writers.push((name, writer));
+    }
+    // The observer client is in (its join notices come first), so go.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut floods = JoinSet::new();
+    for (name, mut writer) in writers {
+        floods.spawn(async move {
+            let bytes: Vec<u8> = (0..lines)
+                .flat_map(|k| encode(&ClientFrame::Chat(flood_line(&name, k))).to_vec())
+                .collect();
+            writer.write_all(&bytes).await.expect("flood");
+            writer
+        });
+    }
+    let mut kept = Vec::new();
+    while let Some(writer) = floods.join_next().await {
+        kept.push(writer.expect("a flooder"));
+    }
+    while let Some(done) = readers.join_next().await {
+        let (who, tally) = done.expect("a reader");
+        assert_eq!(tally.left, ["sloth"], "{who} saw someone else dropped");
+    }
+    let tally = counter.join().expect("the client observer");
+    assert_eq!(tally.lines(), total, "logosnet_client --observe");
+    let _ = child.kill();
+    let _ = child.wait();
+    drop((sloth, kept, quiet_writers));
+    server.memory_kib().1
+}
+
+/// Resident memory the server may reach, from SECURITY.md: a base for the
+/// binary, runtime and allocator; a fixed amount per connection (a read, a
+/// whole frame being reassembled, the inbox, the emptied queues' slots and
+/// the task); the outgoing queues' charge, which reading stops at half of
+/// `--max-queued-total`, plus one maximum line to every member already
+/// taken; all in KiB.
+fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
+    const BASE: usize = 16 << 20;
+    const TASK: usize = 4096;
+    let per_connection =
+        SERVER_READ_BYTES + MAX_BUFFERED_FRAME + INBOX_BYTES + 2 * 32 * SHRINK_SLOTS + TASK;
+    let longest_line = encode(&ServerFrame::Message(format!(
+        "> {:>10}: {}",
+        "x",
+        "\u{10FFFF}".repeat(LINE_CHARS)
+    )))
+    .len();
+    let queues = max_queued_total / 2 + 510 * queued_cost(longest_line);
+    ((BASE + connections * per_connection + queues) / 1024) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooders_are_slowed_and_every_reader_gets_every_line() {
+    raise_fd_limit();
+    // The default rule's shape, faster: burst 10, then 400 lines a second.
+    let args = ["--flood-rate", "400", "--write-deadline", "2"];
+    for flooders in [1, 10] {
+        let server = ServerProcess::start(&args);
+        bounded(Duration::from_secs(300), async {
+            let peak = flood_attack(&server, flooders, 1200).await;
+            let bound = memory_bound_kib(20, MAX_QUEUED_TOTAL);
+            println!("{flooders} flooder(s): server peak RSS {peak} KiB, bound {bound} KiB");
+            assert!(
+                peak < bound,
+                "peak RSS {peak} KiB over the bound {bound} KiB"
+            );
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_flood_control_back_pressure_keeps_every_reader() {
+    raise_fd_limit();
+    for flooders in [1, 10] {
+        let server = ServerProcess::start(&["--flood-rate", "0", "--write-deadline", "2"]);
+        bounded(Duration::from_secs(300), async {
+            let peak = flood_attack(&server, flooders, 1200).await;
+            let bound = memory_bound_kib(20, MAX_QUEUED_TOTAL);
+            println!(
+                "{flooders} flooder(s), no flood control: peak RSS {peak} KiB, bound {bound} KiB"
+            );
+            assert!(
+                peak < bound,
+                "peak RSS {peak} KiB over the bound {bound} KiB"
+            );
+        })
+        .await;
+    }
+}
+
+/// The same attack at default flags: 1,200 lines at 5 a second take four
+/// minutes. Run with `cargo test -p logosnet --test hostile -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a soak: about nine minutes at the default flood rate"]
+async fn default_flags_flood_soak() {
+    raise_fd_limit();
+    for flooders in [1, 10] {
+        let server = ServerProcess::start(&[]);
+        bounded(Duration::from_secs(600), async {
+            let peak = flood_attack(&server, flooders, 1200).await;
+            let bound = memory_bound_kib(20, MAX_QUEUED_TOTAL);
+            println!(
+                "{flooders} flooder(s) at default flags: peak RSS {peak} KiB, bound {bound} KiB"
+            );
+            assert!(peak < bound);
+        })
+        .await;
+    }
+}
+
+/// 509 members that never read and one participant that sends 400,000
+/// one-character lines unpaced: the charge per queued frame, not its size,
+/// is what is bounded, so memory stays within the stated bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_readers_and_tiny_lines_stay_within_the_memory_bound() {
+    const LINES: usize = 400_000;
+    raise_fd_limit();
+    let server = ServerProcess::start(&["--flood-rate", "0"]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(300), async {
+        let mut sloths = Vec::new();
+        for i in 0..254 {
+            sloths.push(never_reader(addr, Role::Participant, Some(&format!("s{i}"))).await);
+        }
+        for _ in 0..255 {
+            sloths.push(never_reader(addr, Role::Observer, None).await);
+        }
+        let mut sender = Client::join(addr, "sender").await;
+        let bytes: Vec<u8> = (0..LINES)
+            .flat_map(|_| encode(&ClientFrame::Chat("x".into())).to_vec())
+            .collect();
+        sender
+            .writer
+            .write_all(&bytes)
+            .await
+            .expect("send the lines");
+        // Every never-reader is dropped in the end: 254 leave notices.
+        let mut left = 0;
+        while left < 254 {
+            match sender.recv().await {
+                ServerFrame::Notice(n) if n.ends_with(" has left") => left += 1,
+                ServerFrame::Notice(_) => {}
+                other => panic!("the sender got {other:?}"),
+            }
+        }
+        let peak = server.memory_kib().1;
+        let bound = memory_bound_kib(511, MAX_QUEUED_TOTAL);
+        println!("509 never-readers, {LINES} tiny lines: peak RSS {peak} KiB, bound {bound} KiB");
+        assert!(
+            peak < bound,
+            "peak RSS {peak} KiB over the bound {bound} KiB"
+        );
+        drop(sloths);
+    })
+    .await;
+}
+
+/// Sixteen participants flooding at once with flood control off keep the
+/// server busy; a silent socket is still closed at its 1 s Hello timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_fire_on_time_beside_sixteen_flooders() {
+    raise_fd_limit();
+    let server = ServerProcess::start(&["--flood-rate", "0", "--hello-timeout", "1"]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+        let watcher = Client::observe(addr).await;
+        tasks.spawn(drain(watcher.reader, stop.clone()));
+        let _watcher_writer = watcher.writer;
+        for f in 0..16 {
+            let name = format!("f{f}");
+            let Client { reader, mut writer } = Client::join(addr, &name).await;
+            tasks.spawn(drain(reader, stop.clone()));
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let batch: Vec<u8> = (0..50)
+                    .flat_map(|k| encode(&ClientFrame::Chat(flood_line(&name, k))).to_vec())
+                    .collect();
+                while !stop.load(Ordering::Relaxed) {
+                    if writer.write_all(&batch).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // Let the flood build up, then open a socket that never speaks.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut silent = Client::connect(addr).await;
+        let opened = Instant::now();
+        let frames = silent.recv_to_close().await;
+        let took = opened.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            frames,
+            [ServerFrame::ProtocolError("no Hello within 1 s".into())]
+        );
+        println!("the silent socket was closed after {took:?} beside 16 flooders");
+        assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+        tasks.abort_all();
+    })
+    .await;
+}
+
+/// Reads and discards frames until told to stop or the stream ends.
+async fn drain(mut reader: FrameReader<OwnedReadHalf>, stop: Arc<std::sync::atomic::AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(200), reader.next::<ServerFrame>()).await {
+            Ok(Ok(Some(_))) | Err(_) => {}
+            Ok(_) => return,
+        }
+    }
+}
+
+/// Cycles of connect, name, one line, leave, many at once: with a graceful
+/// leave (half-close, then read to the end, as our client does) no last
+/// line is ever lost; with an abortive one (a reset right after the line)
+/// the figure is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_lines_survive_a_graceful_close_in_five_thousand_cycles() {
+    const CYCLES: usize = 5000;
+    const ABORTIVE: usize = 1000;
+    const AT_ONCE: usize = 32;
+    raise_fd_limit();
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(300), async {
+        for (graceful, cycles) in [(true, CYCLES), (false, ABORTIVE)] {
+            let watcher = Client::observe(addr).await;
+            let _watcher_writer = watcher.writer;
+            let seen = Arc::new(AtomicUsize::new(0));
+            let counting = tokio::spawn(count_last_lines(watcher.reader, seen.clone(), cycles));
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut workers = JoinSet::new();
+            for _ in 0..AT_ONCE {
+                let next = next.clone();
+                workers.spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= cycles {
+                            return;
+                        }
+                        one_cycle(addr, i, graceful).await;
+                    }
+                });
+            }
+            while let Some(done) = workers.join_next().await {
+                done.expect("a cycle");
+            }
+            let got = match tokio::time::timeout(Duration::from_secs(10), counting).await {
+                Ok(done) => done.expect("the watcher"),
+                Err(_) => seen.load(Ordering::Relaxed),
+            };
+            let lost = cycles - got;
+            let how = if graceful { "graceful" } else { "abortive" };
+            println!("{how} closes: {lost} of {cycles} last lines lost");
+            if graceful {
+                assert_eq!(lost, 0, "last lines lost with a graceful close");
+            }
+        }
+    })
+    .await;
+}
+
+/// One churn cycle: join as `c{i}`, say one line, leave.
+async fn one_cycle(addr: SocketAddr, i: usize, graceful: bool) {
+    let socket = TcpSocket::new_v4().expect("socket");
+    let stream = socket.connect(addr).await.expect("connect");
+    if !graceful {
+        // A reset on close: what a crashed or killed client sends.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger 0");
+    }
+    let mut client = Client::from_stream(stream);
+    let name = format!("c{i}");
+    client.send(&ClientFrame::Hello(Role::Participant)).await;
+    client.send(&ClientFrame::Username(name.clone())).await;
+    client.send(&ClientFrame::Chat(format!("last {i}"))).await;
+    if graceful {
+        let _ = client.writer.shutdown().await;
+        let _ = client.recv_to_close().await;
+    }
+}
+
+/// Counts "last" lines until `expected` have arrived.
+async fn count_last_lines(
+    mut reader: FrameReader<OwnedReadHalf>,
+    seen: Arc<AtomicUsize>,
+    expected: usize,
+) -> usize {
+    while seen.load(Ordering::Relaxed) < expected {
+        match reader.next::<ServerFrame>().await {
+            Ok(Some(ServerFrame::Message(m))) if m.contains(": last ") => {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    seen.load(Ordering::Relaxed)
+}

@@ -1,0 +1,356 @@
+//! Floods against the real server, in simulated time: whoever floods is
+//! slowed; everyone who keeps reading gets every line, in order, and is
+//! never dropped; a member that stopped reading is dropped for its own
+//! failing; timers fire on time whatever the load.
+
+use std::time::Duration;
+
+use logosnet::protocol::{ClientFrame, ServerFrame};
+use logosnet::server::WRITE_DEADLINE;
+use tokio::time::Instant;
+
+use crate::harness::{EventLog, Got, PieceSize, SimClient, World, observer, participant};
+
+const SEED: u64 = 9;
+
+/// Lines in each flood, each of [`LINE_CHARS`] characters.
+const LINES: usize = 1200;
+const LINE_CHARS: usize = 1000;
+
+/// The `k`th line of a flood from `sender`: numbered, 1,000 characters.
+fn line(sender: &str, k: usize) -> String {
+    let head = format!("{sender} {k:04} ");
+    let fill = LINE_CHARS - head.len();
+    format!("{head}{}", "f".repeat(fill))
+}
+
+/// `line(sender, k)` as every other member receives it.
+fn delivered(sender: &str, k: usize) -> ServerFrame {
+    ServerFrame::Message(format!("> {sender:>10}: {}", line(sender, k)))
+}
+
+fn flood(sender: &str, lines: usize) -> Vec<ClientFrame> {
+    (0..lines)
+        .map(|k| ClientFrame::Chat(line(sender, k)))
+        .collect()
+}
+
+/// How a reader takes frames off its socket.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// As fast as they come.
+    Full,
+    /// At most this many bytes per tick of this length: a slow link.
+    Slow(usize, Duration),
+}
+
+/// What a reader saw of a flood.
+#[derive(Debug, Default)]
+struct Seen {
+    /// When each line arrived, by line number.
+    arrivals: Vec<Instant>,
+    /// "User sloth has left" notices, and how many lines had arrived then.
+    sloth_left: Vec<usize>,
+}
+
+/// Reads until `lines` flood lines from `sender` have arrived, checking
+/// each is the next one; counts the sloth's departures. Panics on anything
+/// else, on a close, or on a wait longer than `patience`.
+async fn read_flood(
+    client: &mut SimClient,
+    pace: Pace,
+    sender: &str,
+    lines: usize,
+    patience: Duration,
+) -> Seen {
+    let mut seen = Seen::default();
+    while seen.arrivals.len() < lines {
+        let got = match pace {
+            Pace::Full => client.next(patience).await,
+            Pace::Slow(bytes, tick) => client.next_paced(bytes, tick, patience).await,
+        };
+        let k = seen.arrivals.len();
+        match got {
+            Got::Frame(ServerFrame::Notice(n)) if n == "User sloth has left" => {
+                seen.sloth_left.push(k);
+            }
+            Got::Frame(frame) => {
+                assert_eq!(frame, delivered(sender, k), "{}: line {k}", client.label);
+                seen.arrivals.push(Instant::now());
+            }
+            other => panic!("{}: waiting for line {k}, got {other:?}", client.label),
+        }
+    }
+    seen
+}
+
+/// Reads everything a client that never read was sent, after the fact:
+/// a prefix of what it was owed, then possibly the reason it was dropped.
+async fn check_sloth_got_a_prefix(mut sloth: SimClient, owed: Vec<ServerFrame>) {
+    let mut frames = Vec::new();
+    loop {
+        match sloth.next(Duration::from_secs(5)).await {
+            Got::Frame(frame) => frames.push(frame),
+            Got::Closed | Got::Failed(_) => break,
+            Got::Nothing => {
+                // turmoil parks the server's end behind a full window; a
+                // write of ours lets it through (the reset ends the stream).
+                let _ = sloth.try_send(&ClientFrame::Chat("hello?".into())).await;
+            }
+        }
+    }
+    if frames.last() == Some(&ServerFrame::ProtocolError("too far behind".into())) {
+        frames.pop();
+    }
+    assert!(frames.len() < owed.len(), "the sloth got everything");
+    assert_eq!(frames[..], owed[..frames.len()], "the sloth's frames");
+}
+
+/// Joins the watcher, a slow reader, the sloth and the flooder, in that
+/// order, and consumes every join notice.
+async fn cast(log: &EventLog) -> (SimClient, SimClient, SimClient, SimClient) {
+    let mut watch = observer("watch", log).await;
+    let mut slow = SimClient::connect_with("slow", log, PieceSize::AtMost(64), None)
+        .await
+        .expect("slow connects");
+    slow.join("slow").await;
+    let sloth = participant("sloth", log).await;
+    let flooder = participant("flood", log).await;
+    for name in ["slow", "sloth", "flood"] {
+        watch
+            .expect_notice(&format!("User {name} has joined"))
+            .await;
+    }
+    for name in ["sloth", "flood"] {
+        slow.expect_notice(&format!("User {name} has joined")).await;
+    }
+    (watch, slow, sloth, flooder)
+}
+
+/// With the default flood rule: one participant writes 1,200 lines of
+/// 1,000 characters in one go. Its burst of 10 goes at once, then one line
+/// every 200 ms, exactly; a reader on a slow link (300 bytes per 10 ms) and
+/// an observer get every line in order and are never dropped; a
+/// participant that never reads is dropped by the write deadline, not by
+/// its queue's bound; and a silent socket beside the flood gets its Hello
+/// timeout on time.
+#[test]
+fn a_flooder_is_slowed_to_its_allowance_and_every_reader_gets_every_line() {
+    let world = World::timers(SEED, Duration::from_secs(330));
+    let tick = world.tick;
+    let mut run = world.build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let (mut watch, mut slow, sloth, mut flooder) = cast(&log).await;
+        // A full bucket: the name took a token three seconds ago.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let start = Instant::now();
+        let writer = tokio::spawn(async move {
+            flooder.send_batch(&flood("flood", LINES)).await;
+            flooder
+        });
+        let mute_log = log.clone();
+        let mute = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let mut mute = SimClient::connect("mute", &mute_log).await;
+            let connected = Instant::now();
+            mute.expect_quiet(Duration::from_millis(59_900)).await;
+            mute.expect(ServerFrame::ProtocolError("no Hello within 60 s".into()))
+                .await;
+            let late = Instant::now() - (connected + Duration::from_secs(60));
+            // Connect's answer and the error each cross one 10 ms link.
+            assert!(late <= 2 * tick, "the Hello timeout came {late:?} late");
+            mute.expect_closed().await;
+        });
+        let slow_reader = tokio::spawn(async move {
+            let pace = Pace::Slow(300, Duration::from_millis(10));
+            let seen = read_flood(&mut slow, pace, "flood", LINES, Duration::from_secs(5)).await;
+            (slow, seen)
+        });
+        let watched = read_flood(
+            &mut watch,
+            Pace::Full,
+            "flood",
+            LINES,
+            Duration::from_secs(5),
+        )
+        .await;
+        let (_slow, slowly) = slow_reader.await.expect("the slow reader");
+        mute.await.expect("the silent socket");
+        let _flooder = writer.await.expect("the flooder");
+
+        // The burst at once, then exactly one line per 200 ms (± a tick).
+        let first = watched.arrivals[0];
+        assert!(first - start <= 3 * tick, "the burst waited");
+        for k in 1..10 {
+            assert_eq!(watched.arrivals[k], first, "burst line {k}");
+        }
+        for k in 10..LINES {
+            let gap = watched.arrivals[k] - watched.arrivals[k - 1];
+            let expected = Duration::from_millis(200);
+            assert!(
+                gap + tick >= expected && gap <= expected + tick,
+                "line {k} came {gap:?} after the one before"
+            );
+        }
+        // The sloth was dropped once, by the write deadline: far too early
+        // for its queue to have reached its bound (about 960 lines).
+        for seen in [&watched, &slowly] {
+            assert_eq!(seen.sloth_left.len(), 1, "the sloth left once");
+            assert!(
+                seen.sloth_left[0] < 400,
+                "dropped late: {:?}",
+                seen.sloth_left
+            );
+        }
+        let dropped_at = watched.arrivals[watched.sloth_left[0]];
+        assert!(
+            dropped_at - start >= WRITE_DEADLINE,
+            "dropped before its deadline"
+        );
+
+        let owed: Vec<ServerFrame> =
+            std::iter::once(ServerFrame::Notice("User flood has joined".into()))
+                .chain((0..LINES).map(|k| delivered("flood", k)))
+                .collect();
+        check_sloth_got_a_prefix(sloth, owed).await;
+        Ok(())
+    });
+    run.run();
+}
+
+/// With flood control off the same flood is the back-pressure path: the
+/// room takes lines as fast as its slowest *reading* member drains them, so
+/// the slow reader (300 bytes per 1 ms tick) and the observer get every
+/// line and are never dropped, while the participant that never reads is
+/// dropped and told why if its socket will take it.
+#[test]
+fn without_flood_control_back_pressure_keeps_every_reader() {
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(120);
+    world.config.room.flood = None;
+    let mut run = world.build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let (mut watch, mut slow, sloth, mut flooder) = cast(&log).await;
+        let writer = tokio::spawn(async move {
+            flooder.send_batch(&flood("flood", LINES)).await;
+            flooder
+        });
+        let slow_reader = tokio::spawn(async move {
+            let pace = Pace::Slow(300, Duration::from_millis(1));
+            let seen = read_flood(&mut slow, pace, "flood", LINES, Duration::from_secs(5)).await;
+            (slow, seen)
+        });
+        let watched = read_flood(
+            &mut watch,
+            Pace::Full,
+            "flood",
+            LINES,
+            Duration::from_secs(5),
+        )
+        .await;
+        let (_slow, slowly) = slow_reader.await.expect("the slow reader");
+        let _flooder = writer.await.expect("the flooder");
+        for seen in [&watched, &slowly] {
+            assert_eq!(seen.sloth_left.len(), 1, "the sloth left once");
+        }
+        // The slow reader set the pace: 1.2 MB at 300 KB/s.
+        let took = *slowly.arrivals.last().expect("lines") - slowly.arrivals[0];
+        assert!(
+            took >= Duration::from_secs(3),
+            "the flood took only {took:?}"
+        );
+        let owed: Vec<ServerFrame> =
+            std::iter::once(ServerFrame::Notice("User flood has joined".into()))
+                .chain((0..LINES).map(|k| delivered("flood", k)))
+                .collect();
+        check_sloth_got_a_prefix(sloth, owed).await;
+        Ok(())
+    });
+    run.run();
+}
+
+/// Sixteen flooders at once, flood control off, a 1 s Hello timeout: a
+/// silent socket is still closed on time. Deadlines fire every turn of the
+/// room, whatever else is waiting.
+#[test]
+fn timers_fire_on_time_beside_sixteen_flooders() {
+    const FLOODERS: usize = 16;
+    const EACH: usize = 100;
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(60);
+    world.config.room.flood = None;
+    world.config.room.hello_timeout = Duration::from_secs(1);
+    let tick = world.tick;
+    let mut run = world.build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let mut watch = observer("watch", &log).await;
+        let mut flooders = Vec::new();
+        for f in 0..FLOODERS {
+            let name = format!("f{f:02}");
+            flooders.push((participant(&name, &log).await, name.clone()));
+            watch
+                .expect_notice(&format!("User {name} has joined"))
+                .await;
+        }
+        let mut writers = Vec::new();
+        for (mut flooder, name) in flooders {
+            writers.push(tokio::spawn(async move {
+                // A dropped flooder's write may fail: that is its problem.
+                let bytes: Vec<u8> = flood(&name, EACH)
+                    .iter()
+                    .flat_map(|frame| logosnet::protocol::encode(frame).to_vec())
+                    .collect();
+                let _ = flooder.try_send_raw(&bytes).await;
+                flooder
+            }));
+        }
+        let mut mute = SimClient::connect("mute", &log).await;
+        let connected = Instant::now();
+        let mute_task = tokio::spawn(async move {
+            mute.expect(ServerFrame::ProtocolError("no Hello within 1 s".into()))
+                .await;
+            let at = Instant::now() - connected;
+            assert!(
+                at >= Duration::from_secs(1) && at <= Duration::from_secs(1) + 3 * tick,
+                "the Hello timeout came after {at:?}"
+            );
+        });
+        // The observer keeps reading until the room is quiet: each flooder's
+        // lines in order. (The flooders never read the others' floods, so
+        // the server may drop some of them as too far behind: then nothing
+        // more comes from that one.)
+        let mut next = [0usize; FLOODERS];
+        let mut gone = [false; FLOODERS];
+        loop {
+            match watch.next(Duration::from_secs(2)).await {
+                Got::Frame(ServerFrame::Message(m)) => {
+                    let f: usize = m[15..17].parse().expect("flooder number");
+                    assert!(!gone[f], "a line from f{f:02} after it left");
+                    let name = format!("f{f:02}");
+                    assert_eq!(ServerFrame::Message(m), delivered(&name, next[f]));
+                    next[f] += 1;
+                }
+                Got::Frame(ServerFrame::Notice(n)) if n.ends_with(" has left") => {
+                    let f: usize = n[6..8].parse().expect("flooder number");
+                    gone[f] = true;
+                }
+                Got::Nothing => break,
+                other => panic!("watch got {other:?}"),
+            }
+        }
+        let delivered_lines: usize = next.iter().sum();
+        assert!(
+            delivered_lines >= EACH,
+            "only {delivered_lines} lines went through"
+        );
+        mute_task.await.expect("the silent socket");
+        for writer in writers {
+            let _ = writer.await;
+        }
+        Ok(())
+    });
+    run.run();
+}
