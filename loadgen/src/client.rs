@@ -445,7 +445,7 @@ impl<'a> Client<'a> {
         let shared = self.shared;
         let config = &shared.config;
         let parsed = message::parse_delivery(
-            text,
+            text.as_bytes(),
             &config.name_prefix,
             config.participants,
             self.me,

@@ -10,6 +10,7 @@
 //! - [`schedule`]: the open-loop send schedule and message destinations (sans-IO);
 //! - [`stats`]: latency histograms and CPU/memory readings;
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
+//! - [`wire`]: one connection's read buffer, frames parsed in place;
 //! - [`client`]: one participant's or observer's connection;
 //! - [`run`]: the phases — connect, probe, traffic, drain, leave;
 //! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
@@ -29,3 +30,4 @@ pub mod run;
 pub mod schedule;
 pub mod shared;
 pub mod stats;
+pub mod wire;
