@@ -11,9 +11,12 @@
 //! - [`stats`]: latency histograms and CPU/memory readings;
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
 //! - [`wire`]: one connection's read buffer, frames parsed in place;
-//! - [`client`]: one participant's or observer's connection;
-//! - [`run`]: the phases — connect, probe, traffic, drain, leave;
-//! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
+//! - [`client`]: one participant's or observer's connection: the join, the
+//!   reader both roles share, a participant's sender;
+//! - [`pacer`]: the send clock;
+//! - [`run`]: the phases — connect, probe, traffic, drain, leave — and the
+//!   verdict;
+//! - [`report`]: the figures as JSON, the table and `.hgrm`; [`plot`]: the SVG;
 //! - [`progress`]: progress bars or plain lines on stderr.
 
 #![warn(missing_docs, unreachable_pub)]
