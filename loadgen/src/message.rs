@@ -62,14 +62,19 @@ pub fn participant_name(prefix: &str, index: u16) -> String {
 
 /// Maps a name back to a participant index (`None` if it is not one of ours).
 pub fn participant_index(prefix: &str, name: &str, participants: usize) -> Option<u16> {
-    let digits = name.strip_prefix(prefix)?;
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
-        return None;
-    }
-    let index: u16 = digits.parse().ok()?;
-    (usize::from(index) < participants).then_some(index)
+    index_of_name(prefix.as_bytes(), name.as_bytes(), participants)
 }
 
+/// [`participant_index`] on bytes, as they lie in a received frame.
+fn index_of_name(prefix: &[u8], name: &[u8], participants: usize) -> Option<u16> {
+    let digits = name.strip_prefix(prefix)?;
+    let (index, rest) = read_number(digits)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let index = u16::try_from(index).ok()?;
+    (usize::from(index) < participants).then_some(index)
+}
 /// Writes the line that `sender` sends as its message `seq`, scheduled at
 /// `scheduled_us`, into `out` (cleared first; reuse it to avoid allocating).
 /// The line is `size` characters long, or longer if its header needs more.
@@ -150,8 +155,8 @@ pub fn parse_delivery(
     };
     let column = &text[2..2 + NAME_COLUMNS];
     let padding = column.iter().take_while(|&&b| b == b' ').count();
-    let name = std::str::from_utf8(&column[padding..]).map_err(|_| Garbled::Sender)?;
-    let sender = participant_index(prefix, name, participants).ok_or(Garbled::Sender)?;
+    let sender = index_of_name(prefix.as_bytes(), &column[padding..], participants)
+        .ok_or(Garbled::Sender)?;
     let line = &text[DELIVERY_PREFIX_BYTES..];
     let mut rest = line;
     if private {
@@ -182,17 +187,32 @@ pub fn parse_delivery(
 /// at most what a `u64` holds) followed by `':'`; returns it and what
 /// follows the colon.
 fn take_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || (digits > 1 && bytes[0] == b'0') || bytes.get(digits) != Some(&b':') {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &b in &bytes[..digits] {
-        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some((value, &bytes[digits + 1..]))
+    let (value, rest) = read_number(bytes)?;
+    Some((value, rest.strip_prefix(b":")?))
 }
 
+/// Reads the decimal number at the start of `bytes` as `write!` writes it
+/// (no sign, no leading zero, at most what a `u64` holds); returns it and
+/// the bytes after its last digit.
+fn read_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    /// Any number of this many digits fits a `u64` without a check.
+    const UNCHECKED_DIGITS: usize = 19;
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    let (number, rest) = bytes.split_at(digits);
+    let value = if digits <= UNCHECKED_DIGITS {
+        number
+            .iter()
+            .fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'))
+    } else {
+        number.iter().try_fold(0u64, |n, &b| {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })?
+    };
+    Some((value, rest))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +343,7 @@ mod tests {
         assert_eq!(participant_index("lg", "lg01", 255), None);
         assert_eq!(participant_index("lg", "xx1", 255), None);
         assert_eq!(participant_index("lg", "lg", 255), None);
+        assert_eq!(participant_index("lg", "lg1x", 255), None);
+        assert_eq!(participant_index("lg", "lg65537", 255), None);
     }
 }
