@@ -11,9 +11,9 @@
 //! - [`stats`]: latency histograms and CPU/memory readings;
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
 //! - [`wire`]: one connection's read buffer, frames parsed in place;
-//! - [`client`]: one participant's or observer's connection: the join, the
-//!   reader both roles share, a participant's sender;
-//! - [`pacer`]: the send clock;
+//! - [`client`]: one participant's or observer's connection: the join and
+//!   the reader both roles share;
+//! - [`pacer`]: the send clock, which writes every participant's lines;
 //! - [`run`]: the phases — connect, probe, traffic, drain, leave — and the
 //!   verdict;
 //! - [`report`]: the figures as JSON, the table and `.hgrm`; [`plot`]: the SVG;

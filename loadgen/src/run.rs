@@ -37,8 +37,8 @@ pub use verdict::{Count, RoomCensus};
 /// How often the orchestrator looks at the counters.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Delay between announcing the traffic phase and its first slot, so every
-/// client has seen the announcement before its first send is due.
+/// Delay between the end of the join and the first slot, so the send clock's
+/// thread is up before anything is due.
 const TRAFFIC_LEAD: Duration = Duration::from_millis(200);
 
 /// Everything a run measured.
@@ -58,7 +58,8 @@ pub struct RunData {
     pub probe: (Option<ProbeAnswer>, Option<ProbeAnswer>),
     /// Lines sent: total, of which private.
     pub sent: (u64, u64),
-    /// From the first scheduled slot until the last sender finished.
+    /// From the first scheduled slot until the clock had written (or queued)
+    /// the last line.
     pub traffic: Duration,
     /// From the first scheduled slot until every delivery arrived (or the
     /// drain timed out).
@@ -78,7 +79,7 @@ pub struct RunData {
     pub notice_faults: NoticeFaults,
     /// Histograms (µs).
     pub delivery: Histogram<u64>,
-    /// Scheduled send → write started.
+    /// Scheduled send → line handed to the socket (see [`crate::pacer`]).
     pub send_lag: Histogram<u64>,
     /// Connect → `Accepted`.
     pub connect: Histogram<u64>,
@@ -272,30 +273,34 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut behind = false;
     let mut own_cpu_traffic = CpuTime::default();
     let mut server_cpu_traffic = None;
+    let mut sender_logs = vec![check::SenderLog::new(); config.participants];
     if stopped.is_none() {
+        // Every participant joined, so every sending socket is there, each
+        // at its participant's index as the clock expects.
+        let senders: Vec<pacer::Sender> = shared
+            .take_sending_sockets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| Some(pacer::Sender::new(i as u16, socket?, config.seed)))
+            .collect::<Option<_>>()
+            .context("a participant that joined left no sending socket")?;
         let server_before = server_cpu();
         let own_before = own_cpu();
         let start = Instant::now() + TRAFFIC_LEAD;
-        let _ = shared.traffic_start.set(start);
         shared.phase.set(Phase::Traffic);
         let messages = config.total_messages();
-        let clock = pacer::start(shared.slots.clone(), start, config.rate, messages);
+        let clock = pacer::start(shared.clone(), senders, start);
         let limit = Duration::from_secs_f64(config.duration) + TRAFFIC_LEAD + phase_timeout;
         let schedule_kept = wait_for("traffic", messages, "messages sent", limit, || {
             let status = format!("{} deliveries", load(&counters.delivered));
-            (
-                load(&counters.sent),
-                load(&counters.senders_done) >= participants,
-                status,
-            )
+            (load(&counters.sent), clock.finished_schedule(), status)
         })
         .await;
         traffic = Instant::now().saturating_duration_since(start);
         behind = !schedule_kept;
-        shared.slots.stop();
         shared.phase.set(Phase::Drain);
-        // Sends already under way when the drain began still count, so the
-        // expectation is re-read on every poll.
+        // Lines the clock was still writing when the drain began count, so
+        // the expectation is re-read on every poll.
         let expected = || {
             let sent = load(&counters.sent);
             let private = load(&counters.sent_private);
@@ -307,15 +312,22 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         })
         .await;
         traffic_and_drain = Instant::now().saturating_duration_since(start);
-        // Stopped above; it exits within one nap.
-        let _ = tokio::task::spawn_blocking(move || clock.join()).await;
+        clock.stop();
+        // It exits within one nap.
+        let senders = tokio::task::spawn_blocking(move || clock.join())
+            .await
+            .context("the send clock failed")?;
         own_cpu_traffic = own_cpu().since(&own_before);
         server_cpu_traffic = server_before
             .zip(server_cpu())
             .map(|(before, after)| after.since(&before));
 
-        // 5. Leave: participants close; observers count the "has left" notices.
+        // 5. Leave: participants close their sending side; observers count
+        // the "has left" notices.
         shared.phase.set(Phase::Leave);
+        for sender in &senders {
+            sender.leave();
+        }
         wait_for(
             "leave",
             participants,
@@ -332,29 +344,27 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
             },
         )
         .await;
+        for (i, sender) in senders.into_iter().enumerate() {
+            sender_logs[i] = sender.into_log();
+        }
     }
     shared.phase.set(Phase::Close);
     drop(stops);
 
-    let mut senders = vec![check::SenderLog::new(); config.participants];
+    drop(shared.take_sending_sockets());
     let mut receivers = Vec::with_capacity(tasks.len());
     let mut notice_faults = NoticeFaults::default();
     for task in tasks {
         let Ok(Some(outcome)) = task.await else {
             continue;
         };
-        if let (Some(sent), check::Receiver::Participant(i)) =
-            (outcome.sent, outcome.received.receiver())
-        {
-            senders[usize::from(i)] = sent;
-        }
         if let Some(counts) = &outcome.notices {
             notice_faults.add(counts);
         }
         receivers.push(outcome.received);
     }
     let tally = if stopped.is_none() {
-        check::verify(&senders, &receivers)
+        check::verify(&sender_logs, &receivers)
     } else {
         notice_faults = NoticeFaults::default();
         Tally::default()

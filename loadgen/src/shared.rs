@@ -1,6 +1,7 @@
-//! What the client tasks and the orchestrator share: the run's phase, the
-//! counters the orchestrator waits on, the problems found, the latency
-//! histograms and the settings. Everything here is updated with atomics or a
+//! What the client tasks, the send clock and the orchestrator share: the
+//! run's phase, the counters the orchestrator waits on, the problems found,
+//! the latency histograms, the participants' sending sockets and the
+//! settings. Everything here is updated with atomics or a
 //! short lock taken on a rare path (a problem, a full latency batch, a phase
 //! change); nothing a delivery does takes a lock.
 
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::stats::Latencies;
@@ -20,7 +21,7 @@ use crate::stats::Latencies;
 pub enum Phase {
     /// Connecting and joining.
     Joining = 0,
-    /// Participants send on schedule from [`Shared::traffic_start`].
+    /// The send clock writes the schedule.
     Traffic = 1,
     /// No more sends, even if a participant is behind its schedule; wait for
     /// outstanding deliveries.
@@ -60,16 +61,15 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// The current phase, readable two ways: a plain atomic load for the receive
-/// path (which checks it on every read and must not lock), and a `watch` for
-/// the tasks that wait for a change (senders, a few times per run).
+/// The current phase: an atomic, so the receive path reads it on every read
+/// without a lock. Clients never wait for a change: the reader is stopped by
+/// its own signal, and the send clock is told directly.
 #[derive(Debug)]
 pub struct PhaseBoard {
     now: AtomicU8,
     /// Set when participants were told to leave (the `Close` that follows
     /// stays distinguishable from a run stopped while joining).
     leave_ran: AtomicBool,
-    changes: watch::Sender<Phase>,
 }
 
 impl Default for PhaseBoard {
@@ -77,7 +77,6 @@ impl Default for PhaseBoard {
         Self {
             now: AtomicU8::new(Phase::Joining as u8),
             leave_ran: AtomicBool::new(false),
-            changes: watch::Sender::new(Phase::Joining),
         }
     }
 }
@@ -89,7 +88,6 @@ impl PhaseBoard {
             self.leave_ran.store(true, Ordering::Release);
         }
         self.now.store(phase as u8, Ordering::Release);
-        self.changes.send_replace(phase);
     }
 
     /// The phase now.
@@ -100,11 +98,6 @@ impl PhaseBoard {
     /// Whether the leave phase has begun (participants were told to leave).
     pub fn leave_ran(&self) -> bool {
         self.leave_ran.load(Ordering::Acquire)
-    }
-
-    /// A receiver that wakes on every change.
-    pub fn subscribe(&self) -> watch::Receiver<Phase> {
-        self.changes.subscribe()
     }
 }
 
@@ -134,8 +127,6 @@ pub struct Counters {
     /// First, intact receipts of messages (expected or not), added once per
     /// read.
     pub delivered: AtomicU64,
-    /// Participants that finished their schedule.
-    pub senders_done: AtomicU64,
     /// Observers that have seen every participant's "has left".
     pub observers_done: AtomicU64,
     /// Participants whose connection the server closed after they left.
@@ -228,8 +219,6 @@ pub struct Shared {
     pub names: Vec<String>,
     /// Time zero of the run: scheduled times in messages count from here.
     pub epoch: Instant,
-    /// When the first traffic slot is due; set before [`Phase::Traffic`].
-    pub traffic_start: OnceLock<Instant>,
     /// The phase.
     pub phase: PhaseBoard,
     /// Bounds concurrent connects and handshakes.
@@ -245,14 +234,15 @@ pub struct Shared {
     pub connect_error: OnceLock<std::io::ErrorKind>,
     /// Scheduled send → receipt, every delivery.
     pub delivery: Latencies,
-    /// Scheduled send → write started (loadgen's own lag).
+    /// Scheduled send → line handed to the socket (loadgen's own lag).
     pub send_lag: Latencies,
     /// Connect started → `Accepted`.
     pub connect: Latencies,
     /// `Hello` written → `UsernameAccepted`.
     pub join: Latencies,
-    /// The send clock's due slots, one queue per participant.
-    pub slots: std::sync::Arc<crate::pacer::Slots>,
+    /// Each joined participant's sending socket (a duplicate of the one its
+    /// reader holds), by index, until the send clock takes them.
+    sending_sockets: Mutex<Vec<Option<std::net::TcpStream>>>,
 }
 
 impl Shared {
@@ -263,11 +253,10 @@ impl Shared {
             names: (0..config.participants)
                 .map(|i| crate::message::participant_name(&config.name_prefix, i as u16))
                 .collect(),
-            slots: std::sync::Arc::new(crate::pacer::Slots::new(config.participants)),
+            sending_sockets: Mutex::new((0..config.participants).map(|_| None).collect()),
             config,
             addr,
             epoch: Instant::now(),
-            traffic_start: OnceLock::new(),
             phase: PhaseBoard::default(),
             counters: Counters::default(),
             problems: Problems::default(),
@@ -293,6 +282,28 @@ impl Shared {
         }
         names.push(name.to_owned());
         true
+    }
+
+    /// Keeps participant `index`'s sending socket for the send clock.
+    pub fn keep_sending_socket(&self, index: u16, socket: std::net::TcpStream) {
+        let mut sockets = self
+            .sending_sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = sockets.get_mut(usize::from(index)) {
+            *slot = Some(socket);
+        }
+    }
+
+    /// Takes every participant's sending socket (`None` where one did not
+    /// join).
+    pub fn take_sending_sockets(&self) -> Vec<Option<std::net::TcpStream>> {
+        std::mem::take(
+            &mut *self
+                .sending_sockets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// The foreign names seen, in order.

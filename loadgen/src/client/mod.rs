@@ -1,33 +1,30 @@
 //! One participant's or observer's connection, through every phase.
 //!
-//! A client joins here (connect, `Hello`, and for a participant its name),
-//! then its socket is split between two tasks that never wait on each other:
-//! - [`receive`]: the shared reader of both roles. It owns the read half and
-//!   does one pass over each read, checking every frame in place; it is the
-//!   hot path and takes no lock.
-//! - [`send`]: a participant's sender. It owns the write half and writes its
-//!   share of the open-loop schedule when the send clock releases a slot.
-//!
-//! Splitting them keeps the reader's wake-ups free of the sender's slot
-//! semaphore and phase channel, which would otherwise be polled (and lock)
-//! on every read. What each side sees goes into its own [`ReceiverLog`] /
-//! [`SenderLog`]; only counters, batched latencies and problems are shared.
+//! A client joins here (connect, `Hello`, and for a participant its name);
+//! then [`receive`], the reader both roles share, owns the socket for
+//! reading. It does one pass over each read, checking every frame in place;
+//! it is the hot path and takes no lock. A participant's lines are written by
+//! the send clock ([`crate::pacer`]) on a duplicate of the socket's
+//! descriptor, kept in [`Shared`] until traffic starts, so the reader's
+//! wake-ups never involve sending and a send never waits for a reader. What
+//! the reader sees goes into its own [`ReceiverLog`]; only counters, batched
+//! latencies and problems are shared.
 
 mod receive;
-mod send;
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
 use tokio::io::AsyncWriteExt;
+
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
-use crate::check::{Receiver, ReceiverLog, SenderLog};
+use crate::check::{Receiver, ReceiverLog};
 use crate::shared::{ProblemKind, Shared};
 use crate::wire::FrameBuffer;
 
@@ -38,8 +35,6 @@ pub use receive::NoticeCounts;
 pub struct Outcome {
     /// What it received.
     pub received: ReceiverLog,
-    /// What it sent (participants).
-    pub sent: Option<SenderLog>,
     /// Observers: how many times each participant's "has joined" and "has
     /// left" arrived.
     pub notices: Option<NoticeCounts>,
@@ -53,22 +48,19 @@ pub async fn participant(
 ) -> Option<Outcome> {
     let name = shared.names.get(usize::from(index))?.clone();
     let label = format!("participant {name}");
-    let joined = join(&shared, Role::Participant, Some(&name), &label).await?;
-    let sender = tokio::spawn(send::run(shared.clone(), index, joined.write));
+    let joined = join(&shared, Role::Participant, Some((index, &name)), &label).await?;
     let (received, _) = receive::run(
         &shared,
         &label,
         Receiver::Participant(index),
         Some(&name),
-        joined.read,
+        joined.stream,
         joined.buffer,
         stop,
     )
     .await;
-    let sent = sender.await.ok();
     Some(Outcome {
         received,
-        sent,
         notices: None,
     })
 }
@@ -82,24 +74,17 @@ pub async fn observer(
 ) -> Option<Outcome> {
     let label = format!("observer {index}");
     let joined = join(&shared, Role::Observer, None, &label).await?;
-    // An observer never writes after its Hello; the write half stays open
-    // until it is done so that the server does not see it leave early.
-    let _write = joined.write;
     let (received, notices) = receive::run(
         &shared,
         &label,
         Receiver::Observer,
         None,
-        joined.read,
+        joined.stream,
         joined.buffer,
         stop,
     )
     .await;
-    Some(Outcome {
-        received,
-        sent: None,
-        notices,
-    })
+    Some(Outcome { received, notices })
 }
 
 /// Result of asking for one slot beyond capacity.
@@ -152,10 +137,9 @@ pub(crate) fn frame_name(frame: &ServerFrame) -> &'static str {
     }
 }
 
-/// A client in the room, its socket split for the reader and the sender.
+/// A client in the room.
 struct Joined {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    stream: TcpStream,
     /// Holds whatever the server sent right after the handshake.
     buffer: FrameBuffer,
 }
@@ -174,10 +158,15 @@ enum JoinError {
 
 /// Joins with the concurrency limit and the phase timeout; on failure counts
 /// and describes why, and returns `None`.
-async fn join(shared: &Shared, role: Role, name: Option<&str>, label: &str) -> Option<Joined> {
+async fn join(
+    shared: &Shared,
+    role: Role,
+    participant: Option<(u16, &str)>,
+    label: &str,
+) -> Option<Joined> {
     let timeout = Duration::from_secs_f64(shared.config.phase_timeout);
     let permit = shared.connecting.acquire().await.ok()?;
-    let result = tokio::time::timeout(timeout, handshake(shared, role, name)).await;
+    let result = tokio::time::timeout(timeout, handshake(shared, role, participant)).await;
     drop(permit);
     let counters = &shared.counters;
     let problems = &shared.problems;
@@ -221,37 +210,43 @@ async fn join(shared: &Shared, role: Role, name: Option<&str>, label: &str) -> O
     None
 }
 
-async fn handshake(shared: &Shared, role: Role, name: Option<&str>) -> Result<Joined, JoinError> {
+async fn handshake(
+    shared: &Shared,
+    role: Role,
+    participant: Option<(u16, &str)>,
+) -> Result<Joined, JoinError> {
     let started = Instant::now();
-    let stream = TcpStream::connect(shared.addr)
+    let mut stream = TcpStream::connect(shared.addr)
         .await
         .map_err(JoinError::Connect)?;
     let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
     let mut buffer = FrameBuffer::new();
     let hello_at = Instant::now();
-    send(&mut write, &ClientFrame::Hello(role)).await?;
-    expect(&mut buffer, &mut read, ServerFrame::Accepted).await?;
+    send(&mut stream, &ClientFrame::Hello(role)).await?;
+    expect(&mut buffer, &mut stream, ServerFrame::Accepted).await?;
     shared.connect.record(started.elapsed().as_micros() as u64);
     let accepted = match role {
         Role::Participant => &shared.counters.participants_accepted,
         Role::Observer => &shared.counters.observers_accepted,
     };
     accepted.fetch_add(1, Ordering::Relaxed);
-    if let Some(name) = name {
-        send(&mut write, &ClientFrame::Username(name.to_owned())).await?;
-        expect(&mut buffer, &mut read, ServerFrame::UsernameAccepted).await?;
+    if let Some((index, name)) = participant {
+        send(&mut stream, &ClientFrame::Username(name.to_owned())).await?;
+        expect(&mut buffer, &mut stream, ServerFrame::UsernameAccepted).await?;
         shared.join.record(hello_at.elapsed().as_micros() as u64);
+        // The send clock writes on a duplicate descriptor of the same
+        // (non-blocking) socket; the reader keeps this one.
+        let sending = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| JoinError::Other(format!("cannot duplicate the socket ({})", e.kind())))?;
+        shared.keep_sending_socket(index, std::net::TcpStream::from(sending));
     }
-    Ok(Joined {
-        read,
-        write,
-        buffer,
-    })
+    Ok(Joined { stream, buffer })
 }
 
-async fn send(write: &mut OwnedWriteHalf, frame: &ClientFrame) -> Result<(), JoinError> {
-    write
+async fn send(stream: &mut TcpStream, frame: &ClientFrame) -> Result<(), JoinError> {
+    stream
         .write_all(&protocol::encode(frame))
         .await
         .map_err(|e| {
@@ -265,11 +260,11 @@ async fn send(write: &mut OwnedWriteHalf, frame: &ClientFrame) -> Result<(), Joi
 /// Reads the next frame and fails unless it is `want`.
 async fn expect(
     buffer: &mut FrameBuffer,
-    read: &mut OwnedReadHalf,
+    stream: &mut TcpStream,
     want: ServerFrame,
 ) -> Result<(), JoinError> {
     let wanted = frame_name(&want);
-    match buffer.read_frame(read).await {
+    match buffer.read_frame(stream).await {
         Ok(Some(frame)) if frame == want => Ok(()),
         Ok(Some(ServerFrame::Full)) => Err(JoinError::Full),
         Ok(Some(ServerFrame::UsernameTaken)) => Err(JoinError::NameTaken),

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use logosnet::protocol::ServerFrame;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::check::{Receipt, Receiver, ReceiverLog};
@@ -41,7 +41,7 @@ pub(super) async fn run(
     label: &str,
     who: Receiver,
     me: Option<&str>,
-    mut read: OwnedReadHalf,
+    mut read: TcpStream,
     mut buffer: FrameBuffer,
     mut stop: oneshot::Receiver<()>,
 ) -> (ReceiverLog, Option<NoticeCounts>) {

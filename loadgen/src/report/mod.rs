@@ -123,7 +123,8 @@ pub struct TrafficReport {
     pub public_sent: u64,
     /// Of which private.
     pub private_sent: u64,
-    /// First scheduled slot until the last sender finished, seconds.
+    /// First scheduled slot until the last line was written (or queued),
+    /// seconds.
     pub traffic_s: f64,
     /// First scheduled slot until every delivery arrived, seconds.
     pub traffic_and_drain_s: f64,
@@ -162,8 +163,9 @@ pub struct LatencyReport {
     /// Scheduled send time → receipt, every delivery (no coordinated
     /// omission: a late send counts against latency).
     pub delivery: Summary,
-    /// Scheduled send time → write started: loadgen's own lag, included in
-    /// `delivery`.
+    /// Scheduled send time → the send clock handed the line to the socket
+    /// (or queued it behind bytes the server had not accepted yet): loadgen's
+    /// own lag, included in `delivery`.
     pub send_lag: Summary,
     /// TCP connect started → `Accepted` received, every client.
     pub connect: Summary,

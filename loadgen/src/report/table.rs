@@ -83,7 +83,7 @@ impl Report {
         let l = &self.latency;
         for (name, s) in [
             ("delivery (scheduled→received)", &l.delivery),
-            ("send lag (scheduled→written)", &l.send_lag),
+            ("send lag (scheduled→sent)", &l.send_lag),
             ("connect (connect→Accepted)", &l.connect),
             ("join (Hello→UsernameAccepted)", &l.join),
         ] {
