@@ -68,7 +68,7 @@ fn run_and_report(config: Config) -> anyhow::Result<bool> {
             &title,
             &[
                 ("delivery (scheduled → received)", &data.delivery),
-                ("send lag (scheduled → written)", &data.send_lag),
+                ("send lag (scheduled → sent)", &data.send_lag),
             ],
         )
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -81,6 +81,9 @@ pub struct RunData {
     pub delivery: Histogram<u64>,
     /// Scheduled send → line handed to the socket (see [`crate::pacer`]).
     pub send_lag: Histogram<u64>,
+    /// Ready → run on loadgen's runtime, sampled every 10 ms during traffic
+    /// and drain (see [`runtime_probe`]).
+    pub runtime_delay: Histogram<u64>,
     /// Connect → `Accepted`.
     pub connect: Histogram<u64>,
     /// `Hello` → `UsernameAccepted`.
@@ -290,6 +293,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         shared.phase.set(Phase::Traffic);
         let messages = config.total_messages();
         let clock = pacer::start(shared.clone(), senders, start);
+        let probe_task = tokio::spawn(runtime_probe(shared.clone()));
         let limit = Duration::from_secs_f64(config.duration) + TRAFFIC_LEAD + phase_timeout;
         let schedule_kept = wait_for("traffic", messages, "messages sent", limit, || {
             let status = format!("{} deliveries", load(&counters.delivered));
@@ -325,6 +329,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         // 5. Leave: participants close their sending side; observers count
         // the "has left" notices.
         shared.phase.set(Phase::Leave);
+        let _ = probe_task.await;
         for sender in &senders {
             sender.leave();
         }
@@ -388,6 +393,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         notice_faults,
         delivery: shared.delivery.snapshot(),
         send_lag: shared.send_lag.snapshot(),
+        runtime_delay: shared.runtime_delay.snapshot(),
         connect: shared.connect.snapshot(),
         join: shared.join.snapshot(),
         problems: ProblemCounts::read(&shared),
@@ -404,6 +410,22 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         addr,
         config,
     })
+}
+
+/// Samples, every [`POLL`] until the leave phase, how long a task made ready
+/// waits before the runtime runs it: it notes the time, yields, and records
+/// the time until it runs again. The send clock writes off the runtime, so
+/// its send lag no longer shows a busy receive side; this does.
+async fn runtime_probe(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(POLL);
+    while !shared.phase.now().leaving() {
+        tick.tick().await;
+        let ready = Instant::now();
+        tokio::task::yield_now().await;
+        shared
+            .runtime_delay
+            .record(ready.elapsed().as_micros() as u64);
+    }
 }
 
 /// Polls `state` (position, done, status) until done or `limit` passes,

@@ -236,6 +236,10 @@ pub struct Shared {
     pub delivery: Latencies,
     /// Scheduled send → line handed to the socket (loadgen's own lag).
     pub send_lag: Latencies,
+    /// How long a task made ready waits for the runtime to run it, sampled
+    /// during traffic and drain: the wait a reader meets when loadgen's
+    /// receive side is busy or starved of CPU.
+    pub runtime_delay: Latencies,
     /// Connect started → `Accepted`.
     pub connect: Latencies,
     /// `Hello` written → `UsernameAccepted`.
@@ -264,6 +268,7 @@ impl Shared {
             connect_error: OnceLock::new(),
             delivery: Latencies::default(),
             send_lag: Latencies::default(),
+            runtime_delay: Latencies::default(),
             connect: Latencies::default(),
             join: Latencies::default(),
         }

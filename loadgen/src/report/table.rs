@@ -84,6 +84,7 @@ impl Report {
         for (name, s) in [
             ("delivery (scheduled→received)", &l.delivery),
             ("send lag (scheduled→sent)", &l.send_lag),
+            ("runtime delay (ready→run)", &l.runtime_delay),
             ("connect (connect→Accepted)", &l.connect),
             ("join (Hello→UsernameAccepted)", &l.join),
         ] {

@@ -296,6 +296,7 @@ mod tests {
             notice_faults: NoticeFaults::default(),
             delivery: new_histogram(),
             send_lag: new_histogram(),
+            runtime_delay: new_histogram(),
             connect: new_histogram(),
             join: new_histogram(),
             problems: ProblemCounts::default(),
