@@ -8,14 +8,19 @@
 # Usage: loadgen/bench.sh [RATE...]          (default: 500 1000 2000 5000 10000)
 # Environment: OUT (default bench-results), DURATION (default 10 s),
 #              EXTRA (more loadgen arguments, e.g. "--threads 2"),
-#              SERVER_ARGS (more server arguments, e.g. "--write-gap-ms 0").
+#              SERVER_ARGS (the server's arguments after --ip and --port;
+#              default "--flood-rate 0": flood control off, because the
+#              benchmark measures the engine, not the spam rule. Set it to
+#              something else, or to nothing (SERVER_ARGS=), for a server
+#              without that option or for A/B runs, e.g. "--write-gap-ms 0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-bench-results}
 DURATION=${DURATION:-10}
 EXTRA=${EXTRA:-}
-SERVER_ARGS=${SERVER_ARGS:-}
+# Unset means the default; set but empty means no arguments.
+SERVER_ARGS=${SERVER_ARGS---flood-rate 0}
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 5000 10000)
 
@@ -44,7 +49,12 @@ for rate in "${RATES[@]}"; do
         sleep 0.05
     done
     port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/server-$rate.out")
-    [ -n "$port" ] || { echo "server did not start" >&2; exit 1; }
+    if [ -z "$port" ]; then
+        echo "the server did not start with arguments '$SERVER_ARGS':" >&2
+        cat "$OUT/server-$rate.log" >&2
+        echo "(a server without one of those options: run with SERVER_ARGS= or other arguments)" >&2
+        exit 1
+    fi
     cut -d' ' -f1-3 /proc/loadavg >"$OUT/$rate.load"
     echo "== rate $rate msgs/s (load average before: $(cat "$OUT/$rate.load"))" >&2
     status=0
@@ -53,19 +63,30 @@ for rate in "${RATES[@]}"; do
         --server-pid "$server_pid" --json "$OUT/$rate.json" --hgrm "$OUT/$rate.hgrm" \
         --svg "$OUT/$rate.svg" $EXTRA >"$OUT/$rate.txt" 2>"$OUT/$rate.progress" || status=$?
     cat "$OUT/$rate.txt"
-    [ "$status" -eq 0 ] || echo "loadgen exited with status $status at rate $rate" >&2
+    if [ "$status" -ne 0 ]; then
+        # A run stopped before its traffic says why in its last stderr line.
+        [ -s "$OUT/$rate.txt" ] || tail -n 1 "$OUT/$rate.progress" >&2
+        echo "loadgen exited with status $status at rate $rate" >&2
+    fi
     stop_server
 done
 
 echo
 echo "commit $(git rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+if [[ " $SERVER_ARGS " == *" --flood-rate 0 "* ]]; then
+    flood="flood control off for the benchmark (--flood-rate 0)"
+else
+    flood="flood control at the server's default"
+fi
+echo "server arguments: '${SERVER_ARGS}'; $flood; loadgen arguments: '${EXTRA}'"
 echo
-echo "| offered msgs/s | sent/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | send lag p99 ms | lost/dup/ooo | loadgen CPU (cores) | server CPU (cores) | server peak RSS MiB | load avg before | pass |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| offered msgs/s | sent/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | send lag p99 ms | lost/dup/ooo | loadgen CPU (cores) | server CPU (cores) | loadgen ns/delivery | server ns/delivery | loadgen the bottleneck | server peak RSS MiB | load avg before | pass |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for rate in "${RATES[@]}"; do
     [ -f "$OUT/$rate.json" ] || continue
     jq -r --arg load "$(cat "$OUT/$rate.load")" '
         def ms: . / 1000 | . * 100 | round / 100;
-        "| \(.config.rate) | \(.traffic.send_rate | round) | \(.deliveries.per_second | round) | \(.latency.delivery.p50_us | ms) | \(.latency.delivery.p90_us | ms) | \(.latency.delivery.p99_us | ms) | \(.latency.delivery.p99_9_us | ms) | \(.latency.delivery.max_us | ms) | \(.latency.send_lag.p99_us | ms) | \(.deliveries.lost)/\(.deliveries.duplicated)/\(.deliveries.out_of_order) | \(.loadgen.cpu_traffic_cores * 100 | round / 100) | \(.server.cpu_traffic_cores * 100 | round / 100) | \(.server.peak_rss_kib / 1024 | . * 10 | round / 10) | \($load) | \(.passed) |"
+        def ns: if . == null then "n/a" else round end;
+        "| \(.config.rate) | \(.traffic.send_rate | round) | \(.deliveries.per_second | round) | \(.latency.delivery.p50_us | ms) | \(.latency.delivery.p90_us | ms) | \(.latency.delivery.p99_us | ms) | \(.latency.delivery.p99_9_us | ms) | \(.latency.delivery.max_us | ms) | \(.latency.send_lag.p99_us | ms) | \(.deliveries.lost)/\(.deliveries.duplicated)/\(.deliveries.out_of_order) | \(.loadgen.cpu_traffic_cores * 100 | round / 100) | \(.server.cpu_traffic_cores * 100 | round / 100) | \(.loadgen.cpu_per_delivery_ns | ns) | \(.server.cpu_per_delivery_ns | ns) | \(if any(.warnings[]; startswith("loadgen is the bottleneck")) then "yes" else "no" end) | \(.server.peak_rss_kib / 1024 | . * 10 | round / 10) | \($load) | \(.passed) |"
     ' "$OUT/$rate.json"
 done

@@ -10,9 +10,13 @@
 //! - [`schedule`]: the open-loop send schedule and message destinations (sans-IO);
 //! - [`stats`]: latency histograms and CPU/memory readings;
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
-//! - [`client`]: one participant's or observer's connection;
-//! - [`run`]: the phases — connect, probe, traffic, drain, leave;
-//! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
+//! - [`wire`]: one connection's read buffer, frames parsed in place;
+//! - [`client`]: one participant's or observer's connection: the join and
+//!   the reader both roles share;
+//! - [`pacer`]: the send clock, which writes every participant's lines;
+//! - [`run`]: the phases — connect, probe, traffic, drain, leave — and the
+//!   verdict;
+//! - [`report`]: the figures as JSON, the table and `.hgrm`; [`plot`]: the SVG;
 //! - [`progress`]: progress bars or plain lines on stderr.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -29,3 +33,4 @@ pub mod run;
 pub mod schedule;
 pub mod shared;
 pub mod stats;
+pub mod wire;

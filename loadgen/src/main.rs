@@ -1,5 +1,7 @@
 //! `loadgen`: argument parsing, the runtime, and writing the outputs around
-//! [`loadgen::run::run`]. Exit status 0 only when every check passed.
+//! [`loadgen::run::run`]. Exit status 0 only when every check passed; 1 when
+//! one failed or the run stopped (a run stopped before its traffic prints
+//! one line on stderr and no table); 2 for bad arguments.
 
 use std::process::ExitCode;
 
@@ -41,12 +43,17 @@ fn run_and_report(config: Config) -> anyhow::Result<bool> {
     .context("cannot start the runtime")?;
     let data = runtime.block_on(run::run(config.clone()))?;
     let report = Report::new(&data);
-    print!("{}", report.table());
     if let Some(path) = &config.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // A run stopped before its traffic has one line to say and no figures.
+    if let Some(line) = &data.stopped {
+        eprintln!("loadgen: {line}");
+        return Ok(false);
+    }
+    print!("{}", report.table());
     if let Some(path) = &config.hgrm {
         std::fs::write(path, report::hgrm(&data.delivery))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -61,7 +68,7 @@ fn run_and_report(config: Config) -> anyhow::Result<bool> {
             &title,
             &[
                 ("delivery (scheduled → received)", &data.delivery),
-                ("send lag (scheduled → written)", &data.send_lag),
+                ("send lag (scheduled → sent)", &data.send_lag),
             ],
         )
         .with_context(|| format!("cannot write {}", path.display()))?;

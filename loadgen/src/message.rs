@@ -32,6 +32,29 @@ pub const DELIVERY_PREFIX_BYTES: usize = 2 + NAME_COLUMNS + 2;
 /// has to make neighbouring messages differ.
 const PATTERN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
+/// The longest line loadgen writes, in characters: the protocol's 1000
+/// (what `--size` is validated against).
+pub const MAX_LINE_CHARS: usize = 1000;
+
+/// [`PATTERN`] repeated to cover any filler from any starting offset, so a
+/// filler is written and checked as one slice (a `memcmp`), not byte by byte
+/// with a division each: the byte loop was a fifth of loadgen's receive CPU.
+const FILLERS: [u8; MAX_LINE_CHARS + PATTERN.len()] = {
+    let mut out = [0; MAX_LINE_CHARS + PATTERN.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = PATTERN[i % PATTERN.len()];
+        i += 1;
+    }
+    out
+};
+
+/// The `len` filler bytes that start at pattern offset `start` (`len` at
+/// most [`MAX_LINE_CHARS`]).
+fn filler(start: usize, len: usize) -> &'static [u8] {
+    &FILLERS[start..start + len.min(MAX_LINE_CHARS)]
+}
+
 /// The name of participant `index`.
 pub fn participant_name(prefix: &str, index: u16) -> String {
     format!("{prefix}{index}")
@@ -39,14 +62,19 @@ pub fn participant_name(prefix: &str, index: u16) -> String {
 
 /// Maps a name back to a participant index (`None` if it is not one of ours).
 pub fn participant_index(prefix: &str, name: &str, participants: usize) -> Option<u16> {
-    let digits = name.strip_prefix(prefix)?;
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
-        return None;
-    }
-    let index: u16 = digits.parse().ok()?;
-    (usize::from(index) < participants).then_some(index)
+    index_of_name(prefix.as_bytes(), name.as_bytes(), participants)
 }
 
+/// [`participant_index`] on bytes, as they lie in a received frame.
+fn index_of_name(prefix: &[u8], name: &[u8], participants: usize) -> Option<u16> {
+    let digits = name.strip_prefix(prefix)?;
+    let (index, rest) = read_number(digits)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let index = u16::try_from(index).ok()?;
+    (usize::from(index) < participants).then_some(index)
+}
 /// Writes the line that `sender` sends as its message `seq`, scheduled at
 /// `scheduled_us`, into `out` (cleared first; reuse it to avoid allocating).
 /// The line is `size` characters long, or longer if its header needs more.
@@ -66,10 +94,9 @@ pub fn write_line(
     }
     // Writing to a String cannot fail.
     let _ = write!(out, "{seq}:{scheduled_us}:");
-    let start = filler_offset(sender, seq);
-    for i in 0..size.saturating_sub(out.len()) {
-        out.push(char::from(PATTERN[(start + i) % PATTERN.len()]));
-    }
+    let fill = filler(filler_offset(sender, seq), size.saturating_sub(out.len()));
+    // The pattern is ASCII, so every byte is a char.
+    out.extend(fill.iter().map(|&b| char::from(b)));
 }
 
 fn filler_offset(sender: u16, seq: u32) -> usize {
@@ -106,49 +133,46 @@ pub enum Garbled {
 
 /// Parses a delivered message text for `me` (a participant name, or `None` for
 /// an observer) and checks that it is byte for byte what the sender sent.
+///
+/// It works on bytes, straight from the read buffer: a text it accepts is
+/// ASCII throughout (every byte is compared with a prefix, a name, a digit or
+/// the filler), so it needs no separate UTF-8 check; a text it rejects may
+/// not be UTF-8 at all, which the caller tells apart with a strict decode.
 pub fn parse_delivery(
-    text: &str,
+    text: &[u8],
     prefix: &str,
     participants: usize,
     me: Option<&str>,
     size: usize,
 ) -> Result<Delivery, Garbled> {
-    let bytes = text.as_bytes();
-    if bytes.len() < DELIVERY_PREFIX_BYTES || &bytes[12..14] != b": " || bytes[1] != b' ' {
+    if text.len() < DELIVERY_PREFIX_BYTES || text[1] != b' ' || &text[12..14] != b": " {
         return Err(Garbled::Prefix);
     }
-    let private = match bytes[0] {
+    let private = match text[0] {
         b'>' => false,
         b'%' => true,
         _ => return Err(Garbled::Prefix),
     };
-    let column = text.get(2..12).ok_or(Garbled::Prefix)?;
-    let name = column.trim_start_matches(' ');
-    let sender = participant_index(prefix, name, participants).ok_or(Garbled::Sender)?;
+    let column = &text[2..2 + NAME_COLUMNS];
+    let padding = column.iter().take_while(|&&b| b == b' ').count();
+    let sender = index_of_name(prefix.as_bytes(), &column[padding..], participants)
+        .ok_or(Garbled::Sender)?;
     let line = &text[DELIVERY_PREFIX_BYTES..];
     let mut rest = line;
     if private {
-        let addressed = rest.strip_prefix('@').ok_or(Garbled::Target)?;
-        let (target, after) = addressed.split_once(' ').ok_or(Garbled::Target)?;
-        if Some(target) != me {
-            return Err(Garbled::Target);
-        }
-        rest = after;
+        let target = me.ok_or(Garbled::Target)?.as_bytes();
+        rest = rest
+            .strip_prefix(b"@")
+            .and_then(|r| r.strip_prefix(target))
+            .and_then(|r| r.strip_prefix(b" "))
+            .ok_or(Garbled::Target)?;
     }
-    let (seq, after) = rest.split_once(':').ok_or(Garbled::Header)?;
-    let (scheduled, filler) = after.split_once(':').ok_or(Garbled::Header)?;
-    let seq: u32 = parse_canonical(seq).ok_or(Garbled::Header)?;
-    let scheduled_us: u64 = parse_canonical(scheduled).ok_or(Garbled::Header)?;
-    let header_len = line.len() - filler.len();
-    if filler.len() != size.saturating_sub(header_len) {
-        return Err(Garbled::Body);
-    }
-    let start = filler_offset(sender, seq);
-    let intact = filler
-        .bytes()
-        .enumerate()
-        .all(|(i, b)| b == PATTERN[(start + i) % PATTERN.len()]);
-    if !intact {
+    let (seq, rest) = take_number(rest).ok_or(Garbled::Header)?;
+    let seq = u32::try_from(seq).map_err(|_| Garbled::Header)?;
+    let (scheduled_us, fill) = take_number(rest).ok_or(Garbled::Header)?;
+    let header_len = line.len() - fill.len();
+    let expected = size.saturating_sub(header_len);
+    if fill.len() != expected || fill != filler(filler_offset(sender, seq), expected) {
         return Err(Garbled::Body);
     }
     Ok(Delivery {
@@ -159,14 +183,36 @@ pub fn parse_delivery(
     })
 }
 
-/// Parses decimal digits as written by `write!` (no sign, no leading zero).
-fn parse_canonical<T: std::str::FromStr>(digits: &str) -> Option<T> {
-    let canonical = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits.len() == 1 || !digits.starts_with('0'));
-    if canonical { digits.parse().ok() } else { None }
+/// Reads a decimal number as `write!` writes it (no sign, no leading zero,
+/// at most what a `u64` holds) followed by `':'`; returns it and what
+/// follows the colon.
+fn take_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (value, rest) = read_number(bytes)?;
+    Some((value, rest.strip_prefix(b":")?))
 }
 
+/// Reads the decimal number at the start of `bytes` as `write!` writes it
+/// (no sign, no leading zero, at most what a `u64` holds); returns it and
+/// the bytes after its last digit.
+fn read_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    /// Any number of this many digits fits a `u64` without a check.
+    const UNCHECKED_DIGITS: usize = 19;
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    let (number, rest) = bytes.split_at(digits);
+    let value = if digits <= UNCHECKED_DIGITS {
+        number
+            .iter()
+            .fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'))
+    } else {
+        number.iter().try_fold(0u64, |n, &b| {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })?
+    };
+    Some((value, rest))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +229,7 @@ mod tests {
         assert!(line.starts_with("17:123456:"));
         let text = delivered('>', "lg3", &line);
         assert_eq!(
-            parse_delivery(&text, "lg", 10, None, 64),
+            parse_delivery(text.as_bytes(), "lg", 10, None, 64),
             Ok(Delivery {
                 sender: 3,
                 private: false,
@@ -199,15 +245,15 @@ mod tests {
         write_line(&mut line, Some("lg7"), 2, 0, 5, 40);
         assert!(line.starts_with("@lg7 0:5:"));
         let text = delivered('%', "lg2", &line);
-        let got = parse_delivery(&text, "lg", 10, Some("lg7"), 40).unwrap();
+        let got = parse_delivery(text.as_bytes(), "lg", 10, Some("lg7"), 40).unwrap();
         assert!(got.private);
         assert_eq!(got.sender, 2);
         assert_eq!(
-            parse_delivery(&text, "lg", 10, Some("lg8"), 40),
+            parse_delivery(text.as_bytes(), "lg", 10, Some("lg8"), 40),
             Err(Garbled::Target)
         );
         assert_eq!(
-            parse_delivery(&text, "lg", 10, None, 40),
+            parse_delivery(text.as_bytes(), "lg", 10, None, 40),
             Err(Garbled::Target)
         );
     }
@@ -218,7 +264,7 @@ mod tests {
         write_line(&mut line, None, 0, 123, 456_789, 4);
         assert_eq!(line, "123:456789:");
         let text = delivered('>', "lg0", &line);
-        assert!(parse_delivery(&text, "lg", 1, None, 4).is_ok());
+        assert!(parse_delivery(text.as_bytes(), "lg", 1, None, 4).is_ok());
     }
 
     #[test]
@@ -226,20 +272,68 @@ mod tests {
         let mut line = String::new();
         write_line(&mut line, None, 1, 9, 1000, 48);
         let good = delivered('>', "lg1", &line);
-        assert!(parse_delivery(&good, "lg", 2, None, 48).is_ok());
+        assert!(parse_delivery(good.as_bytes(), "lg", 2, None, 48).is_ok());
         for i in 0..good.len() {
             let mut bad = good.clone().into_bytes();
             bad[i] = if bad[i] == b'#' { b'$' } else { b'#' };
             let bad = String::from_utf8(bad).unwrap();
             // Changing the scheduled time alone still parses; every other
             // byte is part of the identity or the filler.
-            let got = parse_delivery(&bad, "lg", 2, None, 48);
+            let got = parse_delivery(bad.as_bytes(), "lg", 2, None, 48);
             assert!(got.is_err(), "byte {i} changed unnoticed: {bad:?}");
         }
         assert_eq!(
-            parse_delivery(&good[..good.len() - 1], "lg", 2, None, 48),
+            parse_delivery(&good.as_bytes()[..good.len() - 1], "lg", 2, None, 48),
             Err(Garbled::Body)
         );
+    }
+
+    #[test]
+    fn filler_is_the_pattern_from_the_senders_offset() {
+        let mut line = String::new();
+        for (sender, seq) in [(0, 0), (3, 17), (254, 4_000_000)] {
+            write_line(&mut line, None, sender, seq, 1, MAX_LINE_CHARS);
+            let body = line.split(':').nth(2).unwrap();
+            let start = filler_offset(sender, seq);
+            for (i, b) in body.bytes().enumerate() {
+                assert_eq!(b, PATTERN[(start + i) % PATTERN.len()], "byte {i}");
+            }
+            assert_eq!(line.len(), MAX_LINE_CHARS);
+        }
+    }
+
+    #[test]
+    fn non_ascii_or_invalid_utf8_is_never_accepted() {
+        let mut line = String::new();
+        write_line(&mut line, None, 1, 9, 1000, 48);
+        let good = delivered('>', "lg1", &line).into_bytes();
+        for i in 0..good.len() {
+            for bad_byte in [0x80, 0xc3, 0xff] {
+                let mut bad = good.clone();
+                bad[i] = bad_byte;
+                assert!(parse_delivery(&bad, "lg", 2, None, 48).is_err(), "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_read_as_written() {
+        assert_eq!(take_number(b"0:x"), Some((0, &b"x"[..])));
+        assert_eq!(take_number(b"123:"), Some((123, &b""[..])));
+        assert_eq!(
+            take_number(b"18446744073709551615:"),
+            Some((u64::MAX, &b""[..]))
+        );
+        for bad in [
+            &b"18446744073709551616:"[..],
+            b"01:",
+            b":",
+            b"12",
+            b"-1:",
+            b"+1:",
+        ] {
+            assert_eq!(take_number(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -249,5 +343,7 @@ mod tests {
         assert_eq!(participant_index("lg", "lg01", 255), None);
         assert_eq!(participant_index("lg", "xx1", 255), None);
         assert_eq!(participant_index("lg", "lg", 255), None);
+        assert_eq!(participant_index("lg", "lg1x", 255), None);
+        assert_eq!(participant_index("lg", "lg65537", 255), None);
     }
 }

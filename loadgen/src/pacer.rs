@@ -1,105 +1,410 @@
-//! The send clock: one OS thread that releases each participant's slots at
+//! The send clock: one OS thread that writes every participant's lines at
 //! their scheduled instants.
 //!
-//! tokio's timer wheel ticks once a millisecond, so a task sleeping until a
-//! slot wakes on average ~0.7 ms late — lateness that open-loop measurement
-//! rightly counts as latency, but that is loadgen's, not the server's. A
-//! plain thread sleeping with `std::thread::sleep` wakes within tens of
-//! microseconds; it adds one permit to the due participant's semaphore, and
-//! that participant sends. A participant that falls behind finds several
-//! permits waiting and sends them back to back: no slot is lost, and the
-//! lateness still counts from the scheduled time.
+//! A send done by a runtime task leaves late twice over: tokio's timer wheel
+//! ticks once a millisecond, and a task woken on time still waits its turn
+//! behind every reader the runtime has to run (at 1,000 msgs/s, 509 reads per
+//! message). Open-loop measurement rightly counts that lateness as latency,
+//! but it is loadgen's, not the server's. So the clock thread, sleeping with
+//! `std::thread::sleep` (it wakes within tens of microseconds), writes each
+//! line itself on a duplicate of the participant's socket descriptor; the
+//! runtime keeps the original for reading and never sends a chat line.
+//!
+//! The sockets are non-blocking. A line the server is not accepting yet (its
+//! receive window is full) waits in that participant's queue, in order, and
+//! the clock retries every [`RETRY`]; a clock that falls behind writes its due
+//! slots back to back. No slot is lost, and lateness counts from the
+//! scheduled time. The queue is bounded by the participant's share of the
+//! schedule (total messages / participants lines).
 
+use std::io::{self, Write as _};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use logosnet::protocol::{self, ClientFrame};
 
-use crate::schedule;
+use crate::check::{Dest, SenderLog};
+use crate::message;
+use crate::schedule::{self, SplitMix64};
+use crate::shared::Shared;
+use crate::stats::LatencyBuffer;
 
 /// Longest single sleep, so that a stop request is seen promptly.
 const MAX_NAP: Duration = Duration::from_millis(20);
 
-/// One semaphore per participant; a permit is a due slot.
+/// How soon a line the server did not accept is offered again.
+pub const RETRY: Duration = Duration::from_millis(1);
+
+/// One participant's sending side: its socket, its choice of destinations
+/// and the log of what it sent.
 #[derive(Debug)]
-pub struct Slots {
-    due: Vec<Semaphore>,
-    stop: AtomicBool,
+pub struct Sender {
+    index: u16,
+    socket: TcpStream,
+    rng: SplitMix64,
+    /// Reused for every line.
+    line: String,
+    log: SenderLog,
+    /// Frames the server has not accepted yet, oldest first.
+    queued: Vec<u8>,
+    /// A write failed: the connection is gone (its reader reports how).
+    broken: bool,
 }
 
-impl Slots {
-    /// No slot due yet, for `participants` senders.
-    pub fn new(participants: usize) -> Self {
+impl Sender {
+    /// The sender of participant `index` on `socket` (non-blocking).
+    pub fn new(index: u16, socket: TcpStream, seed: u64) -> Self {
         Self {
-            due: (0..participants).map(|_| Semaphore::new(0)).collect(),
-            stop: AtomicBool::new(false),
+            index,
+            socket,
+            rng: SplitMix64::new(seed, u64::from(index)),
+            line: String::new(),
+            log: SenderLog::new(),
+            queued: Vec::new(),
+            broken: false,
         }
     }
 
-    /// Waits until participant `index` has a due slot, and takes it.
-    pub async fn next_due(&self, index: u16) {
-        if let Some(due) = self.due.get(usize::from(index))
-            && let Ok(permit) = due.acquire().await
-        {
-            permit.forget();
+    /// Writes the line for the slot due at `scheduled`, or queues it behind
+    /// what the server has not accepted yet. `lag` gets scheduled → now.
+    fn send(&mut self, shared: &Shared, scheduled: Instant, lag: &mut LatencyBuffer) {
+        let config = &shared.config;
+        let dest = schedule::choose_dest(
+            &mut self.rng,
+            self.index,
+            config.participants,
+            config.private,
+        );
+        // Logged as sent before the write: a line whose write fails is owed
+        // all the same, and the checker counts it lost.
+        let seq = self.log.sent(dest);
+        let target = match dest {
+            Dest::Private(to) => {
+                shared.counters.sent_private.fetch_add(1, Ordering::Relaxed);
+                shared.names.get(usize::from(to)).map(String::as_str)
+            }
+            Dest::Public => None,
+        };
+        let scheduled_us = shared.micros_since_epoch(scheduled);
+        message::write_line(
+            &mut self.line,
+            target,
+            self.index,
+            seq,
+            scheduled_us,
+            config.size,
+        );
+        // Encode once, then take the buffer back for the next line.
+        let chat = ClientFrame::Chat(std::mem::take(&mut self.line));
+        let frame = protocol::encode(&chat);
+        if let ClientFrame::Chat(buffer) = chat {
+            self.line = buffer;
         }
-    }
-
-    /// Stops the clock: no further slot is released.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Starts the clock: global slot `n` goes to participant `n mod P` at
-/// `start + n / rate`.
-pub fn start(slots: Arc<Slots>, start: Instant, rate: f64, total: u64) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let participants = slots.due.len() as u64;
-        if participants == 0 {
+        lag.push(
+            Instant::now()
+                .saturating_duration_since(scheduled)
+                .as_micros() as u64,
+            &shared.send_lag,
+        );
+        shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        if self.broken {
             return;
         }
-        for slot in 0..total {
+        if self.queued.is_empty() {
+            match write_some(&mut self.socket, &frame) {
+                Ok(written) => self.queued.extend_from_slice(&frame[written..]),
+                Err(_) => self.broken = true,
+            }
+        } else {
+            self.queued.extend_from_slice(&frame);
+            self.flush();
+        }
+    }
+
+    /// Offers the queued bytes to the socket again; true if none are left.
+    fn flush(&mut self) -> bool {
+        if self.broken {
+            self.queued.clear();
+        }
+        if self.queued.is_empty() {
+            return true;
+        }
+        match write_some(&mut self.socket, &self.queued) {
+            Ok(written) => {
+                self.queued.drain(..written);
+            }
+            Err(_) => {
+                self.broken = true;
+                self.queued.clear();
+            }
+        }
+        self.queued.is_empty()
+    }
+
+    /// Whether bytes wait for the server.
+    fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// Closes the sending side: how a participant leaves.
+    pub fn leave(&self) {
+        let _ = self.socket.shutdown(Shutdown::Write);
+    }
+
+    /// What this participant sent.
+    pub fn log(&self) -> &SenderLog {
+        &self.log
+    }
+
+    /// Gives up the log (the socket closes when the sender is dropped).
+    pub fn into_log(self) -> SenderLog {
+        self.log
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes now: `Ok(0)` when it takes
+/// nothing (would block).
+fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match socket.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// The running clock.
+#[derive(Debug)]
+pub struct Clock {
+    thread: JoinHandle<Vec<Sender>>,
+    stop: Arc<AtomicBool>,
+    scheduled: Arc<AtomicBool>,
+}
+
+impl Clock {
+    /// True once every slot of the schedule has been written or queued.
+    pub fn finished_schedule(&self) -> bool {
+        self.scheduled.load(Ordering::Acquire)
+    }
+
+    /// Stops the clock: no further slot is sent and queued bytes are
+    /// dropped; it exits within one nap.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Waits for the thread and takes the senders back.
+    pub fn join(self) -> Vec<Sender> {
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// Starts the clock: global slot `n` is participant `n mod P`'s (P =
+/// `senders.len()`, each sender at its own index) at `start + n / rate`.
+/// After the last slot it keeps offering queued bytes until stopped.
+pub fn start(shared: Arc<Shared>, mut senders: Vec<Sender>, start: Instant) -> Clock {
+    let stop = Arc::new(AtomicBool::new(false));
+    let scheduled = Arc::new(AtomicBool::new(false));
+    let (stopping, done) = (stop.clone(), scheduled.clone());
+    let thread = std::thread::spawn(move || {
+        let rate = shared.config.rate;
+        let participants = senders.len() as u64;
+        let total = if participants == 0 {
+            0
+        } else {
+            shared.config.total_messages()
+        };
+        let mut lag = LatencyBuffer::default();
+        let stopped = || stopping.load(Ordering::Acquire);
+        // Senders with bytes queued.
+        let mut waiting = 0;
+        'slots: for slot in 0..total {
             let due = start + schedule::slot_offset(slot, rate);
             loop {
-                if slots.stop.load(Ordering::Relaxed) {
-                    return;
+                if stopped() {
+                    break 'slots;
+                }
+                if waiting > 0 {
+                    waiting = flush_all(&mut senders);
                 }
                 let now = Instant::now();
                 if now >= due {
                     break;
                 }
-                std::thread::sleep((due - now).min(MAX_NAP));
+                let nap = if waiting > 0 { RETRY } else { MAX_NAP };
+                std::thread::sleep((due - now).min(nap));
             }
-            slots.due[(slot % participants) as usize].add_permits(1);
+            let sender = &mut senders[(slot % participants) as usize];
+            let had_queued = sender.has_queued();
+            sender.send(&shared, due, &mut lag);
+            if !had_queued && sender.has_queued() {
+                waiting += 1;
+            }
         }
-    })
+        done.store(!stopped(), Ordering::Release);
+        shared.send_lag.merge(&mut lag);
+        while waiting > 0 && !stopped() {
+            std::thread::sleep(RETRY);
+            waiting = flush_all(&mut senders);
+        }
+        senders
+    });
+    Clock {
+        thread,
+        stop,
+        scheduled,
+    }
+}
+
+/// Offers every sender's queued bytes again; returns how many still wait.
+fn flush_all(senders: &mut [Sender]) -> usize {
+    senders
+        .iter_mut()
+        .filter(|s| s.has_queued())
+        .map(|s| usize::from(!s.flush()))
+        .sum()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::Read as _;
+    use std::net::TcpListener;
 
-    #[tokio::test]
-    async fn every_slot_reaches_its_participant_in_order() {
-        let slots = Arc::new(Slots::new(3));
-        let clock = start(slots.clone(), Instant::now(), 10_000.0, 9);
-        for index in [0, 1, 2, 0, 1, 2, 0, 1, 2] {
-            slots.next_due(index).await;
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::message::parse_delivery;
+
+    fn shared(args: &[&str]) -> Arc<Shared> {
+        let config = Config::parse_from(std::iter::once("loadgen").chain(args.iter().copied()));
+        Arc::new(Shared::new(config, "127.0.0.1:1".parse().unwrap()))
+    }
+
+    /// A connected pair: the sending socket (non-blocking, like loadgen's)
+    /// and the far end.
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        near.set_nonblocking(true).unwrap();
+        let (far, _) = listener.accept().unwrap();
+        (near, far)
+    }
+
+    /// Reads frames off `far` until it closes and returns their lines.
+    fn lines_from(mut far: TcpStream) -> Vec<String> {
+        let mut bytes = Vec::new();
+        far.read_to_end(&mut bytes).unwrap();
+        let mut lines = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            match protocol::decode_payload::<ClientFrame>(&rest[4..4 + len]).unwrap() {
+                ClientFrame::Chat(line) => lines.push(line),
+                other => panic!("unexpected {other:?}"),
+            }
+            rest = &rest[4 + len..];
         }
-        clock.join().unwrap();
-        for due in &slots.due {
-            assert_eq!(due.available_permits(), 0);
-        }
+        lines
+    }
+
+    /// The sequence numbers of `lines` as the server would deliver them
+    /// from participant `sender` to an observer.
+    fn sequence(lines: &[String], sender: u16, size: usize) -> Vec<u32> {
+        lines
+            .iter()
+            .map(|line| {
+                let text = format!("> {:>10}: {line}", format!("lg{sender}"));
+                parse_delivery(text.as_bytes(), "lg", 2, None, size)
+                    .unwrap()
+                    .seq
+            })
+            .collect()
     }
 
     #[test]
-    fn a_stopped_clock_releases_nothing_more() {
-        let slots = Arc::new(Slots::new(1));
-        slots.stop();
-        start(slots.clone(), Instant::now(), 1.0, 5).join().unwrap();
-        assert_eq!(slots.due[0].available_permits(), 0);
+    fn every_slot_is_written_to_its_participant_in_order() {
+        let shared = shared(&[
+            "--participants",
+            "2",
+            "--rate",
+            "2000",
+            "--duration",
+            "0.01",
+            "--private",
+            "0",
+        ]);
+        let (a, a_far) = pair();
+        let (b, b_far) = pair();
+        let senders = vec![Sender::new(0, a, 1), Sender::new(1, b, 1)];
+        let clock = start(shared.clone(), senders, Instant::now());
+        while !clock.finished_schedule() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        clock.stop();
+        let senders = clock.join();
+        assert_eq!(senders[0].log().len(), 10);
+        assert_eq!(senders[1].log().len(), 10);
+        drop(senders);
+        assert_eq!(
+            sequence(&lines_from(a_far), 0, 64),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            sequence(&lines_from(b_far), 1, 64),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(shared.counters.sent.load(Ordering::Relaxed), 20);
+        assert_eq!(shared.send_lag.snapshot().len(), 20);
+    }
+
+    #[test]
+    fn lines_the_server_does_not_take_yet_wait_in_order() {
+        // 4,000 lines of 1,000 characters: more than loopback buffers hold
+        // while the far end reads nothing, so some of them queue.
+        let shared = shared(&["--participants", "1", "--size", "1000", "--private", "0"]);
+        let (near, far) = pair();
+        let mut sender = Sender::new(0, near, 1);
+        let mut lag = LatencyBuffer::default();
+        for _ in 0..4000 {
+            sender.send(&shared, Instant::now(), &mut lag);
+        }
+        assert!(
+            sender.has_queued(),
+            "loopback took 4 MB without pushing back"
+        );
+        let reader = std::thread::spawn(move || lines_from(far));
+        while !sender.flush() {
+            std::thread::sleep(RETRY);
+        }
+        sender.leave();
+        drop(sender);
+        let lines = reader.join().unwrap();
+        assert_eq!(sequence(&lines, 0, 1000), (0..4000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stopped_clock_sends_nothing_more() {
+        let shared = shared(&["--participants", "1", "--rate", "1", "--duration", "5"]);
+        let (near, _far) = pair();
+        let clock = start(
+            shared.clone(),
+            vec![Sender::new(0, near, 1)],
+            Instant::now(),
+        );
+        clock.stop();
+        let senders = clock.join();
+        assert!(senders[0].log().len() <= 1);
+        assert!(!senders.is_empty());
     }
 }

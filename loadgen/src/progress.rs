@@ -1,5 +1,6 @@
 //! Progress on stderr: indicatif bars on a terminal, otherwise one plain line
-//! per second so logs and CI output stay readable.
+//! per second so logs and CI output stay readable. Every position is shown
+//! with its unit (`traffic 801/10000 messages sent`).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -15,18 +16,21 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     name: &'static str,
     total: u64,
+    unit: &'static str,
     last_line: Instant,
 }
 
 impl Progress {
-    /// Starts showing a phase of `total` steps.
-    pub fn start(name: &'static str, total: u64) -> Self {
+    /// Starts showing a phase of `total` steps, each one `unit` (plural, as
+    /// in "messages sent").
+    pub fn start(name: &'static str, total: u64, unit: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
-            let style = ProgressStyle::with_template(
-                "{prefix:>9} [{elapsed_precise}] {bar:40.cyan/blue} {pos:>7}/{len:7} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let template = format!(
+                "{{prefix:>9}} [{{elapsed_precise}}] {{bar:40.cyan/blue}} {{pos:>7}}/{{len:7}} {unit} {{msg}}"
+            );
+            let style = ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_prefix(name);
             bar
@@ -35,6 +39,7 @@ impl Progress {
             bar,
             name,
             total,
+            unit,
             last_line: Instant::now(),
         }
     }
@@ -48,22 +53,60 @@ impl Progress {
             }
             None if self.last_line.elapsed() >= PLAIN_INTERVAL => {
                 self.last_line = Instant::now();
-                eprintln!(
-                    "loadgen: {} {position}/{} {}",
-                    self.name,
-                    self.total,
-                    status()
-                );
+                eprintln!("{}", self.line(position, &status()));
             }
             None => {}
         }
     }
 
-    /// Ends the phase with a closing status.
-    pub fn finish(self, status: &str) {
-        match self.bar {
-            Some(bar) => bar.finish_with_message(status.to_owned()),
-            None => eprintln!("loadgen: {} done: {status}", self.name),
+    /// Ends the phase at `position`, with a closing status (empty if none).
+    pub fn finish(self, position: u64, status: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(position);
+                bar.finish_with_message(status.to_owned());
+            }
+            None => {
+                let outcome = if status.is_empty() { "done" } else { status };
+                eprintln!("{} ({outcome})", self.line(position, ""));
+            }
         }
+    }
+
+    /// The plain line: `loadgen: traffic 801/10000 messages sent, 4000 deliveries`.
+    fn line(&self, position: u64, status: &str) -> String {
+        let mut line = format!(
+            "loadgen: {} {position}/{} {}",
+            self.name, self.total, self.unit
+        );
+        if !status.is_empty() {
+            line.push_str(", ");
+            line.push_str(status);
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_carry_their_unit() {
+        let progress = Progress {
+            bar: None,
+            name: "traffic",
+            total: 10_000,
+            unit: "messages sent",
+            last_line: Instant::now(),
+        };
+        assert_eq!(
+            progress.line(801, "400 deliveries"),
+            "loadgen: traffic 801/10000 messages sent, 400 deliveries"
+        );
+        assert_eq!(
+            progress.line(5, ""),
+            "loadgen: traffic 5/10000 messages sent"
+        );
     }
 }

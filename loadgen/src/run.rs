@@ -3,19 +3,23 @@
 //! measured as [`RunData`] for the report.
 //!
 //! Observers connect first so that each of them can check it sees every
-//! participant's "has joined" exactly once. Between phases the orchestrator
-//! polls the shared counters (every 10 ms) and drives the progress display;
-//! it never touches a socket on the hot path.
+//! participant's "has joined" exactly once. If the room turns out not to be
+//! loadgen's alone (a `Full` or a taken name while joining, a stranger's
+//! notice), or clients cannot join, the run stops there with one line that
+//! says why ([`RunData::stopped`]) instead of sending traffic whose failures
+//! would only be consequences. Between phases the orchestrator polls the
+//! shared counters (every 10 ms) and drives the progress display; it never
+//! touches a socket on the hot path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use logosnet::protocol::Role;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::check::{self, Tally};
@@ -23,14 +27,18 @@ use crate::client::{self, NoticeCounts, Outcome, ProbeAnswer};
 use crate::config::Config;
 use crate::pacer;
 use crate::progress::Progress;
-use crate::shared::{Counters, Phase, Problems, Shared};
+use crate::shared::{Phase, ProblemKind, Shared};
 use crate::stats::{self, CpuTime};
+
+mod verdict;
+
+pub use verdict::{Count, RoomCensus};
 
 /// How often the orchestrator looks at the counters.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Delay between announcing the traffic phase and its first slot, so every
-/// client has seen the announcement before its first send is due.
+/// Delay between the end of the join and the first slot, so the send clock's
+/// thread is up before anything is due.
 const TRAFFIC_LEAD: Duration = Duration::from_millis(200);
 
 /// Everything a run measured.
@@ -40,17 +48,18 @@ pub struct RunData {
     pub config: Config,
     /// The server address used.
     pub addr: SocketAddr,
+    /// Why the run stopped before its traffic, in one line; `None` if it ran.
+    pub stopped: Option<String>,
     /// Clients that got into the room: participants, observers.
     pub joined: (u64, u64),
     /// From the first connect until the whole room was in.
     pub room_fill: Duration,
     /// Capacity probe answers (participant, observer); `None` if skipped.
     pub probe: (Option<ProbeAnswer>, Option<ProbeAnswer>),
-    /// Whether the traffic phase ran (it does not when joining failed).
-    pub traffic_ran: bool,
     /// Lines sent: total, of which private.
     pub sent: (u64, u64),
-    /// From the first scheduled slot until the last sender finished.
+    /// From the first scheduled slot until the clock had written (or queued)
+    /// the last line.
     pub traffic: Duration,
     /// From the first scheduled slot until every delivery arrived (or the
     /// drain timed out).
@@ -70,22 +79,30 @@ pub struct RunData {
     pub notice_faults: NoticeFaults,
     /// Histograms (µs).
     pub delivery: Histogram<u64>,
-    /// Scheduled send → write started.
+    /// Scheduled send → line handed to the socket (see [`crate::pacer`]).
     pub send_lag: Histogram<u64>,
+    /// Ready → run on loadgen's runtime, sampled every 10 ms during traffic
+    /// and drain (see [`runtime_probe`]).
+    pub runtime_delay: Histogram<u64>,
     /// Connect → `Accepted`.
     pub connect: Histogram<u64>,
     /// `Hello` → `UsernameAccepted`.
     pub join: Histogram<u64>,
     /// Problems by kind.
     pub problems: ProblemCounts,
-    /// Examples of problems.
-    pub problem_examples: Vec<String>,
+    /// Examples of problems, with their kind.
+    pub problem_examples: Vec<(ProblemKind, String)>,
+    /// Names of people in the room who are not loadgen's.
+    pub foreign_names: Vec<String>,
+    /// loadgen's process id.
+    pub own_pid: u32,
     /// loadgen's CPU over the whole run and over traffic plus drain.
     pub own_cpu: (CpuTime, CpuTime),
     /// loadgen's peak RSS, KiB.
     pub own_peak_rss_kib: Option<u64>,
-    /// The server's CPU over traffic plus drain, if `--server-pid` was given.
-    pub server_cpu: Option<CpuTime>,
+    /// The server's CPU over the whole run and over traffic plus drain, if
+    /// `--server-pid` was given and readable.
+    pub server_cpu: Option<(CpuTime, CpuTime)>,
     /// The server's peak RSS (VmHWM), KiB, if `--server-pid` was given.
     pub server_peak_rss_kib: Option<u64>,
     /// The whole run.
@@ -135,104 +152,47 @@ impl NoticeFaults {
     }
 }
 
-/// Problem counts by kind (see [`Problems`]).
+/// Problem counts by kind (see [`ProblemKind`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProblemCounts {
-    /// `Full` outside the capacity probe.
+    /// Signs of someone else in the room: `Full` or a taken name while
+    /// joining, a notice or a message naming someone who is not loadgen's.
+    pub foreign: u64,
+    /// Clients that could not connect or join for another reason.
+    pub join_failures: u64,
+    /// `Full` outside the capacity probe and the join.
     pub unexpected_full: u64,
     /// Connections the server closed, or that failed, before their client left.
     pub unexpected_close: u64,
-    /// `ProtocolError` frames received.
+    /// Participants that left and whose connection the server did not close.
+    pub not_closed_after_leave: u64,
+    /// `ProtocolError` frames received, and frames that do not decode.
     pub protocol_errors: u64,
     /// Messages not byte for byte what was sent (including private lines at
     /// the wrong recipient).
     pub garbled: u64,
     /// Other frames out of place.
     pub unexpected_frames: u64,
-    /// Clients that could not connect or join.
-    pub join_failures: u64,
 }
 
 impl ProblemCounts {
-    fn read(p: &Problems) -> Self {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    fn read(shared: &Shared) -> Self {
+        let get = |kind| shared.problems.count(kind);
         Self {
-            unexpected_full: get(&p.unexpected_full),
-            unexpected_close: get(&p.unexpected_close),
-            protocol_errors: get(&p.protocol_errors),
-            garbled: get(&p.garbled),
-            unexpected_frames: get(&p.unexpected_frames),
-            join_failures: get(&p.join_failures),
+            foreign: get(ProblemKind::Foreign),
+            join_failures: get(ProblemKind::JoinFailure),
+            unexpected_full: get(ProblemKind::UnexpectedFull),
+            unexpected_close: get(ProblemKind::UnexpectedClose),
+            not_closed_after_leave: get(ProblemKind::NotClosedAfterLeave),
+            protocol_errors: get(ProblemKind::ProtocolError),
+            garbled: get(ProblemKind::Garbled),
+            unexpected_frames: get(ProblemKind::UnexpectedFrame),
         }
     }
 
     /// True when nothing went wrong.
     pub fn is_clean(&self) -> bool {
         *self == Self::default()
-    }
-}
-
-impl RunData {
-    /// Whether the run passed every check.
-    pub fn passed(&self) -> bool {
-        let probe_ok = |p: &Option<ProbeAnswer>| p.as_ref().is_none_or(|a| *a == ProbeAnswer::Full);
-        self.traffic_ran
-            && !self.behind
-            && self.tally.is_clean()
-            && self.drained
-            && self.problems.is_clean()
-            && self.notice_faults.is_clean()
-            && probe_ok(&self.probe.0)
-            && probe_ok(&self.probe.1)
-    }
-
-    /// The reasons the run failed, one line each (empty when it passed).
-    pub fn failures(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.traffic_ran {
-            out.push("the room could not be filled, so no traffic was sent".to_owned());
-        }
-        if self.behind {
-            out.push(format!(
-                "loadgen fell behind: only {} of {} messages were sent within duration + phase timeout (the client side is saturated; lower --rate)",
-                self.sent.0,
-                self.config.total_messages()
-            ));
-        }
-        if !self.tally.is_clean() {
-            out.push(format!(
-                "deliveries: {} lost, {} duplicated, {} out of order, {} misdelivered",
-                self.tally.lost,
-                self.tally.duplicated,
-                self.tally.out_of_order,
-                self.tally.misdelivered
-            ));
-        }
-        if self.traffic_ran && !self.drained {
-            out.push("not every delivery arrived before the drain timeout".to_owned());
-        }
-        if !self.problems.is_clean() {
-            out.push(format!("problems: {:?}", self.problems));
-        }
-        if self.problems.unexpected_close > 0 {
-            out.push(
-                "the server closed connections mid-run: it drops a client as a slow consumer once \
-                 1 MiB is queued for it, so if loadgen was saturated (high send lag, CPU near one \
-                 core per thread) these are loadgen's own clients falling behind"
-                    .to_owned(),
-            );
-        }
-        if !self.notice_faults.is_clean() {
-            out.push(format!("join/leave notices: {:?}", self.notice_faults));
-        }
-        for (role, answer) in [("participant", &self.probe.0), ("observer", &self.probe.1)] {
-            if let Some(ProbeAnswer::Other(what)) = answer {
-                out.push(format!(
-                    "the 256th {role} was not refused with Full: {what}"
-                ));
-            }
-        }
-        out
     }
 }
 
@@ -246,38 +206,24 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let phase_timeout = Duration::from_secs_f64(config.phase_timeout);
     let participants = config.participants as u64;
     let observers = config.observers as u64;
-    let shared = Arc::new(Shared {
-        connecting: Semaphore::new(config.connect_concurrency),
-        config: config.clone(),
-        addr,
-        names: (0..config.participants)
-            .map(|i| crate::message::participant_name(&config.name_prefix, i as u16))
-            .collect(),
-        epoch: Instant::now(),
-        counters: Counters::default(),
-        problems: Problems::default(),
-        delivery: Default::default(),
-        send_lag: Default::default(),
-        connect: Default::default(),
-        join: Default::default(),
-        slots: Arc::new(pacer::Slots::new(config.participants)),
-    });
+    let shared = Arc::new(Shared::new(config.clone(), addr));
     let counters = &shared.counters;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let (phase_tx, phase_rx) = watch::channel(Phase::Joining);
-    let cpu_start = stats::own_cpu();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let server_cpu = || config.server_pid.and_then(stats::process_cpu);
+    let own_cpu = || stats::own_cpu().unwrap_or_default();
+    let own_cpu_start = own_cpu();
+    let server_cpu_start = server_cpu();
 
     // 1. Connect: observers first, then participants.
     let fill_start = Instant::now();
     let mut tasks: Vec<JoinHandle<Option<Outcome>>> = Vec::new();
+    let mut stops = Vec::new();
     for i in 0..config.observers {
-        tasks.push(tokio::spawn(client::observer(
-            shared.clone(),
-            i,
-            phase_rx.clone(),
-        )));
+        let (stop, stopped) = oneshot::channel::<()>();
+        stops.push(stop);
+        tasks.push(tokio::spawn(client::observer(shared.clone(), i, stopped)));
     }
-    wait_for("observers", observers, phase_timeout * 3, || {
+    wait_for("observers", observers, "joined", phase_timeout * 3, || {
         let done = load(&counters.ready) + load(&counters.failed);
         (load(&counters.ready), done >= observers, String::new())
     })
@@ -285,28 +231,36 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let observers_ready = load(&counters.ready);
     for i in 0..config.participants {
         let index = u16::try_from(i).context("too many participants")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        stops.push(stop);
         tasks.push(tokio::spawn(client::participant(
             shared.clone(),
             index,
-            phase_rx.clone(),
+            stopped,
         )));
     }
     let total = participants + observers;
-    wait_for("join", total, phase_timeout * 3, || {
-        let done = load(&counters.ready) + load(&counters.failed);
-        let status = format!("accepted {}", load(&counters.accepted));
-        (load(&counters.ready), done >= total, status)
-    })
+    wait_for(
+        "participants",
+        participants,
+        "joined",
+        phase_timeout * 3,
+        || {
+            let done = load(&counters.ready) + load(&counters.failed);
+            let joined = load(&counters.ready).saturating_sub(observers_ready);
+            (joined, done >= total, String::new())
+        },
+    )
     .await;
     let room_fill = fill_start.elapsed();
     let ready = load(&counters.ready);
     let joined = (ready - observers_ready, observers_ready);
-    let room_full = ready == total;
+    let stopped = verdict::join_stop(&shared, ready, total);
 
     // 2. Capacity probe.
     let (probe_participants, probe_observers) = config.probes();
     let mut probe = (None, None);
-    if room_full {
+    if stopped.is_none() {
         if probe_participants {
             probe.0 = Some(client::probe(addr, Role::Participant, phase_timeout).await);
         }
@@ -320,100 +274,115 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut traffic_and_drain = Duration::ZERO;
     let mut drained = false;
     let mut behind = false;
-    let mut cpu_traffic = CpuTime::default();
-    let mut server_cpu = None;
-    if room_full {
-        let server_cpu_start = config.server_pid.and_then(stats::process_cpu);
-        let cpu_before = stats::own_cpu();
+    let mut own_cpu_traffic = CpuTime::default();
+    let mut server_cpu_traffic = None;
+    let mut sender_logs = vec![check::SenderLog::new(); config.participants];
+    if stopped.is_none() {
+        // Every participant joined, so every sending socket is there, each
+        // at its participant's index as the clock expects.
+        let senders: Vec<pacer::Sender> = shared
+            .take_sending_sockets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| Some(pacer::Sender::new(i as u16, socket?, config.seed)))
+            .collect::<Option<_>>()
+            .context("a participant that joined left no sending socket")?;
+        let server_before = server_cpu();
+        let own_before = own_cpu();
         let start = Instant::now() + TRAFFIC_LEAD;
-        let _ = phase_tx.send(Phase::Traffic(start));
+        shared.phase.set(Phase::Traffic);
         let messages = config.total_messages();
-        let clock = pacer::start(shared.slots.clone(), start, config.rate, messages);
+        let clock = pacer::start(shared.clone(), senders, start);
+        let probe_task = tokio::spawn(runtime_probe(shared.clone()));
         let limit = Duration::from_secs_f64(config.duration) + TRAFFIC_LEAD + phase_timeout;
-        let millis = (config.duration * 1000.0) as u64;
-        let schedule_kept = wait_for("traffic", millis, limit, || {
-            let elapsed = Instant::now().saturating_duration_since(start).as_millis() as u64;
-            let status = format!(
-                "sent {}/{messages}, deliveries {}",
-                load(&counters.sent),
-                load(&counters.delivered)
-            );
-            (
-                elapsed.min(millis),
-                load(&counters.senders_done) >= participants,
-                status,
-            )
+        let schedule_kept = wait_for("traffic", messages, "messages sent", limit, || {
+            let status = format!("{} deliveries", load(&counters.delivered));
+            (load(&counters.sent), clock.finished_schedule(), status)
         })
         .await;
         traffic = Instant::now().saturating_duration_since(start);
         behind = !schedule_kept;
-        shared.slots.stop();
-        let _ = phase_tx.send(Phase::Drain);
-        // Sends already under way when the drain began still count, so the
-        // expectation is re-read on every poll.
+        shared.phase.set(Phase::Drain);
+        // Lines the clock was still writing when the drain began count, so
+        // the expectation is re-read on every poll.
         let expected = || {
             let sent = load(&counters.sent);
             let private = load(&counters.sent_private);
             (sent - private) * (participants - 1 + observers) + private
         };
-        drained = wait_for("drain", expected(), phase_timeout, || {
+        drained = wait_for("drain", expected(), "deliveries", phase_timeout, || {
             let delivered = load(&counters.delivered);
             (delivered, delivered >= expected(), String::new())
         })
         .await;
         traffic_and_drain = Instant::now().saturating_duration_since(start);
-        // Stopped above; it exits within one nap.
-        let _ = tokio::task::spawn_blocking(move || clock.join()).await;
-        cpu_traffic = stats::own_cpu().since(&cpu_before);
-        server_cpu = server_cpu_start.and_then(|before| {
-            config
-                .server_pid
-                .and_then(stats::process_cpu)
-                .map(|after| after.since(&before))
-        });
-    }
+        clock.stop();
+        // It exits within one nap.
+        let senders = tokio::task::spawn_blocking(move || clock.join())
+            .await
+            .context("the send clock failed")?;
+        own_cpu_traffic = own_cpu().since(&own_before);
+        server_cpu_traffic = server_before
+            .zip(server_cpu())
+            .map(|(before, after)| after.since(&before));
 
-    // 5. Leave: participants close; observers count the "has left" notices.
-    if room_full {
-        let _ = phase_tx.send(Phase::Leave);
-        wait_for("leave", participants, phase_timeout, || {
-            let closed = load(&counters.participants_closed);
-            let done = closed >= participants && load(&counters.observers_done) >= observers;
-            let status = format!("observers done {}", load(&counters.observers_done));
-            (closed, done, status)
-        })
+        // 5. Leave: participants close their sending side; observers count
+        // the "has left" notices.
+        shared.phase.set(Phase::Leave);
+        let _ = probe_task.await;
+        for sender in &senders {
+            sender.leave();
+        }
+        wait_for(
+            "leave",
+            participants,
+            "participants closed",
+            phase_timeout,
+            || {
+                let closed = load(&counters.participants_closed);
+                let done = closed >= participants && load(&counters.observers_done) >= observers;
+                let status = format!(
+                    "{}/{observers} observers saw every \"has left\"",
+                    load(&counters.observers_done)
+                );
+                (closed, done, status)
+            },
+        )
         .await;
+        for (i, sender) in senders.into_iter().enumerate() {
+            sender_logs[i] = sender.into_log();
+        }
     }
-    let _ = phase_tx.send(Phase::Close);
+    shared.phase.set(Phase::Close);
+    drop(stops);
 
-    let mut senders = vec![check::SenderLog::new(); config.participants];
+    drop(shared.take_sending_sockets());
     let mut receivers = Vec::with_capacity(tasks.len());
     let mut notice_faults = NoticeFaults::default();
     for task in tasks {
         let Ok(Some(outcome)) = task.await else {
             continue;
         };
-        if let (Some(sent), check::Receiver::Participant(i)) =
-            (outcome.sent, outcome.received.receiver())
-        {
-            senders[usize::from(i)] = sent;
-        }
         if let Some(counts) = &outcome.notices {
             notice_faults.add(counts);
         }
         receivers.push(outcome.received);
     }
-    let tally = if room_full {
-        check::verify(&senders, &receivers)
+    let tally = if stopped.is_none() {
+        check::verify(&sender_logs, &receivers)
     } else {
+        notice_faults = NoticeFaults::default();
         Tally::default()
     };
+    let server_total = server_cpu_start
+        .zip(server_cpu())
+        .map(|(before, after)| after.since(&before));
 
     Ok(RunData {
+        stopped,
         joined,
         room_fill,
         probe,
-        traffic_ran: room_full,
         sent: (load(&counters.sent), load(&counters.sent_private)),
         traffic,
         traffic_and_drain,
@@ -424,13 +393,16 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         notice_faults,
         delivery: shared.delivery.snapshot(),
         send_lag: shared.send_lag.snapshot(),
+        runtime_delay: shared.runtime_delay.snapshot(),
         connect: shared.connect.snapshot(),
         join: shared.join.snapshot(),
-        problems: ProblemCounts::read(&shared.problems),
+        problems: ProblemCounts::read(&shared),
         problem_examples: shared.problems.examples(),
-        own_cpu: (stats::own_cpu().since(&cpu_start), cpu_traffic),
+        foreign_names: shared.foreign_names(),
+        own_pid: std::process::id(),
+        own_cpu: (own_cpu().since(&own_cpu_start), own_cpu_traffic),
         own_peak_rss_kib: stats::process_memory_kib("self", "VmHWM"),
-        server_cpu,
+        server_cpu: server_total.zip(server_cpu_traffic),
         server_peak_rss_kib: config
             .server_pid
             .and_then(|pid| stats::process_memory_kib(&pid.to_string(), "VmHWM")),
@@ -440,28 +412,69 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     })
 }
 
+/// Samples, every [`POLL`] until the leave phase, how long a task made ready
+/// waits before the runtime runs it: it notes the time, yields, and records
+/// the time until it runs again. The send clock writes off the runtime, so
+/// its send lag no longer shows a busy receive side; this does.
+async fn runtime_probe(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(POLL);
+    while !shared.phase.now().leaving() {
+        tick.tick().await;
+        let ready = Instant::now();
+        tokio::task::yield_now().await;
+        shared
+            .runtime_delay
+            .record(ready.elapsed().as_micros() as u64);
+    }
+}
+
 /// Polls `state` (position, done, status) until done or `limit` passes,
-/// showing progress; true if it completed.
+/// showing progress of `total` `unit`; true if it completed.
 async fn wait_for(
     name: &'static str,
     total: u64,
+    unit: &'static str,
     limit: Duration,
     mut state: impl FnMut() -> (u64, bool, String),
 ) -> bool {
-    let mut progress = Progress::start(name, total);
+    let mut progress = Progress::start(name, total, unit);
     let deadline = Instant::now() + limit;
     let mut tick = tokio::time::interval(POLL);
     loop {
         tick.tick().await;
         let (position, done, status) = state();
         if done {
-            progress.finish(&format!("{position}/{total}"));
+            progress.finish(position, "");
             return true;
         }
         if Instant::now() >= deadline {
-            progress.finish(&format!("timed out at {position}/{total} after {limit:?}"));
+            progress.finish(
+                position,
+                &format!("gave up after {} s", limit.as_secs_f64()),
+            );
             return false;
         }
         progress.update(position, || status);
+    }
+}
+
+impl RunData {
+    /// Whether the run passed every check.
+    pub fn passed(&self) -> bool {
+        let probe_ok = |p: &Option<ProbeAnswer>| p.as_ref().is_none_or(|a| *a == ProbeAnswer::Full);
+        self.stopped.is_none()
+            && !self.behind
+            && self.tally.is_clean()
+            && self.drained
+            && self.problems.is_clean()
+            && self.notice_faults.is_clean()
+            && probe_ok(&self.probe.0)
+            && probe_ok(&self.probe.1)
+    }
+
+    /// Why the run failed, one plain line per cause (empty when it passed);
+    /// see [`verdict`].
+    pub fn failures(&self) -> Vec<String> {
+        verdict::failures(self)
     }
 }

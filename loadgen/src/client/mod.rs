@@ -1,0 +1,283 @@
+//! One participant's or observer's connection, through every phase.
+//!
+//! A client joins here (connect, `Hello`, and for a participant its name);
+//! then [`receive`], the reader both roles share, owns the socket for
+//! reading. It does one pass over each read, checking every frame in place;
+//! it is the hot path and takes no lock. A participant's lines are written by
+//! the send clock ([`crate::pacer`]) on a duplicate of the socket's
+//! descriptor, kept in [`Shared`] until traffic starts, so the reader's
+//! wake-ups never involve sending and a send never waits for a reader. What
+//! the reader sees goes into its own [`ReceiverLog`]; only counters, batched
+//! latencies and problems are shared.
+
+mod receive;
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
+use tokio::io::AsyncWriteExt;
+
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::check::{Receiver, ReceiverLog};
+use crate::shared::{ProblemKind, Shared};
+use crate::wire::FrameBuffer;
+
+pub use receive::NoticeCounts;
+
+/// What one client leaves behind for the checker.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What it received.
+    pub received: ReceiverLog,
+    /// Observers: how many times each participant's "has joined" and "has
+    /// left" arrived.
+    pub notices: Option<NoticeCounts>,
+}
+
+/// Runs participant `index` to the end of the run; `stop` ends its reader.
+pub async fn participant(
+    shared: Arc<Shared>,
+    index: u16,
+    stop: oneshot::Receiver<()>,
+) -> Option<Outcome> {
+    let name = shared.names.get(usize::from(index))?.clone();
+    let label = format!("participant {name}");
+    let joined = join(&shared, Role::Participant, Some((index, &name)), &label).await?;
+    let (received, _) = receive::run(
+        &shared,
+        &label,
+        Receiver::Participant(index),
+        Some(&name),
+        joined.stream,
+        joined.buffer,
+        stop,
+    )
+    .await;
+    Some(Outcome {
+        received,
+        notices: None,
+    })
+}
+
+/// Runs observer `index` (for naming in reports only) to the end of the run;
+/// `stop` ends its reader.
+pub async fn observer(
+    shared: Arc<Shared>,
+    index: usize,
+    stop: oneshot::Receiver<()>,
+) -> Option<Outcome> {
+    let label = format!("observer {index}");
+    let joined = join(&shared, Role::Observer, None, &label).await?;
+    let (received, notices) = receive::run(
+        &shared,
+        &label,
+        Receiver::Observer,
+        None,
+        joined.stream,
+        joined.buffer,
+        stop,
+    )
+    .await;
+    Some(Outcome { received, notices })
+}
+
+/// Result of asking for one slot beyond capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// The server said `Full`.
+    Full,
+    /// Anything else (the frame, a close, an error), described.
+    Other(String),
+}
+
+/// Asks for one more slot of `role` and reports the answer; the connection is
+/// closed either way.
+pub async fn probe(addr: SocketAddr, role: Role, timeout: Duration) -> ProbeAnswer {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("could not connect ({})", e.kind()))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
+            .await
+            .map_err(|e| format!("could not send Hello ({})", e.kind()))?;
+        match FrameBuffer::new().read_frame(&mut stream).await {
+            Ok(Some(ServerFrame::Full)) => Ok(()),
+            Ok(Some(other)) => Err(format!("answered {}", frame_name(&other))),
+            Ok(None) => Err("the server closed the connection without an answer".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => ProbeAnswer::Full,
+        Ok(Err(e)) => ProbeAnswer::Other(e),
+        Err(_) => ProbeAnswer::Other(format!("no answer within {} s", timeout.as_secs_f64())),
+    }
+}
+
+/// A frame's name as the protocol documents it, for problem lines.
+pub(crate) fn frame_name(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::Accepted => "Accepted",
+        ServerFrame::Full => "Full",
+        ServerFrame::UsernameAccepted => "UsernameAccepted",
+        ServerFrame::UsernameTaken => "UsernameTaken",
+        ServerFrame::UsernameInvalid => "UsernameInvalid",
+        ServerFrame::UsernameTimeout => "UsernameTimeout",
+        ServerFrame::Notice(_) => "a notice",
+        ServerFrame::Message(_) => "a chat message",
+        ServerFrame::ProtocolError(_) => "ProtocolError",
+    }
+}
+
+/// A client in the room.
+struct Joined {
+    stream: TcpStream,
+    /// Holds whatever the server sent right after the handshake.
+    buffer: FrameBuffer,
+}
+
+/// Why a client did not get into the room.
+enum JoinError {
+    /// No TCP connection.
+    Connect(std::io::Error),
+    /// The role was full.
+    Full,
+    /// The participant's name was taken.
+    NameTaken,
+    /// Anything else, described.
+    Other(String),
+}
+
+/// Joins with the concurrency limit and the phase timeout; on failure counts
+/// and describes why, and returns `None`.
+async fn join(
+    shared: &Shared,
+    role: Role,
+    participant: Option<(u16, &str)>,
+    label: &str,
+) -> Option<Joined> {
+    let timeout = Duration::from_secs_f64(shared.config.phase_timeout);
+    let permit = shared.connecting.acquire().await.ok()?;
+    let result = tokio::time::timeout(timeout, handshake(shared, role, participant)).await;
+    drop(permit);
+    let counters = &shared.counters;
+    let problems = &shared.problems;
+    let error = match result {
+        Ok(Ok(joined)) => {
+            counters.ready.fetch_add(1, Ordering::Relaxed);
+            return Some(joined);
+        }
+        Ok(Err(e)) => e,
+        Err(_) => JoinError::Other(format!("no answer within {} s", timeout.as_secs_f64())),
+    };
+    counters.failed.fetch_add(1, Ordering::Relaxed);
+    match error {
+        JoinError::Connect(e) => {
+            counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = shared.connect_error.set(e.kind());
+            problems.report(ProblemKind::JoinFailure, || {
+                format!("{label}: cannot connect to {}: {}", shared.addr, e.kind())
+            });
+        }
+        JoinError::Full => {
+            let refused = match role {
+                Role::Participant => &counters.participants_refused,
+                Role::Observer => &counters.observers_refused,
+            };
+            refused.fetch_add(1, Ordering::Relaxed);
+            problems.report(ProblemKind::Foreign, || {
+                format!("{label}: the server said the room is full")
+            });
+        }
+        JoinError::NameTaken => {
+            counters.names_taken.fetch_add(1, Ordering::Relaxed);
+            problems.report(ProblemKind::Foreign, || {
+                format!("{label}: the name is already taken by someone in the room")
+            });
+        }
+        JoinError::Other(why) => {
+            problems.report(ProblemKind::JoinFailure, || format!("{label}: {why}"));
+        }
+    }
+    None
+}
+
+async fn handshake(
+    shared: &Shared,
+    role: Role,
+    participant: Option<(u16, &str)>,
+) -> Result<Joined, JoinError> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(shared.addr)
+        .await
+        .map_err(JoinError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let mut buffer = FrameBuffer::new();
+    let hello_at = Instant::now();
+    send(&mut stream, &ClientFrame::Hello(role)).await?;
+    expect(&mut buffer, &mut stream, ServerFrame::Accepted).await?;
+    shared.connect.record(started.elapsed().as_micros() as u64);
+    let accepted = match role {
+        Role::Participant => &shared.counters.participants_accepted,
+        Role::Observer => &shared.counters.observers_accepted,
+    };
+    accepted.fetch_add(1, Ordering::Relaxed);
+    if let Some((index, name)) = participant {
+        send(&mut stream, &ClientFrame::Username(name.to_owned())).await?;
+        expect(&mut buffer, &mut stream, ServerFrame::UsernameAccepted).await?;
+        shared.join.record(hello_at.elapsed().as_micros() as u64);
+        // The send clock writes on a duplicate descriptor of the same
+        // (non-blocking) socket; the reader keeps this one.
+        let sending = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| JoinError::Other(format!("cannot duplicate the socket ({})", e.kind())))?;
+        shared.keep_sending_socket(index, std::net::TcpStream::from(sending));
+    }
+    Ok(Joined { stream, buffer })
+}
+
+async fn send(stream: &mut TcpStream, frame: &ClientFrame) -> Result<(), JoinError> {
+    stream
+        .write_all(&protocol::encode(frame))
+        .await
+        .map_err(|e| {
+            JoinError::Other(format!(
+                "the connection failed while joining ({})",
+                e.kind()
+            ))
+        })
+}
+
+/// Reads the next frame and fails unless it is `want`.
+async fn expect(
+    buffer: &mut FrameBuffer,
+    stream: &mut TcpStream,
+    want: ServerFrame,
+) -> Result<(), JoinError> {
+    let wanted = frame_name(&want);
+    match buffer.read_frame(stream).await {
+        Ok(Some(frame)) if frame == want => Ok(()),
+        Ok(Some(ServerFrame::Full)) => Err(JoinError::Full),
+        Ok(Some(ServerFrame::UsernameTaken)) => Err(JoinError::NameTaken),
+        Ok(Some(ServerFrame::ProtocolError(reason))) => Err(JoinError::Other(format!(
+            "the server refused the handshake: {reason}"
+        ))),
+        Ok(Some(frame)) => Err(JoinError::Other(format!(
+            "expected {wanted}, got {}",
+            frame_name(&frame)
+        ))),
+        Ok(None) => Err(JoinError::Other(format!(
+            "the server closed the connection while loadgen waited for {wanted}"
+        ))),
+        Err(e) => Err(JoinError::Other(format!("while waiting for {wanted}: {e}"))),
+    }
+}
