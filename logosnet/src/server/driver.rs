@@ -20,7 +20,8 @@
 //! - a member is dropped, with a `ProtocolError` if its socket takes one,
 //!   only for its own failing: its queue passed its hard bound, its writer
 //!   made no progress for the write deadline, it held the room paused for a
-//!   write deadline without draining [`MIN_DRAIN_PER_DEADLINE`], or it
+//!   write deadline without draining [`MIN_DRAIN_PER_DEADLINE`] (a sixteenth
+//!   of its queue's bound), or it
 //!   stalled while the server-wide budget ran short.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -33,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::inbox::{Inbox, Input};
-use super::outbox::{HEAVY_QUEUED_BYTES, Outbox, Totals};
+use super::outbox::{MAX_QUEUED_BYTES, Outbox, Totals};
 use super::{Event, ServerConfig};
 use crate::protocol::{self, ServerFrame};
 use crate::room::{ConnId, EndReason, Output, Room};
@@ -48,10 +49,11 @@ const TURN_EVENTS: usize = 256;
 pub(super) const TOO_FAR_BEHIND: &str = "too far behind";
 
 /// What a member holding the room paused must drain in each write deadline
-/// to go on holding it: a floor under the room's pace (6.4 KiB/s at the
-/// default 10 s), so a reader that reads just enough to look alive cannot
-/// stall everyone for ever. An eighth of the heavy mark.
-pub const MIN_DRAIN_PER_DEADLINE: usize = HEAVY_QUEUED_BYTES / 8;
+/// to go on holding it, as a fraction of its queue's bound: 1/16, so 64 KiB
+/// per 10 s by default (6.4 KiB/s). A floor under the room's pace, so that a
+/// reader that reads just enough to look alive cannot stall everyone for
+/// ever.
+pub const MIN_DRAIN_PER_DEADLINE: usize = MAX_QUEUED_BYTES / 16;
 
 /// A member holding the room paused, and how much it had queued when its
 /// current deadline window began.
@@ -292,7 +294,8 @@ impl Driver {
             let Some(hold) = self.holding.get_mut(&conn) else {
                 continue;
             };
-            if hold.queued_then.saturating_sub(queued) < MIN_DRAIN_PER_DEADLINE {
+            let min_drain = self.config.max_queued_bytes / 16;
+            if hold.queued_then.saturating_sub(queued) < min_drain {
                 tracing::info!(conn, queued, "held the room paused without draining enough");
                 self.drop_member(conn);
             } else {

@@ -1,7 +1,10 @@
 //! The random fault sweep: seeded random sessions — joins, names (valid,
-//! invalid, taken), public and private chats of random sizes, leaves,
-//! mid-frame drops, held and partitioned links, latency and read sizes — against the real
-//! server, with the invariants checked after every step.
+//! invalid, taken), public and private chats of random sizes, floods of
+//! dozens of lines in one write, leaves, mid-frame drops, held and
+//! partitioned links, latency and read sizes — against the real server,
+//! half the sessions with flood control ([`sweep_flood_limit`]) and half
+//! without (back-pressure alone), with the invariants checked after every
+//! step.
 //!
 //! The driver (this test's thread) picks each step from a [`SplitMix`]
 //! seeded by the sweep seed, hands it to the client host that owns the
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use logosnet::framed::{FrameReader, ReadError};
 use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
-use logosnet::room::RoomConfig;
+use logosnet::room::{RoomConfig, flood};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use turmoil::net::TcpStream;
@@ -72,6 +75,18 @@ enum Command {
     },
 }
 
+/// Each connection's queue bound in the sweep: a flood of long lines
+/// passes its heavy mark (half of it).
+const SWEEP_QUEUE_BYTES: usize = 16 * 1024;
+
+/// The sweep's flood rule: the default burst, at ten times the default
+/// rate, so that a flood is held and released many times within a session
+/// of a few simulated seconds.
+fn sweep_flood_limit() -> flood::FloodLimit {
+    flood::FloodLimit::new(10 * flood::FLOOD_LINES_PER_SEC, flood::FLOOD_BURST)
+        .expect("a rate and a burst")
+}
+
 /// One sent chat line the checks know about.
 #[derive(Debug, Clone)]
 struct Sent {
@@ -79,7 +94,40 @@ struct Sent {
     /// For private lines, the typed target name.
     target: Option<String>,
     at: Duration,
+    /// The latest the flood rule can hold it until (see [`FloodClock`]).
+    due: Duration,
     deliverable: bool,
+}
+
+/// A late bound on when the flood rule lets a connection's frames go: each
+/// frame costs its tokens' worth of time after the later of its own sending
+/// and the previous frame's bound. The real bucket also allows a burst, so
+/// it is never later than this; the checks use it only to know when a line
+/// is owed, never to say when it must not arrive.
+#[derive(Debug, Clone, Copy, Default)]
+struct FloodClock {
+    free_at: Duration,
+}
+
+impl FloodClock {
+    fn charge(
+        &mut self,
+        now: Duration,
+        frame: &ClientFrame,
+        limit: Option<flood::FloodLimit>,
+    ) -> Duration {
+        let Some(limit) = limit else {
+            return now;
+        };
+        let text = match frame {
+            ClientFrame::Hello(_) => return now.max(self.free_at),
+            ClientFrame::Username(t) | ClientFrame::Chat(t) => t.len(),
+        };
+        let tokens = flood::line_cost(text, &limit);
+        let interval = Duration::from_secs(1) / limit.per_second();
+        self.free_at = now.max(self.free_at) + interval * tokens;
+        self.free_at
+    }
 }
 
 /// Everything one simulated client saw.
@@ -98,10 +146,23 @@ struct Client {
     /// Its host was partitioned from the server: segments were lost, so
     /// the stream hangs and nothing more is owed to or from it.
     cut: bool,
+    /// Its host's link was held at some point: it stopped reading for a
+    /// while, so the server may rightly have dropped it.
+    held: bool,
     /// When its connection ended (either side).
     closed_at: Option<Duration>,
     /// Message ids received, in order.
     messages: Vec<usize>,
+    /// Its own side hung up (a leave or a drop mid-frame).
+    left: bool,
+    /// The server said `Full` or `UsernameTimeout`: a close it explained.
+    refused: bool,
+    /// The `ProtocolError` reason the server gave, if any.
+    error: Option<String>,
+    /// The server ended the connection.
+    closed_by_server: bool,
+    /// When the flood rule lets its frames go, at the latest.
+    flood: FloodClock,
 }
 
 /// The shared record of a session.
@@ -111,6 +172,8 @@ struct Observed {
     sent: Vec<Sent>,
     /// The exact text of each `Message` frame → the id of its line.
     frame_text: BTreeMap<String, usize>,
+    /// The session's flood rule, if it has one.
+    flood: Option<flood::FloodLimit>,
     violations: Vec<String>,
 }
 
@@ -172,21 +235,29 @@ pub fn run_session(seed: u64) -> u64 {
         2 => PieceSize::AtMost(2),
         _ => PieceSize::Random { max: 9 },
     };
+    // Half the sessions with a flood rule, half without: then a flood
+    // reaches readers at once and only back-pressure keeps them.
+    let flood_rule = rng.chance(50).then(sweep_flood_limit);
     world.config.room = RoomConfig {
         max_participants: MAX_PARTICIPANTS,
         max_observers: MAX_OBSERVERS,
+        flood: flood_rule,
         ..RoomConfig::default()
     };
+    // Small queues, so that a flood makes readers' queues heavy and the
+    // back-pressure path runs in most sessions.
+    world.config.max_queued_bytes = SWEEP_QUEUE_BYTES;
     let mut run = world.build();
     let log = run.log.clone();
     log.record(
         "sweep",
         format_args!(
-            "seed {seed}, pieces {:?}, latency {:?}",
-            world.pieces, world.latency
+            "seed {seed}, pieces {:?}, latency {:?}, flood rule {:?}",
+            world.pieces, world.latency, flood_rule
         ),
     );
     let shared: Shared = Arc::default();
+    lock(&shared).flood = flood_rule;
     let mut inboxes = Vec::new();
     for host in 0..HOSTS {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -342,8 +413,8 @@ impl Driver {
         Some(candidates[self.rng.below(candidates.len() as u64) as usize])
     }
 
-    fn chat_line(&mut self, id: usize, target: Option<&str>) -> (String, bool) {
-        let long = self.rng.chance(10);
+    fn chat_line(&mut self, id: usize, target: Option<&str>, flood: bool) -> (String, bool) {
+        let long = flood || self.rng.chance(10);
         let pad = if long {
             990 + self.rng.below(30)
         } else {
@@ -447,7 +518,12 @@ impl Driver {
                 if let Some((sender, host)) = self.pick(active) {
                     // Sometimes a burst: several lines in one write, so one
                     // segment (and one server read) holds several frames.
-                    let burst = if self.rng.chance(25) {
+                    // And now and then a flood: dozens of lines at once, far
+                    // past the burst the flood rule allows.
+                    let flood = self.rng.chance(10);
+                    let burst = if flood {
+                        20 + self.rng.below(40)
+                    } else if self.rng.chance(25) {
                         2 + self.rng.below(3)
                     } else {
                         1
@@ -458,7 +534,7 @@ impl Driver {
                         let target =
                             private.then(|| NAMES[self.rng.below(NAMES.len() as u64) as usize]);
                         let id = lock(&self.shared).sent.len();
-                        let (line, deliverable) = self.chat_line(id, target);
+                        let (line, deliverable) = self.chat_line(id, target, flood);
                         let mut shared = lock(&self.shared);
                         let sender_name = shared.clients[&sender].name.clone().unwrap_or_default();
                         let mark = if private { '%' } else { '>' };
@@ -469,6 +545,7 @@ impl Driver {
                             sender,
                             target: target.map(str::to_owned),
                             at: Duration::MAX,
+                            due: Duration::MAX,
                             deliverable,
                         });
                         frames.push(ClientFrame::Chat(line));
@@ -515,6 +592,13 @@ impl Driver {
                     return None;
                 }
                 self.held[h] = !self.held[h];
+                if self.held[h] {
+                    for c in lock(&self.shared).clients.values_mut() {
+                        if c.host == h && c.closed_at.is_none() {
+                            c.held = true;
+                        }
+                    }
+                }
                 self.log.record(
                     "driver",
                     format_args!("{} c{h}", if self.held[h] { "hold" } else { "release" }),
@@ -569,7 +653,9 @@ async fn client_host(
                 let (read, mut write) = stream.into_split();
                 let mut hello = protocol::encode(&ClientFrame::Hello(role)).to_vec();
                 if let Some(name) = name {
-                    hello.extend_from_slice(&protocol::encode(&ClientFrame::Username(name)));
+                    let frame = ClientFrame::Username(name);
+                    stamp_sent(&shared, id, &frame);
+                    hello.extend_from_slice(&protocol::encode(&frame));
                 }
                 let _ = write.write_all(&hello).await;
                 writers.insert(id, write);
@@ -584,9 +670,7 @@ async fn client_host(
                 if let Some(write) = writers.get_mut(&id) {
                     let mut bytes = Vec::new();
                     for frame in &frames {
-                        if let ClientFrame::Chat(line) = frame {
-                            stamp_sent(&shared, line);
-                        }
+                        stamp_sent(&shared, id, frame);
                         bytes.extend_from_slice(&protocol::encode(frame));
                     }
                     let _ = write.write_all(&bytes).await;
@@ -595,11 +679,13 @@ async fn client_host(
             Command::CutAndDrop { id, frame, cut } => {
                 if let Some(mut write) = writers.remove(&id) {
                     let _ = write.write_all(&protocol::encode(&frame)[..cut]).await;
+                    hang_up(&shared, id);
                     close(&shared, id, &log, "dropped mid-frame");
                 }
             }
             Command::Drop { id } => {
                 if writers.remove(&id).is_some() {
+                    hang_up(&shared, id);
                     close(&shared, id, &log, "left");
                 }
             }
@@ -608,14 +694,35 @@ async fn client_host(
     Ok(())
 }
 
-/// Records when a chat line was really written.
-fn stamp_sent(shared: &Shared, line: &str) {
+/// Records when a frame was really written, and for a chat line when the
+/// flood rule will have let it go at the latest.
+fn stamp_sent(shared: &Shared, conn: usize, frame: &ClientFrame) {
     let mut observed = lock(shared);
+    let at = now();
+    let limit = observed.flood;
+    let Some(due) = observed
+        .clients
+        .get_mut(&conn)
+        .map(|c| c.flood.charge(at, frame, limit))
+    else {
+        return;
+    };
+    let ClientFrame::Chat(line) = frame else {
+        return;
+    };
     let id = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix('m').and_then(|n| n.parse::<usize>().ok()));
     if let Some(sent) = id.and_then(|id| observed.sent.get_mut(id)) {
-        sent.at = now();
+        sent.at = at;
+        sent.due = due;
+    }
+}
+
+/// The client's own side hung up.
+fn hang_up(shared: &Shared, id: usize) {
+    if let Some(c) = lock(shared).clients.get_mut(&id) {
+        c.left = true;
     }
 }
 
@@ -636,7 +743,12 @@ async fn read_frames(
     loop {
         let frame = match reader.next::<ServerFrame>().await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return close(&shared, id, &log, "closed by server"),
+            Ok(None) => {
+                if let Some(c) = lock(&shared).clients.get_mut(&id) {
+                    c.closed_by_server = true;
+                }
+                return close(&shared, id, &log, "closed by server");
+            }
             Err(ReadError::Frame(e)) => {
                 lock(&shared)
                     .violations
@@ -671,10 +783,9 @@ async fn read_frames(
                     "#{id} got a Message nobody sent (split, merged or forged): {text:?}"
                 )),
             },
-            ServerFrame::Full
-            | ServerFrame::UsernameTimeout
-            | ServerFrame::Notice(_)
-            | ServerFrame::ProtocolError(_) => {}
+            ServerFrame::Full | ServerFrame::UsernameTimeout => client.refused = true,
+            ServerFrame::ProtocolError(why) => client.error = Some(why),
+            ServerFrame::Notice(_) => {}
         }
     }
 }
@@ -731,6 +842,19 @@ fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
         }
     }
     for (&id, client) in &observed.clients {
+        // No member that kept reading was ever dropped: the sweep's clients
+        // all read everything, so only one whose link was cut or held may
+        // be.
+        if !client.cut && !client.held && client.admitted && !client.left && !client.refused {
+            if let Some(why) = &client.error {
+                fail(format!("#{id}, which kept reading, was dropped: {why}"));
+            }
+            if client.closed_by_server {
+                fail(format!(
+                    "#{id}, which kept reading, was closed by the server"
+                ));
+            }
+        }
         // Exactly once at most, in per-sender order; private only to the
         // target; over-long lines never; never one's own public line.
         let mut seen = BTreeSet::new();
@@ -778,18 +902,25 @@ fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
                 && !held[sender.host]
                 && links.now.is_none_or(|now| {
                     let moving = sent
-                        .at
+                        .due
                         .max(links.released_at[sender.host])
                         .max(links.released_at[client.host]);
                     now >= moving + DELIVERY_BOUND
                 })
                 && sender.member_since.is_some_and(|s| s <= sent.at)
+                // A sender the server dropped (its link was held or cut, so
+                // it stopped reading) may lose the lines it had in flight.
+                && sender.error.is_none()
                 && match &sent.target {
                     None => true,
                     Some(target) => client.name.as_deref() == Some(target.as_str()),
                 };
             if owed && !seen.contains(&line) {
-                fail(format!("#{id} never got m{line} from #{}", sent.sender));
+                fail(format!(
+                    "#{id} (a member since {since:?}) never got m{line} from #{} \
+                     (sent at {:?}, due by {:?})",
+                    sent.sender, sent.at, sent.due
+                ));
             }
         }
     }
