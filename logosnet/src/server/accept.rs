@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
-use super::connection::{self, Link, WritePolicy};
+use super::connection::{self, Link, Policy};
 use super::driver::Handles;
 use super::inbox::Inbox;
 use super::outbox::{Outbox, Totals};
@@ -36,12 +36,13 @@ pub(super) async fn accept_loop<L: Listener>(
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let policy = WritePolicy {
+    let policy = Policy {
         busy_frames: config.busy_write_frames.max(1),
         gap: config.write_gap,
         linger: config.close_linger,
         stall_grace: config.stall_grace,
         write_deadline: config.write_deadline,
+        frame_deadline: config.frame_deadline,
     };
     let mut next_id: ConnId = 1;
     let mut backoff = Duration::from_millis(10);

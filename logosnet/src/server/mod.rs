@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-pub use connection::SERVER_READ_BYTES;
+pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use inbox::INBOX_BYTES;
 pub use outbox::{
     FRAME_OVERHEAD_BYTES, HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
@@ -82,6 +82,16 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// 64 MiB; ours is for the whole server.)
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
+/// Reading time a connection has to finish a frame it has begun; past it,
+/// a `ProtocolError` and a close. 60 s, the spec's own patience with a
+/// silent peer (the Hello and username timeouts): the longest frame any
+/// state allows (4 KiB) then needs 68 bytes a second, less than any link a
+/// person chats over, while a peer stuck mid-frame — or dribbling one a
+/// byte at a time — lets go of its slot within a minute. Time the server
+/// spends not reading the connection (flood control, a full inbox) does
+/// not count.
+pub const FRAME_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Sockets refused past [`MAX_CONNECTIONS`] that may be lingering at once
 /// while they are told the server is busy; beyond that they are just closed.
 pub const MAX_REFUSING: usize = 64;
@@ -130,6 +140,8 @@ pub struct ServerConfig {
     pub stall_grace: Duration,
     /// See [`WRITE_DEADLINE`].
     pub write_deadline: Duration,
+    /// See [`FRAME_DEADLINE`].
+    pub frame_deadline: Duration,
 }
 
 impl Default for ServerConfig {
@@ -145,6 +157,7 @@ impl Default for ServerConfig {
             write_gap: WRITE_GAP,
             stall_grace: STALL_GRACE,
             write_deadline: WRITE_DEADLINE,
+            frame_deadline: FRAME_DEADLINE,
         }
     }
 }
