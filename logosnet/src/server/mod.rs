@@ -96,6 +96,37 @@ pub const FRAME_DEADLINE: Duration = Duration::from_secs(60);
 /// while they are told the server is busy; beyond that they are just closed.
 pub const MAX_REFUSING: usize = 64;
 
+/// Idle time before the kernel probes a silent connection (TCP keepalive).
+/// A peer whose network died without a word (lid closed, cable pulled,
+/// a NAT forgot it) sends no FIN or RST, and a quiet room sends it nothing
+/// that could fail, so without probes it would hold its name and slot until
+/// the server restarts; Linux's default waits two hours before the first.
+/// 60 s matches the spec's own patience (the Hello and username timeouts)
+/// and stays under the idle timeouts of common NATs and load balancers, so
+/// the probes also keep a live idle client's path open. The cost is one
+/// small packet a minute per idle connection, 8.5 a second for a full room.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// Time between unanswered keepalive probes: 10 s.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Unanswered probes before the kernel declares the peer dead: 3, so a
+/// probe or two lost on a lossy link does not cut a live peer, and a dead
+/// one is found [`KEEPALIVE_IDLE`] + 3 × [`KEEPALIVE_INTERVAL`] = 90 s
+/// after it last spoke. (While data is unacknowledged the kernel's
+/// retransmission timeout applies instead; the write deadline bounds that
+/// case first.)
+pub const KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns TCP keepalive on for an accepted socket with the numbers above.
+fn set_keepalive(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
+}
+
 /// Something that hands out connected byte streams.
 pub trait Listener: Send + 'static {
     /// One accepted connection.
@@ -113,6 +144,11 @@ impl Listener for tokio::net::TcpListener {
         // Chat frames are small and latency matters more than packet count;
         // batching is done by the outbox, not by Nagle.
         let _ = stream.set_nodelay(true);
+        // Dead peers are found by probes (see KEEPALIVE_IDLE). A socket that
+        // refuses the option is still served.
+        if let Err(e) = set_keepalive(&stream) {
+            tracing::debug!(%addr, error = %e, "cannot set TCP keepalive");
+        }
         Ok((stream, addr))
     }
 }
@@ -213,4 +249,43 @@ where
         tracker.wait().await;
     }
     tracing::info!("server stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keepalive cannot be simulated (turmoil has no probes), so this reads
+    /// the options back from a real accepted loopback socket.
+    #[tokio::test]
+    async fn accepted_sockets_have_keepalive_with_our_numbers() {
+        let mut listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("address");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, peer) = Listener::accept(&mut listener).await.expect("accept");
+        assert_eq!(peer, client.local_addr().expect("client address"));
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_IDLE
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            KEEPALIVE_INTERVAL
+        );
+        assert_eq!(
+            socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+            KEEPALIVE_PROBES
+        );
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+        // The client's own socket is untouched: the option is the server's.
+        assert!(
+            !socket2::SockRef::from(&client)
+                .keepalive()
+                .expect("SO_KEEPALIVE")
+        );
+    }
 }
