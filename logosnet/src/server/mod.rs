@@ -21,6 +21,7 @@ mod connection;
 mod driver;
 mod inbox;
 pub mod outbox;
+pub mod per_address;
 
 use std::future::Future;
 use std::io;
@@ -38,6 +39,7 @@ pub use outbox::{
     FRAME_OVERHEAD_BYTES, HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
     queued_cost,
 };
+pub use per_address::MAX_PER_ADDRESS;
 
 use crate::room::{ConnId, RoomConfig};
 
@@ -178,6 +180,11 @@ pub struct ServerConfig {
     pub write_deadline: Duration,
     /// See [`FRAME_DEADLINE`].
     pub frame_deadline: Duration,
+    /// Connections one IPv4 address or IPv6 /64 may have open (see
+    /// [`per_address`]); 0 turns the limit off.
+    pub max_per_address: usize,
+    /// Whether loopback peers are limited too (they are exempt by default).
+    pub limit_loopback: bool,
 }
 
 impl Default for ServerConfig {
@@ -194,6 +201,8 @@ impl Default for ServerConfig {
             stall_grace: STALL_GRACE,
             write_deadline: WRITE_DEADLINE,
             frame_deadline: FRAME_DEADLINE,
+            max_per_address: MAX_PER_ADDRESS,
+            limit_loopback: false,
         }
     }
 }
