@@ -136,3 +136,75 @@ async fn big_frames_announced_before_hello_are_refused_at_once_and_memory_stays_
         "peak RSS {peak} KiB, limit {PEAK_RSS_LIMIT_KIB} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_limits_follow_the_state_and_pipelined_frames_are_judged_in_order() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        let mut watcher = Client::observe(addr).await;
+
+        // While naming: a frame longer than any name request is fatal.
+        let mut naming = Client::connect(addr).await;
+        naming.send(&ClientFrame::Hello(Role::Participant)).await;
+        assert_eq!(naming.recv().await, ServerFrame::Accepted);
+        naming
+            .writer
+            .write_all(&256u32.to_be_bytes())
+            .await
+            .expect("write");
+        assert_eq!(
+            naming.recv_to_close().await,
+            vec![ServerFrame::ProtocolError(
+                "frame length 256 exceeds the limit of 135 bytes before a username is accepted"
+                    .into()
+            )]
+        );
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Notice("User Anonymous has left".into())
+        );
+
+        // Hello, a name and a 3,000-byte line in one write: each is judged
+        // by the limit its predecessors earned, so the line is delivered.
+        let line = "\u{1F980}".repeat(750);
+        let mut burst = Vec::new();
+        for frame in [
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Username("eager".into()),
+            ClientFrame::Chat(line.clone()),
+        ] {
+            burst.extend_from_slice(&logosnet::protocol::encode(&frame));
+        }
+        let mut eager = Client::connect(addr).await;
+        eager.writer.write_all(&burst).await.expect("write");
+        assert_eq!(eager.recv().await, ServerFrame::Accepted);
+        assert_eq!(eager.recv().await, ServerFrame::UsernameAccepted);
+        let joined = ServerFrame::Notice("User eager has joined".into());
+        assert_eq!(watcher.recv().await, joined);
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Message(format!(">      eager: {line}"))
+        );
+
+        // A member's frame over the chat limit is skipped as it streams in
+        // and answered with a warning; the member stays.
+        let mut huge = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+        huge.resize(4 + MAX_FRAME_BYTES, b'z');
+        eager.writer.write_all(&huge).await.expect("write");
+        assert_eq!(eager.recv().await, joined);
+        assert_eq!(
+            eager.recv().await,
+            ServerFrame::Notice(
+                "Warning: message not sent, it is longer than 1000 characters".into()
+            )
+        );
+        // Its tokens come back (a 64 KiB frame costs the whole burst).
+        eager.send(&ClientFrame::Chat("still here".into())).await;
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Message(">      eager: still here".into())
+        );
+    })
+    .await;
+}
