@@ -275,10 +275,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             let over = self.decoder.announced().is_some_and(|len| {
                 (limit.max_payload + 1..=MAX_FRAME_BYTES).contains(&(len as usize))
             });
-            if over && !settled && self.link.inbox.await_settle() {
-                // The frames ahead of this one may raise the limit.
-                self.awaiting_limit = true;
-                return;
+            if over && !settled {
+                // The frames ahead of this one may raise the limit: wait
+                // for the room to take them, or read it again if it has.
+                if self.link.inbox.await_settle() {
+                    self.awaiting_limit = true;
+                    return;
+                }
+                continue;
             }
             match self.decoder.next_frame_within::<ClientFrame>(limit) {
                 Ok(None) => {
