@@ -2,25 +2,86 @@
 //!
 //! [`FrameDecoder`] owns one connection's partial-frame buffer. Bytes arrive
 //! in whatever pieces the network gives (down to one byte); complete payloads
-//! come out in order, and a header that breaks the length rule is rejected
-//! before a byte of its payload is buffered. It does no I/O: the async
-//! wrapper is [`crate::framed`].
+//! come out in order. Every header is judged against a [`FrameLimit`] the
+//! moment its four bytes are in, before a byte of its payload is kept: a
+//! length past [`MAX_FRAME_BYTES`] is always a violation; a length past the
+//! limit the caller gives is either a violation too ([`Oversize::Refuse`])
+//! or skipped — its payload discarded as it streams in, never held, and
+//! reported as [`Decoded::Skipped`] once it has gone by ([`Oversize::Skip`]).
+//! Nothing is reserved for an announced length: the buffer grows only by
+//! what the peer actually sent, so it holds at most one frame of the limit
+//! plus what the caller read on top. It does no I/O: the async wrapper is
+//! [`crate::framed`]; the server picks the limit for each connection's
+//! state (see [`crate::room::Room::frame_limit`]).
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 
 use crate::protocol::{self, FrameError, HEADER_BYTES, MAX_FRAME_BYTES};
 
-/// The most a decoder ever holds: one whole frame. Callers add at most one
-/// read's worth on top before draining, so memory per connection is bounded.
+/// The most a decoder ever holds under [`FrameLimit::ANY`]: one whole
+/// frame. Callers add at most one read's worth on top before draining, so
+/// memory per connection is bounded.
 pub const MAX_BUFFERED_FRAME: usize = HEADER_BYTES + MAX_FRAME_BYTES;
+
+/// What happens to a frame longer than a [`FrameLimit`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// A violation ([`FrameError::OverLimit`]), seen at the header.
+    Refuse,
+    /// The payload is discarded as it arrives, then reported as
+    /// [`Decoded::Skipped`].
+    Skip,
+}
+
+/// The longest payload a connection may send now, and what happens to a
+/// longer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLimit {
+    /// The longest payload taken whole (at most [`MAX_FRAME_BYTES`]).
+    pub max_payload: usize,
+    /// What happens to a longer one.
+    pub oversize: Oversize,
+    /// Where the connection is, as a violation's reason says it
+    /// ("before Hello").
+    pub when: &'static str,
+}
+
+impl FrameLimit {
+    /// The protocol's own limit and nothing tighter: what a client reading
+    /// the server uses.
+    pub const ANY: FrameLimit = FrameLimit {
+        max_payload: MAX_FRAME_BYTES,
+        oversize: Oversize::Refuse,
+        when: "",
+    };
+}
+
+/// What the decoder hands out: a whole frame, or word that an oversized
+/// one went by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// A whole frame (or payload).
+    Frame(T),
+    /// A frame over the limit was skipped; this was its announced length.
+    Skipped(usize),
+}
 
 /// Reassembles frames from a byte stream split at arbitrary points.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: BytesMut,
+    /// An oversized frame being skipped: its length and the payload bytes
+    /// still to discard.
+    skipping: Option<Skipping>,
     /// Set once a violation is seen: the stream cannot be resynchronised.
     failed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Skipping {
+    len: usize,
+    left: usize,
 }
 
 impl FrameDecoder {
@@ -47,49 +108,130 @@ impl FrameDecoder {
     /// True when a frame has started but not finished: an end of stream now
     /// means the peer left mid-frame.
     pub fn is_mid_frame(&self) -> bool {
-        !self.buf.is_empty()
+        !self.buf.is_empty() || self.skipping.is_some()
     }
 
-    /// Takes the next complete payload, `Ok(None)` if more bytes are needed.
-    /// After an error the decoder stays failed: a stream with a bad header
-    /// cannot be resynchronised.
+    /// The length the next frame's header announces, once all four bytes
+    /// of it are in (and no frame is being skipped).
+    pub fn announced(&self) -> Option<u32> {
+        match (self.skipping, self.buf.get(..HEADER_BYTES)) {
+            (None, Some(&[a, b, c, d])) => Some(u32::from_be_bytes([a, b, c, d])),
+            _ => None,
+        }
+    }
+
+    /// Takes the next complete payload under the protocol's own limit,
+    /// `Ok(None)` if more bytes are needed. After an error the decoder
+    /// stays failed: a stream with a bad header cannot be resynchronised.
     pub fn next_payload(&mut self) -> Result<Option<Bytes>, FrameError> {
+        match self.next_payload_within(FrameLimit::ANY)? {
+            Some(Decoded::Frame(payload)) => Ok(Some(payload)),
+            // `ANY` refuses, never skips.
+            Some(Decoded::Skipped(_)) | None => Ok(None),
+        }
+    }
+
+    /// Takes the next complete payload, or word of a skipped one, judging
+    /// a new header against `limit`; `Ok(None)` if more bytes are needed.
+    pub fn next_payload_within(
+        &mut self,
+        limit: FrameLimit,
+    ) -> Result<Option<Decoded<Bytes>>, FrameError> {
         if self.failed {
             return Err(FrameError::Undecodable("stream already failed"));
         }
-        if self.buf.len() < HEADER_BYTES {
-            return Ok(None);
-        }
-        let header: [u8; HEADER_BYTES] = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-        let len = match protocol::check_length(u32::from_be_bytes(header)) {
-            Ok(len) => len,
-            Err(e) => {
-                self.failed = true;
-                return Err(e);
+        if self.skipping.is_none() {
+            let Some(announced) = self.announced() else {
+                return Ok(None);
+            };
+            match judge(announced, limit) {
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+                Ok(Judged::Take(len)) => {
+                    if self.buf.len() < HEADER_BYTES + len {
+                        return Ok(None);
+                    }
+                    self.buf.advance(HEADER_BYTES);
+                    return Ok(Some(Decoded::Frame(self.buf.split_to(len).freeze())));
+                }
+                Ok(Judged::Skip(len)) => {
+                    self.buf.advance(HEADER_BYTES);
+                    self.skipping = Some(Skipping { len, left: len });
+                }
             }
-        };
-        let total = HEADER_BYTES + len;
-        if self.buf.len() < total {
-            self.buf.reserve(total - self.buf.len());
-            return Ok(None);
         }
-        self.buf.advance(HEADER_BYTES);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        Ok(self.discard_skipped())
     }
 
-    /// Takes and decodes the next complete frame, `Ok(None)` if more bytes
-    /// are needed.
+    /// Discards what is buffered of the frame being skipped; word of it
+    /// once the last byte has gone.
+    fn discard_skipped(&mut self) -> Option<Decoded<Bytes>> {
+        let skip = self.skipping.as_mut()?;
+        let discard = skip.left.min(self.buf.len());
+        self.buf.advance(discard);
+        skip.left -= discard;
+        if skip.left > 0 {
+            return None;
+        }
+        let len = skip.len;
+        self.skipping = None;
+        Some(Decoded::Skipped(len))
+    }
+
+    /// Takes and decodes the next complete frame under the protocol's own
+    /// limit, `Ok(None)` if more bytes are needed.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        match self.next_payload()? {
+        match self.next_frame_within(FrameLimit::ANY)? {
+            Some(Decoded::Frame(frame)) => Ok(Some(frame)),
+            Some(Decoded::Skipped(_)) | None => Ok(None),
+        }
+    }
+
+    /// Takes and decodes the next complete frame, or word of a skipped one,
+    /// judging a new header against `limit`; `Ok(None)` if more bytes are
+    /// needed.
+    pub fn next_frame_within<T: DeserializeOwned>(
+        &mut self,
+        limit: FrameLimit,
+    ) -> Result<Option<Decoded<T>>, FrameError> {
+        match self.next_payload_within(limit)? {
             None => Ok(None),
-            Some(payload) => match protocol::decode_payload(&payload) {
-                Ok(frame) => Ok(Some(frame)),
+            Some(Decoded::Skipped(len)) => Ok(Some(Decoded::Skipped(len))),
+            Some(Decoded::Frame(payload)) => match protocol::decode_payload(&payload) {
+                Ok(frame) => Ok(Some(Decoded::Frame(frame))),
                 Err(e) => {
                     self.failed = true;
                     Err(e)
                 }
             },
         }
+    }
+}
+
+/// What a header's length means under a limit.
+enum Judged {
+    /// Buffer the payload and hand it out whole.
+    Take(usize),
+    /// Discard the payload as it arrives.
+    Skip(usize),
+}
+
+/// Judges an announced length: past [`MAX_FRAME_BYTES`] always a
+/// violation, past `limit` as the limit says.
+fn judge(announced: u32, limit: FrameLimit) -> Result<Judged, FrameError> {
+    let len = protocol::check_length(announced)?;
+    if len <= limit.max_payload {
+        return Ok(Judged::Take(len));
+    }
+    match limit.oversize {
+        Oversize::Skip => Ok(Judged::Skip(len)),
+        Oversize::Refuse => Err(FrameError::OverLimit {
+            len: announced,
+            limit: limit.max_payload,
+            when: limit.when,
+        }),
     }
 }
 
@@ -177,6 +319,131 @@ mod tests {
         // Nothing beyond the header was reserved for the announced payload.
         assert!(decoder.buf.capacity() < 1024);
         assert!(decoder.next_payload().is_err(), "stays failed");
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        // A header for the largest frame, then a few bytes of it: the
+        // buffer holds what arrived, not room for what was announced.
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&(MAX_FRAME_BYTES as u32).to_be_bytes());
+        decoder.extend(&[2, 0x80, 0x80, 0x04]);
+        assert_eq!(decoder.next_payload(), Ok(None));
+        assert!(decoder.is_mid_frame());
+        assert!(
+            decoder.buf.capacity() < 1024,
+            "reserved {} bytes",
+            decoder.buf.capacity()
+        );
+    }
+
+    const BEFORE_HELLO: FrameLimit = FrameLimit {
+        max_payload: protocol::MAX_HELLO_PAYLOAD,
+        oversize: Oversize::Refuse,
+        when: "before Hello",
+    };
+
+    const CHATTING: FrameLimit = FrameLimit {
+        max_payload: protocol::MAX_CHAT_PAYLOAD,
+        oversize: Oversize::Skip,
+        when: "",
+    };
+
+    #[test]
+    fn a_refusing_limit_fails_at_the_header_and_keeps_nothing() {
+        let mut decoder = FrameDecoder::new();
+        // The attack: a 65,536-byte frame announced before Hello.
+        decoder.extend(&(MAX_FRAME_BYTES as u32).to_be_bytes());
+        let error = decoder.next_payload_within(BEFORE_HELLO).unwrap_err();
+        assert_eq!(
+            error.reason(),
+            "frame length 65536 exceeds the limit of 10 bytes before Hello"
+        );
+        assert!(
+            decoder.next_payload_within(BEFORE_HELLO).is_err(),
+            "stays failed"
+        );
+        assert!(decoder.buf.capacity() < 1024);
+
+        // At the limit, the frame is taken; one byte over, refused.
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&[0, 0, 0, 10]);
+        decoder.extend(&[0x80, 0x80, 0x80, 0x80, 0, 0x80, 0x80, 0x80, 0x80, 0]);
+        assert_eq!(
+            decoder.next_frame_within::<ClientFrame>(BEFORE_HELLO),
+            Ok(Some(Decoded::Frame(ClientFrame::Hello(Role::Participant))))
+        );
+        decoder.extend(&[0, 0, 0, 11]);
+        assert!(matches!(
+            decoder.next_payload_within(BEFORE_HELLO),
+            Err(FrameError::OverLimit {
+                len: 11,
+                limit: 10,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_protocol_maximum_is_judged_before_the_state_limit() {
+        for limit in [BEFORE_HELLO, CHATTING] {
+            let mut decoder = FrameDecoder::new();
+            decoder.extend(&(MAX_FRAME_BYTES as u32 + 1).to_be_bytes());
+            assert_eq!(
+                decoder.next_payload_within(limit),
+                Err(FrameError::TooLong(MAX_FRAME_BYTES as u32 + 1))
+            );
+        }
+    }
+
+    #[test]
+    fn a_skipping_limit_discards_the_payload_as_it_streams_in() {
+        let long = ClientFrame::Chat("x".repeat(60_000));
+        let after = ClientFrame::Chat("next".into());
+        let mut stream = encode(&long).to_vec();
+        stream.extend_from_slice(&encode(&after));
+        let announced = encode(&long).len() - HEADER_BYTES;
+        let mut decoder = FrameDecoder::new();
+        let mut got = Vec::new();
+        for piece in stream.chunks(1000) {
+            decoder.extend(piece);
+            while let Some(item) = decoder.next_frame_within::<ClientFrame>(CHATTING).unwrap() {
+                got.push(item);
+            }
+            // Never more than a piece held, however much was announced.
+            assert!(decoder.buffered() <= 1000, "holds {}", decoder.buffered());
+        }
+        assert_eq!(
+            got,
+            vec![Decoded::Skipped(announced), Decoded::Frame(after)]
+        );
+        assert!(!decoder.is_mid_frame());
+    }
+
+    #[test]
+    fn a_skipped_frame_cut_short_is_mid_frame() {
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&5000u32.to_be_bytes());
+        decoder.extend(&[b'x'; 100]);
+        assert_eq!(decoder.next_payload_within(CHATTING), Ok(None));
+        assert_eq!(decoder.buffered(), 0);
+        assert!(decoder.is_mid_frame());
+        assert_eq!(
+            decoder.announced(),
+            None,
+            "no header pending while skipping"
+        );
+    }
+
+    #[test]
+    fn a_frame_within_the_limit_is_taken_whole_under_a_skipping_limit() {
+        let line = ClientFrame::Chat("\u{1F980}".repeat(1000));
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&encode(&line));
+        assert_eq!(
+            decoder.next_frame_within::<ClientFrame>(CHATTING),
+            Ok(Some(Decoded::Frame(line)))
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::io;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::codec::FrameDecoder;
-use crate::protocol::{self, FrameError};
+use crate::codec::{FrameDecoder, MAX_BUFFERED_FRAME};
+use crate::protocol::{self, FrameError, HEADER_BYTES};
 
 /// Bytes asked of the socket per read. Small enough to keep a connection's
 /// buffer bounded, large enough that a busy reader makes few system calls.
@@ -65,8 +65,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads once from the stream into the decoder; 0 means end of stream.
     /// Cancel-safe: a cancelled read loses no bytes.
+    ///
+    /// Once a header is in, room for the whole frame it announces (at most
+    /// [`MAX_BUFFERED_FRAME`]) is reserved at once, so a large frame is read
+    /// into one allocation rather than a doubling series. That is this
+    /// reader's choice, made for a peer it chose to talk to (the client's
+    /// server); the decoder itself reserves nothing, and the server, which
+    /// owes strangers nothing, reads through its own bounded path.
     pub async fn fill(&mut self) -> io::Result<usize> {
+        let announced = self.decoder.announced();
         let buf = self.decoder.buffer_mut();
+        if let Some(len) = announced {
+            let total = (HEADER_BYTES + len as usize).min(MAX_BUFFERED_FRAME);
+            buf.reserve(total.saturating_sub(buf.len()));
+        }
         if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 2 {
             buf.reserve(READ_CHUNK_BYTES);
         }

@@ -9,6 +9,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::room::MAX_MESSAGE_CHARS;
+use crate::username::MAX_REQUESTED_BYTES;
+
 /// Bytes in a frame header: the payload length as a big-endian `u32`.
 pub const HEADER_BYTES: usize = 4;
 
@@ -16,6 +19,32 @@ pub const HEADER_BYTES: usize = 4;
 /// chat line is at most 4000 bytes of UTF-8, so this leaves ample room while
 /// bounding what a peer can make a reader buffer.
 pub const MAX_FRAME_BYTES: usize = 65_536;
+
+/// Most bytes postcard spends on an enum's variant index: a `u32` varint.
+/// postcard also accepts a varint longer than it needs to be (`80 00` for
+/// 0), so a payload that decodes may spend all five.
+pub const MAX_VARIANT_BYTES: usize = 5;
+
+/// Most bytes postcard spends on a string's length: a `usize` varint, ten
+/// bytes on a 64-bit target (five on a 32-bit one), padded ones included.
+pub const MAX_LENGTH_PREFIX_BYTES: usize = 10;
+
+/// The longest payload that can decode as a `Hello`: two variant indexes
+/// (the message's and the role's). The shortest is 2 bytes.
+pub const MAX_HELLO_PAYLOAD: usize = 2 * MAX_VARIANT_BYTES;
+
+/// The longest `Username` payload the name rule reads at all: a variant
+/// index, a string length and [`MAX_REQUESTED_BYTES`] of text (ten 4-byte
+/// characters, with room for them to arrive decomposed, before NFC). 135
+/// bytes; a longer request cannot be a valid name.
+pub const MAX_USERNAME_PAYLOAD: usize =
+    MAX_VARIANT_BYTES + MAX_LENGTH_PREFIX_BYTES + MAX_REQUESTED_BYTES;
+
+/// The longest `Chat` payload that can be delivered: a variant index, a
+/// string length and [`MAX_MESSAGE_CHARS`] characters of 4 bytes each.
+/// 4,015 bytes; a longer line is refused whatever it says.
+pub const MAX_CHAT_PAYLOAD: usize =
+    MAX_VARIANT_BYTES + MAX_LENGTH_PREFIX_BYTES + 4 * MAX_MESSAGE_CHARS;
 
 /// Which kind of connection a `Hello` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,6 +101,21 @@ pub enum FrameError {
     /// The payload is not exactly one postcard value of the expected type.
     #[error("undecodable payload: {0}")]
     Undecodable(&'static str),
+    /// The header announced more than the connection may send in its
+    /// current state (see [`crate::codec::FrameLimit`]).
+    #[error("frame length {len} exceeds the limit of {limit} bytes {when}")]
+    OverLimit {
+        /// The length announced.
+        len: u32,
+        /// The longest payload allowed now.
+        limit: usize,
+        /// The state, as the reason says it: "before Hello".
+        when: &'static str,
+    },
+    /// A frame was begun and not finished within the frame deadline (time
+    /// the server spent not reading it does not count).
+    #[error("frame not finished within {} s", .0.as_secs_f64())]
+    Unfinished(std::time::Duration),
 }
 
 impl FrameError {
@@ -219,6 +263,63 @@ mod tests {
             let got = decode_payload::<ClientFrame>(payload);
             assert_eq!(got, Err(FrameError::Undecodable(why)), "{payload:?}");
         }
+    }
+
+    /// `value` as a postcard varint padded to exactly `width` bytes.
+    fn padded_varint(value: u64, width: usize) -> Vec<u8> {
+        (0..width)
+            .map(|i| {
+                let bits = value.checked_shr(7 * i as u32).unwrap_or(0) as u8 & 0x7f;
+                if i + 1 < width { bits | 0x80 } else { bits }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_payload_limits_are_the_longest_payloads_that_decode() {
+        // Hello: both indexes padded to five bytes still decode; a sixth
+        // byte is a bad varint.
+        let mut hello = padded_varint(0, MAX_VARIANT_BYTES);
+        hello.extend(padded_varint(1, MAX_VARIANT_BYTES));
+        assert_eq!(hello.len(), MAX_HELLO_PAYLOAD);
+        assert_eq!(
+            decode_payload::<ClientFrame>(&hello),
+            Ok(ClientFrame::Hello(Role::Observer))
+        );
+        let mut six = padded_varint(0, MAX_VARIANT_BYTES + 1);
+        six.push(0);
+        assert!(decode_payload::<ClientFrame>(&six).is_err());
+
+        // Username: the longest request the name rule reads, all padded.
+        let name = "\u{1F980}".repeat(MAX_REQUESTED_BYTES / 4);
+        let mut username = padded_varint(1, MAX_VARIANT_BYTES);
+        username.extend(padded_varint(name.len() as u64, MAX_LENGTH_PREFIX_BYTES));
+        username.extend(name.as_bytes());
+        assert_eq!(username.len(), MAX_USERNAME_PAYLOAD);
+        assert_eq!(
+            decode_payload::<ClientFrame>(&username),
+            Ok(ClientFrame::Username(name))
+        );
+
+        // Chat: the longest deliverable line, padded and as encoded.
+        let line = "\u{1F980}".repeat(MAX_MESSAGE_CHARS);
+        let mut chat = padded_varint(2, MAX_VARIANT_BYTES);
+        chat.extend(padded_varint(line.len() as u64, MAX_LENGTH_PREFIX_BYTES));
+        chat.extend(line.as_bytes());
+        assert_eq!(chat.len(), MAX_CHAT_PAYLOAD);
+        assert_eq!(
+            decode_payload::<ClientFrame>(&chat),
+            Ok(ClientFrame::Chat(line.clone()))
+        );
+        assert!(encode(&ClientFrame::Chat(line)).len() - HEADER_BYTES < MAX_CHAT_PAYLOAD);
+        // One more byte of padding on the length is a bad varint.
+        let mut eleven = vec![2];
+        eleven.extend(padded_varint(1, MAX_LENGTH_PREFIX_BYTES + 1));
+        eleven.push(b'x');
+        assert_eq!(
+            decode_payload::<ClientFrame>(&eleven),
+            Err(FrameError::Undecodable("bad varint"))
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::protocol::{self, ClientFrame, FrameError, Role, ServerFrame};
+use crate::codec::{FrameLimit, Oversize};
+use crate::protocol::{
+    self, ClientFrame, FrameError, MAX_CHAT_PAYLOAD, MAX_HELLO_PAYLOAD, MAX_USERNAME_PAYLOAD, Role,
+    ServerFrame,
+};
 use crate::username::{self, MAX_USERNAME_CHARS, NameKey, Username};
 
 pub mod flood;
@@ -39,6 +43,17 @@ pub const USERNAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a new connection has to send `Hello`, so idle sockets cannot pile up;
 /// the spec's 60 s.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a participant has from `Accepted` to get a name accepted, however
+/// often a refusal restarts [`USERNAME_TIMEOUT`]: our one addition to the
+/// spec's timer rule, so that refused attempts cannot hold a slot for ever.
+/// Five minutes: five full username timeouts, far more than a person
+/// choosing a name needs, and a bound on how long anyone can squat a slot.
+pub const NAMING_CEILING: Duration = Duration::from_secs(5 * 60);
+/// Refused name attempts a connection may make; the next refusal ends it
+/// with `UsernameTimeout`. Ten: a person who picks ten taken or invalid
+/// names in a row has been told why each time; a script cycling names to
+/// keep restarting the timer is cut off after at most ten minutes' worth.
+pub const MAX_REFUSED_NAMES: u32 = 10;
 /// Longest chat line delivered, in characters (Unicode scalar values), from
 /// the spec.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -62,6 +77,10 @@ pub struct RoomConfig {
     /// Each sender's allowance after `Hello` (see [`flood`]); `None` turns
     /// flood control off.
     pub flood: Option<FloodLimit>,
+    /// See [`NAMING_CEILING`].
+    pub naming_ceiling: Duration,
+    /// See [`MAX_REFUSED_NAMES`].
+    pub max_refused_names: u32,
 }
 
 impl Default for RoomConfig {
@@ -72,6 +91,8 @@ impl Default for RoomConfig {
             username_timeout: USERNAME_TIMEOUT,
             hello_timeout: HELLO_TIMEOUT,
             flood: FloodLimit::new(FLOOD_LINES_PER_SEC, FLOOD_BURST),
+            naming_ceiling: NAMING_CEILING,
+            max_refused_names: MAX_REFUSED_NAMES,
         }
     }
 }
@@ -83,7 +104,8 @@ pub enum CloseReason {
     Full,
     /// No `Hello` within the Hello timeout.
     HelloTimeout,
-    /// No accepted username within the username timeout.
+    /// No accepted username within the username timeout or the naming
+    /// ceiling, or too many refused attempts.
     UsernameTimeout,
     /// It broke the protocol.
     Violation,
@@ -124,8 +146,13 @@ pub enum Output {
 enum State {
     /// Connected, no `Hello` yet.
     AwaitingHello { deadline: Instant },
-    /// A participant slot is held; no name yet.
-    Naming { deadline: Instant },
+    /// A participant slot is held; no name yet. `deadline` is the username
+    /// timeout or the ceiling, whichever comes first.
+    Naming {
+        deadline: Instant,
+        ceiling: Instant,
+        refused: u32,
+    },
     /// A named participant, in the room.
     Active { name: Username },
     /// An observer, in the room.
@@ -139,11 +166,64 @@ struct Conn {
     state: State,
     /// Its flood allowance, from its `Hello` on.
     bucket: Bucket,
-    /// Frames that arrived while its bucket was empty, oldest first: taken
+    /// Input that arrived while its bucket was empty, oldest first: taken
     /// in order as tokens come back. The driver stops feeding a connection
     /// that has any (see [`Room::is_throttled`]), so this holds one frame.
-    held: VecDeque<ClientFrame>,
+    held: VecDeque<Incoming>,
 }
+
+/// One piece of input from a connection, as the room takes it.
+#[derive(Debug)]
+enum Incoming {
+    /// A whole frame.
+    Frame(ClientFrame),
+    /// A frame over the connection's limit, skipped unread: its length.
+    Oversized(usize),
+}
+
+impl Incoming {
+    /// The bytes of text it carries, for its flood cost.
+    fn text_bytes(&self) -> usize {
+        match self {
+            Incoming::Frame(ClientFrame::Hello(_)) => 0,
+            Incoming::Frame(ClientFrame::Username(text) | ClientFrame::Chat(text)) => text.len(),
+            Incoming::Oversized(len) => *len,
+        }
+    }
+}
+
+/// What a connection may send before its `Hello`: a Hello, and a longer
+/// frame is a violation.
+pub const HELLO_LIMIT: FrameLimit = FrameLimit {
+    max_payload: MAX_HELLO_PAYLOAD,
+    oversize: Oversize::Refuse,
+    when: "before Hello",
+};
+
+/// What a participant may send while naming: a request the name rule reads,
+/// and a longer frame is a violation.
+pub const NAMING_LIMIT: FrameLimit = FrameLimit {
+    max_payload: MAX_USERNAME_PAYLOAD,
+    oversize: Oversize::Refuse,
+    when: "before a username is accepted",
+};
+
+/// What a member (a named participant or an observer) may send: the
+/// longest deliverable chat line. A longer frame is skipped as it arrives
+/// and answered as the spec answers a long line, with a warning.
+pub const MEMBER_LIMIT: FrameLimit = FrameLimit {
+    max_payload: MAX_CHAT_PAYLOAD,
+    oversize: Oversize::Skip,
+    when: "for a member",
+};
+
+// The limits only grow from state to state: a driver may judge a header by
+// a limit read before the room took the frames ahead of it (see
+// `Room::frame_limit`).
+const _: () = assert!(
+    HELLO_LIMIT.max_payload < NAMING_LIMIT.max_payload
+        && NAMING_LIMIT.max_payload < MEMBER_LIMIT.max_payload
+);
 
 /// The chat room's state and rules. See the module docs.
 #[derive(Debug)]
@@ -207,26 +287,52 @@ impl Room {
     /// taken when it does (at [`Room::poll_timeout`]); meanwhile
     /// [`Room::is_throttled`] is true and the driver should stop reading it.
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame) {
+        self.handle_incoming(now, conn, Incoming::Frame(frame));
+    }
+
+    /// A frame longer than the connection's [`Room::frame_limit`] went by,
+    /// skipped unread; `len` is its announced length. It is paid for like a
+    /// line of that length and answered as the state answers a long frame:
+    /// a member is warned, anyone else has broken the protocol.
+    pub fn handle_oversized(&mut self, now: Instant, conn: ConnId, len: usize) {
+        self.handle_incoming(now, conn, Incoming::Oversized(len));
+    }
+
+    /// The longest frame the connection may send in its current state, and
+    /// what happens to a longer one. It only grows as a connection goes
+    /// from `Hello` to naming to member, so a driver that judges a header
+    /// by a limit read before the room took the frames ahead of it never
+    /// refuses what the room would take. An unknown connection gets the
+    /// strictest.
+    pub fn frame_limit(&self, conn: ConnId) -> FrameLimit {
+        match self.conns.get(&conn).map(|c| &c.state) {
+            Some(State::Naming { .. }) => NAMING_LIMIT,
+            Some(State::Active { .. } | State::Observer) => MEMBER_LIMIT,
+            Some(State::AwaitingHello { .. }) | None => HELLO_LIMIT,
+        }
+    }
+
+    fn handle_incoming(&mut self, now: Instant, conn: ConnId, input: Incoming) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if !c.held.is_empty() {
-            c.held.push_back(frame);
+            c.held.push_back(input);
             return;
         }
         let Some(limit) = self.config.flood else {
-            return self.take_frame(now, conn, frame);
+            return self.take(now, conn, input);
         };
         if matches!(c.state, State::AwaitingHello { .. }) {
             // Hello itself is free: the allowance starts after it.
-            return self.take_frame(now, conn, frame);
+            return self.take(now, conn, input);
         }
-        let cost = flood::line_cost(text_bytes(&frame), &limit);
+        let cost = flood::line_cost(input.text_bytes(), &limit);
         match c.bucket.take(now, cost, &limit) {
-            Ok(()) => self.take_frame(now, conn, frame),
+            Ok(()) => self.take(now, conn, input),
             Err(at) => {
                 tracing::debug!(conn, "throttled");
-                c.held.push_back(frame);
+                c.held.push_back(input);
                 self.releases.insert((at, conn));
             }
         }
@@ -236,6 +342,34 @@ impl Room {
     /// driver should take no more from it until this clears.
     pub fn is_throttled(&self, conn: ConnId) -> bool {
         self.conns.get(&conn).is_some_and(|c| !c.held.is_empty())
+    }
+
+    /// Applies one input's rule.
+    fn take(&mut self, now: Instant, conn: ConnId, input: Incoming) {
+        match input {
+            Incoming::Frame(frame) => self.take_frame(now, conn, frame),
+            Incoming::Oversized(len) => self.take_oversized(conn, len),
+        }
+    }
+
+    /// A frame over the limit: a member is warned as for a long line (an
+    /// observer as for anything it sends); before that, the limit was a
+    /// hard one.
+    fn take_oversized(&mut self, conn: ConnId, len: usize) {
+        match self.conns.get(&conn).map(|c| &c.state) {
+            Some(State::Active { .. }) => self.notice(conn, &too_long_warning()),
+            Some(State::Observer) => self.notice(conn, OBSERVERS_ONLY_READ),
+            Some(State::AwaitingHello { .. } | State::Naming { .. }) => {
+                let limit = self.frame_limit(conn);
+                let error = FrameError::OverLimit {
+                    len: u32::try_from(len).unwrap_or(u32::MAX),
+                    limit: limit.max_payload,
+                    when: limit.when,
+                };
+                self.violation(conn, error.reason());
+            }
+            None => {}
+        }
     }
 
     /// Applies one frame's rule.
@@ -262,7 +396,7 @@ impl Room {
                 self.notice(conn, "Warning: you already have a username");
             }
             (State::Observer, _) => {
-                self.notice(conn, "Warning: observers can only read");
+                self.notice(conn, OBSERVERS_ONLY_READ);
             }
             (_, ClientFrame::Hello(_)) => {
                 self.notice(conn, "Warning: Hello was already received");
@@ -312,14 +446,14 @@ impl Room {
             return;
         };
         while let Some(c) = self.conns.get_mut(&conn) {
-            let Some(frame) = c.held.front() else {
+            let Some(input) = c.held.front() else {
                 return;
             };
-            let cost = flood::line_cost(text_bytes(frame), &limit);
+            let cost = flood::line_cost(input.text_bytes(), &limit);
             match c.bucket.take(now, cost, &limit) {
                 Ok(()) => {
-                    if let Some(frame) = c.held.pop_front() {
-                        self.take_frame(now, conn, frame);
+                    if let Some(input) = c.held.pop_front() {
+                        self.take(now, conn, input);
                     }
                 }
                 Err(at) => {
@@ -330,8 +464,8 @@ impl Room {
         }
     }
 
-    /// The earliest deadline, `conn`'s Hello or username deadline, has
-    /// passed.
+    /// The earliest deadline, `conn`'s Hello or username deadline (or its
+    /// naming ceiling), has passed.
     fn expire(&mut self, conn: ConnId) {
         self.deadlines.pop_first();
         match self.conns.get(&conn).map(|c| &c.state) {
@@ -425,7 +559,8 @@ impl Room {
         match role {
             Role::Participant => {
                 self.participants += 1;
-                self.set_state(conn, self.naming(now));
+                let ceiling = deadline_after(now, self.config.naming_ceiling);
+                self.set_state(conn, self.naming(now, ceiling, 0));
             }
             Role::Observer => {
                 self.observers += 1;
@@ -436,9 +571,13 @@ impl Room {
         tracing::info!(conn, ?role, "admitted");
     }
 
-    fn naming(&self, now: Instant) -> State {
+    /// Naming, with the username timeout restarted at `now` but never
+    /// past the ceiling.
+    fn naming(&self, now: Instant, ceiling: Instant, refused: u32) -> State {
         State::Naming {
-            deadline: deadline_after(now, self.config.username_timeout),
+            deadline: deadline_after(now, self.config.username_timeout).min(ceiling),
+            ceiling,
+            refused,
         }
     }
 
@@ -464,9 +603,23 @@ impl Room {
                 return;
             }
         };
-        // A refused attempt restarts the clock.
+        let Some(State::Naming {
+            ceiling, refused, ..
+        }) = self.conns.get(&conn).map(|c| &c.state)
+        else {
+            return;
+        };
+        let (ceiling, refused) = (*ceiling, refused.saturating_add(1));
+        if refused > self.config.max_refused_names {
+            tracing::info!(conn, refused, "too many refused names");
+            self.notice(conn, &too_many_names_warning(self.config.max_refused_names));
+            self.send_frame(conn, &ServerFrame::UsernameTimeout);
+            self.close(conn, CloseReason::UsernameTimeout);
+            return;
+        }
+        // A refused attempt restarts the clock, up to the ceiling.
         self.clear_deadline(conn);
-        self.set_state(conn, self.naming(now));
+        self.set_state(conn, self.naming(now, ceiling, refused));
         self.send_frame(conn, &reply);
     }
 
@@ -475,12 +628,7 @@ impl Room {
             return;
         }
         if line.chars().count() > MAX_MESSAGE_CHARS {
-            self.notice(
-                conn,
-                &format!(
-                    "Warning: message not sent, it is longer than {MAX_MESSAGE_CHARS} characters"
-                ),
-            );
+            self.notice(conn, &too_long_warning());
             return;
         }
         let Some(rest) = line.strip_prefix('@') else {
@@ -555,7 +703,7 @@ impl Room {
     }
 
     fn set_state(&mut self, conn: ConnId, state: State) {
-        if let State::AwaitingHello { deadline } | State::Naming { deadline } = state {
+        if let State::AwaitingHello { deadline } | State::Naming { deadline, .. } = state {
             self.deadlines.insert((deadline, conn));
         }
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -564,7 +712,7 @@ impl Room {
     }
 
     fn clear_deadline(&mut self, conn: ConnId) {
-        if let Some(State::AwaitingHello { deadline } | State::Naming { deadline }) =
+        if let Some(State::AwaitingHello { deadline } | State::Naming { deadline, .. }) =
             self.conns.get(&conn).map(|c| &c.state)
         {
             self.deadlines.remove(&(*deadline, conn));
@@ -605,12 +753,19 @@ fn deadline_after(now: Instant, timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// The bytes of text a frame carries, for its flood cost.
-fn text_bytes(frame: &ClientFrame) -> usize {
-    match frame {
-        ClientFrame::Hello(_) => 0,
-        ClientFrame::Username(text) | ClientFrame::Chat(text) => text.len(),
-    }
+/// The warning an observer gets for anything it sends.
+pub const OBSERVERS_ONLY_READ: &str = "Warning: observers can only read";
+
+/// The warning a member gets for a line longer than [`MAX_MESSAGE_CHARS`]
+/// (or a frame longer than [`MEMBER_LIMIT`]).
+pub fn too_long_warning() -> String {
+    format!("Warning: message not sent, it is longer than {MAX_MESSAGE_CHARS} characters")
+}
+
+/// The notice before `UsernameTimeout` when a participant's refused
+/// attempts pass `max`.
+pub fn too_many_names_warning(max: u32) -> String {
+    format!("Warning: more than {max} usernames refused")
 }
 
 #[cfg(any(test, feature = "fuzzing"))]

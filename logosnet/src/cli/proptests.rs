@@ -9,7 +9,9 @@ use std::time::Instant;
 use proptest::prelude::*;
 
 use super::client::{ClientArgs, MAX_CONNECT_TIMEOUT, MIN_CONNECT_TIMEOUT};
-use super::server::{MAX_HELLO_TIMEOUT, MAX_WRITE_GAP, MIN_HELLO_TIMEOUT, ServerArgs};
+use super::server::{
+    MAX_HELLO_TIMEOUT, MAX_PER_IP_SETTING, MAX_WRITE_GAP, MIN_HELLO_TIMEOUT, ServerArgs,
+};
 use super::{EXIT_USAGE, Stop, parse};
 use crate::room::Room;
 
@@ -25,6 +27,9 @@ const FLAGS: &[&str] = &[
     "--connect-timeout",
     "--hello-timeout",
     "--write-gap-ms",
+    "--max-per-ip",
+    "--limit-loopback",
+    "--limit-loopback=true",
     "--help",
     "-h",
     "--version",
@@ -53,6 +58,8 @@ const VALUES: &[&str] = &[
     "60",
     "1000",
     "1001",
+    "2048",
+    "2049",
     "3600",
     "86400",
     "86400.0001",
@@ -112,6 +119,7 @@ proptest! {
             Ok(parsed) => {
                 prop_assert!((MIN_HELLO_TIMEOUT..=MAX_HELLO_TIMEOUT).contains(&parsed.hello_timeout));
                 prop_assert!(parsed.write_gap <= MAX_WRITE_GAP);
+                prop_assert!(parsed.max_per_ip <= MAX_PER_IP_SETTING);
                 // The configuration runs: the first connection sets a
                 // deadline from the timeout without overflowing the clock.
                 let config = parsed.config();

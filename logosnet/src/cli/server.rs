@@ -12,7 +12,7 @@ use clap::Parser;
 
 use super::{millis_between, seconds_between};
 use crate::room::flood::{FloodLimit, MAX_FLOOD_SETTING};
-use crate::server::ServerConfig;
+use crate::server::{MAX_CONNECTIONS, ServerConfig};
 
 /// Shortest `--hello-timeout`: one millisecond (anything shorter would close
 /// every connection before it could speak).
@@ -40,6 +40,10 @@ pub const MIN_QUEUED_TOTAL: u64 = 4 << 20;
 
 /// Largest `--max-queued-total`: 64 GiB, far past any machine this runs on.
 pub const MAX_QUEUED_TOTAL_SETTING: u64 = 64 << 30;
+
+/// Largest `--max-per-ip`: the server's whole socket limit, past which a
+/// per-source limit limits nothing.
+pub const MAX_PER_IP_SETTING: u64 = MAX_CONNECTIONS as u64;
 
 /// The server's exit statuses, as `--help` prints them after the options.
 pub const SERVER_EXIT_STATUS_HELP: &str = "\
@@ -123,6 +127,19 @@ pub struct ServerArgs {
         value_parser = clap::value_parser!(u64).range(MIN_QUEUED_TOTAL..=MAX_QUEUED_TOTAL_SETTING)
     )]
     pub max_queued_total: u64,
+
+    /// Connections one IPv4 address or IPv6 /64 may have open at once; past it, refused (0: no limit)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "16",
+        value_parser = clap::value_parser!(u64).range(0..=MAX_PER_IP_SETTING)
+    )]
+    pub max_per_ip: u64,
+
+    /// Apply --max-per-ip to loopback clients too (they are exempt by default)
+    #[arg(long)]
+    pub limit_loopback: bool,
 }
 
 impl ServerArgs {
@@ -135,6 +152,8 @@ impl ServerArgs {
         config.room.flood = FloodLimit::new(self.flood_rate, self.flood_burst);
         config.write_deadline = self.write_deadline;
         config.max_queued_total = usize::try_from(self.max_queued_total).unwrap_or(usize::MAX);
+        config.max_per_address = usize::try_from(self.max_per_ip).unwrap_or(usize::MAX);
+        config.limit_loopback = self.limit_loopback;
         config
     }
 }
@@ -163,6 +182,9 @@ mod tests {
         assert_eq!(config.write_gap, default.write_gap);
         assert_eq!(config.write_deadline, default.write_deadline);
         assert_eq!(config.max_queued_total, default.max_queued_total);
+        assert_eq!(config.max_per_address, default.max_per_address);
+        assert_eq!(config.limit_loopback, default.limit_loopback);
+        assert!(!config.limit_loopback, "loopback is exempt by default");
     }
 
     #[test]
@@ -188,6 +210,13 @@ mod tests {
             .unwrap()
             .config();
         assert_eq!(config.room.flood, FloodLimit::new(2, 3));
+        let config = args(&["--max-per-ip", "0", "--limit-loopback"])
+            .unwrap()
+            .config();
+        assert_eq!(config.max_per_address, 0);
+        assert!(config.limit_loopback);
+        let stop = args(&["--max-per-ip", "2049"]).unwrap_err();
+        assert_eq!(stop.status, EXIT_USAGE);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! A checking harness for [`FrameDecoder`]: feeds it a byte stream in given
-//! pieces, asserts the buffering bound after every piece, and returns what
-//! came out, so that the property tests (`codec/proptests.rs`) and the fuzz
-//! target (`fuzz/fuzz_targets/decoder.rs`) share one oracle.
+//! pieces under a [`FrameLimit`], asserts the buffering bound after every
+//! piece, and returns what came out, so that the property tests
+//! (`codec/proptests.rs`) and the fuzz target (`fuzz/fuzz_targets/decoder.rs`)
+//! share one oracle.
 //!
 //! Compiled only for tests and with the `fuzzing` feature.
 
-use super::{FrameDecoder, MAX_BUFFERED_FRAME};
-use crate::protocol::{ClientFrame, FrameError};
+use super::{Decoded as Item, FrameDecoder, FrameLimit};
+use crate::protocol::{ClientFrame, FrameError, HEADER_BYTES};
 
 /// Everything a decoder produced from one stream: the frames in order, then
 /// the violation that stopped it (if any), and whether it ended mid-frame.
@@ -14,6 +15,8 @@ use crate::protocol::{ClientFrame, FrameError};
 pub struct Decoded {
     /// The frames, in order.
     pub frames: Vec<ClientFrame>,
+    /// The announced lengths of the frames skipped as over the limit.
+    pub skipped: Vec<usize>,
     /// The first violation; nothing after it is decoded.
     pub error: Option<FrameError>,
     /// Bytes of an unfinished frame were left over.
@@ -21,13 +24,23 @@ pub struct Decoded {
 }
 
 /// Decodes `stream` in pieces of the sizes `pieces` yields (cycled; a zero
-/// size counts as one byte), asserting after each piece that the decoder
-/// holds at most one maximum frame plus that piece before draining and less
-/// than one maximum frame after, and that a failed decoder stays failed.
+/// size counts as one byte) under the protocol's own limit. See
+/// [`decode_in_pieces_within`].
 pub fn decode_in_pieces(stream: &[u8], pieces: &[usize]) -> Decoded {
+    decode_in_pieces_within(stream, pieces, FrameLimit::ANY)
+}
+
+/// Decodes `stream` in pieces of the sizes `pieces` yields under `limit`,
+/// asserting after each piece that the decoder holds at most one frame of
+/// the limit plus that piece before draining and less than one frame of
+/// the limit after (nothing at all of a frame being skipped), and that a
+/// failed decoder stays failed.
+pub fn decode_in_pieces_within(stream: &[u8], pieces: &[usize], limit: FrameLimit) -> Decoded {
+    let most = HEADER_BYTES + limit.max_payload;
     let mut decoder = FrameDecoder::new();
     let mut out = Decoded {
         frames: Vec::new(),
+        skipped: Vec::new(),
         error: None,
         mid_frame: false,
     };
@@ -41,25 +54,29 @@ pub fn decode_in_pieces(stream: &[u8], pieces: &[usize]) -> Decoded {
         decoder.extend(piece);
         assert_eq!(decoder.buffered(), before + piece.len());
         assert!(
-            decoder.buffered() <= MAX_BUFFERED_FRAME + piece.len(),
+            decoder.buffered() <= most + piece.len(),
             "holds {} bytes after a {}-byte piece",
             decoder.buffered(),
             piece.len()
         );
         loop {
             let held = decoder.buffered();
-            match decoder.next_frame::<ClientFrame>() {
-                Ok(Some(frame)) => {
+            match decoder.next_frame_within::<ClientFrame>(limit) {
+                Ok(Some(Item::Frame(frame))) => {
                     assert!(
-                        held - decoder.buffered() <= MAX_BUFFERED_FRAME,
-                        "handed out a frame longer than the maximum"
+                        held - decoder.buffered() <= most,
+                        "handed out a frame longer than the limit"
                     );
                     out.frames.push(frame);
+                }
+                Ok(Some(Item::Skipped(len))) => {
+                    assert!(len > limit.max_payload, "skipped a frame within the limit");
+                    out.skipped.push(len);
                 }
                 Ok(None) => break,
                 Err(error) => {
                     assert!(
-                        decoder.next_frame::<ClientFrame>().is_err(),
+                        decoder.next_frame_within::<ClientFrame>(limit).is_err(),
                         "a failed decoder must stay failed"
                     );
                     out.error = Some(error);
@@ -68,7 +85,7 @@ pub fn decode_in_pieces(stream: &[u8], pieces: &[usize]) -> Decoded {
             }
         }
         assert!(
-            decoder.buffered() < MAX_BUFFERED_FRAME,
+            decoder.buffered() < most,
             "holds a whole frame it did not hand out"
         );
     }
@@ -79,4 +96,9 @@ pub fn decode_in_pieces(stream: &[u8], pieces: &[usize]) -> Decoded {
 /// Decodes `stream` in one piece: the reference every split must match.
 pub fn decode_whole(stream: &[u8]) -> Decoded {
     decode_in_pieces(stream, &[stream.len()])
+}
+
+/// [`decode_whole`] under `limit`.
+pub fn decode_whole_within(stream: &[u8], limit: FrameLimit) -> Decoded {
+    decode_in_pieces_within(stream, &[stream.len()], limit)
 }

@@ -3,7 +3,9 @@
 //! the decoder hold more than one maximum frame plus one read, and decode
 //! exactly as the same stream delivered in one piece. The same holds through
 //! [`FrameReader`](crate::framed::FrameReader) over a socket that returns
-//! reads of arbitrary sizes.
+//! reads of arbitrary sizes. Under a per-state [`FrameLimit`] the same
+//! holds with the limit's frame in place of the maximum, and skipping an
+//! oversized frame changes nothing but that frame.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,10 +14,12 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::MAX_BUFFERED_FRAME;
-use super::audit::{decode_in_pieces, decode_whole};
+use super::audit::{decode_in_pieces, decode_in_pieces_within, decode_whole, decode_whole_within};
+use super::{FrameLimit, MAX_BUFFERED_FRAME, Oversize};
 use crate::framed::{FrameReader, READ_CHUNK_BYTES};
-use crate::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, encode};
+use crate::protocol::{
+    ClientFrame, HEADER_BYTES, MAX_CHAT_PAYLOAD, MAX_FRAME_BYTES, MAX_HELLO_PAYLOAD, Role, encode,
+};
 
 /// Longest chat line whose frame still fits: 1 tag byte and a 3-byte varint.
 const MAX_CHAT_BYTES: usize = MAX_FRAME_BYTES - 4;
@@ -100,8 +104,65 @@ impl AsyncRead for PiecewiseStream {
     }
 }
 
+/// The limits the server uses, and small ones of either kind.
+fn limit() -> impl Strategy<Value = FrameLimit> {
+    let oversize = prop_oneof![Just(Oversize::Refuse), Just(Oversize::Skip)];
+    prop_oneof![
+        Just(FrameLimit::ANY),
+        Just(FrameLimit {
+            max_payload: MAX_HELLO_PAYLOAD,
+            oversize: Oversize::Refuse,
+            when: "before Hello",
+        }),
+        Just(FrameLimit {
+            max_payload: MAX_CHAT_PAYLOAD,
+            oversize: Oversize::Skip,
+            when: "",
+        }),
+        (0..64usize, oversize).prop_map(|(max_payload, oversize)| FrameLimit {
+            max_payload,
+            oversize,
+            when: "now",
+        }),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn limited_stream_decodes_the_same_however_it_is_split(
+        stream in hostile_stream(),
+        pieces in pieces(),
+        limit in limit(),
+    ) {
+        let whole = decode_whole_within(&stream, limit);
+        let split = decode_in_pieces_within(&stream, &pieces, limit);
+        prop_assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn skipping_drops_exactly_the_frames_over_the_limit(
+        frames in vec(client_frame(), 0..10),
+        pieces in pieces(),
+        max_payload in 0..64usize,
+    ) {
+        let limit = FrameLimit { max_payload, oversize: Oversize::Skip, when: "" };
+        let encoded: Vec<_> = frames.iter().map(encode).collect();
+        let stream: Vec<u8> = encoded.iter().flat_map(|f| f.to_vec()).collect();
+        let decoded = decode_in_pieces_within(&stream, &pieces, limit);
+        let (kept, over): (Vec<_>, Vec<_>) = frames
+            .iter()
+            .zip(&encoded)
+            .partition(|(_, bytes)| bytes.len() - HEADER_BYTES <= max_payload);
+        prop_assert_eq!(decoded.error, None);
+        prop_assert!(!decoded.mid_frame);
+        prop_assert_eq!(decoded.frames, kept.into_iter().map(|(f, _)| f.clone()).collect::<Vec<_>>());
+        prop_assert_eq!(
+            decoded.skipped,
+            over.into_iter().map(|(_, bytes)| bytes.len() - HEADER_BYTES).collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn hostile_stream_decodes_the_same_however_it_is_split(

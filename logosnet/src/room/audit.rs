@@ -6,14 +6,16 @@
 //! The shadow model is built only from what a driver can see — the events it
 //! fed in and the outputs that came back — and for each event it predicts,
 //! per connection, exactly which frames the room must send and which
-//! connections it must close. Any difference panics with the event that
+//! connections it must close (the username timer, its ceiling and the cap
+//! on refused names included). Any difference panics with the event that
 //! caused it. On top of that exact comparison it checks the standing
 //! invariants after every event: no two active participants whose names
 //! share a comparison key (look alike), at
 //! most the configured (≤ 255) connections per role, no frame to a closed or
 //! never-opened connection, chat reaching only the room (private lines only
 //! their target), "has left" announced exactly once per departing
-//! participant, and the next deadline being the earliest one held.
+//! participant, the next deadline being the earliest one held, and each
+//! connection's frame limit being the one for its state.
 //!
 //! Compiled only for tests and with the `fuzzing` feature; it is a test
 //! oracle, not part of the server.
@@ -21,8 +23,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::{ConnId, EndReason, MAX_MESSAGE_CHARS, Output, Room, RoomConfig};
-use crate::protocol::{self, ClientFrame, FrameError, HEADER_BYTES, Role, ServerFrame};
+use super::{
+    ConnId, EndReason, HELLO_LIMIT, MAX_MESSAGE_CHARS, MEMBER_LIMIT, NAMING_LIMIT, Output, Room,
+    RoomConfig,
+};
+use crate::protocol::{
+    self, ClientFrame, FrameError, HEADER_BYTES, MAX_FRAME_BYTES, Role, ServerFrame,
+};
 use crate::username::{self, MAX_USERNAME_CHARS, NameKey, Username};
 
 /// Names the events draw from, so that collisions, normalization twins,
@@ -103,6 +110,22 @@ pub enum Event {
         conn: u16,
         /// The payload bytes (after the header).
         payload: Vec<u8>,
+    },
+    /// A connection asks for an invalid name this many times in a row
+    /// (modulo 13), enough to pass the cap on refusals.
+    Squat {
+        /// Which connection.
+        conn: u16,
+        /// How many attempts.
+        attempts: u8,
+    },
+    /// A frame over the connection's limit went by, skipped unread.
+    Oversized {
+        /// Which connection.
+        conn: u16,
+        /// Its length, past the member limit (taken modulo the span up to
+        /// the protocol's maximum).
+        len: u16,
     },
     /// The framing layer reports a violation.
     Violation {
@@ -256,6 +279,21 @@ enum Phase {
 struct Shadow {
     phase: Phase,
     deadline: Option<Instant>,
+    /// While naming: the latest the deadline may be, and the refusals so
+    /// far.
+    ceiling: Option<Instant>,
+    refused: u32,
+}
+
+impl Shadow {
+    fn new(phase: Phase, deadline: Option<Instant>) -> Self {
+        Self {
+            phase,
+            deadline,
+            ceiling: None,
+            refused: 0,
+        }
+    }
 }
 
 /// What one event must produce: frames per recipient, in order, and the
@@ -402,6 +440,18 @@ impl Auditor {
                     Err(error) => self.violation(conn, &error, event),
                 }
             }
+            Event::Squat { conn, attempts } => {
+                let conn = self.pick(*conn);
+                for _ in 0..attempts % 13 {
+                    self.frame(conn, ClientFrame::Username("a b".into()), event);
+                }
+            }
+            Event::Oversized { conn, len } => {
+                let conn = self.pick(*conn);
+                let span = MAX_FRAME_BYTES - MEMBER_LIMIT.max_payload;
+                let len = MEMBER_LIMIT.max_payload + 1 + *len as usize % span;
+                self.oversized(conn, len, event);
+            }
             Event::Violation { conn, kind } => {
                 let conn = self.pick(*conn);
                 self.violation(conn, &kind.error(), event);
@@ -445,10 +495,10 @@ impl Auditor {
         self.room.handle_open(self.now, conn);
         self.live.insert(
             conn,
-            Shadow {
-                phase: Phase::AwaitingHello,
-                deadline: Some(self.now + self.config.hello_timeout),
-            },
+            Shadow::new(
+                Phase::AwaitingHello,
+                Some(self.now + self.config.hello_timeout),
+            ),
         );
         self.expect(Effects::default(), &Event::Open);
         conn
@@ -484,15 +534,13 @@ impl Auditor {
                     let shadow = match role {
                         Role::Participant => {
                             self.owed_left.insert(conn);
+                            let ceiling = self.now + self.config.naming_ceiling;
                             Shadow {
-                                phase: Phase::Naming,
-                                deadline: Some(self.now + self.config.username_timeout),
+                                ceiling: Some(ceiling),
+                                ..Shadow::new(Phase::Naming, Some(self.naming_deadline(ceiling)))
                             }
                         }
-                        Role::Observer => Shadow {
-                            phase: Phase::Observer,
-                            deadline: None,
-                        },
+                        Role::Observer => Shadow::new(Phase::Observer, None),
                     };
                     self.live.insert(conn, shadow);
                 }
@@ -512,13 +560,8 @@ impl Auditor {
                     }
                     Ok(name) => {
                         want.send(conn, ServerFrame::UsernameAccepted);
-                        self.live.insert(
-                            conn,
-                            Shadow {
-                                phase: Phase::Active(name.to_string()),
-                                deadline: None,
-                            },
-                        );
+                        self.live
+                            .insert(conn, Shadow::new(Phase::Active(name.to_string()), None));
                         let joined = ServerFrame::Notice(format!("User {name} has joined"));
                         for member in self.members() {
                             want.send(member, joined.clone());
@@ -526,9 +569,22 @@ impl Auditor {
                         return;
                     }
                 };
+                let Some(shadow) = self.live.get(&conn).cloned() else {
+                    return;
+                };
+                let refused = shadow.refused + 1;
+                if refused > self.config.max_refused_names {
+                    want.send(conn, ServerFrame::Notice(String::new()));
+                    want.send(conn, ServerFrame::UsernameTimeout);
+                    self.end(conn, want, true);
+                    return;
+                }
                 want.send(conn, reply);
+                let ceiling = shadow.ceiling.expect("a naming participant has a ceiling");
+                let deadline = self.naming_deadline(ceiling);
                 if let Some(shadow) = self.live.get_mut(&conn) {
-                    shadow.deadline = Some(self.now + self.config.username_timeout);
+                    shadow.deadline = Some(deadline);
+                    shadow.refused = refused;
                 }
             }
             (Phase::Active(sender), ClientFrame::Chat(line)) => {
@@ -569,6 +625,37 @@ impl Auditor {
             ),
             None => want.send(conn, ServerFrame::Notice(String::new())),
         }
+    }
+
+    /// The username timeout from now, cut at the ceiling.
+    fn naming_deadline(&self, ceiling: Instant) -> Instant {
+        (self.now + self.config.username_timeout).min(ceiling)
+    }
+
+    fn oversized(&mut self, conn: ConnId, len: usize, event: &Event) {
+        let mut want = Effects::default();
+        match self.live.get(&conn).map(|s| &s.phase) {
+            Some(Phase::Active(_) | Phase::Observer) => {
+                want.send(conn, ServerFrame::Notice(String::new()));
+            }
+            Some(phase) => {
+                let limit = if *phase == Phase::Naming {
+                    NAMING_LIMIT
+                } else {
+                    HELLO_LIMIT
+                };
+                let error = FrameError::OverLimit {
+                    len: len as u32,
+                    limit: limit.max_payload,
+                    when: limit.when,
+                };
+                want.send(conn, ServerFrame::ProtocolError(error.reason()));
+                self.end(conn, &mut want, true);
+            }
+            None => {}
+        }
+        self.room.handle_oversized(self.now, conn, len);
+        self.expect(want, event);
     }
 
     fn violation(&mut self, conn: ConnId, error: &FrameError, event: &Event) {
@@ -779,6 +866,18 @@ impl Auditor {
             earliest,
             "next deadline after {event:?}"
         );
+        for (&conn, shadow) in &self.live {
+            let limit = match shadow.phase {
+                Phase::AwaitingHello => HELLO_LIMIT,
+                Phase::Naming => NAMING_LIMIT,
+                Phase::Active(_) | Phase::Observer => MEMBER_LIMIT,
+            };
+            assert_eq!(
+                self.room.frame_limit(conn),
+                limit,
+                "frame limit of {conn} after {event:?}"
+            );
+        }
     }
 }
 

@@ -56,6 +56,8 @@ fn event(max_open_many: u16) -> impl Strategy<Value = Event> {
         2 => (any::<u16>(), vec(any::<u8>(), 0..12))
             .prop_map(|(conn, payload)| Event::Raw { conn, payload }),
         1 => (any::<u16>(), violation()).prop_map(|(conn, kind)| Event::Violation { conn, kind }),
+        1 => (any::<u16>(), any::<u16>()).prop_map(|(conn, len)| Event::Oversized { conn, len }),
+        1 => (any::<u16>(), any::<u8>()).prop_map(|(conn, attempts)| Event::Squat { conn, attempts }),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(conn, slow)| Event::Close { conn, slow }),
         2 => prop_oneof![
             0..=2_000u32,
@@ -159,6 +161,60 @@ fn auditor_counts_every_departure_once() {
     // conn 1 timed out unnamed (Anonymous), conn 0 was closed for a
     // violation; the observer's close at the end is not announced.
     assert_eq!(auditor.departures(), 2);
+}
+
+/// The squatting rules and the per-state limits, in one scenario the model
+/// must match exactly: a squatter past the cap, one held past the ceiling
+/// by refusals every 50 s, and an oversized frame in every state.
+#[test]
+fn auditor_models_the_cap_the_ceiling_and_oversized_frames() {
+    let hello = |k, observer| Event::Frame {
+        conn: opened(k),
+        frame: FrameChoice::Hello { observer },
+    };
+    let refuse = |k| Event::Frame {
+        conn: opened(k),
+        frame: FrameChoice::Username(NameChoice::Raw("a b".into())),
+    };
+    let oversized = |k| Event::Oversized {
+        conn: opened(k),
+        len: 0,
+    };
+    let mut events = vec![
+        // 0 squats past the cap; 1 refuses every 50 s until the ceiling.
+        Event::Open,
+        hello(0, false),
+        Event::Squat {
+            conn: opened(0),
+            attempts: 11,
+        },
+        Event::Open,
+        hello(1, false),
+    ];
+    for _ in 0..6 {
+        events.push(Event::Advance { millis: 50_000 });
+        events.push(refuse(1));
+    }
+    events.extend([
+        // 2 joins as alice, 3 observes, 4 is still naming, 5 said nothing.
+        Event::Join(NameChoice::Pool(0)),
+        Event::Open,
+        hello(3, true),
+        Event::Open,
+        hello(4, false),
+        Event::Open,
+        oversized(2),
+        oversized(3),
+        oversized(4),
+        oversized(5),
+    ]);
+    let auditor = Auditor::run(&Scenario {
+        capacity: 0,
+        events,
+    });
+    // 0 (the cap), 1 (the ceiling), 4 (its oversized frame) and alice at
+    // the end: four participants left.
+    assert_eq!(auditor.departures(), 4);
 }
 
 #[test]

@@ -689,6 +689,7 @@ fn timeouts_too_long_for_the_clock_never_panic() {
     let mut h = Harness::with(RoomConfig {
         hello_timeout: Duration::MAX,
         username_timeout: Duration::MAX,
+        naming_ceiling: Duration::MAX,
         ..RoomConfig::default()
     });
     let silent = h.open();
@@ -700,4 +701,190 @@ fn timeouts_too_long_for_the_clock_never_panic() {
     assert!(h.closed.is_empty(), "a huge timeout means never, not now");
     assert!(h.room.poll_timeout().is_some_and(|at| at > h.now));
     assert_eq!(h.room.connections(), 2, "{silent} and {naming} still there");
+}
+
+/// The eleven names a squatter cycles through: invalid and taken by turns.
+fn refused_name(i: u32) -> String {
+    if i.is_multiple_of(2) {
+        format!("bad name {i}")
+    } else {
+        "taken".into()
+    }
+}
+
+#[test]
+fn the_eleventh_refused_name_ends_the_connection() {
+    let mut h = Harness::new();
+    h.participant("taken");
+    let o = h.hello(Role::Observer);
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    for i in 0..MAX_REFUSED_NAMES {
+        // Half a second apart: within the flood allowance, so every
+        // attempt is answered at once.
+        h.advance(Duration::from_millis(500));
+        h.send(p, ClientFrame::Username(refused_name(i)));
+        let reply = h.take(p);
+        assert_eq!(reply.len(), 1, "attempt {i}: {reply:?}");
+        assert!(
+            matches!(
+                reply[0],
+                ServerFrame::UsernameInvalid | ServerFrame::UsernameTaken
+            ),
+            "attempt {i}: {reply:?}"
+        );
+    }
+    assert!(h.closed.is_empty());
+    h.advance(Duration::from_millis(500));
+    h.send(p, ClientFrame::Username(refused_name(MAX_REFUSED_NAMES)));
+    assert_eq!(
+        h.take(p),
+        vec![
+            notice("Warning: more than 10 usernames refused"),
+            ServerFrame::UsernameTimeout
+        ]
+    );
+    assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
+    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+    assert_eq!(h.room.participants(), 1);
+}
+
+#[test]
+fn a_good_name_after_ten_refusals_is_accepted() {
+    let mut h = Harness::new();
+    h.participant("taken");
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    for i in 0..MAX_REFUSED_NAMES {
+        h.advance(Duration::from_millis(500));
+        h.send(p, ClientFrame::Username(refused_name(i)));
+    }
+    h.take_all();
+    h.advance(Duration::from_millis(500));
+    h.send(p, ClientFrame::Username("patient".into()));
+    assert_eq!(h.take(p)[0], ServerFrame::UsernameAccepted);
+}
+
+#[test]
+fn the_naming_ceiling_ends_naming_however_often_the_timer_restarts() {
+    let mut h = Harness::new();
+    h.participant("taken");
+    let o = h.hello(Role::Observer);
+    // Connected 30 s before its Hello: the ceiling counts from Accepted.
+    let p = h.open();
+    h.advance(Duration::from_secs(30));
+    h.send(p, ClientFrame::Hello(Role::Participant));
+    let accepted = h.now;
+    h.take_all();
+    // A refusal every 50 s restarts the 60 s timer each time...
+    for i in 1..=5u32 {
+        h.advance(Duration::from_secs(50));
+        h.send(p, ClientFrame::Username(refused_name(i)));
+        assert_eq!(h.take(p).len(), 1);
+    }
+    // ...at 250 s; the timer would run to 310 s, the ceiling stops it at 300.
+    assert_eq!(h.room.poll_timeout(), Some(accepted + NAMING_CEILING));
+    h.advance(Duration::from_millis(49_999));
+    assert!(h.closed.is_empty(), "alive just before the ceiling");
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.now, accepted + NAMING_CEILING);
+    assert_eq!(h.take(p), vec![ServerFrame::UsernameTimeout]);
+    assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
+    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+}
+
+#[test]
+fn a_refusal_near_the_ceiling_does_not_move_it() {
+    let mut h = Harness::new();
+    let p = h.hello(Role::Participant);
+    let accepted = h.now;
+    h.take_all();
+    for at in [50, 100, 150, 200, 250, 290] {
+        h.advance(accepted + Duration::from_secs(at) - h.now);
+        h.send(p, ClientFrame::Username("a b".into()));
+        assert_eq!(h.take(p), vec![ServerFrame::UsernameInvalid], "at {at} s");
+    }
+    assert_eq!(h.room.poll_timeout(), Some(accepted + NAMING_CEILING));
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.take(p), vec![ServerFrame::UsernameTimeout]);
+}
+
+#[test]
+fn the_frame_limit_follows_the_state_and_only_grows() {
+    let mut h = Harness::new();
+    let fresh = h.open();
+    assert_eq!(h.room.frame_limit(fresh), HELLO_LIMIT);
+    let naming = h.hello(Role::Participant);
+    assert_eq!(h.room.frame_limit(naming), NAMING_LIMIT);
+    let named = h.participant("alice");
+    assert_eq!(h.room.frame_limit(named), MEMBER_LIMIT);
+    let observer = h.hello(Role::Observer);
+    assert_eq!(h.room.frame_limit(observer), MEMBER_LIMIT);
+    assert_eq!(h.room.frame_limit(ConnId::MAX), HELLO_LIMIT, "unknown");
+    assert_eq!(
+        (
+            HELLO_LIMIT.max_payload,
+            NAMING_LIMIT.max_payload,
+            MEMBER_LIMIT.max_payload
+        ),
+        (10, 135, 4015)
+    );
+    // Only a member's long frames are skipped; before that they are fatal.
+    assert_eq!(HELLO_LIMIT.oversize, Oversize::Refuse);
+    assert_eq!(NAMING_LIMIT.oversize, Oversize::Refuse);
+    assert_eq!(MEMBER_LIMIT.oversize, Oversize::Skip);
+}
+
+#[test]
+fn an_oversized_frame_from_a_member_is_only_warned_about() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    let o = h.hello(Role::Observer);
+    h.take_all();
+    // Full buckets: a frame this long costs all ten tokens.
+    h.advance(Duration::from_secs(2));
+    h.room.handle_oversized(h.now, a, 60_000);
+    h.pump();
+    assert_eq!(h.take(a), vec![notice(&too_long_warning())]);
+    h.room.handle_oversized(h.now, o, 60_000);
+    h.pump();
+    assert_eq!(h.take(o), vec![notice(OBSERVERS_ONLY_READ)]);
+    assert_eq!(h.take(b), vec![], "nothing reaches anyone else");
+    assert!(h.closed.is_empty());
+}
+
+#[test]
+fn an_oversized_frame_before_naming_is_a_violation() {
+    let mut h = Harness::new();
+    let o = h.hello(Role::Observer);
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    h.room.handle_oversized(h.now, p, 5000);
+    h.pump();
+    assert_eq!(
+        h.take(p),
+        vec![ServerFrame::ProtocolError(
+            "frame length 5000 exceeds the limit of 135 bytes before a username is accepted".into()
+        )]
+    );
+    assert_eq!(h.closed.get(&p), Some(&CloseReason::Violation));
+    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+}
+
+#[test]
+fn an_oversized_frame_costs_its_sender_like_a_long_line() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    h.take_all();
+    h.advance(Duration::from_secs(2));
+    // 65,536 bytes cost a whole bucket: the next line waits.
+    h.room.handle_oversized(h.now, a, 65_536);
+    h.chat(a, "after");
+    assert!(h.room.is_throttled(a));
+    assert_eq!(h.take(a), vec![notice(&too_long_warning())]);
+    assert_eq!(h.take(b), vec![]);
+    h.advance(Duration::from_millis(200));
+    assert_eq!(h.take(b), vec![message(">      alice: after")]);
 }

@@ -1,22 +1,26 @@
-//! The accept loop: admits sockets up to [`MAX_CONNECTIONS`](super::MAX_CONNECTIONS),
-//! gives each an id, its two queues and its task, and tells the room.
+//! The accept loop: admits sockets up to [`MAX_CONNECTIONS`](super::MAX_CONNECTIONS)
+//! and up to the per-address limit ([`super::per_address`]), gives each an
+//! id, its two queues and its task, and tells the room.
 //!
-//! A socket past the limit is told `ProtocolError("server busy")` and closed
-//! by a short-lived task of its own (at most [`MAX_REFUSING`](super::MAX_REFUSING)
-//! at once, so refusing cannot itself exhaust descriptors); it never reaches
-//! the room.
+//! A socket past either limit is told why — `ProtocolError("too many
+//! connections from <source>")` or `ProtocolError("server busy")` — and
+//! closed by a short-lived task of its own (at most
+//! [`MAX_REFUSING`](super::MAX_REFUSING) at once, so refusing cannot itself
+//! exhaust descriptors); it never reaches the room. A source's count is
+//! released when its connection's task ends.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
-use super::connection::{self, Link, WritePolicy};
+use super::connection::{self, Link, Policy};
 use super::driver::Handles;
 use super::inbox::Inbox;
 use super::outbox::{Outbox, Totals};
+use super::per_address::{AddressCounts, AddressGroup, AddressLimit};
 use super::{Event, Listener, MAX_REFUSING, ServerConfig};
 use crate::protocol::{self, ServerFrame};
 use crate::room::ConnId;
@@ -27,6 +31,30 @@ pub(super) const SERVER_BUSY: &str = "server busy";
 /// How long a refused socket may take to receive its `ProtocolError`.
 const REFUSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The reason a socket past its source's limit is given.
+pub(super) fn too_many_from(group: AddressGroup) -> String {
+    format!("too many connections from {group}")
+}
+
+/// One counted connection of a source; released when dropped (when the
+/// connection's task ends, however it ends).
+struct AddressSlot {
+    counts: Arc<Mutex<AddressCounts>>,
+    group: Option<AddressGroup>,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            lock(&self.counts).release(group);
+        }
+    }
+}
+
+fn lock(counts: &Mutex<AddressCounts>) -> std::sync::MutexGuard<'_, AddressCounts> {
+    counts.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(super) async fn accept_loop<L: Listener>(
     mut listener: L,
     config: ServerConfig,
@@ -36,12 +64,18 @@ pub(super) async fn accept_loop<L: Listener>(
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let policy = WritePolicy {
+    let limit = AddressLimit {
+        max_per_address: config.max_per_address,
+        limit_loopback: config.limit_loopback,
+    };
+    let counts = Arc::new(Mutex::new(AddressCounts::default()));
+    let policy = Policy {
         busy_frames: config.busy_write_frames.max(1),
         gap: config.write_gap,
         linger: config.close_linger,
         stall_grace: config.stall_grace,
         write_deadline: config.write_deadline,
+        frame_deadline: config.frame_deadline,
     };
     let mut next_id: ConnId = 1;
     let mut backoff = Duration::from_millis(10);
@@ -59,8 +93,28 @@ pub(super) async fn accept_loop<L: Listener>(
                 continue;
             }
         };
+        let admitted = lock(&counts).admit(&limit, peer.ip());
+        let source = match admitted {
+            Ok(group) => AddressSlot {
+                counts: counts.clone(),
+                group,
+            },
+            Err(group) => {
+                // Info, not warn: one host reconnecting in a loop would
+                // otherwise fill the log.
+                tracing::info!(%peer, %group, max = limit.max_per_address, "too many connections from one source; refusing");
+                if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                    tracker.spawn(async move {
+                        refuse(stream, &too_many_from(group)).await;
+                        drop(refusal);
+                    });
+                }
+                continue;
+            }
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = config.max_connections, "too many connections; refusing");
+            drop(source);
             if let Ok(refusal) = refusing.clone().try_acquire_owned() {
                 tracker.spawn(async move {
                     refuse(stream, SERVER_BUSY).await;
@@ -90,6 +144,7 @@ pub(super) async fn accept_loop<L: Listener>(
         tracker.spawn(async move {
             connection::run(stream, link, policy).await;
             drop(permit);
+            drop(source);
         });
     }
 }

@@ -1,6 +1,16 @@
 //! One connection's task: socket bytes → frames → its [`Inbox`]; its
 //! [`Outbox`] → the socket, in batches.
 //!
+//! Each header is judged by the frame limit of the connection's state,
+//! which the room settles in the inbox (see [`super::inbox`]): a frame over
+//! it is refused at the header or skipped as it streams in, so the decoder
+//! never holds more than [`MAX_DECODER_BYTES`]. A frame begun must be
+//! finished within the frame deadline of *reading* time: the clock runs
+//! only while the task is willing to read (not while flood control or a
+//! full inbox has stopped it), so a peer stuck mid-frame, or dribbling one,
+//! is told why and closed, and a peer the server is not reading is never
+//! blamed for it.
+//!
 //! Reading and writing are polled together on the one stream, so a pending
 //! write never stops the task reading and a full inbox never stops it
 //! writing: the task waits on nobody but its own peer. It reports to the
@@ -29,8 +39,8 @@ use tokio_util::io::{poll_read_buf, poll_write_buf};
 use super::Event;
 use super::inbox::{Inbox, Input};
 use super::outbox::{Batch, Next, Outbox};
-use crate::codec::FrameDecoder;
-use crate::protocol::ClientFrame;
+use crate::codec::{Decoded, FrameDecoder};
+use crate::protocol::{ClientFrame, FrameError, HEADER_BYTES, MAX_CHAT_PAYLOAD, MAX_FRAME_BYTES};
 use crate::room::ConnId;
 
 /// Bytes asked of the socket per read. Input is a few short frames at a
@@ -38,9 +48,16 @@ use crate::room::ConnId;
 /// decoder.
 pub const SERVER_READ_BYTES: usize = 4096;
 
-/// How a connection writes, and how long it waits on its peer.
+/// The most the decoder may hold: the longest frame any state allows (a
+/// member's chat line, 4,019 bytes with its header) plus one read, rounded
+/// up to 8 KiB. A read never asks for more than the room left under it.
+pub const MAX_DECODER_BYTES: usize = 8 * 1024;
+
+const _: () = assert!(HEADER_BYTES + MAX_CHAT_PAYLOAD + SERVER_READ_BYTES <= MAX_DECODER_BYTES);
+
+/// How a connection reads and writes, and how long it waits on its peer.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct WritePolicy {
+pub(super) struct Policy {
     /// A write that carried this many frames means the connection is behind
     /// the room: it then waits `gap` before the next so that it carries many.
     pub(super) busy_frames: usize,
@@ -52,6 +69,8 @@ pub(super) struct WritePolicy {
     pub(super) stall_grace: Duration,
     /// See [`super::WRITE_DEADLINE`].
     pub(super) write_deadline: Duration,
+    /// See [`super::FRAME_DEADLINE`].
+    pub(super) frame_deadline: Duration,
 }
 
 /// What a connection shares with the room task.
@@ -91,7 +110,7 @@ impl Drop for RetireOnDrop {
 }
 
 /// Runs the connection until it is closed, dropped or gone.
-pub(super) async fn run<S>(stream: S, link: Link, policy: WritePolicy)
+pub(super) async fn run<S>(stream: S, link: Link, policy: Policy)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -103,6 +122,9 @@ where
         link,
         policy,
         reading: true,
+        eof: false,
+        awaiting_limit: false,
+        frame_clock: FrameClock::default(),
         writing: true,
         closing: false,
         hold_until: None,
@@ -129,6 +151,8 @@ enum Step {
     Space,
     /// Reading after a failed write ran out of time.
     StopReading,
+    /// The frame in progress has had the frame deadline of reading time.
+    FrameDeadline,
 }
 
 /// The results of one poll of the socket in each direction.
@@ -143,9 +167,16 @@ struct Task<S> {
     decoder: FrameDecoder,
     batch: Batch,
     link: Link,
-    policy: WritePolicy,
-    /// Still reading frames for the room.
+    policy: Policy,
+    /// Still taking input for the room (the end has not been handed in).
     reading: bool,
+    /// The socket has no more to give (end of stream, an error, or reading
+    /// given up); what the decoder holds still goes to the room.
+    eof: bool,
+    /// The next header is over a limit that is not settled yet.
+    awaiting_limit: bool,
+    /// Reading time spent on the frame in progress.
+    frame_clock: FrameClock,
     /// Still writing (false once a write failed).
     writing: bool,
     /// The room asked for a flush and close; the batch is the last.
@@ -169,7 +200,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn run(&mut self) {
         loop {
             self.forward();
-            let want_read = self.reading && self.link.inbox.has_space();
+            let want_read =
+                self.reading && !self.eof && !self.awaiting_limit && self.link.inbox.has_space();
+            let now = Instant::now();
+            let frame_due = self.frame_clock.track(
+                want_read && self.decoder.is_mid_frame(),
+                now,
+                self.policy.frame_deadline,
+            );
+            if frame_due.is_some_and(|due| due <= now) {
+                self.frame_deadline_passed();
+                continue;
+            }
             let want_write = self.writing && self.batch.has_remaining();
             if !self.reading && !want_write && !self.writing {
                 break;
@@ -200,6 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     () = sleep_until(hold_until), if idle_writer && hold_until.is_some() => Step::Take,
                     () = link.inbox.space(), if reading && !want_read => Step::Space,
                     () = sleep_until(give_up_reading_at), if give_up_reading_at.is_some() => Step::StopReading,
+                    () = sleep_until(frame_due), if frame_due.is_some() => Step::FrameDeadline,
                 }
             };
             match step {
@@ -213,6 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 Step::Take => self.take(),
                 Step::Space => {}
                 Step::StopReading => self.end_input(),
+                Step::FrameDeadline => self.frame_deadline_passed(),
             }
             if self.closing && !self.batch.has_remaining() {
                 close_gracefully(&mut self.stream, self.policy.linger).await;
@@ -221,17 +265,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
     }
 
-    /// Hands the room every whole frame already read, while it has space.
+    /// Hands the room every whole frame already read, while it has space,
+    /// each judged by the limit the room settled; once the socket has no
+    /// more to give and the decoder no whole frame, the end.
     fn forward(&mut self) {
+        self.awaiting_limit = false;
         while self.reading && self.link.inbox.has_space() {
-            match self.decoder.next_frame::<ClientFrame>() {
-                Ok(None) => return,
-                Ok(Some(frame)) => self.link.hand_in(Input::Frame(frame)),
+            let (limit, settled) = self.link.inbox.frame_limit();
+            let over = self.decoder.announced().is_some_and(|len| {
+                (limit.max_payload + 1..=MAX_FRAME_BYTES).contains(&(len as usize))
+            });
+            if over && !settled {
+                // The frames ahead of this one may raise the limit: wait
+                // for the room to take them, or read it again if it has.
+                if self.link.inbox.await_settle() {
+                    self.awaiting_limit = true;
+                    return;
+                }
+                continue;
+            }
+            match self.decoder.next_frame_within::<ClientFrame>(limit) {
+                Ok(None) => {
+                    if self.eof {
+                        self.reading = false;
+                        self.link.hand_in(Input::End);
+                    }
+                    return;
+                }
+                Ok(Some(Decoded::Frame(frame))) => {
+                    self.frame_clock.reset();
+                    self.link.hand_in(Input::Frame(frame));
+                }
+                Ok(Some(Decoded::Skipped(len))) => {
+                    self.frame_clock.reset();
+                    tracing::debug!(conn = self.link.conn, len, "skipped an oversized frame");
+                    self.link.hand_in(Input::Oversized(len));
+                }
                 Err(e) => {
                     self.reading = false;
                     self.link.hand_in(Input::Violation(e));
                 }
             }
+        }
+    }
+
+    /// The frame in progress has had its deadline: the room is told, as of
+    /// a violation, and nothing more is read.
+    fn frame_deadline_passed(&mut self) {
+        self.frame_clock.reset();
+        if self.reading {
+            tracing::info!(
+                conn = self.link.conn,
+                "frame not finished within the deadline"
+            );
+            self.reading = false;
+            self.link.hand_in(Input::Violation(FrameError::Unfinished(
+                self.policy.frame_deadline,
+            )));
         }
     }
 
@@ -286,29 +376,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
     }
 
-    /// No more input: the room gets the end behind every frame already read.
+    /// No more input from the socket: the room gets the end behind every
+    /// whole frame already read, as it takes them.
     fn end_input(&mut self) {
-        if self.reading {
-            self.forward_all();
-            self.reading = false;
-            self.link.hand_in(Input::End);
-        }
+        self.eof = true;
         self.give_up_reading_at = None;
-    }
-
-    /// Like [`Task::forward`], but past the inbox's bound: the input has
-    /// ended, so this is at most what the decoder holds.
-    fn forward_all(&mut self) {
-        loop {
-            match self.decoder.next_frame::<ClientFrame>() {
-                Ok(Some(frame)) => self.link.hand_in(Input::Frame(frame)),
-                Ok(None) => return,
-                Err(e) => {
-                    self.link.hand_in(Input::Violation(e));
-                    return;
-                }
-            }
-        }
+        self.forward();
     }
 
     fn take(&mut self) {
@@ -412,6 +485,9 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
         outcome.wrote = Some(result);
     }
     if read {
+        // Judged headers keep the decoder under one frame of the largest
+        // limit, so with this read it stays within MAX_DECODER_BYTES.
+        debug_assert!(decoder.buffered() < HEADER_BYTES + MAX_CHAT_PAYLOAD);
         let buf = decoder.buffer_mut();
         if buf.capacity() - buf.len() < SERVER_READ_BYTES / 2 {
             buf.reserve(SERVER_READ_BYTES);
@@ -428,6 +504,38 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
         Poll::Ready(outcome)
     } else {
         Poll::Pending
+    }
+}
+
+/// The frame deadline's clock: reading time spent on the frame in
+/// progress. It runs only while the task is willing to read and a frame is
+/// incomplete.
+#[derive(Debug, Default)]
+struct FrameClock {
+    /// Time counted before the clock last paused.
+    spent: Duration,
+    /// When it last started running, if it is running.
+    since: Option<Instant>,
+}
+
+impl FrameClock {
+    /// A frame was finished (or the deadline acted): start from zero.
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Runs the clock while `running` and pauses it otherwise; returns the
+    /// instant the deadline falls at while it runs.
+    fn track(&mut self, running: bool, now: Instant, deadline: Duration) -> Option<Instant> {
+        match (running, self.since) {
+            (true, None) => self.since = Some(now),
+            (false, Some(since)) => {
+                self.spent += now.saturating_duration_since(since);
+                self.since = None;
+            }
+            _ => {}
+        }
+        self.since?.checked_add(deadline.saturating_sub(self.spent))
     }
 }
 
@@ -455,4 +563,36 @@ where
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_frame_clock_counts_only_time_spent_willing_to_read() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut clock = FrameClock::default();
+        assert_eq!(clock.track(false, t0, DEADLINE), None, "no frame begun");
+        // Reading a frame for 20 s...
+        assert_eq!(clock.track(true, t0, DEADLINE), Some(t0 + s(60)));
+        assert_eq!(clock.track(true, t0 + s(20), DEADLINE), Some(t0 + s(60)));
+        // ...then paused (flood control, a full inbox) for 100 s...
+        assert_eq!(clock.track(false, t0 + s(20), DEADLINE), None);
+        assert_eq!(clock.track(false, t0 + s(120), DEADLINE), None);
+        // ...then reading again: 40 s of the deadline are left.
+        assert_eq!(clock.track(true, t0 + s(120), DEADLINE), Some(t0 + s(160)));
+        // A finished frame starts the next from zero.
+        clock.reset();
+        assert_eq!(clock.track(true, t0 + s(130), DEADLINE), Some(t0 + s(190)));
+    }
+
+    #[test]
+    fn a_deadline_too_long_for_the_clock_is_never() {
+        let mut clock = FrameClock::default();
+        assert_eq!(clock.track(true, Instant::now(), Duration::MAX), None);
+    }
 }

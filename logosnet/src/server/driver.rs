@@ -238,6 +238,7 @@ impl Driver {
             };
             taken += 1;
             self.handle_input(conn, input);
+            self.settle(conn);
             if let Some(handles) = self.conns.get(&conn)
                 && !handles.inbox.unschedule_if_empty()
             {
@@ -250,6 +251,7 @@ impl Driver {
         let now = now();
         match input {
             Input::Frame(frame) => self.room.handle_frame(now, conn, frame),
+            Input::Oversized(len) => self.room.handle_oversized(now, conn, len),
             Input::Violation(error) => self.room.handle_violation(now, conn, &error),
             Input::End => {
                 self.room.handle_closed(now, conn, EndReason::Disconnected);
@@ -278,6 +280,7 @@ impl Driver {
                 .collect();
             for conn in free {
                 self.throttled.remove(&conn);
+                self.settle(conn);
                 self.ready.push_back(conn);
             }
         }
@@ -454,6 +457,17 @@ impl Driver {
         handles.outbox.abort(Some(farewell));
         self.room
             .handle_closed(now(), conn, EndReason::SlowConsumer);
+    }
+
+    /// Once the room has taken every frame popped from the connection (none
+    /// is held by flood control), tells the connection the frame limit of
+    /// the state those frames left it in.
+    fn settle(&self, conn: ConnId) {
+        if let Some(handles) = self.conns.get(&conn)
+            && !self.room.is_throttled(conn)
+        {
+            handles.inbox.settle(self.room.frame_limit(conn));
+        }
     }
 
     /// Removes every trace of the connection from the driver.

@@ -7,13 +7,23 @@
 //! reading its socket, so a sender the room is not taking from fills its own
 //! TCP window and nothing else. The end of the stream (or a violation) is
 //! queued behind the frames before it, so no line is lost at the edges.
+//!
+//! The inbox also carries the room's answer back: the [`FrameLimit`] of the
+//! connection's state, *settled* once the room has taken every frame handed
+//! in so far. The connection judges each new header by it; a header over a
+//! limit that is not settled yet waits until it is, since the frames ahead
+//! (a `Hello`, an accepted name) may raise it. So a client that sends its
+//! name and its first line back to back is judged exactly as one that
+//! waits for each answer.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
+use crate::codec::FrameLimit;
 use crate::protocol::{ClientFrame, FrameError};
+use crate::room::HELLO_LIMIT;
 
 /// Most bytes of decoded input one connection may have waiting: a 4,000-byte
 /// line (1,000 four-byte characters) or some forty short ones. With the
@@ -26,6 +36,9 @@ pub const INBOX_BYTES: usize = 4096;
 pub(crate) enum Input {
     /// A whole frame.
     Frame(ClientFrame),
+    /// A frame over the connection's limit went by, skipped unread: its
+    /// announced length.
+    Oversized(usize),
     /// The stream broke the protocol; nothing follows.
     Violation(FrameError),
     /// The peer is gone; nothing follows.
@@ -45,13 +58,45 @@ impl Input {
     }
 }
 
-#[derive(Debug, Default)]
+impl Input {
+    /// Whether the room's answer to it can change the frame limit.
+    fn is_frame(&self) -> bool {
+        matches!(self, Input::Frame(_) | Input::Oversized(_))
+    }
+}
+
+#[derive(Debug)]
 struct State {
     items: VecDeque<Input>,
     bytes: usize,
     /// The room has been told there is input and has not yet found the
     /// queue empty: at most one wake-up is in flight per connection.
     scheduled: bool,
+    /// Frames queued, taken by the room, and taken *and* settled: the
+    /// limit below reflects every one of the first `settled`.
+    pushed: u64,
+    popped: u64,
+    settled: u64,
+    /// The limit of the connection's state after the settled frames.
+    limit: FrameLimit,
+    /// The connection waits for the limit to settle.
+    awaiting_settle: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            items: VecDeque::new(),
+            bytes: 0,
+            scheduled: false,
+            pushed: 0,
+            popped: 0,
+            settled: 0,
+            // What the room gives a connection it has just opened.
+            limit: HELLO_LIMIT,
+            awaiting_settle: false,
+        }
+    }
 }
 
 /// See the module docs.
@@ -71,6 +116,9 @@ impl Inbox {
     /// must be told that this connection has input.
     pub(crate) fn push(&self, input: Input) -> bool {
         let mut s = self.lock();
+        if input.is_frame() {
+            s.pushed += 1;
+        }
         s.bytes += input.cost();
         s.items.push_back(input);
         !std::mem::replace(&mut s.scheduled, true)
@@ -92,6 +140,9 @@ impl Inbox {
             s.scheduled = false;
             return None;
         };
+        if input.is_frame() {
+            s.popped += 1;
+        }
         let was_full = s.bytes >= INBOX_BYTES;
         s.bytes -= input.cost();
         let has_space = s.bytes < INBOX_BYTES;
@@ -114,9 +165,41 @@ impl Inbox {
         }
     }
 
-    /// Resolves when a full queue may have space again.
+    /// Resolves when a full queue may have space again, or a limit the
+    /// connection waits for has settled.
     pub(crate) async fn space(&self) {
         self.space.notified().await;
+    }
+
+    /// The room has taken every frame popped so far (none is held by flood
+    /// control), and `limit` is the connection's limit after them.
+    pub(crate) fn settle(&self, limit: FrameLimit) {
+        let mut s = self.lock();
+        s.settled = s.popped;
+        s.limit = limit;
+        let wake = s.awaiting_settle && s.settled == s.pushed;
+        if wake {
+            s.awaiting_settle = false;
+        }
+        drop(s);
+        if wake {
+            self.space.notify_one();
+        }
+    }
+
+    /// The limit to judge the next header by, and whether it is settled
+    /// (reflects every frame handed in).
+    pub(crate) fn frame_limit(&self) -> (FrameLimit, bool) {
+        let s = self.lock();
+        (s.limit, s.settled == s.pushed)
+    }
+
+    /// Asks to be woken (through [`Inbox::space`]) once the limit has
+    /// settled; false if it already has.
+    pub(crate) fn await_settle(&self) -> bool {
+        let mut s = self.lock();
+        s.awaiting_settle = s.settled != s.pushed;
+        s.awaiting_settle
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -127,6 +210,7 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::{MEMBER_LIMIT, NAMING_LIMIT};
 
     fn chat(len: usize) -> Input {
         Input::Frame(ClientFrame::Chat("x".repeat(len)))
@@ -158,6 +242,40 @@ mod tests {
         assert!(!inbox.has_space());
         inbox.pop();
         assert!(inbox.has_space());
+    }
+
+    #[test]
+    fn the_limit_settles_once_the_room_has_taken_every_frame_handed_in() {
+        let inbox = Inbox::default();
+        assert_eq!(inbox.frame_limit(), (HELLO_LIMIT, true), "a new connection");
+        inbox.push(chat(1));
+        inbox.push(chat(1));
+        assert_eq!(inbox.frame_limit(), (HELLO_LIMIT, false));
+        assert!(inbox.await_settle());
+        inbox.pop();
+        inbox.settle(MEMBER_LIMIT);
+        // One frame taken and settled, one still queued.
+        assert_eq!(inbox.frame_limit(), (MEMBER_LIMIT, false));
+        inbox.pop();
+        inbox.settle(MEMBER_LIMIT);
+        assert_eq!(inbox.frame_limit(), (MEMBER_LIMIT, true));
+        // Neither the end nor a violation waits for the room.
+        inbox.push(Input::Violation(FrameError::Empty));
+        inbox.push(Input::End);
+        assert_eq!(inbox.frame_limit(), (MEMBER_LIMIT, true));
+        assert!(!inbox.await_settle());
+    }
+
+    #[tokio::test]
+    async fn settling_wakes_a_connection_that_waits_for_it() {
+        let inbox = Inbox::default();
+        inbox.push(chat(1));
+        assert!(inbox.await_settle());
+        inbox.pop();
+        inbox.settle(NAMING_LIMIT);
+        tokio::time::timeout(std::time::Duration::from_secs(5), inbox.space())
+            .await
+            .expect("woken");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod connection;
 mod driver;
 mod inbox;
 pub mod outbox;
+pub mod per_address;
 
 use std::future::Future;
 use std::io;
@@ -32,13 +33,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-pub use connection::SERVER_READ_BYTES;
+pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use driver::MIN_DRAIN_PER_DEADLINE;
 pub use inbox::INBOX_BYTES;
 pub use outbox::{
     FRAME_OVERHEAD_BYTES, HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
     SHRINK_SLOTS, queued_cost,
 };
+pub use per_address::MAX_PER_ADDRESS;
 
 use crate::room::{ConnId, RoomConfig};
 
@@ -84,9 +86,50 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// 64 MiB; ours is for the whole server.)
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
+/// Reading time a connection has to finish a frame it has begun; past it,
+/// a `ProtocolError` and a close. 60 s, the spec's own patience with a
+/// silent peer (the Hello and username timeouts): the longest frame any
+/// state allows (4 KiB) then needs 68 bytes a second, less than any link a
+/// person chats over, while a peer stuck mid-frame — or dribbling one a
+/// byte at a time — lets go of its slot within a minute. Time the server
+/// spends not reading the connection (flood control, a full inbox) does
+/// not count.
+pub const FRAME_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Sockets refused past [`MAX_CONNECTIONS`] that may be lingering at once
 /// while they are told the server is busy; beyond that they are just closed.
 pub const MAX_REFUSING: usize = 64;
+
+/// Idle time before the kernel probes a silent connection (TCP keepalive).
+/// A peer whose network died without a word (lid closed, cable pulled,
+/// a NAT forgot it) sends no FIN or RST, and a quiet room sends it nothing
+/// that could fail, so without probes it would hold its name and slot until
+/// the server restarts; Linux's default waits two hours before the first.
+/// 60 s matches the spec's own patience (the Hello and username timeouts)
+/// and stays under the idle timeouts of common NATs and load balancers, so
+/// the probes also keep a live idle client's path open. The cost is one
+/// small packet a minute per idle connection, 8.5 a second for a full room.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// Time between unanswered keepalive probes: 10 s.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Unanswered probes before the kernel declares the peer dead: 3, so a
+/// probe or two lost on a lossy link does not cut a live peer, and a dead
+/// one is found [`KEEPALIVE_IDLE`] + 3 × [`KEEPALIVE_INTERVAL`] = 90 s
+/// after it last spoke. (While data is unacknowledged the kernel's
+/// retransmission timeout applies instead; the write deadline bounds that
+/// case first.)
+pub const KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns TCP keepalive on for an accepted socket with the numbers above.
+fn set_keepalive(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
+}
 
 /// Something that hands out connected byte streams.
 pub trait Listener: Send + 'static {
@@ -114,6 +157,11 @@ impl Listener for tokio::net::TcpListener {
         // batching is done by the outbox, not by Nagle.
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
+        // Dead peers are found by probes (see KEEPALIVE_IDLE). A socket that
+        // refuses the option is still served.
+        if let Err(e) = set_keepalive(&stream) {
+            tracing::debug!(%addr, error = %e, "cannot set TCP keepalive");
+        }
         Ok((stream, addr))
     }
 }
@@ -141,6 +189,13 @@ pub struct ServerConfig {
     pub stall_grace: Duration,
     /// See [`WRITE_DEADLINE`].
     pub write_deadline: Duration,
+    /// See [`FRAME_DEADLINE`].
+    pub frame_deadline: Duration,
+    /// Connections one IPv4 address or IPv6 /64 may have open (see
+    /// [`per_address`]); 0 turns the limit off.
+    pub max_per_address: usize,
+    /// Whether loopback peers are limited too (they are exempt by default).
+    pub limit_loopback: bool,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +211,9 @@ impl Default for ServerConfig {
             write_gap: WRITE_GAP,
             stall_grace: STALL_GRACE,
             write_deadline: WRITE_DEADLINE,
+            frame_deadline: FRAME_DEADLINE,
+            max_per_address: MAX_PER_ADDRESS,
+            limit_loopback: false,
         }
     }
 }
@@ -211,4 +269,43 @@ where
         tracker.wait().await;
     }
     tracing::info!("server stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keepalive cannot be simulated (turmoil has no probes), so this reads
+    /// the options back from a real accepted loopback socket.
+    #[tokio::test]
+    async fn accepted_sockets_have_keepalive_with_our_numbers() {
+        let mut listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("address");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, peer) = Listener::accept(&mut listener).await.expect("accept");
+        assert_eq!(peer, client.local_addr().expect("client address"));
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_IDLE
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            KEEPALIVE_INTERVAL
+        );
+        assert_eq!(
+            socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+            KEEPALIVE_PROBES
+        );
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+        // The client's own socket is untouched: the option is the server's.
+        assert!(
+            !socket2::SockRef::from(&client)
+                .keepalive()
+                .expect("SO_KEEPALIVE")
+        );
+    }
 }

@@ -16,11 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use logosnet::codec::MAX_BUFFERED_FRAME;
 use logosnet::framed::FrameReader;
 use logosnet::protocol::{ClientFrame, Role, ServerFrame, encode};
 use logosnet::server::{
-    INBOX_BYTES, MAX_QUEUED_TOTAL, SERVER_READ_BYTES, SHRINK_SLOTS, queued_cost,
+    INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL, SHRINK_SLOTS, queued_cost,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -232,22 +231,22 @@ async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> 
 }
 
 /// Resident memory the server may reach, from SECURITY.md: a base for the
-/// binary, runtime and allocator; a fixed amount per connection (a read, a
-/// whole frame being reassembled, the inbox, the emptied queues' slots and
+/// binary, runtime and allocator; a fixed amount per connection (its
+/// decoder, its inbox and one line past it, the emptied queues' slots and
 /// the task); the outgoing queues' charge, which reading stops at half of
 /// `--max-queued-total`, plus one maximum line to every member already
 /// taken; all in KiB.
 fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
     const BASE: usize = 16 << 20;
     const TASK: usize = 4096;
-    let per_connection =
-        SERVER_READ_BYTES + MAX_BUFFERED_FRAME + INBOX_BYTES + 2 * 32 * SHRINK_SLOTS + TASK;
     let longest_line = encode(&ServerFrame::Message(format!(
         "> {:>10}: {}",
         "x",
         "\u{10FFFF}".repeat(LINE_CHARS)
     )))
     .len();
+    let per_connection =
+        MAX_DECODER_BYTES + INBOX_BYTES + longest_line + 2 * 32 * SHRINK_SLOTS + TASK;
     let queues = max_queued_total / 2 + 510 * queued_cost(longest_line);
     ((BASE + connections * per_connection + queues) / 1024) as u64
 }

@@ -3,6 +3,7 @@
 //! speak wire protocol v1 to it, and simulated time makes 60 s timers take
 //! milliseconds. See `sim-tests/README.md` for how to run, replay and extend.
 
+mod admission;
 mod flood;
 mod harness;
 mod scenarios;

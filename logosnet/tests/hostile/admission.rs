@@ -1,0 +1,210 @@
+//! Admission against the real binary on loopback: the per-address limit
+//! with and without `--limit-loopback`, and thousands of sockets that
+//! announce a maximum-size frame before `Hello`, which are refused at the
+//! header and cost the server almost nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, MAX_HELLO_PAYLOAD, Role, ServerFrame};
+use logosnet::server::MAX_PER_ADDRESS;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::server_process::{Client, ServerProcess, bounded, raise_fd_limit};
+
+/// Sockets in the pre-Hello storm: the issue's attack.
+const BIG_ANNOUNCERS: usize = 2_000;
+
+/// Payload bytes each of them sends of the frame it announces.
+const SENT_OF_IT: usize = 65_000;
+
+/// The peak resident memory the server may reach under that storm. The
+/// attack held 148.6 MiB before frames were judged at the header.
+const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seventeenth_loopback_connection_is_refused_with_limit_loopback() {
+    let server = ServerProcess::start(&["--limit-loopback"]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        let mut held = Vec::new();
+        for _ in 0..MAX_PER_ADDRESS {
+            held.push(Client::observe(addr).await);
+        }
+        let mut extra = Client::connect(addr).await;
+        assert_eq!(
+            extra.recv_to_close().await,
+            vec![ServerFrame::ProtocolError(
+                "too many connections from 127.0.0.1".into()
+            )]
+        );
+        // One of the sixteen leaves: its place comes back (once the server
+        // has seen the close).
+        drop(held.pop());
+        let mut admitted = false;
+        for _ in 0..100 {
+            let mut again = Client::connect(addr).await;
+            again.send(&ClientFrame::Hello(Role::Observer)).await;
+            match again.recv().await {
+                ServerFrame::Accepted => {
+                    admitted = true;
+                    break;
+                }
+                ServerFrame::ProtocolError(reason) => {
+                    assert_eq!(reason, "too many connections from 127.0.0.1");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(admitted, "the freed place never came back");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_is_not_limited_by_default() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        // Three times the limit, all open at once, and each one admitted
+        // (`observe` insists on Accepted, not a refusal).
+        let mut held = Vec::new();
+        for _ in 0..3 * MAX_PER_ADDRESS {
+            held.push(Client::observe(addr).await);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_frames_announced_before_hello_are_refused_at_once_and_memory_stays_small() {
+    raise_fd_limit();
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    let (rss_before, _) = server.memory_kib();
+    bounded(Duration::from_secs(240), async {
+        // All of them connected before any speaks, as in the attack.
+        let mut sockets = Vec::with_capacity(BIG_ANNOUNCERS);
+        for _ in 0..BIG_ANNOUNCERS {
+            sockets.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut announcement = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+        announcement.resize(4 + SENT_OF_IT, b'z');
+        let announcement: Arc<[u8]> = announcement.into();
+        // A few hundred writing at once: the storm, without this test
+        // process itself holding 130 MB in flight.
+        let gate = Arc::new(Semaphore::new(256));
+        let mut ends = JoinSet::new();
+        for stream in sockets {
+            let (announcement, gate) = (announcement.clone(), gate.clone());
+            ends.spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("semaphore");
+                let mut client = Client::from_stream(stream);
+                // The server may close before all of it is written.
+                let _ = client.writer.write_all(&announcement).await;
+                client.recv_to_close().await
+            });
+        }
+        let reason = format!(
+            "frame length {MAX_FRAME_BYTES} exceeds the limit of {MAX_HELLO_PAYLOAD} bytes before Hello"
+        );
+        while let Some(frames) = ends.join_next().await {
+            // Refused by the header, not left to the 60 s Hello timeout.
+            assert_eq!(
+                frames.expect("socket task"),
+                vec![ServerFrame::ProtocolError(reason.clone())]
+            );
+        }
+        // And the room is whole.
+        let mut alice = Client::join(addr, "alice").await;
+        assert_eq!(
+            alice.recv().await,
+            ServerFrame::Notice("User alice has joined".into())
+        );
+    })
+    .await;
+    let (rss_after, peak) = server.memory_kib();
+    println!(
+        "{BIG_ANNOUNCERS} pre-Hello sockets announcing {MAX_FRAME_BYTES} bytes: \
+         server RSS {rss_before} KiB before, {rss_after} KiB after, peak {peak} KiB"
+    );
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "peak RSS {peak} KiB, limit {PEAK_RSS_LIMIT_KIB} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_limits_follow_the_state_and_pipelined_frames_are_judged_in_order() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
+    bounded(Duration::from_secs(120), async {
+        let mut watcher = Client::observe(addr).await;
+
+        // While naming: a frame longer than any name request is fatal.
+        let mut naming = Client::connect(addr).await;
+        naming.send(&ClientFrame::Hello(Role::Participant)).await;
+        assert_eq!(naming.recv().await, ServerFrame::Accepted);
+        naming
+            .writer
+            .write_all(&256u32.to_be_bytes())
+            .await
+            .expect("write");
+        assert_eq!(
+            naming.recv_to_close().await,
+            vec![ServerFrame::ProtocolError(
+                "frame length 256 exceeds the limit of 135 bytes before a username is accepted"
+                    .into()
+            )]
+        );
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Notice("User Anonymous has left".into())
+        );
+
+        // Hello, a name and a 3,000-byte line in one write: each is judged
+        // by the limit its predecessors earned, so the line is delivered.
+        let line = "\u{1F980}".repeat(750);
+        let mut burst = Vec::new();
+        for frame in [
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Username("eager".into()),
+            ClientFrame::Chat(line.clone()),
+        ] {
+            burst.extend_from_slice(&logosnet::protocol::encode(&frame));
+        }
+        let mut eager = Client::connect(addr).await;
+        eager.writer.write_all(&burst).await.expect("write");
+        assert_eq!(eager.recv().await, ServerFrame::Accepted);
+        assert_eq!(eager.recv().await, ServerFrame::UsernameAccepted);
+        let joined = ServerFrame::Notice("User eager has joined".into());
+        assert_eq!(watcher.recv().await, joined);
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Message(format!(">      eager: {line}"))
+        );
+
+        // A member's frame over the chat limit is skipped as it streams in
+        // and answered with a warning; the member stays.
+        let mut huge = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+        huge.resize(4 + MAX_FRAME_BYTES, b'z');
+        eager.writer.write_all(&huge).await.expect("write");
+        assert_eq!(eager.recv().await, joined);
+        assert_eq!(
+            eager.recv().await,
+            ServerFrame::Notice(
+                "Warning: message not sent, it is longer than 1000 characters".into()
+            )
+        );
+        // Its tokens come back (a 64 KiB frame costs the whole burst).
+        eager.send(&ClientFrame::Chat("still here".into())).await;
+        assert_eq!(
+            watcher.recv().await,
+            ServerFrame::Message(">      eager: still here".into())
+        );
+    })
+    .await;
+}
