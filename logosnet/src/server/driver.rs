@@ -220,7 +220,7 @@ impl Driver {
         let mut taken = 0;
         while taken < TURN_INPUTS {
             let Some(conn) = self.ready.pop_front() else {
-                return;
+                break;
             };
             let Some(handles) = self.conns.get(&conn) else {
                 continue;
@@ -245,6 +245,9 @@ impl Driver {
                 self.ready.push_back(conn);
             }
         }
+        // Connections just paused wait for the room to ease: make sure
+        // something will wake it when it does.
+        self.resume_if_eased();
     }
 
     fn handle_input(&mut self, conn: ConnId, input: Input) {

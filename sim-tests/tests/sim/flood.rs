@@ -354,3 +354,51 @@ fn timers_fire_on_time_beside_sixteen_flooders() {
     });
     run.run();
 }
+
+/// Regression: with every sender paused on the server-wide budget, the room
+/// must still wake when the queues drain (it once slept for ever, because
+/// nothing asked to be told). A budget of 256 KiB, readers on slow links,
+/// and a flood of 300 lines: every reader gets every line.
+#[test]
+fn a_room_paused_on_the_server_budget_resumes_when_it_drains() {
+    const FLOOD: usize = 300;
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(120);
+    world.config.room.flood = None;
+    world.config.max_queued_total = 256 * 1024;
+    let mut run = world.build();
+    let log = run.log.clone();
+    run.sim.client("clients", async move {
+        let mut readers = Vec::new();
+        for i in 0..4 {
+            let label = format!("reader{i}");
+            let mut reader = SimClient::connect_with(&label, &log, PieceSize::AtMost(64), None)
+                .await
+                .expect("connects");
+            reader.hello(logosnet::protocol::Role::Observer).await;
+            readers.push(reader);
+        }
+        let mut flooder = participant("flood", &log).await;
+        for reader in &mut readers {
+            reader.expect_notice("User flood has joined").await;
+        }
+        let writer = tokio::spawn(async move {
+            flooder.send_batch(&flood("flood", FLOOD)).await;
+            flooder
+        });
+        let mut tasks = Vec::new();
+        for mut reader in readers {
+            tasks.push(tokio::spawn(async move {
+                let pace = Pace::Slow(200, Duration::from_millis(1));
+                read_flood(&mut reader, pace, "flood", FLOOD, Duration::from_secs(10)).await;
+                reader
+            }));
+        }
+        for task in tasks {
+            task.await.expect("a reader got every line");
+        }
+        let _flooder = writer.await.expect("the flooder");
+        Ok(())
+    });
+    run.run();
+}
