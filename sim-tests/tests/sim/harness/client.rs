@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use logosnet::framed::{self, FrameReader, ReadError};
 use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use turmoil::net::TcpStream;
-use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::listener::{Capped, PieceSize, PieceStats};
 use super::log::EventLog;
@@ -37,12 +36,18 @@ pub enum Got {
     Nothing,
 }
 
+/// The read side of a client's connection: plain TCP or TLS.
+pub type Reader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// The write side of a client's connection: plain TCP or TLS.
+pub type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
 /// One simulated client connection.
 pub struct SimClient {
     /// Label used in the log and in assertion messages.
     pub label: String,
-    reader: FrameReader<Capped<OwnedReadHalf>>,
-    writer: OwnedWriteHalf,
+    reader: FrameReader<Reader>,
+    writer: Writer,
     log: EventLog,
     write_piece: Option<usize>,
 }
@@ -67,17 +72,33 @@ impl SimClient {
         let stream = TcpStream::connect((SERVER, PORT)).await?;
         log.record(label, format_args!("connected"));
         let (read_half, writer) = stream.into_split();
-        let seed = label
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         let stats = Arc::new(Mutex::new(PieceStats::default()));
-        Ok(Self {
+        let reader = Capped::new(read_half, read, label_seed(label), stats);
+        Ok(Self::over(
+            label,
+            log,
+            Box::new(reader),
+            Box::new(writer),
+            write_piece,
+        ))
+    }
+
+    /// A client over an already connected stream's two halves; each frame
+    /// is written in pieces of `write_piece` bytes when it is `Some`.
+    pub fn over(
+        label: &str,
+        log: &EventLog,
+        reader: Reader,
+        writer: Writer,
+        write_piece: Option<usize>,
+    ) -> Self {
+        Self {
             label: label.to_owned(),
-            reader: FrameReader::new(Capped::new(read_half, read, seed, stats)),
+            reader: FrameReader::new(reader),
             writer,
             log: log.clone(),
             write_piece,
-        })
+        }
     }
 
     /// Sends one frame (in pieces if so configured); panics on failure.
@@ -225,6 +246,13 @@ impl SimClient {
     pub fn leave(self) {
         self.log.record(&self.label, format_args!("leaves"));
     }
+}
+
+/// A seed for a client's piece sizes, from its label.
+pub fn label_seed(label: &str) -> u64 {
+    label
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
 /// Connects a participant named `name` (label = name) and joins the room.

@@ -6,6 +6,7 @@ pub mod client;
 pub mod listener;
 pub mod log;
 pub mod rng;
+pub mod tls;
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, Once};
@@ -70,15 +71,7 @@ impl World {
 
     /// Builds the simulation with the server host running.
     pub fn build<'a>(&self) -> Running<'a> {
-        install_panic_counter();
-        let mut sim = Builder::new()
-            .rng_seed(self.seed)
-            .tick_duration(self.tick)
-            .simulation_duration(self.duration)
-            .tcp_capacity(self.tcp_capacity)
-            .min_message_latency(self.latency)
-            .max_message_latency(self.latency)
-            .build();
+        let mut sim = self.sim();
         let log = EventLog::new();
         let stats = Arc::new(Mutex::new(PieceStats::default()));
         let (config, pieces, seed) = (self.config.clone(), self.pieces, self.seed);
@@ -93,6 +86,19 @@ impl World {
             }
         });
         Running { sim, log, stats }
+    }
+
+    /// An empty simulation of this world, with panics counted.
+    fn sim<'a>(&self) -> Sim<'a> {
+        install_panic_counter();
+        Builder::new()
+            .rng_seed(self.seed)
+            .tick_duration(self.tick)
+            .simulation_duration(self.duration)
+            .tcp_capacity(self.tcp_capacity)
+            .min_message_latency(self.latency)
+            .max_message_latency(self.latency)
+            .build()
     }
 }
 
