@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use logosnet::framed::FrameReader;
 use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use crate::check::{Dest, Receiver, ReceiverLog, SenderLog};
@@ -23,6 +21,7 @@ use crate::message::{self, Garbled};
 use crate::schedule::{self, SplitMix64};
 use crate::shared::{Phase, Shared};
 use crate::stats::LatencyBuffer;
+use crate::transport::{ReadHalf, Transport, WriteHalf};
 
 /// What one client leaves behind for the checker.
 #[derive(Debug)]
@@ -80,15 +79,16 @@ pub enum ProbeAnswer {
 
 /// Asks for one more slot of `role` and reports the answer; the connection is
 /// closed either way.
-pub async fn probe(addr: SocketAddr, role: Role, timeout: Duration) -> ProbeAnswer {
+pub async fn probe(
+    transport: &Transport,
+    addr: SocketAddr,
+    role: Role,
+    timeout: Duration,
+) -> ProbeAnswer {
     let attempt = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect failed: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let mut reader = FrameReader::new(stream);
-        reader
-            .get_mut()
+        let (read, mut writer) = transport.connect(addr).await?;
+        let mut reader = FrameReader::new(read);
+        writer
             .write_all(&protocol::encode(&ClientFrame::Hello(role)))
             .await
             .map_err(|e| format!("write failed: {e}"))?;
@@ -109,8 +109,8 @@ pub async fn probe(addr: SocketAddr, role: Role, timeout: Duration) -> ProbeAnsw
 struct Client<'a> {
     shared: &'a Shared,
     label: &'a str,
-    reader: FrameReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: FrameReader<ReadHalf>,
+    writer: WriteHalf,
     phase: watch::Receiver<Phase>,
     current: Phase,
     received: ReceiverLog,
@@ -157,11 +157,7 @@ impl<'a> Client<'a> {
         phase: watch::Receiver<Phase>,
     ) -> Result<Client<'a>, String> {
         let started = Instant::now();
-        let stream = TcpStream::connect(shared.addr)
-            .await
-            .map_err(|e| format!("connect failed: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (read, mut writer) = stream.into_split();
+        let (read, mut writer) = shared.transport.connect(shared.addr).await?;
         let mut reader = FrameReader::new(read);
         let hello_at = Instant::now();
         writer
@@ -539,7 +535,7 @@ impl<'a> Client<'a> {
 }
 
 /// Reads the next frame and fails unless it is `want`.
-async fn expect(reader: &mut FrameReader<OwnedReadHalf>, want: ServerFrame) -> Result<(), String> {
+async fn expect(reader: &mut FrameReader<ReadHalf>, want: ServerFrame) -> Result<(), String> {
     match reader.next::<ServerFrame>().await {
         Ok(Some(frame)) if frame == want => Ok(()),
         Ok(Some(frame)) => Err(format!("expected {want:?}, got {frame:?}")),

@@ -73,6 +73,13 @@ pub struct Config {
     /// other cores to the server)
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Connect with TLS, verifying the server against the system's roots
+    #[arg(long)]
+    pub tls: bool,
+    /// Connect with TLS, trusting only the CA certificates in this PEM file
+    /// (implies --tls)
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Config {

@@ -11,6 +11,7 @@
 //! - [`stats`]: latency histograms and CPU/memory readings;
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
 //! - [`client`]: one participant's or observer's connection;
+//! - [`transport`]: plain TCP or TLS, the connect step;
 //! - [`run`]: the phases — connect, probe, traffic, drain, leave;
 //! - [`report`]: the table, JSON and `.hgrm` outputs; [`plot`]: the SVG;
 //! - [`progress`]: progress bars or plain lines on stderr.
@@ -29,3 +30,4 @@ pub mod run;
 pub mod schedule;
 pub mod shared;
 pub mod stats;
+pub mod transport;

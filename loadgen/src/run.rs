@@ -250,6 +250,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         connecting: Semaphore::new(config.connect_concurrency),
         config: config.clone(),
         addr,
+        transport: crate::transport::Transport::from_config(&config)?,
         names: (0..config.participants)
             .map(|i| crate::message::participant_name(&config.name_prefix, i as u16))
             .collect(),
@@ -308,10 +309,10 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut probe = (None, None);
     if room_full {
         if probe_participants {
-            probe.0 = Some(client::probe(addr, Role::Participant, phase_timeout).await);
+            probe.0 = Some(client::probe(&shared.transport, addr, Role::Participant, phase_timeout).await);
         }
         if probe_observers {
-            probe.1 = Some(client::probe(addr, Role::Observer, phase_timeout).await);
+            probe.1 = Some(client::probe(&shared.transport, addr, Role::Observer, phase_timeout).await);
         }
     }
 

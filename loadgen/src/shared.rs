@@ -118,6 +118,8 @@ pub struct Shared {
     pub config: Config,
     /// The server.
     pub addr: SocketAddr,
+    /// Plain TCP or TLS.
+    pub transport: crate::transport::Transport,
     /// Every participant's name, by index (built once, so addressing a
     /// private message allocates nothing).
     pub names: Vec<String>,

@@ -62,8 +62,14 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&["--ip", "127.0.0.1", "--port", "0"])
+    }
+
+    /// Starts the server with `args`; `port` is the one on its first
+    /// `listening on` line (plaintext or TLS).
+    fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(server_binary())
-            .args(["--ip", "127.0.0.1", "--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -76,6 +82,7 @@ impl Server {
         let addr = line
             .trim()
             .strip_prefix("listening on ")
+            .map(|addr| addr.trim_end_matches(" (tls)"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         let port = addr
             .rsplit(':')
@@ -206,6 +213,75 @@ fn small_room_has_zero_loss_and_a_well_formed_report() {
     let svg_text = std::fs::read_to_string(&svg).expect("svg written");
     let _ = std::fs::remove_file(&svg);
     assert!(svg_text.starts_with("<svg") && svg_text.contains("<polyline"));
+}
+
+#[test]
+fn small_room_over_tls_has_zero_loss() {
+    let certs = devcerts::TempSet::local(devcerts::KeyKind::EcdsaP256).expect("certificates");
+    let file = |p: &Path| p.to_str().expect("UTF-8 temp path").to_owned();
+    let (cert, key, ca) = (
+        file(&certs.paths.cert),
+        file(&certs.paths.key),
+        file(&certs.paths.ca),
+    );
+    let server = Server::start_with(&[
+        "--ip",
+        "127.0.0.1",
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ]);
+    let port = server.port.to_string();
+    let json = temp_path("tls.json");
+    let (ok, table) = loadgen(&[
+        "--ip",
+        "localhost",
+        "--port",
+        &port,
+        "--tls-ca",
+        &ca,
+        "--participants",
+        "10",
+        "--observers",
+        "10",
+        "--rate",
+        "100",
+        "--duration",
+        "2",
+        "--skip-capacity-probe",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "loadgen over TLS failed:\n{table}");
+    let report = read_json(&json);
+    assert_eq!(report["passed"], true);
+    assert_eq!(u(&report, "/room/participants_joined"), 10);
+    assert_eq!(u(&report, "/room/observers_joined"), 10);
+    let sent = u(&report, "/traffic/messages_sent");
+    let private = u(&report, "/traffic/private_sent");
+    assert_eq!(sent, 200, "100 msgs/s for 2 s");
+    let expected = (sent - private) * 19 + private;
+    assert_eq!(u(&report, "/deliveries/delivered"), expected);
+    for field in ["lost", "duplicated", "out_of_order", "misdelivered"] {
+        assert_eq!(u(&report, &format!("/deliveries/{field}")), 0, "{field}");
+    }
+    // Plaintext to the TLS port: nobody gets in, and loadgen says so.
+    let (ok, table) = loadgen(&[
+        "--port",
+        &port,
+        "--participants",
+        "1",
+        "--observers",
+        "0",
+        "--duration",
+        "0",
+        "--phase-timeout",
+        "2",
+    ]);
+    assert!(!ok && table.contains("result: FAIL"), "{table}");
 }
 
 #[test]

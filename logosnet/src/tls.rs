@@ -17,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+pub use tokio_rustls::client::TlsStream as ClientTlsStream;
 pub use tokio_rustls::rustls;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
