@@ -33,7 +33,11 @@ fn main() -> ExitCode {
     match write_set(&dir, &names, KeyKind::EcdsaP256) {
         Ok(paths) => {
             println!("CA certificate:     {}", paths.ca.display());
-            println!("server certificate: {} (for {})", paths.cert.display(), names.join(", "));
+            println!(
+                "server certificate: {} (for {})",
+                paths.cert.display(),
+                names.join(", ")
+            );
             println!("server key:         {}", paths.key.display());
             ExitCode::SUCCESS
         }

@@ -309,10 +309,13 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut probe = (None, None);
     if room_full {
         if probe_participants {
-            probe.0 = Some(client::probe(&shared.transport, addr, Role::Participant, phase_timeout).await);
+            probe.0 = Some(
+                client::probe(&shared.transport, addr, Role::Participant, phase_timeout).await,
+            );
         }
         if probe_observers {
-            probe.1 = Some(client::probe(&shared.transport, addr, Role::Observer, phase_timeout).await);
+            probe.1 =
+                Some(client::probe(&shared.transport, addr, Role::Observer, phase_timeout).await);
         }
     }
 

@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 
-use logosnet::tls::{self, ClientTlsStream, TlsConnector, Trust};
 use logosnet::tls::rustls::pki_types::ServerName;
+use logosnet::tls::{self, ClientTlsStream, TlsConnector, Trust};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::either::Either;

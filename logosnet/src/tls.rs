@@ -181,7 +181,11 @@ fn system_roots() -> Result<RootCertStore, SetupError> {
         return Err(SetupError::NoSystemRoots { reason });
     }
     if !found.errors.is_empty() {
-        tracing::debug!(errors = found.errors.len(), added, "some system roots were unreadable");
+        tracing::debug!(
+            errors = found.errors.len(),
+            added,
+            "some system roots were unreadable"
+        );
     }
     Ok(roots)
 }
@@ -232,13 +236,12 @@ pub enum HandshakeFailure {
 /// [`HandshakeFailure`].
 pub fn classify_handshake_error(error: &io::Error) -> HandshakeFailure {
     use rustls::Error as E;
-    if let Some(tls) = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<E>())
-    {
+    if let Some(tls) = error.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
         return match tls {
             E::InvalidMessage(_) => HandshakeFailure::NotTls,
-            E::InvalidCertificate(e) => HandshakeFailure::Certificate(describe_certificate_error(e)),
+            E::InvalidCertificate(e) => {
+                HandshakeFailure::Certificate(describe_certificate_error(e))
+            }
             other => HandshakeFailure::Other(other.to_string()),
         };
     }

@@ -48,7 +48,8 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     // Certificates first: a bad file stops the server before it listens.
     let tls = match args.tls() {
         Some(tls) => {
-            let config = logosnet::tls::server_config(tls.cert, tls.key).map_err(|e| e.to_string())?;
+            let config =
+                logosnet::tls::server_config(tls.cert, tls.key).map_err(|e| e.to_string())?;
             Some((tls.port, TlsAcceptor::from(config)))
         }
         None => None,

@@ -130,7 +130,10 @@ mod tests {
     fn tls_is_off_by_default_and_a_ca_file_implies_it() {
         assert_eq!(args(&[]).unwrap().config().tls, None);
         assert_eq!(args(&["--tls"]).unwrap().config().tls, Some(Trust::System));
-        for extra in [&["--tls-ca", "ca.pem"][..], &["--tls", "--tls-ca", "ca.pem"]] {
+        for extra in [
+            &["--tls-ca", "ca.pem"][..],
+            &["--tls", "--tls-ca", "ca.pem"],
+        ] {
             assert_eq!(
                 args(extra).unwrap().config().tls,
                 Some(Trust::CaFile("ca.pem".into())),

@@ -295,9 +295,18 @@ mod tests {
     #[test]
     fn tls_options_come_together_or_are_one_usage_line() {
         for (extra, missing) in [
-            (&["--tls-port", "8022"][..], "--tls-cert <FILE> --tls-key <FILE>"),
-            (&["--tls-port", "8022", "--tls-cert", "c.pem"][..], "--tls-key <FILE>"),
-            (&["--tls-cert", "c.pem", "--tls-key", "k.pem"][..], "--tls-port <PORT>"),
+            (
+                &["--tls-port", "8022"][..],
+                "--tls-cert <FILE> --tls-key <FILE>",
+            ),
+            (
+                &["--tls-port", "8022", "--tls-cert", "c.pem"][..],
+                "--tls-key <FILE>",
+            ),
+            (
+                &["--tls-cert", "c.pem", "--tls-key", "k.pem"][..],
+                "--tls-port <PORT>",
+            ),
             (&["--tls-key", "k.pem"][..], "--tls-port <PORT>"),
         ] {
             let stop = args(extra).unwrap_err();

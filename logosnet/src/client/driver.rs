@@ -96,7 +96,11 @@ pub(crate) async fn run<F: FrontEnd>(
     let mut give_up = pin!(tokio::time::sleep(config.connect_timeout));
     let mut notice = pin!(tokio::time::sleep(CONNECTING_NOTICE_DELAY));
     let mut noticed = !behaviour.announce_connecting;
-    let tls = match config.tls.as_ref().map(|trust| TlsTarget::prepare(&config.host, trust)) {
+    let tls = match config
+        .tls
+        .as_ref()
+        .map(|trust| TlsTarget::prepare(&config.host, trust))
+    {
         Some(Ok(target)) => Some(target),
         Some(Err(ending)) => return ending,
         None => None,

@@ -163,7 +163,10 @@ impl fmt::Display for Ending {
                 write!(f, "{addr} is not a LogosNet server (protocol v1)")
             }
             Ending::SpeaksTls { addr } => {
-                write!(f, "{addr} speaks TLS: add --tls (or --tls-ca FILE for a private CA)")
+                write!(
+                    f,
+                    "{addr} speaks TLS: add --tls (or --tls-ca FILE for a private CA)"
+                )
             }
             Ending::NotTlsServer { addr } => write!(
                 f,

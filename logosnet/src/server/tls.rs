@@ -73,8 +73,10 @@ pub struct TlsOnAccept<S> {
 }
 
 enum State<S> {
-    /// The handshake is under way.
-    Handshaking(FallibleAccept<S>),
+    /// The handshake is under way. (Both rustls states are boxed: a
+    /// connection's state is over a kilobyte either way, and the failed and
+    /// closed ones are small.)
+    Handshaking(Box<FallibleAccept<S>>),
     /// The handshake finished: application data flows.
     Ready(Box<TlsStream<S>>),
     /// The handshake failed; rustls has tried to send its alert. The socket
@@ -92,7 +94,7 @@ enum State<S> {
 impl<S> TlsOnAccept<S> {
     fn new(handshake: FallibleAccept<S>, deadline: Instant, peer: SocketAddr) -> Self {
         Self {
-            state: State::Handshaking(handshake),
+            state: State::Handshaking(Box::new(handshake)),
             deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             peer,
         }
@@ -111,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsOnAccept<S> {
         let State::Handshaking(handshake) = &mut self.state else {
             return Poll::Ready(self.take_failure());
         };
-        match Pin::new(handshake).poll(cx) {
+        match Pin::new(handshake.as_mut()).poll(cx) {
             Poll::Ready(Ok(stream)) => {
                 tracing::debug!(peer = %self.peer, "TLS handshake done");
                 self.state = State::Ready(Box::new(stream));

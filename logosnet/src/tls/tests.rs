@@ -157,12 +157,20 @@ fn tls_record_headers_are_told_from_frame_headers() {
 
 #[test]
 fn server_names_are_dns_names_or_ip_addresses() {
-    assert!(matches!(server_name("localhost"), Ok(ServerName::DnsName(_))));
-    assert!(matches!(server_name("10.0.0.1"), Ok(ServerName::IpAddress(_))));
+    assert!(matches!(
+        server_name("localhost"),
+        Ok(ServerName::DnsName(_))
+    ));
+    assert!(matches!(
+        server_name("10.0.0.1"),
+        Ok(ServerName::IpAddress(_))
+    ));
     assert!(matches!(server_name("[::1]"), Ok(ServerName::IpAddress(_))));
     let error = server_name("no spaces").unwrap_err();
     assert!(
-        error.to_string().starts_with("cannot verify a server named \"no spaces\": "),
+        error
+            .to_string()
+            .starts_with("cannot verify a server named \"no spaces\": "),
         "{error}"
     );
 }
@@ -179,7 +187,10 @@ fn unusable_files_are_named_in_one_line() {
     let cases: Vec<(Result<Arc<ServerConfig>, SetupError>, String)> = vec![
         (
             server_config(&missing, key),
-            format!("cannot read the certificate file {}: no such file", missing.display()),
+            format!(
+                "cannot read the certificate file {}: no such file",
+                missing.display()
+            ),
         ),
         (
             server_config(key, key),
@@ -216,7 +227,10 @@ fn unusable_files_are_named_in_one_line() {
             .unwrap_err()
             .to_string();
         assert!(
-            line.starts_with(&format!("cannot read the CA file {}: {reason}", path.display())),
+            line.starts_with(&format!(
+                "cannot read the CA file {}: {reason}",
+                path.display()
+            )),
             "{line}"
         );
     }

@@ -58,7 +58,9 @@ impl Server {
         let addrs: Vec<SocketAddr> = (0..lines)
             .map(|_| {
                 let mut line = String::new();
-                stdout.read_line(&mut line).expect("read the listening line");
+                stdout
+                    .read_line(&mut line)
+                    .expect("read the listening line");
                 line.trim()
                     .strip_prefix("listening on ")
                     .map(|rest| rest.trim_end_matches(" (tls)"))

@@ -105,7 +105,8 @@ fn a_stalled_handshake_is_closed_at_the_hello_timeout() {
         );
         // One latency each way and a tick of slack around the deadline.
         assert!(
-            closed_after >= hello_timeout && closed_after <= hello_timeout + Duration::from_millis(50),
+            closed_after >= hello_timeout
+                && closed_after <= hello_timeout + Duration::from_millis(50),
             "closed after {closed_after:?}"
         );
         let mut late = connect_tls("late", &log, &connector, PieceSize::Any, None).await?;

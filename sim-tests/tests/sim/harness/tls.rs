@@ -61,7 +61,8 @@ impl World {
             let acceptor = acceptor.clone();
             async move {
                 log.record(SERVER, format_args!("starting with TLS"));
-                let plain = SimListener::bind(PORT, pieces, seed, stats.clone(), log.clone()).await?;
+                let plain =
+                    SimListener::bind(PORT, pieces, seed, stats.clone(), log.clone()).await?;
                 let secure = SimListener::bind(TLS_PORT, pieces, seed ^ 1, stats, log).await?;
                 let secure = TlsListener::new(secure, acceptor, config.room.hello_timeout);
                 serve(Both::new(plain, secure), config, std::future::pending()).await;
