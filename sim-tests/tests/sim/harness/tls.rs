@@ -17,7 +17,7 @@ use logosnet::tls::{self, TlsAcceptor, TlsConnector, Trust};
 use turmoil::net::TcpStream;
 
 use super::client::{SimClient, label_seed};
-use super::listener::{Capped, PieceSize, PieceStats, SimListener};
+use super::listener::{Capped, PieceSize, PieceStats};
 use super::{EventLog, PORT, Running, SERVER, World};
 
 /// The simulated server's TLS port.
@@ -51,25 +51,23 @@ impl World {
     /// handshake must finish within the Hello timeout), every connection
     /// capped to the world's piece size.
     pub fn build_tls<'a>(&self, acceptor: TlsAcceptor) -> Running<'a> {
-        let mut sim = self.sim();
-        let log = EventLog::new();
-        let stats = Arc::new(Mutex::new(PieceStats::default()));
-        let (config, pieces, seed) = (self.config.clone(), self.pieces, self.seed);
-        let (server_log, server_stats) = (log.clone(), stats.clone());
-        sim.host(SERVER, move || {
-            let (config, log, stats) = (config.clone(), server_log.clone(), server_stats.clone());
+        self.build_serving(move |host| {
             let acceptor = acceptor.clone();
             async move {
-                log.record(SERVER, format_args!("starting with TLS"));
-                let plain =
-                    SimListener::bind(PORT, pieces, seed, stats.clone(), log.clone()).await?;
-                let secure = SimListener::bind(TLS_PORT, pieces, seed ^ 1, stats, log).await?;
-                let secure = TlsListener::new(secure, acceptor, config.room.hello_timeout);
-                serve(Both::new(plain, secure), config, std::future::pending()).await;
+                host.log.record(SERVER, format_args!("starting with TLS"));
+                let plain = host.listen(PORT, 0).await?;
+                let secure = host.listen(TLS_PORT, 1).await?;
+                let handshake_timeout = host.config.room.hello_timeout;
+                let secure = TlsListener::new(secure, acceptor, handshake_timeout);
+                serve(
+                    Both::new(plain, secure),
+                    host.config,
+                    std::future::pending(),
+                )
+                .await;
                 Ok(())
             }
-        });
-        Running { sim, log, stats }
+        })
     }
 }
 
