@@ -21,7 +21,7 @@ use crate::message::{self, Garbled};
 use crate::schedule::{self, SplitMix64};
 use crate::shared::{Phase, Shared};
 use crate::stats::LatencyBuffer;
-use crate::transport::{ReadHalf, Transport, WriteHalf};
+use crate::transport::{ReadHalf, Transport, WriteHalf, send};
 
 /// What one client leaves behind for the checker.
 #[derive(Debug)]
@@ -88,8 +88,7 @@ pub async fn probe(
     let attempt = async {
         let (read, mut writer) = transport.connect(addr).await?;
         let mut reader = FrameReader::new(read);
-        writer
-            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
+        send(&mut writer, &protocol::encode(&ClientFrame::Hello(role)))
             .await
             .map_err(|e| format!("write failed: {e}"))?;
         match reader.next::<ServerFrame>().await {
@@ -160,8 +159,7 @@ impl<'a> Client<'a> {
         let (read, mut writer) = shared.transport.connect(shared.addr).await?;
         let mut reader = FrameReader::new(read);
         let hello_at = Instant::now();
-        writer
-            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
+        send(&mut writer, &protocol::encode(&ClientFrame::Hello(role)))
             .await
             .map_err(|e| format!("write failed: {e}"))?;
         expect(&mut reader, ServerFrame::Accepted).await?;
@@ -170,8 +168,8 @@ impl<'a> Client<'a> {
         let participants = shared.config.participants;
         let (receiver, me, notices, sent) = match role {
             Role::Participant => {
-                writer
-                    .write_all(&protocol::encode(&ClientFrame::Username(label.to_owned())))
+                let username = ClientFrame::Username(label.to_owned());
+                send(&mut writer, &protocol::encode(&username))
                     .await
                     .map_err(|e| format!("write failed: {e}"))?;
                 expect(&mut reader, ServerFrame::UsernameAccepted).await?;
@@ -315,7 +313,7 @@ impl<'a> Client<'a> {
         }
         let lag = Instant::now().saturating_duration_since(scheduled);
         self.shared.send_lag.record(lag.as_micros() as u64);
-        if let Err(e) = self.writer.write_all(&frame).await {
+        if let Err(e) = send(&mut self.writer, &frame).await {
             let label = self.label;
             self.shared
                 .problems

@@ -4,10 +4,12 @@
 //! they are. Plain TCP keeps tokio's owned halves (no lock between them),
 //! so the plaintext figures are what they were before TLS existed.
 
+use std::io;
 use std::net::SocketAddr;
 
 use logosnet::tls::rustls::pki_types::ServerName;
 use logosnet::tls::{self, ClientTlsStream, TlsConnector, Trust};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::either::Either;
@@ -78,4 +80,11 @@ impl Transport {
             }
         }
     }
+}
+
+/// Writes `bytes` and flushes: a no-op on TCP, but a TLS session may hold
+/// the end of a record until it is flushed, and nothing else would send it.
+pub async fn send(writer: &mut WriteHalf, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }

@@ -111,6 +111,7 @@ where
         stalled: false,
         reported_too_slow: false,
         give_up_reading_at: None,
+        unflushed: false,
     };
     task.run().await;
 }
@@ -136,6 +137,8 @@ enum Step {
 struct IoOutcome {
     read: Option<io::Result<usize>>,
     wrote: Option<io::Result<usize>>,
+    /// The stream pushed out what it had buffered (see `Task::unflushed`).
+    flushed: Option<io::Result<()>>,
 }
 
 struct Task<S> {
@@ -163,6 +166,9 @@ struct Task<S> {
     reported_too_slow: bool,
     /// After a failed write, reading stops at this instant at the latest.
     give_up_reading_at: Option<Instant>,
+    /// Bytes were written since the stream last flushed. A TLS stream may
+    /// still hold part of them; the writer is not idle until it flushed.
+    unflushed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
@@ -170,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         loop {
             self.forward();
             let want_read = self.reading && self.link.inbox.has_space();
-            let want_write = self.writing && self.batch.has_remaining();
+            let want_write = self.writing && (self.batch.has_remaining() || self.unflushed);
             if !self.reading && !want_write && !self.writing {
                 break;
             }
@@ -245,6 +251,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             }
             None => {}
         }
+        match outcome.flushed {
+            Some(Ok(())) => self.unflushed = false,
+            Some(Err(e)) => {
+                tracing::debug!(conn = self.link.conn, error = %e, "flush failed");
+                self.stop_writing();
+            }
+            None => {}
+        }
         match outcome.read {
             Some(Ok(0)) => {
                 if self.decoder.is_mid_frame() {
@@ -263,6 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 
     /// Something was written: the writer is moving.
     fn progress(&mut self) {
+        self.unflushed = true;
         self.last_progress = Instant::now();
         let done = self.batch.take_written_cost();
         if self
@@ -410,8 +425,21 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
     write: bool,
 ) -> Poll<IoOutcome> {
     let mut outcome = IoOutcome::default();
-    if write && let Poll::Ready(result) = poll_write_buf(Pin::new(&mut *stream), cx, batch) {
+    if write
+        && batch.has_remaining()
+        && let Poll::Ready(result) = poll_write_buf(Pin::new(&mut *stream), cx, batch)
+    {
         outcome.wrote = Some(result);
+    }
+    // With the batch out, push out what the stream itself holds: nothing for
+    // TCP, but a TLS session keeps the rest of a record the socket did not
+    // take, and only a flush (or the next write) sends it.
+    if write
+        && !batch.has_remaining()
+        && !matches!(outcome.wrote, Some(Err(_)))
+        && let Poll::Ready(result) = Pin::new(&mut *stream).poll_flush(cx)
+    {
+        outcome.flushed = Some(result);
     }
     if read {
         let buf = decoder.buffer_mut();
@@ -426,7 +454,7 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
             outcome.read = Some(result);
         }
     }
-    if outcome.read.is_some() || outcome.wrote.is_some() {
+    if outcome.read.is_some() || outcome.wrote.is_some() || outcome.flushed.is_some() {
         Poll::Ready(outcome)
     } else {
         Poll::Pending

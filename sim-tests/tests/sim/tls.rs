@@ -78,6 +78,43 @@ fn a_tls_run_replays_exactly() {
     assert_eq!(first, mixed_room(PieceSize::Any, None));
 }
 
+/// A TLS observer that stops reading while lines pile up: the server's
+/// writes fill the simulated window, so rustls holds the rest of a record
+/// when the room has nothing more to send. When the observer reads again it
+/// must get every line: the connection flushes what the stream buffered.
+#[test]
+fn a_tls_reader_that_fell_behind_gets_every_line() {
+    let certs = certs();
+    let mut world = World::new(SEED);
+    world.pieces = PieceSize::AtMost(2);
+    let mut run = world.build_tls(certs.acceptor.clone());
+    let log = run.log.clone();
+    let connector = certs.connector.clone();
+    run.sim.client("clients", async move {
+        let mut watcher = connect_tls("watcher", &log, &connector, PieceSize::Any, None).await?;
+        watcher.hello(Role::Observer).await;
+        let mut bob = SimClient::connect("bob", &log).await;
+        bob.join("bob").await;
+        watcher.expect_notice("User bob has joined").await;
+        let lines: Vec<String> = (0..20)
+            .map(|i| format!("line {i} {}", "x".repeat(40)))
+            .collect();
+        for line in &lines {
+            bob.chat(line).await;
+        }
+        // The watcher reads nothing meanwhile.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for line in &lines {
+            watcher
+                .expect_message(&format!(">        bob: {line}"))
+                .await;
+        }
+        watcher.expect_quiet(Duration::from_secs(1)).await;
+        Ok(())
+    });
+    run.run();
+}
+
 /// A client that stops after three bytes of its ClientHello is closed when
 /// the Hello timeout runs out, in simulated time, and the room never hears
 /// of it.

@@ -116,7 +116,7 @@ impl SimClient {
             Some(n) => {
                 let bytes = protocol::encode(frame);
                 for piece in bytes.chunks(n.max(1)) {
-                    self.writer.write_all(piece).await?;
+                    flushed(&mut self.writer, piece).await?;
                     // Let a tick pass so every piece travels on its own.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -136,11 +136,11 @@ impl SimClient {
             bytes.extend_from_slice(&protocol::encode(frame));
         }
         let result = match self.write_piece {
-            None => self.writer.write_all(&bytes).await,
+            None => flushed(&mut self.writer, &bytes).await,
             Some(n) => {
                 let mut result = Ok(());
                 for piece in bytes.chunks(n.max(1)) {
-                    result = self.writer.write_all(piece).await;
+                    result = flushed(&mut self.writer, piece).await;
                     if result.is_err() {
                         break;
                     }
@@ -158,7 +158,7 @@ impl SimClient {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.log
             .record(&self.label, format_args!("send raw {bytes:02x?}"));
-        if let Err(e) = self.writer.write_all(bytes).await {
+        if let Err(e) = flushed(&mut self.writer, bytes).await {
             panic!("{}: raw write failed: {e}", self.label);
         }
     }
@@ -246,6 +246,12 @@ impl SimClient {
     pub fn leave(self) {
         self.log.record(&self.label, format_args!("leaves"));
     }
+}
+
+/// Writes and flushes (a TLS writer sends a record's end only when flushed).
+async fn flushed(writer: &mut Writer, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 /// A seed for a client's piece sizes, from its label.
