@@ -204,6 +204,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsOnAccept<S> {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_handshake(cx))?;
+        match &mut this.state {
+            State::Ready(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+            _ => Poll::Ready(this.take_failure().map(|()| 0)),
+        }
+    }
+
+    /// Vectored, as rustls is: a batch of frames becomes one TLS record (up
+    /// to 16 KiB) and one write, not a record and a write per frame.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
             State::Ready(stream) => Pin::new(stream.as_mut()).poll_flush(cx),

@@ -128,7 +128,10 @@ async fn frames_flow_both_ways_once_established() {
     let mut got = [0u8; 4];
     stream.read_exact(&mut got).await.unwrap();
     assert_eq!(&got, b"ping");
-    stream.write_all(b"pong").await.unwrap();
+    // A batch of frames goes out in one write (one record), not one each.
+    assert!(stream.is_write_vectored());
+    let pieces = [io::IoSlice::new(b"po"), io::IoSlice::new(b"ng")];
+    assert_eq!(stream.write_vectored(&pieces).await.unwrap(), 4);
     stream.flush().await.unwrap();
     assert_eq!(&client.await.unwrap(), b"pong");
     // The client's close_notify is a clean end of stream.
