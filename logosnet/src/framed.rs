@@ -106,13 +106,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Encodes and writes one frame.
+/// Encodes and writes one frame, then flushes: a no-op on TCP, but a TLS
+/// stream may hold the end of the record until it is flushed.
 pub async fn write_frame<W, T>(writer: &mut W, message: &T) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
-    writer.write_all(&protocol::encode(message)).await
+    writer.write_all(&protocol::encode(message)).await?;
+    writer.flush().await
 }
 
 #[cfg(test)]

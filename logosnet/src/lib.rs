@@ -9,6 +9,7 @@
 //! - [`room`]: every rule of the chat room, events in and actions out;
 //! - [`server`]: the tokio driver that runs the room over any listener;
 //! - [`client`]: the terminal client, a participant or an observer;
+//! - [`tls`]: certificates, keys and rustls set-up for both sides;
 //! - [`cli`]: both binaries' command lines.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -20,4 +21,5 @@ pub mod framed;
 pub mod protocol;
 pub mod room;
 pub mod server;
+pub mod tls;
 pub mod username;

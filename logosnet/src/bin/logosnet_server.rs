@@ -1,13 +1,14 @@
 //! `logosnet_server`: the command line ([`logosnet::cli::server`]),
-//! logging, the listening socket and signals around
-//! [`logosnet::server::serve`].
+//! logging, the listening sockets (plaintext, TLS or both) and signals
+//! around [`logosnet::server::serve`].
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use logosnet::cli::{self, server::ServerArgs};
-use logosnet::server;
+use logosnet::server::{self, Both, TlsListener};
+use logosnet::tls::TlsAcceptor;
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
@@ -44,13 +45,56 @@ fn main() -> ExitCode {
 
 async fn run(args: ServerArgs) -> Result<(), String> {
     raise_open_file_limit();
-    let listener = bind(&args.ip, args.port).await?;
+    // Certificates first: a bad file stops the server before it listens.
+    let tls = match args.tls() {
+        Some(tls) => {
+            let config =
+                logosnet::tls::server_config(tls.cert, tls.key).map_err(|e| e.to_string())?;
+            Some((tls.port, TlsAcceptor::from(config)))
+        }
+        None => None,
+    };
+    let plain = match args.port {
+        Some(port) => Some(bind(&args.ip, port).await?),
+        None => None,
+    };
+    let secure = match tls {
+        Some((port, acceptor)) => Some((bind(&args.ip, port).await?, acceptor)),
+        None => None,
+    };
+    // The plaintext line first: scripts and tests read the first line.
+    if let Some(listener) = &plain {
+        announce(listener, "")?;
+    }
+    if let Some((listener, _)) = &secure {
+        announce(listener, " (tls)")?;
+    }
+    let config = args.config();
+    // The handshake is part of the time a new connection has to say Hello.
+    let handshake_timeout = config.room.hello_timeout;
+    let stop = shutdown_signal();
+    match (plain, secure) {
+        (Some(plain), Some((secure, acceptor))) => {
+            let secure = TlsListener::new(secure, acceptor, handshake_timeout);
+            server::serve(Both::new(plain, secure), config, stop).await;
+        }
+        (Some(plain), None) => server::serve(plain, config, stop).await,
+        (None, Some((secure, acceptor))) => {
+            let secure = TlsListener::new(secure, acceptor, handshake_timeout);
+            server::serve(secure, config, stop).await;
+        }
+        (None, None) => return Err("nothing to listen on: give --port or --tls-port".into()),
+    }
+    Ok(())
+}
+
+/// Prints `listening on ADDR:PORT` (with `suffix`) for a bound listener.
+fn announce(listener: &TcpListener, suffix: &str) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    println!("listening on {addr}");
-    tracing::info!(%addr, "listening");
-    server::serve(listener, args.config(), shutdown_signal()).await;
+    println!("listening on {addr}{suffix}");
+    tracing::info!(%addr, tls = !suffix.is_empty(), "listening");
     Ok(())
 }
 

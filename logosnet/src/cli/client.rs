@@ -1,6 +1,7 @@
 //! `logosnet_client`'s command line: [`ClientArgs`] and how it becomes a
 //! client [`Config`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -8,6 +9,7 @@ use clap::Parser;
 use super::seconds_between;
 use crate::client::{Config, EXIT_STATUS_HELP};
 use crate::protocol::Role;
+use crate::tls::Trust;
 
 /// Shortest `--connect-timeout`: one millisecond.
 pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(1);
@@ -54,6 +56,14 @@ pub struct ClientArgs {
         value_parser = seconds_between(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
     )]
     pub connect_timeout: Duration,
+
+    /// Connect with TLS, verifying the server against the system's trusted certificates
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Connect with TLS, trusting only the CA certificates in this PEM file (implies --tls)
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -69,6 +79,11 @@ impl ClientArgs {
             },
             timestamps: self.timestamps,
             connect_timeout: self.connect_timeout,
+            tls: match (&self.tls_ca, self.tls) {
+                (Some(file), _) => Some(Trust::CaFile(file.clone())),
+                (None, true) => Some(Trust::System),
+                (None, false) => None,
+            },
         }
     }
 }
@@ -109,6 +124,22 @@ mod tests {
         assert_eq!(config.role, Role::Observer);
         assert!(config.timestamps);
         assert_eq!(config.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_a_ca_file_implies_it() {
+        assert_eq!(args(&[]).unwrap().config().tls, None);
+        assert_eq!(args(&["--tls"]).unwrap().config().tls, Some(Trust::System));
+        for extra in [
+            &["--tls-ca", "ca.pem"][..],
+            &["--tls", "--tls-ca", "ca.pem"],
+        ] {
+            assert_eq!(
+                args(extra).unwrap().config().tls,
+                Some(Trust::CaFile("ca.pem".into())),
+                "{extra:?}"
+            );
+        }
     }
 
     #[test]

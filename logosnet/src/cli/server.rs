@@ -6,6 +6,7 @@
 //! line in [`ServerArgs::config`]; a row in README's option table (a test
 //! compares the two).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -49,8 +50,9 @@ pub const MAX_PER_IP_SETTING: u64 = MAX_CONNECTIONS as u64;
 pub const SERVER_EXIT_STATUS_HELP: &str = "\
 Exit status:
   0   stopped by SIGINT or SIGTERM, after telling every client
-  1   could not start: the address does not resolve, the port is in use,
-      or the runtime failed (one line on stderr)
+  1   could not start: the address does not resolve, a port is in use,
+      a TLS certificate or key file is unusable, or the runtime failed
+      (one line on stderr)
   64  bad arguments (one line on stderr)";
 
 /// The server's arguments.
@@ -67,9 +69,21 @@ pub struct ServerArgs {
     #[arg(short, long, value_name = "IP")]
     pub ip: String,
 
-    /// Port to listen on (0: any free port)
-    #[arg(short, long, value_name = "PORT")]
-    pub port: u16,
+    /// Port to listen on without encryption (0: any free port); may be left out when --tls-port is given
+    #[arg(short, long, value_name = "PORT", required_unless_present = "tls_port")]
+    pub port: Option<u16>,
+
+    /// Port to listen on with TLS (0: any free port), beside or instead of --port; needs --tls-cert and --tls-key
+    #[arg(long, value_name = "PORT", requires = "tls_cert", requires = "tls_key")]
+    pub tls_port: Option<u16>,
+
+    /// PEM file with the server's certificate, then any intermediate certificates
+    #[arg(long, value_name = "FILE", requires = "tls_port")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_port")]
+    pub tls_key: Option<PathBuf>,
 
     /// Seconds a new connection has to send Hello before it is closed
     #[arg(
@@ -142,7 +156,28 @@ pub struct ServerArgs {
     pub limit_loopback: bool,
 }
 
+/// Where the server listens with TLS, and with which certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsListen<'a> {
+    /// The TLS port.
+    pub port: u16,
+    /// The certificate chain file.
+    pub cert: &'a Path,
+    /// The private key file.
+    pub key: &'a Path,
+}
+
 impl ServerArgs {
+    /// The TLS listener asked for, if any (parsing has checked that the
+    /// port, the certificate and the key come together).
+    pub fn tls(&self) -> Option<TlsListen<'_>> {
+        Some(TlsListen {
+            port: self.tls_port?,
+            cert: self.tls_cert.as_deref()?,
+            key: self.tls_key.as_deref()?,
+        })
+    }
+
     /// The server configuration these arguments ask for: the defaults with
     /// each option applied.
     pub fn config(&self) -> ServerConfig {
@@ -250,6 +285,71 @@ mod tests {
                  --ip <IP> --port <PORT> (try --help)"
             )
         );
+    }
+
+    fn parse_all(all: &[&str]) -> Result<ServerArgs, crate::cli::Stop> {
+        parse("logosnet_server", all.iter().copied())
+    }
+
+    #[test]
+    fn tls_port_with_or_without_the_plaintext_port() {
+        let tls = [
+            "--tls-port",
+            "8022",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        let mut both = vec!["logosnet_server", "--ip", "::1", "--port", "8021"];
+        both.extend(tls);
+        let parsed = parse_all(&both).unwrap();
+        assert_eq!(parsed.port, Some(8021));
+        assert_eq!(
+            parsed.tls(),
+            Some(TlsListen {
+                port: 8022,
+                cert: Path::new("c.pem"),
+                key: Path::new("k.pem"),
+            })
+        );
+        let mut only_tls = vec!["logosnet_server", "--ip", "::1"];
+        only_tls.extend(tls);
+        let parsed = parse_all(&only_tls).unwrap();
+        assert_eq!(parsed.port, None);
+        assert_eq!(parsed.tls().map(|t| t.port), Some(8022));
+        assert_eq!(args(&[]).unwrap().tls(), None);
+    }
+
+    #[test]
+    fn tls_options_come_together_or_are_one_usage_line() {
+        for (extra, missing) in [
+            (
+                &["--tls-port", "8022"][..],
+                "--tls-cert <FILE> --tls-key <FILE>",
+            ),
+            (
+                &["--tls-port", "8022", "--tls-cert", "c.pem"][..],
+                "--tls-key <FILE>",
+            ),
+            (
+                &["--tls-cert", "c.pem", "--tls-key", "k.pem"][..],
+                "--tls-port <PORT>",
+            ),
+            (&["--tls-key", "k.pem"][..], "--tls-port <PORT>"),
+        ] {
+            let stop = args(extra).unwrap_err();
+            assert_eq!(stop.status, EXIT_USAGE, "{extra:?}");
+            let line = stop.stderr.unwrap_or_default();
+            assert!(
+                line.starts_with(
+                    "logosnet_server: the following required arguments were not provided:"
+                ) && line.contains(missing)
+                    && line.ends_with("(try --help)")
+                    && !line.contains('\n'),
+                "{extra:?}: {line}"
+            );
+        }
     }
 
     #[test]

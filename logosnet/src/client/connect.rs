@@ -1,15 +1,47 @@
 //! Finding and connecting to the server: resolve `--ip` (an address or a
-//! host name), try each address in turn, and turn every failure into an
-//! [`Ending`] that names what was tried. How long all of it may take is the
-//! driver's business: it bounds resolving, connecting and the wait for the
+//! host name), try each address in turn, with `--tls` shake hands over the
+//! first that accepts, and turn every failure into an [`Ending`] that names
+//! what was tried. How long all of it may take is the driver's business: it
+//! bounds resolving, connecting, the handshake and the wait for the
 //! server's first answer together by one `--connect-timeout`.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
+use super::display::sanitize;
 use super::ending::{Ending, describe_io};
+use crate::tls::rustls::pki_types::ServerName;
+use crate::tls::{self, HandshakeFailure, TlsConnector, Trust};
+
+/// The connection to the server: plain TCP, or TLS over it.
+pub(crate) type ServerStream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// What a TLS connection needs before it connects: whom to trust, and the
+/// name the server's certificate must carry.
+pub(crate) struct TlsTarget {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl TlsTarget {
+    /// Reads the trusted certificates for `host`; an unusable CA file, an
+    /// empty system store or a host name no certificate can carry ends the
+    /// run before anything is sent.
+    pub(crate) fn prepare(host: &str, trust: &Trust) -> Result<Self, Ending> {
+        let setup = |e: tls::SetupError| Ending::TlsSetup(sanitize(&e.to_string()).into_owned());
+        let config = tls::client_config(trust).map_err(setup)?;
+        let name = tls::server_name(host).map_err(setup)?;
+        Ok(Self {
+            connector: TlsConnector::from(config),
+            name,
+        })
+    }
+}
 
 /// The default `--connect-timeout`: how long the client waits from start
 /// until the server answers `Hello`. A silent (firewalled) address would
@@ -26,8 +58,13 @@ pub(crate) fn target_name(host: &str, port: u16) -> String {
     }
 }
 
-/// Connects to the first address of `host` that accepts.
-pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketAddr), Ending> {
+/// Connects to the first address of `host` that accepts, then, given a
+/// [`TlsTarget`], completes the TLS handshake with it.
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsTarget>,
+) -> Result<(ServerStream, SocketAddr), Ending> {
     let target = target_name(host, port);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
@@ -48,7 +85,14 @@ pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketA
             Ok(stream) => {
                 // Chat lines are small and interactive.
                 let _ = stream.set_nodelay(true);
-                return Ok((stream, addr));
+                let Some(tls) = tls else {
+                    return Ok((Either::Left(stream), addr));
+                };
+                // A failed handshake is final: the address answered.
+                return match tls.connector.connect(tls.name.clone(), stream).await {
+                    Ok(secure) => Ok((Either::Right(secure), addr)),
+                    Err(e) => Err(handshake_ending(addr, &e)),
+                };
             }
             Err(e) => describe_io(&e),
         };
@@ -58,6 +102,27 @@ pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketA
         };
     }
     Err(failure)
+}
+
+/// The ending for a failed TLS handshake with `addr`.
+fn handshake_ending(addr: SocketAddr, error: &io::Error) -> Ending {
+    let addr = addr.to_string();
+    match tls::classify_handshake_error(error) {
+        HandshakeFailure::NotTls => Ending::NotTlsServer { addr },
+        HandshakeFailure::Certificate(reason) => Ending::CertificateRefused {
+            addr,
+            // The reason may quote names from the server's certificate.
+            reason: sanitize(&reason).into_owned(),
+        },
+        HandshakeFailure::Closed => Ending::TlsFailed {
+            addr,
+            reason: "the server closed the connection".into(),
+        },
+        HandshakeFailure::Other(reason) => Ending::TlsFailed {
+            addr,
+            reason: sanitize(&reason).into_owned(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -77,7 +142,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let Err(ending) = connect("127.0.0.1", port).await else {
+        let Err(ending) = connect("127.0.0.1", port, None).await else {
             panic!("connected to a closed port");
         };
         assert_eq!(

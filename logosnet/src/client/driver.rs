@@ -24,14 +24,14 @@ use std::io;
 use std::pin::pin;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::framed::{FrameReader, ReadError, write_frame};
-use crate::protocol::ServerFrame;
+use crate::protocol::{FrameError, ServerFrame};
+use crate::tls::is_tls_record_header;
 
 use super::Config;
-use super::connect::{connect, target_name};
+use super::connect::{ServerStream, TlsTarget, connect, target_name};
 use super::ending::{Ending, describe_io};
 use super::session::{Action, Input, InputMode, Prompt, Session};
 use super::signals::LeaveSignals;
@@ -96,7 +96,16 @@ pub(crate) async fn run<F: FrontEnd>(
     let mut give_up = pin!(tokio::time::sleep(config.connect_timeout));
     let mut notice = pin!(tokio::time::sleep(CONNECTING_NOTICE_DELAY));
     let mut noticed = !behaviour.announce_connecting;
-    let mut connecting = pin!(connect(&config.host, config.port));
+    let tls = match config
+        .tls
+        .as_ref()
+        .map(|trust| TlsTarget::prepare(&config.host, trust))
+    {
+        Some(Ok(target)) => Some(target),
+        Some(Err(ending)) => return ending,
+        None => None,
+    };
+    let mut connecting = pin!(connect(&config.host, config.port, tls.as_ref()));
     let (stream, addr) = loop {
         tokio::select! {
             biased;
@@ -120,7 +129,7 @@ pub(crate) async fn run<F: FrontEnd>(
         }
     };
     let server = addr.to_string();
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = tokio::io::split(stream);
     let mut run = Running {
         front,
         session: Session::with_input(config.role, server, behaviour.mode),
@@ -181,6 +190,13 @@ pub(crate) async fn run<F: FrontEnd>(
                 Ok(Some(frame)) => run.session.handle_frame(frame),
                 Ok(None) => run.session.handle_server_closed(),
                 Err(ReadError::Io(e)) => return lost(&run.session, &e),
+                // A TLS record where a frame's length should be: a TLS port
+                // reached without --tls (its alert for our plaintext Hello).
+                Err(ReadError::Frame(FrameError::TooLong(header)))
+                    if config.tls.is_none() && is_tls_record_header(header.to_be_bytes()) =>
+                {
+                    run.session.handle_tls_record();
+                }
                 Err(e @ (ReadError::Frame(_) | ReadError::ClosedMidFrame)) => {
                     run.session.handle_unreadable(&e.to_string());
                 }
@@ -205,7 +221,7 @@ fn connecting_notice(target: &str) -> String {
 struct Running<'f, F> {
     front: &'f mut F,
     session: Session,
-    reader: FrameReader<OwnedReadHalf>,
+    reader: FrameReader<ReadHalf<ServerStream>>,
     signals: LeaveSignals,
     timestamps: bool,
 }
@@ -226,7 +242,7 @@ impl<F: FrontEnd> Running<'_, F> {
 
     /// Half-closes, then shows the room's last lines until the server
     /// closes; at once if the server never answered.
-    async fn leave(&mut self, mut write_half: OwnedWriteHalf) {
+    async fn leave(&mut self, mut write_half: WriteHalf<ServerStream>) {
         if !self.session.has_answer() {
             return;
         }

@@ -12,8 +12,8 @@ Exit status:
   0   left cleanly: exit(), end of input (Ctrl-D), Ctrl-C, SIGINT, SIGTERM
       or SIGHUP
   1   could not connect (refused, host not found, no answer in time, not a
-      LogosNet server), the server closed the connection, the connection was
-      lost, or a protocol error
+      LogosNet server, TLS refused or not spoken on that port), the server
+      closed the connection, the connection was lost, or a protocol error
   2   the server is full (\"Server is full, try again later\")
   3   no username was accepted in time (\"Timed out choosing a username\")
   4   pipe mode: input ended (or said exit()) before any username was
@@ -59,6 +59,36 @@ pub enum Ending {
         /// The server's address.
         addr: String,
     },
+    /// The server answered a plaintext client in TLS: the port wants
+    /// `--tls`. Status 1.
+    SpeaksTls {
+        /// The server's address.
+        addr: String,
+    },
+    /// A TLS client's handshake was answered with bytes that are not TLS:
+    /// the port is a plaintext one. Status 1.
+    NotTlsServer {
+        /// The server's address.
+        addr: String,
+    },
+    /// The server's certificate was not accepted. Status 1.
+    CertificateRefused {
+        /// The server's address.
+        addr: String,
+        /// Why, already safe to print.
+        reason: String,
+    },
+    /// The TLS handshake failed otherwise (an alert, a close, a socket
+    /// error). Status 1.
+    TlsFailed {
+        /// The server's address.
+        addr: String,
+        /// Why, already safe to print.
+        reason: String,
+    },
+    /// TLS could not be set up before connecting: an unreadable CA file,
+    /// no system roots, a host name no certificate can carry. Status 1.
+    TlsSetup(String),
     /// The server closed the connection while the client was still in the
     /// room. Status 1.
     ServerClosed {
@@ -96,6 +126,11 @@ impl Ending {
             | Ending::ConnectFailed { .. }
             | Ending::ConnectTimeout { .. }
             | Ending::NotLogosNet { .. }
+            | Ending::SpeaksTls { .. }
+            | Ending::NotTlsServer { .. }
+            | Ending::CertificateRefused { .. }
+            | Ending::TlsFailed { .. }
+            | Ending::TlsSetup(_)
             | Ending::ServerClosed { .. }
             | Ending::Protocol { .. }
             | Ending::ConnectionLost { .. }
@@ -127,6 +162,23 @@ impl fmt::Display for Ending {
             Ending::NotLogosNet { addr } => {
                 write!(f, "{addr} is not a LogosNet server (protocol v1)")
             }
+            Ending::SpeaksTls { addr } => {
+                write!(
+                    f,
+                    "{addr} speaks TLS: add --tls (or --tls-ca FILE for a private CA)"
+                )
+            }
+            Ending::NotTlsServer { addr } => write!(
+                f,
+                "{addr} is not a TLS server (it answered without TLS; for a plaintext port leave out --tls)"
+            ),
+            Ending::CertificateRefused { addr, reason } => {
+                write!(f, "Cannot verify the server at {addr}: {reason}")
+            }
+            Ending::TlsFailed { addr, reason } => {
+                write!(f, "TLS handshake with {addr} failed: {reason}")
+            }
+            Ending::TlsSetup(reason) => write!(f, "Cannot set up TLS: {reason}"),
             Ending::HostNotFound { target, reason } => {
                 write!(f, "Cannot find host {target}: {reason}")
             }

@@ -3,7 +3,7 @@
 //! - [`session`]: the client's protocol rules as a sans-IO state machine;
 //! - [`display`]: text from the network made safe and unambiguous to print;
 //! - [`ending`]: every way the client stops, with its message and exit code;
-//! - `connect`: resolving and connecting;
+//! - `connect`: resolving, connecting and the TLS handshake;
 //! - `signals`: SIGINT, SIGTERM and SIGHUP as requests to leave;
 //! - `timestamp`: the `[HH:MM:SS] ` of `--timestamps`;
 //! - `driver`: the event loop joining socket, session and front end;
@@ -34,6 +34,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::protocol::Role;
+use crate::tls::Trust;
 
 pub use connect::CONNECT_TIMEOUT;
 pub use driver::{CLOSE_DRAIN, CONNECTING_NOTICE_DELAY, WRITE_TIMEOUT};
@@ -56,6 +57,8 @@ pub struct Config {
     /// How long to wait, from the start, for the server's answer to
     /// `Hello` (see [`CONNECT_TIMEOUT`]).
     pub connect_timeout: Duration,
+    /// Speak TLS, trusting these certificates; `None` for plaintext.
+    pub tls: Option<Trust>,
 }
 
 /// Runs the client until it ends; prints the ending's line on stderr and

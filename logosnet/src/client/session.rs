@@ -258,6 +258,22 @@ impl Session {
         }
     }
 
+    /// The server's first bytes are a TLS record (its alert for a
+    /// plaintext `Hello`): before any answer this ends with
+    /// [`Ending::SpeaksTls`]; later it is unreadable like any other bytes
+    /// out of place.
+    pub fn handle_tls_record(&mut self) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        if self.answered {
+            self.handle_unreadable("a TLS record inside the frame stream");
+        } else {
+            let addr = self.server.clone();
+            self.end(Ending::SpeaksTls { addr });
+        }
+    }
+
     /// The user typed something, or input ended.
     pub fn handle_input(&mut self, input: Input) {
         let line = match input {
@@ -790,6 +806,31 @@ mod tests {
         assert_eq!(
             end.message().as_deref(),
             Some("127.0.0.1:8021 is not a LogosNet server (protocol v1)")
+        );
+    }
+
+    #[test]
+    fn a_tls_record_first_means_the_port_speaks_tls() {
+        let mut s = Session::new(Role::Observer, SERVER);
+        drain(&mut s);
+        s.handle_tls_record();
+        let actions = drain(&mut s);
+        let end = ending(&actions).unwrap();
+        assert_eq!(end.exit_code(), 1);
+        assert_eq!(
+            end.message().as_deref(),
+            Some("127.0.0.1:8021 speaks TLS: add --tls (or --tls-ca FILE for a private CA)")
+        );
+        // Later, the same bytes are only out of place.
+        let mut s = participant_named("alice");
+        s.handle_tls_record();
+        let actions = drain(&mut s);
+        assert_eq!(
+            ending(&actions).and_then(Ending::message).as_deref(),
+            Some(
+                "Protocol error with the server at 127.0.0.1:8021: \
+                 a TLS record inside the frame stream"
+            )
         );
     }
 

@@ -124,6 +124,7 @@ where
         reading: true,
         eof: false,
         awaiting_limit: false,
+        drained: true,
         frame_clock: FrameClock::default(),
         writing: true,
         closing: false,
@@ -133,6 +134,7 @@ where
         stalled: false,
         reported_too_slow: false,
         give_up_reading_at: None,
+        unflushed: false,
     };
     task.run().await;
 }
@@ -160,6 +162,8 @@ enum Step {
 struct IoOutcome {
     read: Option<io::Result<usize>>,
     wrote: Option<io::Result<usize>>,
+    /// The stream pushed out what it had buffered (see `Task::unflushed`).
+    flushed: Option<io::Result<()>>,
 }
 
 struct Task<S> {
@@ -175,6 +179,9 @@ struct Task<S> {
     eof: bool,
     /// The next header is over a limit that is not settled yet.
     awaiting_limit: bool,
+    /// The last [`Task::forward`] handed in every whole frame the decoder
+    /// held (it did not stop for a full inbox).
+    drained: bool,
     /// Reading time spent on the frame in progress.
     frame_clock: FrameClock,
     /// Still writing (false once a write failed).
@@ -194,14 +201,23 @@ struct Task<S> {
     reported_too_slow: bool,
     /// After a failed write, reading stops at this instant at the latest.
     give_up_reading_at: Option<Instant>,
+    /// Bytes were written since the stream last flushed. A TLS stream may
+    /// still hold part of them; the writer is not idle until it flushed.
+    unflushed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn run(&mut self) {
         loop {
             self.forward();
-            let want_read =
-                self.reading && !self.eof && !self.awaiting_limit && self.link.inbox.has_space();
+            // Read only once every whole frame read is handed in: the room
+            // may free inbox space at any moment, but what the decoder holds
+            // must stay under one frame plus the next read.
+            let want_read = self.reading
+                && !self.eof
+                && !self.awaiting_limit
+                && self.drained
+                && self.link.inbox.has_space();
             let now = Instant::now();
             let frame_due = self.frame_clock.track(
                 want_read && self.decoder.is_mid_frame(),
@@ -212,7 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 self.frame_deadline_passed();
                 continue;
             }
-            let want_write = self.writing && self.batch.has_remaining();
+            let want_write = self.writing && (self.batch.has_remaining() || self.unflushed);
             if !self.reading && !want_write && !self.writing {
                 break;
             }
@@ -270,6 +286,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     /// more to give and the decoder no whole frame, the end.
     fn forward(&mut self) {
         self.awaiting_limit = false;
+        self.drained = false;
         while self.reading && self.link.inbox.has_space() {
             let (limit, settled) = self.link.inbox.frame_limit();
             let over = self.decoder.announced().is_some_and(|len| {
@@ -286,6 +303,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             }
             match self.decoder.next_frame_within::<ClientFrame>(limit) {
                 Ok(None) => {
+                    self.drained = true;
                     if self.eof {
                         self.reading = false;
                         self.link.hand_in(Input::End);
@@ -335,6 +353,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             }
             None => {}
         }
+        match outcome.flushed {
+            Some(Ok(())) => self.unflushed = false,
+            Some(Err(e)) => {
+                tracing::debug!(conn = self.link.conn, error = %e, "flush failed");
+                self.stop_writing();
+            }
+            None => {}
+        }
         match outcome.read {
             Some(Ok(0)) => {
                 if self.decoder.is_mid_frame() {
@@ -353,6 +379,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 
     /// Something was written: the writer is moving.
     fn progress(&mut self) {
+        self.unflushed = true;
         self.last_progress = Instant::now();
         let done = self.batch.take_written_cost();
         if self.link.outbox.written(done) {
@@ -481,8 +508,21 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
     write: bool,
 ) -> Poll<IoOutcome> {
     let mut outcome = IoOutcome::default();
-    if write && let Poll::Ready(result) = poll_write_buf(Pin::new(&mut *stream), cx, batch) {
+    if write
+        && batch.has_remaining()
+        && let Poll::Ready(result) = poll_write_buf(Pin::new(&mut *stream), cx, batch)
+    {
         outcome.wrote = Some(result);
+    }
+    // With the batch out, push out what the stream itself holds: nothing for
+    // TCP, but a TLS session keeps the rest of a record the socket did not
+    // take, and only a flush (or the next write) sends it.
+    if write
+        && !batch.has_remaining()
+        && !matches!(outcome.wrote, Some(Err(_)))
+        && let Poll::Ready(result) = Pin::new(&mut *stream).poll_flush(cx)
+    {
+        outcome.flushed = Some(result);
     }
     if read {
         // Judged headers keep the decoder under one frame of the largest
@@ -500,7 +540,7 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
             outcome.read = Some(result);
         }
     }
-    if outcome.read.is_some() || outcome.wrote.is_some() {
+    if outcome.read.is_some() || outcome.wrote.is_some() || outcome.flushed.is_some() {
         Poll::Ready(outcome)
     } else {
         Poll::Pending

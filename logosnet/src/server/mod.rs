@@ -1,5 +1,6 @@
 //! The tokio driver: runs the [`Room`](crate::room::Room) over any [`Listener`] — real TCP in
-//! the binary, turmoil's simulated TCP in `sim-tests`.
+//! the binary, turmoil's simulated TCP in `sim-tests`, either one wrapped in
+//! TLS ([`TlsListener`]), or two at once ([`Both`]).
 //!
 //! Shape: one *room task* ([`driver`]) owns the `Room` and is the only place
 //! rules run; one task per connection ([`connection`]) reads and writes its
@@ -20,8 +21,10 @@ mod accept;
 mod connection;
 mod driver;
 mod inbox;
+mod listeners;
 pub mod outbox;
 pub mod per_address;
+mod tls;
 
 use std::future::Future;
 use std::io;
@@ -36,11 +39,13 @@ use tokio_util::task::TaskTracker;
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use driver::MIN_DRAIN_PER_DEADLINE;
 pub use inbox::INBOX_BYTES;
+pub use listeners::Both;
 pub use outbox::{
     FRAME_OVERHEAD_BYTES, HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
     SHRINK_SLOTS, queued_cost,
 };
 pub use per_address::MAX_PER_ADDRESS;
+pub use tls::{TlsListener, TlsOnAccept};
 
 use crate::room::{ConnId, RoomConfig};
 

@@ -37,27 +37,40 @@ impl Server {
 
     /// Starts the server on `ip`, port 0.
     pub fn start_on(ip: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--ip", ip, "--port", "0"];
+        args.extend_from_slice(extra);
+        Self::start_listening(&args, 1).0
+    }
+
+    /// Starts the server with exactly `args` and reads its first `lines`
+    /// `listening on ADDR` lines (a TLS one ends in ` (tls)`): their
+    /// addresses, in order. `addr` is the first.
+    pub fn start_listening(args: &[&str], lines: usize) -> (Self, Vec<SocketAddr>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logosnet_server"))
-            .args(["--ip", ip, "--port", "0"])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start logosnet_server");
         let log = child.stderr.take().map(forward_log);
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("listening address");
-        Self { child, addr, log }
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let addrs: Vec<SocketAddr> = (0..lines)
+            .map(|_| {
+                let mut line = String::new();
+                stdout
+                    .read_line(&mut line)
+                    .expect("read the listening line");
+                line.trim()
+                    .strip_prefix("listening on ")
+                    .map(|rest| rest.trim_end_matches(" (tls)"))
+                    .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+                    .parse()
+                    .expect("listening address")
+            })
+            .collect();
+        let addr = addrs[0];
+        (Self { child, addr, log }, addrs)
     }
 
     /// The server's process id.

@@ -8,3 +8,4 @@ mod flood;
 mod harness;
 mod scenarios;
 mod sweep;
+mod tls;

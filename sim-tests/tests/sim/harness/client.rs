@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use logosnet::framed::{self, FrameReader, ReadError};
 use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use turmoil::net::TcpStream;
-use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::listener::{Capped, PieceSize, PieceStats};
 use super::log::EventLog;
@@ -37,12 +36,18 @@ pub enum Got {
     Nothing,
 }
 
+/// The read side of a client's connection: plain TCP or TLS.
+pub type Reader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// The write side of a client's connection: plain TCP or TLS.
+pub type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
 /// One simulated client connection.
 pub struct SimClient {
     /// Label used in the log and in assertion messages.
     pub label: String,
-    reader: FrameReader<Capped<OwnedReadHalf>>,
-    writer: OwnedWriteHalf,
+    reader: FrameReader<Reader>,
+    writer: Writer,
     log: EventLog,
     write_piece: Option<usize>,
     /// Bytes read in the current tick, for [`SimClient::next_paced`].
@@ -69,18 +74,34 @@ impl SimClient {
         let stream = TcpStream::connect((SERVER, PORT)).await?;
         log.record(label, format_args!("connected"));
         let (read_half, writer) = stream.into_split();
-        let seed = label
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         let stats = Arc::new(Mutex::new(PieceStats::default()));
-        Ok(Self {
+        let reader = Capped::new(read_half, read, label_seed(label), stats);
+        Ok(Self::over(
+            label,
+            log,
+            Box::new(reader),
+            Box::new(writer),
+            write_piece,
+        ))
+    }
+
+    /// A client over an already connected stream's two halves; each frame
+    /// is written in pieces of `write_piece` bytes when it is `Some`.
+    pub fn over(
+        label: &str,
+        log: &EventLog,
+        reader: Reader,
+        writer: Writer,
+        write_piece: Option<usize>,
+    ) -> Self {
+        Self {
             label: label.to_owned(),
-            reader: FrameReader::new(Capped::new(read_half, read, seed, stats)),
+            reader: FrameReader::new(reader),
             writer,
             log: log.clone(),
             write_piece,
             read_this_tick: 0,
-        })
+        }
     }
 
     /// Sends one frame (in pieces if so configured); panics on failure.
@@ -98,7 +119,7 @@ impl SimClient {
             Some(n) => {
                 let bytes = protocol::encode(frame);
                 for piece in bytes.chunks(n.max(1)) {
-                    self.writer.write_all(piece).await?;
+                    flushed(&mut self.writer, piece).await?;
                     // Let a tick pass so every piece travels on its own.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -118,11 +139,11 @@ impl SimClient {
             bytes.extend_from_slice(&protocol::encode(frame));
         }
         let result = match self.write_piece {
-            None => self.writer.write_all(&bytes).await,
+            None => flushed(&mut self.writer, &bytes).await,
             Some(n) => {
                 let mut result = Ok(());
                 for piece in bytes.chunks(n.max(1)) {
-                    result = self.writer.write_all(piece).await;
+                    result = flushed(&mut self.writer, piece).await;
                     if result.is_err() {
                         break;
                     }
@@ -147,7 +168,7 @@ impl SimClient {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.log
             .record(&self.label, format_args!("send raw {bytes:02x?}"));
-        if let Err(e) = self.writer.write_all(bytes).await {
+        if let Err(e) = flushed(&mut self.writer, bytes).await {
             panic!("{}: raw write failed: {e}", self.label);
         }
     }
@@ -267,6 +288,19 @@ impl SimClient {
     pub fn leave(self) {
         self.log.record(&self.label, format_args!("leaves"));
     }
+}
+
+/// Writes and flushes (a TLS writer sends a record's end only when flushed).
+async fn flushed(writer: &mut Writer, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
+/// A seed for a client's piece sizes, from its label.
+pub fn label_seed(label: &str) -> u64 {
+    label
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
 /// Connects a participant named `name` (label = name) and joins the room.

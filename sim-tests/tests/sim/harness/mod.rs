@@ -6,8 +6,10 @@ pub mod client;
 pub mod listener;
 pub mod log;
 pub mod rng;
+pub mod tls;
 
 use std::cell::Cell;
+use std::future::Future;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
@@ -77,6 +79,21 @@ impl World {
 
     /// Builds the simulation with the server host running.
     pub fn build<'a>(&self) -> Running<'a> {
+        self.build_serving(|host| async move {
+            host.log.record(SERVER, format_args!("starting"));
+            let listener = host.listen(PORT, 0).await?;
+            serve(listener, host.config, std::future::pending()).await;
+            Ok(())
+        })
+    }
+
+    /// Builds the simulation with the server host running `server`, which
+    /// is called again each time the host restarts.
+    pub fn build_serving<'a, F, Fut>(&self, server: F) -> Running<'a>
+    where
+        F: Fn(ServerHost) -> Fut + 'a,
+        Fut: Future<Output = turmoil::Result> + 'static,
+    {
         install_panic_counter();
         let mut sim = Builder::new()
             .rng_seed(self.seed)
@@ -88,18 +105,40 @@ impl World {
             .build();
         let log = EventLog::new();
         let stats = Arc::new(Mutex::new(PieceStats::default()));
-        let (config, pieces, seed) = (self.config.clone(), self.pieces, self.seed);
-        let (server_log, server_stats) = (log.clone(), stats.clone());
-        sim.host(SERVER, move || {
-            let (config, log, stats) = (config.clone(), server_log.clone(), server_stats.clone());
-            async move {
-                log.record(SERVER, format_args!("starting"));
-                let listener = SimListener::bind(PORT, pieces, seed, stats, log).await?;
-                serve(listener, config, std::future::pending()).await;
-                Ok(())
-            }
-        });
+        let host = ServerHost {
+            config: self.config.clone(),
+            pieces: self.pieces,
+            seed: self.seed,
+            stats: stats.clone(),
+            log: log.clone(),
+        };
+        sim.host(SERVER, move || server(host.clone()));
         Running { sim, log, stats }
+    }
+}
+
+/// What the server host starts with: the world's server settings and where
+/// it records.
+#[derive(Clone)]
+pub struct ServerHost {
+    /// The server's limits.
+    pub config: ServerConfig,
+    /// Read and write piece sizes of every server connection.
+    pub pieces: PieceSize,
+    /// The world's seed.
+    pub seed: u64,
+    /// Shared with [`Running::stats`].
+    pub stats: Arc<Mutex<PieceStats>>,
+    /// The run's event log.
+    pub log: EventLog,
+}
+
+impl ServerHost {
+    /// A capped listener on `port`; its piece sizes are seeded from the
+    /// world's seed and `salt` (0 for the first listener).
+    pub async fn listen(&self, port: u16, salt: u64) -> std::io::Result<SimListener> {
+        let (stats, log) = (self.stats.clone(), self.log.clone());
+        SimListener::bind(port, self.pieces, self.seed ^ salt, stats, log).await
     }
 }
 
