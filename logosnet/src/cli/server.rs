@@ -46,6 +46,10 @@ pub const MAX_QUEUED_TOTAL_SETTING: u64 = 64 << 30;
 /// per-source limit limits nothing.
 pub const MAX_PER_IP_SETTING: u64 = MAX_CONNECTIONS as u64;
 
+/// Most `--threads`: past the cores a machine has, more threads only add
+/// switching.
+pub const MAX_THREADS: i64 = 64;
+
 /// The server's exit statuses, as `--help` prints them after the options.
 pub const SERVER_EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -141,6 +145,15 @@ pub struct ServerArgs {
         value_parser = clap::value_parser!(u64).range(MIN_QUEUED_TOTAL..=MAX_QUEUED_TOTAL_SETTING)
     )]
     pub max_queued_total: u64,
+
+    /// Threads that run the sockets: 1 runs the whole server as one event loop on one thread
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "2",
+        value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS)
+    )]
+    pub threads: u16,
 
     /// Connections one IPv4 address or IPv6 /64 may have open at once; past it, refused (0: no limit)
     #[arg(

@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
 
 use super::Event;
@@ -134,6 +134,8 @@ where
         stalled: false,
         reported_too_slow: false,
         give_up_reading_at: None,
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        timer_at: None,
         unflushed: false,
     };
     task.run().await;
@@ -145,16 +147,34 @@ enum Step {
     Dropped,
     /// The socket did something.
     Io(IoOutcome),
-    /// The writer's stall or deadline timer fired.
-    WriteTimer,
     /// There may be frames to take from the outbox.
     Take,
     /// The inbox may have space again.
     Space,
-    /// Reading after a failed write ran out of time.
-    StopReading,
-    /// The frame in progress has had the frame deadline of reading time.
-    FrameDeadline,
+    /// The earliest of the task's [`Deadlines`] came.
+    Timer,
+}
+
+/// The instants a connection's task must act at, whatever its socket does.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    /// The waiting writer's stall grace or write deadline.
+    write: Option<Instant>,
+    /// The end of a coalescing gap.
+    hold: Option<Instant>,
+    /// After a failed write, the last moment to read what the peer sent.
+    give_up_reading: Option<Instant>,
+    /// The frame in progress must be finished by then.
+    frame: Option<Instant>,
+}
+
+impl Deadlines {
+    fn earliest(&self) -> Option<Instant> {
+        [self.write, self.hold, self.give_up_reading, self.frame]
+            .into_iter()
+            .flatten()
+            .min()
+    }
 }
 
 /// The results of one poll of the socket in each direction.
@@ -201,6 +221,9 @@ struct Task<S> {
     reported_too_slow: bool,
     /// After a failed write, reading stops at this instant at the latest.
     give_up_reading_at: Option<Instant>,
+    /// The one timer for every deadline, and the instant it is armed for.
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
     /// Bytes were written since the stream last flushed. A TLS stream may
     /// still hold part of them; the writer is not idle until it flushed.
     unflushed: bool,
@@ -233,19 +256,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 break;
             }
             let idle_writer = self.writing && !self.closing && !want_write;
-            let write_timer = if want_write {
-                self.next_write_timer()
-            } else {
-                None
+            let deadlines = Deadlines {
+                write: if want_write {
+                    self.next_write_timer()
+                } else {
+                    None
+                },
+                hold: self.hold_until.filter(|_| idle_writer),
+                give_up_reading: self.give_up_reading_at,
+                frame: frame_due,
             };
-            let (hold_until, give_up_reading_at, reading) =
-                (self.hold_until, self.give_up_reading_at, self.reading);
+            // One timer for all four, reset only when the earliest moves:
+            // a busy connection must not register a timer on every turn.
+            let next = deadlines.earliest();
+            if next != self.timer_at {
+                self.timer_at = next;
+                if let Some(at) = next {
+                    self.timer.as_mut().reset(at);
+                }
+            }
+            let (hold_until, reading, timer_armed) =
+                (self.hold_until, self.reading, self.timer_at.is_some());
             let step = {
                 let Self {
                     stream,
                     decoder,
                     batch,
                     link,
+                    timer,
                     ..
                 } = self;
                 let io = poll_fn(|cx| poll_io(cx, stream, decoder, batch, want_read, want_write));
@@ -253,26 +291,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     biased;
                     () = link.outbox.cancelled() => Step::Dropped,
                     outcome = io, if want_read || want_write => Step::Io(outcome),
-                    () = sleep_until(write_timer), if write_timer.is_some() => Step::WriteTimer,
                     () = link.outbox.ready(), if idle_writer && hold_until.is_none() => Step::Take,
-                    () = sleep_until(hold_until), if idle_writer && hold_until.is_some() => Step::Take,
                     () = link.inbox.space(), if reading && !want_read => Step::Space,
-                    () = sleep_until(give_up_reading_at), if give_up_reading_at.is_some() => Step::StopReading,
-                    () = sleep_until(frame_due), if frame_due.is_some() => Step::FrameDeadline,
+                    () = timer.as_mut(), if timer_armed => Step::Timer,
                 }
             };
             match step {
                 Step::Dropped => return self.farewell().await,
                 Step::Io(outcome) => self.handle_io(outcome),
-                Step::WriteTimer => {
-                    if self.on_write_timer() {
+                Step::Take => self.take(),
+                Step::Space => {}
+                Step::Timer => {
+                    // Fired: re-armed next turn from whatever is still due.
+                    self.timer_at = None;
+                    let now = Instant::now();
+                    let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+                    if due(deadlines.frame) {
+                        self.frame_deadline_passed();
+                    }
+                    if due(deadlines.give_up_reading) {
+                        self.end_input();
+                    }
+                    if due(deadlines.hold) {
+                        self.take();
+                    }
+                    if due(deadlines.write) && self.on_write_timer() {
                         return;
                     }
                 }
-                Step::Take => self.take(),
-                Step::Space => {}
-                Step::StopReading => self.end_input(),
-                Step::FrameDeadline => self.frame_deadline_passed(),
             }
             if self.closing && !self.batch.has_remaining() {
                 close_gracefully(&mut self.stream, self.policy.linger).await;
@@ -576,13 +622,6 @@ impl FrameClock {
             _ => {}
         }
         self.since?.checked_add(deadline.saturating_sub(self.spent))
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

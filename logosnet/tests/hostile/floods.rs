@@ -256,10 +256,14 @@ async fn flooders_are_slowed_and_every_reader_gets_every_line() {
     raise_fd_limit();
     // The default rule's shape, faster: burst 10, then 400 lines a second.
     let args = ["--flood-rate", "400", "--write-deadline", "2"];
-    for flooders in [1, 10] {
+    // One flooder with the 1,200 lines of 1,000 characters; ten at
+    // once with 300 each, so that fifteen readers checking every byte in a
+    // debug build keep up on a busy two-core machine (the soak below runs
+    // ten times 1,200).
+    for (flooders, lines) in [(1, 1200), (10, 300)] {
         let server = ServerProcess::start(&args);
         bounded(Duration::from_secs(300), async {
-            let peak = flood_attack(&server, flooders, 1200).await;
+            let peak = flood_attack(&server, flooders, lines).await;
             let bound = memory_bound_kib(20, MAX_QUEUED_TOTAL);
             println!("{flooders} flooder(s): server peak RSS {peak} KiB, bound {bound} KiB");
             assert!(
@@ -274,10 +278,10 @@ async fn flooders_are_slowed_and_every_reader_gets_every_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_flood_control_back_pressure_keeps_every_reader() {
     raise_fd_limit();
-    for flooders in [1, 10] {
+    for (flooders, lines) in [(1, 1200), (10, 300)] {
         let server = ServerProcess::start(&["--flood-rate", "0", "--write-deadline", "2"]);
         bounded(Duration::from_secs(300), async {
-            let peak = flood_attack(&server, flooders, 1200).await;
+            let peak = flood_attack(&server, flooders, lines).await;
             let bound = memory_bound_kib(20, MAX_QUEUED_TOTAL);
             println!(
                 "{flooders} flooder(s), no flood control: peak RSS {peak} KiB, bound {bound} KiB"
