@@ -427,7 +427,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     fn progress(&mut self) {
         self.unflushed = true;
         self.last_progress = Instant::now();
-        let done = self.batch.take_written_cost();
+        let done = self.batch.take_written();
         if self.link.outbox.written(done) {
             self.link.tell(Event::Pressure(self.link.conn));
         }

@@ -30,6 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
@@ -103,6 +104,9 @@ pub(super) struct Driver {
     holding: BTreeMap<ConnId, Hold>,
     /// Members whose writer is stalled.
     stalled: BTreeSet<ConnId>,
+    /// The server-wide budget has the room paused (see
+    /// [`Driver::budget_paused`]).
+    over_budget: bool,
     /// The one timer, and the instant it is armed for.
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
@@ -126,6 +130,7 @@ impl Driver {
             paused: VecDeque::new(),
             holding: BTreeMap::new(),
             stalled: BTreeSet::new(),
+            over_budget: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
         }
@@ -222,18 +227,18 @@ impl Driver {
             let Some(conn) = self.ready.pop_front() else {
                 break;
             };
-            let Some(handles) = self.conns.get(&conn) else {
+            let Some(inbox) = self.conns.get(&conn).map(|h| h.inbox.clone()) else {
                 continue;
             };
             if self.room.is_throttled(conn) {
                 self.throttled.insert(conn);
                 continue;
             }
-            if self.is_paused() && handles.inbox.next_is_chat() {
+            if inbox.next_is_chat() && self.is_paused() {
                 self.paused.push_back(conn);
                 continue;
             }
-            let Some(input) = handles.inbox.pop() else {
+            let Some(input) = inbox.pop() else {
                 continue;
             };
             taken += 1;
@@ -340,12 +345,28 @@ impl Driver {
     /// so this repeats until the room is quiet.
     fn apply(&mut self) {
         let mut overflowed = BTreeSet::new();
+        // The frame last counted into the totals: a broadcast comes as one
+        // output per recipient, all with the same bytes, counted once.
+        let mut counted: Option<(Bytes, Bytes)> = None;
         loop {
             while let Some(output) = self.room.poll_output() {
                 match output {
                     Output::Send { to, frame } => {
                         let Some(handles) = self.conns.get(&to) else {
                             continue;
+                        };
+                        let frame = match &counted {
+                            Some((original, wrapped))
+                                if original.as_ptr() == frame.as_ptr()
+                                    && original.len() == frame.len() =>
+                            {
+                                wrapped.clone()
+                            }
+                            _ => {
+                                let wrapped = self.totals.count(frame.clone());
+                                counted = Some((frame, wrapped.clone()));
+                                wrapped
+                            }
                         };
                         match handles.outbox.push(frame) {
                             Ok(true) => self.reassess(to),
@@ -426,8 +447,27 @@ impl Driver {
         self.config.max_queued_total / 2
     }
 
-    fn is_paused(&self) -> bool {
-        !self.holding.is_empty() || self.totals.queued() >= self.budget_mark()
+    /// Where a room paused on the budget resumes: three quarters of the
+    /// mark, so that it takes a good run of lines each time rather than
+    /// pausing and waking for every one.
+    fn budget_resume_mark(&self) -> usize {
+        self.budget_mark() / 4 * 3
+    }
+
+    /// Whether the server-wide budget holds the room paused, with
+    /// hysteresis: paused at the mark, resumed below the resume mark.
+    fn budget_paused(&mut self) -> bool {
+        let queued = self.totals.queued();
+        if self.over_budget {
+            self.over_budget = queued >= self.budget_resume_mark();
+        } else {
+            self.over_budget = queued >= self.budget_mark();
+        }
+        self.over_budget
+    }
+
+    fn is_paused(&mut self) -> bool {
+        !self.holding.is_empty() || self.budget_paused()
     }
 
     /// Puts paused connections back in turn once nothing holds the room; if
@@ -436,8 +476,8 @@ impl Driver {
         if self.paused.is_empty() {
             return;
         }
-        if self.totals.queued() >= self.budget_mark() {
-            self.totals.wake_below(self.budget_mark());
+        if self.budget_paused() {
+            self.totals.wake_below(self.budget_resume_mark());
             return;
         }
         if self.holding.is_empty() {

@@ -3,10 +3,14 @@
 //!
 //! The room task pushes frames without ever waiting; the connection's task
 //! takes them all at once and writes them in as few system calls as it can.
-//! Every frame is charged [`queued_cost`]: its bytes plus
-//! [`FRAME_OVERHEAD_BYTES`] for the handle and queue slot that hold it, so the
-//! bound is the same for 1-byte and 1,000-character lines. The charge is
-//! added to the connection's own total and to the server-wide [`Totals`].
+//!
+//! Two accounts, each an upper bound on memory. A connection's own queue is
+//! charged [`queued_cost`] per frame: its bytes plus [`FRAME_OVERHEAD_BYTES`],
+//! as if it alone held them (it may be the last to), so its bound is the same
+//! for 1-byte and 1,000-character lines. The server-wide [`Totals`] count
+//! what all the queues really hold: [`ENTRY_BYTES`] for each queued frame,
+//! and each distinct frame's bytes once ([`Totals::count`]: a broadcast is
+//! shared by every recipient and freed when the last has written it).
 //!
 //! The queue also keeps the facts back-pressure needs: whether it is
 //! *heavy* (past [`HEAVY_QUEUED_BYTES`], until it drains below
@@ -55,8 +59,39 @@ pub fn queued_cost(len: usize) -> usize {
     len + FRAME_OVERHEAD_BYTES
 }
 
-/// Bytes charged across every connection's queue, for the server-wide
-/// budget, and the wake-up for a room that paused on it.
+/// What one queued frame costs the server beyond its shared bytes: its
+/// `Bytes` handle (32) and as much again for its queue's spare capacity (a
+/// `VecDeque` is at most twice as long as it needs; an emptied one that grew
+/// gives its memory back).
+pub const ENTRY_BYTES: usize = 64;
+
+/// What holding a frame's bytes costs beyond them, once per distinct frame:
+/// the allocator's header and rounding, and the shared owner with its count.
+pub const PAYLOAD_OVERHEAD_BYTES: usize = 128;
+
+/// A frame's bytes, counted in the totals while any queue holds them.
+#[derive(Debug)]
+struct Counted {
+    bytes: Bytes,
+    charge: usize,
+    totals: Arc<Totals>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.totals.sub(self.charge);
+    }
+}
+
+/// Bytes the queues hold across the server (a slot per queued frame, each
+/// distinct frame's bytes once), for the server-wide budget, and the
+/// wake-up for a room that paused on it.
 #[derive(Debug, Default)]
 pub struct Totals {
     queued: AtomicUsize,
@@ -70,6 +105,18 @@ impl Totals {
     /// Bytes charged right now.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Wraps a frame so that its bytes count once in the totals for as long
+    /// as any queue holds a copy of the handle returned.
+    pub(crate) fn count(self: &Arc<Self>, frame: Bytes) -> Bytes {
+        let charge = frame.len() + PAYLOAD_OVERHEAD_BYTES;
+        self.add(charge);
+        Bytes::from_owner(Counted {
+            bytes: frame,
+            charge,
+            totals: self.clone(),
+        })
     }
 
     /// Asks for [`Totals::eased`] to resolve once the total is below `mark`.
@@ -125,6 +172,9 @@ struct Queue {
     frames: VecDeque<Bytes>,
     /// Charged bytes of queued frames plus taken-but-unwritten ones.
     cost: usize,
+    /// Frames queued plus taken-but-unwritten, each [`ENTRY_BYTES`] in the
+    /// totals.
+    entries: usize,
     /// The room asked for a flush and close.
     closing: bool,
     /// Nothing more is accepted or counted: the connection is finished.
@@ -175,11 +225,12 @@ impl Outbox {
         }
         let was_empty = q.frames.is_empty();
         q.cost += cost;
+        q.entries += 1;
         q.frames.push_back(frame);
         let became_heavy = !q.heavy && q.cost > self.heavy_mark();
         q.heavy |= became_heavy;
         drop(q);
-        self.totals.add(cost);
+        self.totals.add(ENTRY_BYTES);
         if was_empty {
             self.ready.notify_one();
         }
@@ -214,11 +265,12 @@ impl Outbox {
             return;
         }
         q.retired = true;
-        let cost = std::mem::take(&mut q.cost);
+        q.cost = 0;
+        let entries = std::mem::take(&mut q.entries);
         q.frames = VecDeque::new();
         q.heavy = false;
         drop(q);
-        self.totals.sub(cost);
+        self.totals.sub(entries * ENTRY_BYTES);
     }
 
     /// Bytes charged to this queue.
@@ -253,21 +305,22 @@ impl Outbox {
         }
     }
 
-    /// Records that frames charged `cost` were written out; true if that
-    /// made a heavy queue light.
-    pub(crate) fn written(&self, cost: usize) -> bool {
+    /// Records that whole frames were written out; true if that made a
+    /// heavy queue light.
+    pub(crate) fn written(&self, done: Written) -> bool {
         let mut q = self.lock();
-        if q.retired || cost == 0 {
+        if q.retired || done.frames == 0 {
             return false;
         }
-        let cost = cost.min(q.cost);
-        q.cost -= cost;
+        q.cost = q.cost.saturating_sub(done.cost);
+        let frames = done.frames.min(q.entries);
+        q.entries -= frames;
         let became_light = q.heavy && q.cost < self.light_mark();
         if became_light {
             q.heavy = false;
         }
         drop(q);
-        self.totals.sub(cost);
+        self.totals.sub(frames * ENTRY_BYTES);
         became_light
     }
 
@@ -306,17 +359,26 @@ impl Outbox {
 /// slots at most in each of its queue and its batch.
 pub const SHRINK_SLOTS: usize = 64;
 
+/// Whole frames written out, and their charge to their connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// How many.
+    pub(crate) frames: usize,
+    /// Their [`queued_cost`], summed.
+    pub(crate) cost: usize,
+}
+
 /// Frames taken for one write, presented to the socket as one buffer so that
 /// a vectored write sends many frames in one system call. It remembers the
-/// charge of the frames written out since it was last asked.
+/// frames written out since it was last asked.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     frames: VecDeque<Bytes>,
     remaining: usize,
     /// Bytes of the front frame already written.
     front_written: usize,
-    /// Charge of whole frames written since [`Batch::take_written_cost`].
-    written_cost: usize,
+    /// Whole frames written since [`Batch::take_written`].
+    written: Written,
 }
 
 impl Batch {
@@ -325,13 +387,13 @@ impl Batch {
         self.frames.len()
     }
 
-    /// The charge of the frames completed since the last call. An emptied
-    /// batch that grew large gives its slots back.
-    pub(crate) fn take_written_cost(&mut self) -> usize {
+    /// The frames completed since the last call. An emptied batch that
+    /// grew large gives its slots back.
+    pub(crate) fn take_written(&mut self) -> Written {
         if self.frames.is_empty() && self.frames.capacity() > SHRINK_SLOTS {
             self.frames = VecDeque::new();
         }
-        std::mem::take(&mut self.written_cost)
+        std::mem::take(&mut self.written)
     }
 
     /// Drops every frame not yet begun, keeping the rest of one half
@@ -373,7 +435,8 @@ impl Buf for Batch {
                 break;
             }
             cnt -= front.len();
-            self.written_cost += queued_cost(self.front_written + front.len());
+            self.written.frames += 1;
+            self.written.cost += queued_cost(self.front_written + front.len());
             self.front_written = 0;
             self.frames.pop_front();
         }
@@ -402,6 +465,14 @@ mod tests {
         Bytes::from(vec![7u8; len])
     }
 
+    /// One of `k` frames written out, charged as `len` bytes.
+    fn one(len: usize) -> Written {
+        Written {
+            frames: 1,
+            cost: queued_cost(len),
+        }
+    }
+
     #[test]
     fn every_frame_is_charged_its_bytes_and_its_overhead() {
         let (outbox, totals) = outbox(10_000);
@@ -409,7 +480,32 @@ mod tests {
         outbox.push(frame(1000)).unwrap();
         let expected = 1 + 1000 + 2 * FRAME_OVERHEAD_BYTES;
         assert_eq!(outbox.queued_bytes(), expected);
-        assert_eq!(totals.queued(), expected);
+        assert_eq!(totals.queued(), 2 * ENTRY_BYTES);
+    }
+
+    #[test]
+    fn a_shared_frame_counts_once_in_the_totals_until_its_last_holder_lets_go() {
+        let totals = Arc::new(Totals::default());
+        let queues: Vec<Outbox> = (0..3)
+            .map(|_| Outbox::new(10_000, totals.clone()))
+            .collect();
+        let shared = totals.count(frame(1000));
+        for queue in &queues {
+            queue.push(shared.clone()).unwrap();
+        }
+        drop(shared);
+        let bytes_once = 1000 + PAYLOAD_OVERHEAD_BYTES;
+        assert_eq!(totals.queued(), bytes_once + 3 * ENTRY_BYTES);
+        // Two write it out; the third still holds the bytes.
+        for queue in &queues[..2] {
+            let mut batch = Batch::default();
+            queue.take(&mut batch);
+            batch.advance(1000);
+            queue.written(batch.take_written());
+        }
+        assert_eq!(totals.queued(), bytes_once + ENTRY_BYTES);
+        queues[2].retire();
+        assert_eq!(totals.queued(), 0, "retired: its copy is gone too");
     }
 
     #[test]
@@ -418,7 +514,8 @@ mod tests {
         outbox.push(frame(10)).unwrap();
         outbox.push(frame(10)).unwrap();
         assert_eq!(outbox.push(frame(1)), Err(Overflow));
-        assert_eq!(totals.queued(), 2 * queued_cost(10));
+        assert_eq!(outbox.queued_bytes(), 2 * queued_cost(10));
+        assert_eq!(totals.queued(), 2 * ENTRY_BYTES);
     }
 
     #[test]
@@ -440,11 +537,13 @@ mod tests {
         let mut batch = Batch::default();
         assert_eq!(outbox.take(&mut batch), Next::Write);
         batch.advance(15);
-        assert_eq!(batch.take_written_cost(), queued_cost(10));
-        outbox.written(queued_cost(10));
-        assert_eq!(totals.queued(), queued_cost(20));
+        assert_eq!(batch.take_written(), one(10));
+        outbox.written(one(10));
+        assert_eq!(outbox.queued_bytes(), queued_cost(20));
+        assert_eq!(totals.queued(), ENTRY_BYTES);
         batch.advance(15);
-        outbox.written(batch.take_written_cost());
+        outbox.written(batch.take_written());
+        assert_eq!(outbox.queued_bytes(), 0);
         assert_eq!(totals.queued(), 0);
         assert!(!batch.has_remaining());
     }
@@ -461,10 +560,10 @@ mod tests {
         let mut batch = Batch::default();
         outbox.take(&mut batch);
         for _ in 0..5 {
-            assert!(!outbox.written(queued_cost(100)));
+            assert!(!outbox.written(one(100)));
         }
         // Light again below an eighth of the limit (one frame's charge).
-        assert!(outbox.written(queued_cost(100)));
+        assert!(outbox.written(one(100)));
         assert!(!outbox.holds_room());
     }
 
