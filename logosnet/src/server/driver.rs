@@ -30,7 +30,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
@@ -345,9 +344,6 @@ impl Driver {
     /// so this repeats until the room is quiet.
     fn apply(&mut self) {
         let mut overflowed = BTreeSet::new();
-        // The frame last counted into the totals: a broadcast comes as one
-        // output per recipient, all with the same bytes, counted once.
-        let mut counted: Option<(Bytes, Bytes)> = None;
         loop {
             while let Some(output) = self.room.poll_output() {
                 match output {
@@ -355,20 +351,7 @@ impl Driver {
                         let Some(handles) = self.conns.get(&to) else {
                             continue;
                         };
-                        let frame = match &counted {
-                            Some((original, wrapped))
-                                if original.as_ptr() == frame.as_ptr()
-                                    && original.len() == frame.len() =>
-                            {
-                                wrapped.clone()
-                            }
-                            _ => {
-                                let wrapped = self.totals.count(frame.clone());
-                                counted = Some((frame, wrapped.clone()));
-                                wrapped
-                            }
-                        };
-                        match handles.outbox.push(frame) {
+                        match handles.outbox.push(&frame) {
                             Ok(true) => self.reassess(to),
                             Ok(false) => {}
                             Err(_) => {

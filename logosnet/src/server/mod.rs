@@ -41,8 +41,7 @@ pub use driver::MIN_DRAIN_PER_DEADLINE;
 pub use inbox::INBOX_BYTES;
 pub use listeners::Both;
 pub use outbox::{
-    FRAME_OVERHEAD_BYTES, HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
-    SHRINK_SLOTS, queued_cost,
+    HEAVY_QUEUED_BYTES, IDLE_BUFFER_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
 };
 pub use per_address::MAX_PER_ADDRESS;
 pub use tls::{TlsListener, TlsOnAccept};

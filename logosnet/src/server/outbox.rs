@@ -1,16 +1,15 @@
-//! One connection's bounded outgoing queue, and the accounting of what every
-//! queued frame really costs.
+//! One connection's bounded outgoing queue: the frames the room has for it,
+//! back to back in one buffer, and the accounting of what they cost.
 //!
-//! The room task pushes frames without ever waiting; the connection's task
-//! takes them all at once and writes them in as few system calls as it can.
-//!
-//! Two accounts, each an upper bound on memory. A connection's own queue is
-//! charged [`queued_cost`] per frame: its bytes plus [`FRAME_OVERHEAD_BYTES`],
-//! as if it alone held them (it may be the last to), so its bound is the same
-//! for 1-byte and 1,000-character lines. The server-wide [`Totals`] count
-//! what all the queues really hold: [`ENTRY_BYTES`] for each queued frame,
-//! and each distinct frame's bytes once ([`Totals::count`]: a broadcast is
-//! shared by every recipient and freed when the last has written it).
+//! The room task pushes frames without ever waiting: each push copies the
+//! frame's bytes onto the end of the connection's buffer (a chat line is a
+//! few dozen bytes: the copy costs less than sharing a handle to it would,
+//! and needs no reference count touched by two threads). The connection's
+//! task takes the whole buffer at once and writes it as one contiguous
+//! piece, so a write carries every frame that came meanwhile in one system
+//! call. What a queue holds is exactly its bytes, so the bound is the same
+//! for 1-byte and 1,000-character lines, and the server-wide [`Totals`] are
+//! the sum of real bytes (each held in a buffer at most twice its size).
 //!
 //! The queue also keeps the facts back-pressure needs: whether it is
 //! *heavy* (past [`HEAVY_QUEUED_BYTES`], until it drains below
@@ -20,23 +19,23 @@
 //! the driver decides what that means; this module only keeps the facts
 //! true.
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Most bytes charged to one connection's queue: 1 MiB. That is about 240
-/// maximum-length (1000-character, 4-byte) chat lines, or some 7,000 typical
-/// ones. A member past it is dropped as too far behind. (Redis caps a
-/// pub/sub client's output at 32 MB, NATS at 64 MiB; our frames are small and
-/// our room is bounded, so less does.)
+use crate::protocol::HEADER_BYTES;
+
+/// Most bytes queued for one connection: 1 MiB. That is about 240
+/// maximum-length (1000-character, 4-byte) chat lines, or some 11,000
+/// typical ones. A member past it is dropped as too far behind. (Redis caps
+/// a pub/sub client's output at 32 MB, NATS at 64 MiB; our frames are small
+/// and our room is bounded, so less does.)
 pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 
-/// A queue charged more than this is *heavy*: while its reader keeps
+/// A queue holding more than this is *heavy*: while its reader keeps
 /// draining it, the room stops taking chat lines until it is light. Half
 /// the hard bound, so what is already taken when the room pauses fits below
 /// the bound.
@@ -46,52 +45,12 @@ pub const HEAVY_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / 2;
 /// heavy mark, so the room does not flap between paused and running.
 pub const LIGHT_QUEUED_BYTES: usize = HEAVY_QUEUED_BYTES / 4;
 
-/// What holding one queued frame costs beyond its bytes: its `Bytes` handle
-/// (32 bytes), as much again for the queue's spare capacity (a `VecDeque`
-/// grows by doubling), and 32 for the allocator's header and the shared
-/// count of a frame that is not shared. Broadcast bytes are shared by every
-/// recipient, so charging each recipient the whole frame over-counts them:
-/// the charge is an upper bound on memory, never an under-estimate.
-pub const FRAME_OVERHEAD_BYTES: usize = 96;
+/// An emptied buffer that grew past this gives its memory back, so an idle
+/// connection keeps at most this much for its queue.
+pub const IDLE_BUFFER_BYTES: usize = 4096;
 
-/// The charge for queuing one frame of `len` bytes.
-pub fn queued_cost(len: usize) -> usize {
-    len + FRAME_OVERHEAD_BYTES
-}
-
-/// What one queued frame costs the server beyond its shared bytes: its
-/// `Bytes` handle (32) and as much again for its queue's spare capacity (a
-/// `VecDeque` is at most twice as long as it needs; an emptied one that grew
-/// gives its memory back).
-pub const ENTRY_BYTES: usize = 64;
-
-/// What holding a frame's bytes costs beyond them, once per distinct frame:
-/// the allocator's header and rounding, and the shared owner with its count.
-pub const PAYLOAD_OVERHEAD_BYTES: usize = 128;
-
-/// A frame's bytes, counted in the totals while any queue holds them.
-#[derive(Debug)]
-struct Counted {
-    bytes: Bytes,
-    charge: usize,
-    totals: Arc<Totals>,
-}
-
-impl AsRef<[u8]> for Counted {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.totals.sub(self.charge);
-    }
-}
-
-/// Bytes the queues hold across the server (a slot per queued frame, each
-/// distinct frame's bytes once), for the server-wide budget, and the
-/// wake-up for a room that paused on it.
+/// Bytes queued across every connection, for the server-wide budget, and
+/// the wake-up for a room that paused on it.
 #[derive(Debug, Default)]
 pub struct Totals {
     queued: AtomicUsize,
@@ -102,21 +61,9 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Bytes charged right now.
+    /// Bytes queued right now.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
-    }
-
-    /// Wraps a frame so that its bytes count once in the totals for as long
-    /// as any queue holds a copy of the handle returned.
-    pub(crate) fn count(self: &Arc<Self>, frame: Bytes) -> Bytes {
-        let charge = frame.len() + PAYLOAD_OVERHEAD_BYTES;
-        self.add(charge);
-        Bytes::from_owner(Counted {
-            bytes: frame,
-            charge,
-            totals: self.clone(),
-        })
     }
 
     /// Asks for [`Totals::eased`] to resolve once the total is below `mark`.
@@ -168,13 +115,12 @@ pub(crate) enum Next {
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// Frames not yet taken by the writer.
-    frames: VecDeque<Bytes>,
-    /// Charged bytes of queued frames plus taken-but-unwritten ones.
-    cost: usize,
-    /// Frames queued plus taken-but-unwritten, each [`ENTRY_BYTES`] in the
-    /// totals.
-    entries: usize,
+    /// Frames not yet taken by the writer, back to back.
+    pending: BytesMut,
+    /// Frames in `pending`.
+    pending_frames: usize,
+    /// Bytes queued plus taken-but-unwritten ones.
+    queued: usize,
     /// The room asked for a flush and close.
     closing: bool,
     /// Nothing more is accepted or counted: the connection is finished.
@@ -198,8 +144,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An empty queue holding at most `limit` charged bytes, counted into
-    /// `totals`.
+    /// An empty queue holding at most `limit` bytes, counted into `totals`.
     pub fn new(limit: usize, totals: Arc<Totals>) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
@@ -210,27 +155,26 @@ impl Outbox {
         }
     }
 
-    /// Queues one frame, or fails if its charge would pass the bound (the
+    /// Queues one whole frame, or fails if it would pass the bound (the
     /// caller then drops the connection); `Ok(true)` if the queue has just
     /// become heavy. Frames for a closing or finished connection are dropped
     /// silently.
-    pub fn push(&self, frame: Bytes) -> Result<bool, Overflow> {
-        let cost = queued_cost(frame.len());
+    pub fn push(&self, frame: &[u8]) -> Result<bool, Overflow> {
         let mut q = self.lock();
         if q.retired || q.closing {
             return Ok(false);
         }
-        if q.cost + cost > self.limit {
+        if q.queued + frame.len() > self.limit {
             return Err(Overflow);
         }
-        let was_empty = q.frames.is_empty();
-        q.cost += cost;
-        q.entries += 1;
-        q.frames.push_back(frame);
-        let became_heavy = !q.heavy && q.cost > self.heavy_mark();
+        let was_empty = q.pending.is_empty();
+        q.pending.extend_from_slice(frame);
+        q.pending_frames += 1;
+        q.queued += frame.len();
+        let became_heavy = !q.heavy && q.queued > self.heavy_mark();
         q.heavy |= became_heavy;
         drop(q);
-        self.totals.add(ENTRY_BYTES);
+        self.totals.add(frame.len());
         if was_empty {
             self.ready.notify_one();
         }
@@ -257,25 +201,25 @@ impl Outbox {
         self.lock().farewell.take()
     }
 
-    /// Stops counting this queue: its frames are discarded and its charge
-    /// leaves the totals. Called when the connection ends, however it ends.
+    /// Stops counting this queue: its frames are discarded and its bytes
+    /// leave the totals. Called when the connection ends, however it ends.
     pub fn retire(&self) {
         let mut q = self.lock();
         if q.retired {
             return;
         }
         q.retired = true;
-        q.cost = 0;
-        let entries = std::mem::take(&mut q.entries);
-        q.frames = VecDeque::new();
+        let queued = std::mem::take(&mut q.queued);
+        q.pending = BytesMut::new();
+        q.pending_frames = 0;
         q.heavy = false;
         drop(q);
-        self.totals.sub(entries * ENTRY_BYTES);
+        self.totals.sub(queued);
     }
 
-    /// Bytes charged to this queue.
+    /// Bytes queued or being written.
     pub fn queued_bytes(&self) -> usize {
-        self.lock().cost
+        self.lock().queued
     }
 
     /// True while this queue holds the room paused: it is heavy and its
@@ -290,13 +234,17 @@ impl Outbox {
         self.lock().stalled
     }
 
-    /// Moves every queued frame into `batch`.
+    /// Moves every queued frame into an empty `batch`.
     pub(crate) fn take(&self, batch: &mut Batch) -> Next {
+        debug_assert!(!batch.has_remaining(), "take into an unwritten batch");
         let mut q = self.lock();
-        batch.extend(q.frames.drain(..));
-        if q.frames.capacity() > SHRINK_SLOTS {
-            // A burst grew the queue: give the memory back once it is empty.
-            q.frames = VecDeque::new();
+        if !q.pending.is_empty() {
+            let taken = q.pending.split().freeze();
+            batch.load(taken, std::mem::take(&mut q.pending_frames));
+        }
+        if q.pending.capacity() > IDLE_BUFFER_BYTES {
+            // The rest of a burst's buffer: give it back.
+            q.pending = BytesMut::new();
         }
         match (batch.has_remaining(), q.closing) {
             (_, true) => Next::WriteThenClose,
@@ -305,22 +253,21 @@ impl Outbox {
         }
     }
 
-    /// Records that whole frames were written out; true if that made a
+    /// Records that `written` bytes reached the socket; true if that made a
     /// heavy queue light.
-    pub(crate) fn written(&self, done: Written) -> bool {
+    pub(crate) fn written(&self, written: usize) -> bool {
         let mut q = self.lock();
-        if q.retired || done.frames == 0 {
+        if q.retired || written == 0 {
             return false;
         }
-        q.cost = q.cost.saturating_sub(done.cost);
-        let frames = done.frames.min(q.entries);
-        q.entries -= frames;
-        let became_light = q.heavy && q.cost < self.light_mark();
+        let written = written.min(q.queued);
+        q.queued -= written;
+        let became_light = q.heavy && q.queued < self.light_mark();
         if became_light {
             q.heavy = false;
         }
         drop(q);
-        self.totals.sub(frames * ENTRY_BYTES);
+        self.totals.sub(written);
         became_light
     }
 
@@ -354,101 +301,82 @@ impl Outbox {
     }
 }
 
-/// Queue slots (32 bytes each) kept after a queue empties; a queue that grew
-/// past this gives its memory back, so an idle connection holds 2 KiB of
-/// slots at most in each of its queue and its batch.
-pub const SHRINK_SLOTS: usize = 64;
-
-/// Whole frames written out, and their charge to their connection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Written {
-    /// How many.
-    pub(crate) frames: usize,
-    /// Their [`queued_cost`], summed.
-    pub(crate) cost: usize,
-}
-
-/// Frames taken for one write, presented to the socket as one buffer so that
-/// a vectored write sends many frames in one system call. It remembers the
-/// frames written out since it was last asked.
+/// Frames taken for one write: whole frames back to back, written from the
+/// front. It remembers how many bytes went out since it was last asked.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    frames: VecDeque<Bytes>,
-    remaining: usize,
-    /// Bytes of the front frame already written.
-    front_written: usize,
-    /// Whole frames written since [`Batch::take_written`].
-    written: Written,
+    /// What is taken and not yet written (plus, after a cut, the farewell).
+    bytes: Bytes,
+    /// Frames taken with the last take.
+    frames: usize,
+    /// Bytes of the taken frames written so far.
+    written_total: usize,
+    /// Bytes written since [`Batch::take_written`].
+    written: usize,
+    /// The whole of what was taken, to find frame boundaries for a cut.
+    taken: Bytes,
 }
 
 impl Batch {
-    /// Frames (or what is left of them) still to write.
+    /// Frames taken with the last take.
     pub(crate) fn frames(&self) -> usize {
-        self.frames.len()
+        self.frames
     }
 
-    /// The frames completed since the last call. An emptied batch that
-    /// grew large gives its slots back.
-    pub(crate) fn take_written(&mut self) -> Written {
-        if self.frames.is_empty() && self.frames.capacity() > SHRINK_SLOTS {
-            self.frames = VecDeque::new();
-        }
+    /// Bytes written since the last call.
+    pub(crate) fn take_written(&mut self) -> usize {
         std::mem::take(&mut self.written)
     }
 
     /// Drops every frame not yet begun, keeping the rest of one half
     /// written (so the stream stays framed), then appends `last`.
     pub(crate) fn cut_and_append(&mut self, last: Bytes) {
-        let keep = usize::from(self.front_written > 0);
-        self.frames.truncate(keep);
-        self.remaining = self.frames.iter().map(Bytes::len).sum::<usize>();
-        self.remaining += last.len();
-        self.frames.push_back(last);
+        let done = self.written_total;
+        let mut frame_end = 0;
+        while frame_end < done {
+            frame_end += HEADER_BYTES + announced_len(&self.taken[frame_end..]);
+        }
+        let mut rest = Vec::with_capacity(frame_end - done + last.len());
+        rest.extend_from_slice(&self.taken[done..frame_end.min(self.taken.len())]);
+        rest.extend_from_slice(&last);
+        self.bytes = Bytes::from(rest);
+        self.taken = Bytes::new();
     }
 
-    fn extend(&mut self, frames: impl Iterator<Item = Bytes>) {
-        for frame in frames {
-            self.remaining += frame.len();
-            self.frames.push_back(frame);
-        }
+    fn load(&mut self, taken: Bytes, frames: usize) {
+        self.bytes = taken.clone();
+        self.taken = taken;
+        self.frames = frames;
+        self.written_total = 0;
+    }
+}
+
+/// The payload length a frame header at the start of `frame` announces.
+fn announced_len(frame: &[u8]) -> usize {
+    match frame {
+        [a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]) as usize,
+        // Only whole frames are queued; a stub cannot happen, but must not
+        // loop for ever if it did.
+        _ => frame.len().max(1),
     }
 }
 
 impl Buf for Batch {
     fn remaining(&self) -> usize {
-        self.remaining
+        self.bytes.len()
     }
 
     fn chunk(&self) -> &[u8] {
-        self.frames.front().map_or(&[], |f| f.chunk())
+        &self.bytes
     }
 
-    fn advance(&mut self, mut cnt: usize) {
-        self.remaining -= cnt;
-        while cnt > 0 {
-            let Some(front) = self.frames.front_mut() else {
-                break;
-            };
-            if cnt < front.len() {
-                front.advance(cnt);
-                self.front_written += cnt;
-                break;
-            }
-            cnt -= front.len();
-            self.written.frames += 1;
-            self.written.cost += queued_cost(self.front_written + front.len());
-            self.front_written = 0;
-            self.frames.pop_front();
+    fn advance(&mut self, cnt: usize) {
+        self.bytes.advance(cnt);
+        self.written += cnt;
+        self.written_total += cnt;
+        if self.bytes.is_empty() {
+            self.taken = Bytes::new();
         }
-    }
-
-    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (slot, frame) in dst.iter_mut().zip(&self.frames) {
-            *slot = IoSlice::new(frame);
-            n += 1;
-        }
-        n
     }
 }
 
@@ -461,116 +389,97 @@ mod tests {
         (Outbox::new(limit, totals.clone()), totals)
     }
 
-    fn frame(len: usize) -> Bytes {
-        Bytes::from(vec![7u8; len])
+    /// A whole frame of `len` bytes (header included), all `fill` after it.
+    fn frame(len: usize, fill: u8) -> Vec<u8> {
+        let mut f = ((len - HEADER_BYTES) as u32).to_be_bytes().to_vec();
+        f.resize(len, fill);
+        f
     }
 
-    /// One of `k` frames written out, charged as `len` bytes.
-    fn one(len: usize) -> Written {
-        Written {
-            frames: 1,
-            cost: queued_cost(len),
+    fn write_all(batch: &mut Batch) -> Vec<u8> {
+        let mut out = Vec::new();
+        while batch.has_remaining() {
+            out.extend_from_slice(batch.chunk());
+            let n = batch.chunk().len();
+            batch.advance(n);
         }
+        out
     }
 
     #[test]
-    fn every_frame_is_charged_its_bytes_and_its_overhead() {
+    fn every_frame_is_counted_by_its_bytes_here_and_in_the_totals() {
         let (outbox, totals) = outbox(10_000);
-        outbox.push(frame(1)).unwrap();
-        outbox.push(frame(1000)).unwrap();
-        let expected = 1 + 1000 + 2 * FRAME_OVERHEAD_BYTES;
-        assert_eq!(outbox.queued_bytes(), expected);
-        assert_eq!(totals.queued(), 2 * ENTRY_BYTES);
+        outbox.push(&frame(5, 1)).unwrap();
+        outbox.push(&frame(1000, 2)).unwrap();
+        assert_eq!(outbox.queued_bytes(), 1005);
+        assert_eq!(totals.queued(), 1005);
     }
 
     #[test]
-    fn a_shared_frame_counts_once_in_the_totals_until_its_last_holder_lets_go() {
-        let totals = Arc::new(Totals::default());
-        let queues: Vec<Outbox> = (0..3)
-            .map(|_| Outbox::new(10_000, totals.clone()))
-            .collect();
-        let shared = totals.count(frame(1000));
-        for queue in &queues {
-            queue.push(shared.clone()).unwrap();
-        }
-        drop(shared);
-        let bytes_once = 1000 + PAYLOAD_OVERHEAD_BYTES;
-        assert_eq!(totals.queued(), bytes_once + 3 * ENTRY_BYTES);
-        // Two write it out; the third still holds the bytes.
-        for queue in &queues[..2] {
-            let mut batch = Batch::default();
-            queue.take(&mut batch);
-            batch.advance(1000);
-            queue.written(batch.take_written());
-        }
-        assert_eq!(totals.queued(), bytes_once + ENTRY_BYTES);
-        queues[2].retire();
-        assert_eq!(totals.queued(), 0, "retired: its copy is gone too");
+    fn a_push_past_the_limit_fails_and_is_not_counted() {
+        let (outbox, totals) = outbox(20);
+        outbox.push(&frame(10, 1)).unwrap();
+        outbox.push(&frame(10, 2)).unwrap();
+        assert_eq!(outbox.push(&frame(5, 3)), Err(Overflow));
+        assert_eq!(totals.queued(), 20);
     }
 
     #[test]
-    fn a_push_past_the_limit_fails_and_is_not_charged() {
-        let (outbox, totals) = outbox(2 * queued_cost(10));
-        outbox.push(frame(10)).unwrap();
-        outbox.push(frame(10)).unwrap();
-        assert_eq!(outbox.push(frame(1)), Err(Overflow));
-        assert_eq!(outbox.queued_bytes(), 2 * queued_cost(10));
-        assert_eq!(totals.queued(), 2 * ENTRY_BYTES);
-    }
-
-    #[test]
-    fn one_byte_frames_cannot_hide_behind_their_size() {
-        // 1 MiB of 9-byte frames is 16 times fewer frames once charged.
+    fn one_byte_lines_fill_the_bound_by_their_bytes() {
+        // A one-character line as delivered: header, variant, length, text.
+        let line = frame(21, b'x');
         let (outbox, _) = outbox(MAX_QUEUED_BYTES);
         let mut pushed = 0;
-        while outbox.push(frame(9)).is_ok() {
+        while outbox.push(&line).is_ok() {
             pushed += 1;
         }
-        assert_eq!(pushed, MAX_QUEUED_BYTES / queued_cost(9));
+        assert_eq!(pushed, MAX_QUEUED_BYTES / 21);
     }
 
     #[test]
-    fn written_frames_leave_the_charge_whole_frames_at_a_time() {
+    fn a_take_carries_every_frame_in_order_as_one_piece() {
         let (outbox, totals) = outbox(10_000);
-        outbox.push(frame(10)).unwrap();
-        outbox.push(frame(20)).unwrap();
+        outbox.push(&frame(10, 1)).unwrap();
+        outbox.push(&frame(20, 2)).unwrap();
         let mut batch = Batch::default();
         assert_eq!(outbox.take(&mut batch), Next::Write);
+        assert_eq!(batch.frames(), 2);
+        assert_eq!(batch.chunk().len(), 30, "one contiguous piece");
+        let mut expected = frame(10, 1);
+        expected.extend(frame(20, 2));
         batch.advance(15);
-        assert_eq!(batch.take_written(), one(10));
-        outbox.written(one(10));
-        assert_eq!(outbox.queued_bytes(), queued_cost(20));
-        assert_eq!(totals.queued(), ENTRY_BYTES);
-        batch.advance(15);
+        assert_eq!(batch.take_written(), 15);
+        outbox.written(15);
+        assert_eq!(totals.queued(), 15);
+        let rest = write_all(&mut batch);
+        assert_eq!(rest, expected[15..]);
         outbox.written(batch.take_written());
-        assert_eq!(outbox.queued_bytes(), 0);
-        assert_eq!(totals.queued(), 0);
-        assert!(!batch.has_remaining());
+        assert_eq!((outbox.queued_bytes(), totals.queued()), (0, 0));
     }
 
     #[test]
     fn heavy_from_half_the_limit_until_below_an_eighth() {
-        let (outbox, _) = outbox(8 * queued_cost(100));
+        let (outbox, _) = outbox(800);
         for _ in 0..4 {
-            assert_eq!(outbox.push(frame(100)), Ok(false));
+            assert_eq!(outbox.push(&frame(100, 1)), Ok(false));
         }
-        assert_eq!(outbox.push(frame(100)), Ok(true), "past half the limit");
+        assert_eq!(outbox.push(&frame(100, 1)), Ok(true), "past half the limit");
         assert!(outbox.holds_room());
-        assert_eq!(outbox.push(frame(100)), Ok(false), "already heavy");
+        assert_eq!(outbox.push(&frame(100, 1)), Ok(false), "already heavy");
         let mut batch = Batch::default();
         outbox.take(&mut batch);
         for _ in 0..5 {
-            assert!(!outbox.written(one(100)));
+            assert!(!outbox.written(100));
         }
-        // Light again below an eighth of the limit (one frame's charge).
-        assert!(outbox.written(one(100)));
+        // Light again below an eighth of the limit (100 bytes).
+        assert!(outbox.written(100));
         assert!(!outbox.holds_room());
     }
 
     #[test]
     fn a_stalled_writer_does_not_hold_the_room() {
-        let (outbox, _) = outbox(8 * queued_cost(100));
-        while outbox.push(frame(100)).is_ok() {}
+        let (outbox, _) = outbox(800);
+        while outbox.push(&frame(100, 1)).is_ok() {}
         assert!(outbox.holds_room());
         assert!(outbox.set_stalled(true));
         assert!(!outbox.holds_room());
@@ -581,43 +490,44 @@ mod tests {
     }
 
     #[test]
-    fn batch_advances_across_frames() {
+    fn retiring_uncounts_everything_once() {
+        let (outbox, totals) = outbox(10_000);
+        outbox.push(&frame(100, 1)).unwrap();
+        outbox.push(&frame(100, 2)).unwrap();
         let mut batch = Batch::default();
-        batch.extend([Bytes::from_static(b"abc"), Bytes::from_static(b"de")].into_iter());
-        let mut slices = [IoSlice::new(&[]); 4];
-        assert_eq!(batch.chunks_vectored(&mut slices), 2);
-        batch.advance(4);
-        assert_eq!(batch.chunk(), b"e");
-        assert_eq!(batch.remaining(), 1);
-        batch.advance(1);
-        assert!(!batch.has_remaining());
-        assert_eq!(batch.chunk(), b"");
+        outbox.take(&mut batch);
+        outbox.push(&frame(100, 3)).unwrap();
+        outbox.abort(None);
+        assert_eq!(totals.queued(), 0);
+        outbox.retire();
+        outbox.written(100);
+        assert_eq!(totals.queued(), 0, "nothing counted twice");
+        outbox.push(&frame(100, 4)).unwrap();
+        assert_eq!(totals.queued(), 0, "a retired queue takes nothing");
     }
 
     #[test]
     fn a_cut_batch_keeps_the_half_written_frame_and_ends_with_the_last() {
-        let mut batch = Batch::default();
-        batch.extend(
-            [
-                Bytes::from_static(b"abcd"),
-                Bytes::from_static(b"efgh"),
-                Bytes::from_static(b"ijkl"),
-            ]
-            .into_iter(),
-        );
-        batch.advance(2);
-        batch.cut_and_append(Bytes::from_static(b"XY"));
-        let mut out = Vec::new();
-        while batch.has_remaining() {
-            out.extend_from_slice(batch.chunk());
-            let n = batch.chunk().len();
-            batch.advance(n);
+        let (first, _) = outbox(10_000);
+        for fill in [1, 2, 3] {
+            first.push(&frame(8, fill)).unwrap();
         }
-        assert_eq!(out, b"cdXY");
-        let mut fresh = Batch::default();
-        fresh.extend([Bytes::from_static(b"abcd")].into_iter());
-        fresh.cut_and_append(Bytes::from_static(b"XY"));
-        assert_eq!(fresh.chunk(), b"XY", "an unbegun frame is dropped");
+        let mut batch = Batch::default();
+        first.take(&mut batch);
+        batch.advance(10); // the first frame and 2 bytes of the second
+        batch.cut_and_append(Bytes::from_static(b"XY"));
+        let mut expected = frame(8, 2)[2..].to_vec();
+        expected.extend_from_slice(b"XY");
+        assert_eq!(write_all(&mut batch), expected);
+
+        let (second, _) = outbox(10_000);
+        second.push(&frame(8, 1)).unwrap();
+        second.push(&frame(8, 2)).unwrap();
+        let mut batch = Batch::default();
+        second.take(&mut batch);
+        batch.advance(8); // exactly one whole frame
+        batch.cut_and_append(Bytes::from_static(b"XY"));
+        assert_eq!(write_all(&mut batch), b"XY", "an unbegun frame is dropped");
     }
 
     #[test]
@@ -625,9 +535,20 @@ mod tests {
         let (outbox, _) = outbox(1000);
         let mut batch = Batch::default();
         assert_eq!(outbox.take(&mut batch), Next::Wait);
-        outbox.push(Bytes::from_static(b"bye")).unwrap();
+        outbox.push(&frame(7, 9)).unwrap();
         outbox.close();
         assert_eq!(outbox.take(&mut batch), Next::WriteThenClose);
-        assert_eq!(batch.remaining(), 3);
+        assert_eq!(batch.remaining(), 7);
+    }
+
+    #[test]
+    fn an_emptied_buffer_that_grew_gives_its_memory_back() {
+        let (outbox, _) = outbox(MAX_QUEUED_BYTES);
+        for _ in 0..100 {
+            outbox.push(&frame(1000, 1)).unwrap();
+        }
+        let mut batch = Batch::default();
+        outbox.take(&mut batch);
+        assert!(outbox.lock().pending.capacity() <= IDLE_BUFFER_BYTES);
     }
 }

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use logosnet::framed::FrameReader;
 use logosnet::protocol::{ClientFrame, Role, ServerFrame, encode};
-use logosnet::server::{
-    INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL, SHRINK_SLOTS, queued_cost,
-};
+use logosnet::server::{IDLE_BUFFER_BYTES, INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio::net::tcp::OwnedReadHalf;
@@ -232,10 +230,10 @@ async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> 
 
 /// Resident memory the server may reach, from SECURITY.md: a base for the
 /// binary, runtime and allocator; a fixed amount per connection (its
-/// decoder, its inbox and one line past it, the emptied queues' slots and
-/// the task); the outgoing queues' charge, which reading stops at half of
-/// `--max-queued-total`, plus one maximum line to every member already
-/// taken; all in KiB.
+/// decoder, its inbox and one line past it, its emptied queue buffer, the
+/// task); and the outgoing queues, which reading stops at half of
+/// `--max-queued-total`, plus one longest line to every member already
+/// taken, each byte held in a buffer at most twice its size; in KiB.
 fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
     const BASE: usize = 16 << 20;
     const TASK: usize = 4096;
@@ -245,9 +243,8 @@ fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
         "\u{10FFFF}".repeat(LINE_CHARS)
     )))
     .len();
-    let per_connection =
-        MAX_DECODER_BYTES + INBOX_BYTES + longest_line + 2 * 32 * SHRINK_SLOTS + TASK;
-    let queues = max_queued_total / 2 + 510 * queued_cost(longest_line);
+    let per_connection = MAX_DECODER_BYTES + INBOX_BYTES + longest_line + IDLE_BUFFER_BYTES + TASK;
+    let queues = 2 * (max_queued_total / 2 + 510 * longest_line);
     ((BASE + connections * per_connection + queues) / 1024) as u64
 }
 

@@ -229,6 +229,10 @@ fn without_flood_control_back_pressure_keeps_every_reader() {
     let mut world = World::new(SEED);
     world.duration = Duration::from_secs(120);
     world.config.room.flood = None;
+    // The server writes in pieces of at most 64 bytes, so that turmoil's
+    // window (counted in writes, not bytes) holds what a kernel's would,
+    // a few KiB, and the never-reader's backlog stays in the server.
+    world.pieces = PieceSize::AtMost(64);
     let mut run = world.build();
     let log = run.log.clone();
     run.sim.client("clients", async move {
