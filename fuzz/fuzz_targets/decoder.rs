@@ -1,12 +1,12 @@
 //! Fuzzes frame reassembly: the input is split into a piece-size schedule
 //! and a byte stream; decoding the stream in those pieces must never panic,
 //! never hold more than one maximum frame plus a piece, and give exactly
-//! what decoding it in one piece gives (see `logosnet::codec::audit`).
+//! what decoding it in one piece gives (see `testkit::audit::codec`).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logosnet::codec::audit::{decode_in_pieces, decode_whole};
+use testkit::audit::codec::{decode_in_pieces, decode_whole};
 
 fuzz_target!(|data: &[u8]| {
     // First byte: how many schedule entries follow (0..=7), each two bytes.

@@ -2,12 +2,12 @@
 //! scenario — the room's limits and a sequence of opens, frames valid and
 //! not, violations, closes, clock jumps and shutdowns — which the auditor
 //! runs against its shadow model, panicking on any difference or broken
-//! invariant (see `logosnet::room::audit`).
+//! invariant (see `testkit::audit::room`).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logosnet::room::audit::{Auditor, Scenario};
+use testkit::audit::room::{Auditor, Scenario};
 
 fuzz_target!(|scenario: Scenario| {
     Auditor::run(&scenario);

@@ -1,6 +1,9 @@
-//! Incremental frame reassembly: bytes in pieces of any size → whole frames.
+//! Frames to bytes and back: [`encode`] one way, [`FrameDecoder`] the other.
 //!
-//! [`FrameDecoder`] owns one connection's partial-frame buffer. Bytes arrive
+//! [`encode`] turns one message into one whole frame (header and payload),
+//! checking its length in every build. [`decode_payload`] turns one
+//! payload back into exactly one message. [`FrameDecoder`] owns one
+//! connection's partial-frame buffer. Bytes arrive
 //! in whatever pieces the network gives (down to one byte); complete payloads
 //! come out in order. Every header is judged against a [`FrameLimit`] the
 //! moment its four bytes are in, before a byte of its payload is kept: a
@@ -11,13 +14,69 @@
 //! Nothing is reserved for an announced length: the buffer grows only by
 //! what the peer actually sent, so it holds at most one frame of the limit
 //! plus what the caller read on top. It does no I/O: the async wrapper is
-//! [`crate::framed`]; the server picks the limit for each connection's
-//! state (see [`crate::room::Room::frame_limit`]).
+//! [`crate::connection`]; the server picks the limit for each connection's
+//! state (see [`crate::room::Room::frame_limit`]). What the bytes mean —
+//! the types, the limits — is [`crate::protocol`]'s.
 
 use bytes::{Buf, Bytes, BytesMut};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::protocol::{self, FrameError, HEADER_BYTES, MAX_FRAME_BYTES};
+
+/// Why a message could not be made into a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Its payload is longer than [`MAX_FRAME_BYTES`]: no peer would take
+    /// it, and its length may not even fit the header.
+    #[error("a payload of {0} bytes exceeds the maximum of {MAX_FRAME_BYTES}")]
+    TooLong(usize),
+    /// postcard could not serialize it (never for the protocol's types).
+    #[error("cannot serialize the message: {0}")]
+    Unserializable(postcard::Error),
+}
+
+/// Encodes one message as a complete frame (header and payload), ready to be
+/// written or shared among many recipients. A payload over
+/// [`MAX_FRAME_BYTES`] is an error, in release builds too.
+pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, EncodeError> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + 16);
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    let mut out = postcard::to_extend(message, out).map_err(EncodeError::Unserializable)?;
+    let payload_len = out.len() - HEADER_BYTES;
+    let header = u32::try_from(payload_len)
+        .ok()
+        .filter(|_| payload_len <= MAX_FRAME_BYTES)
+        .ok_or(EncodeError::TooLong(payload_len))?;
+    out[..HEADER_BYTES].copy_from_slice(&header.to_be_bytes());
+    // Exactly the frame's bytes: a queued frame's memory is then what the
+    // server's accounting charges for it.
+    out.shrink_to_fit();
+    Ok(Bytes::from(out))
+}
+
+/// Decodes one payload (the bytes after the header) into exactly one value:
+/// unknown variants, bad varints, invalid UTF-8 and trailing bytes are errors.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, _rest)) => Err(FrameError::Undecodable("trailing bytes after the message")),
+        Err(e) => Err(FrameError::Undecodable(postcard_reason(&e))),
+    }
+}
+
+/// The violation's words for a postcard decoding error.
+fn postcard_reason(e: &postcard::Error) -> &'static str {
+    use postcard::Error as E;
+    match e {
+        E::DeserializeUnexpectedEnd => "message ends early",
+        E::DeserializeBadVarint => "bad varint",
+        E::DeserializeBadUtf8 => "invalid UTF-8 in a string",
+        // Our types raise a custom error only for an unknown variant index.
+        E::DeserializeBadEnum | E::SerdeDeCustom => "unknown message or role variant",
+        _ => "not a valid message",
+    }
+}
 
 /// The most a decoder ever holds under [`FrameLimit::ANY`]: one whole
 /// frame. Callers add at most one read's worth on top before draining, so
@@ -70,6 +129,7 @@ pub enum Decoded<T> {
 /// Reassembles frames from a byte stream split at arbitrary points.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
+    /// Bytes received and not yet handed out or discarded.
     buf: BytesMut,
     /// An oversized frame being skipped: its length and the payload bytes
     /// still to discard.
@@ -80,7 +140,9 @@ pub struct FrameDecoder {
 
 #[derive(Debug, Clone, Copy)]
 struct Skipping {
+    /// The skipped frame's announced payload length.
     len: usize,
+    /// Payload bytes still to discard.
     left: usize,
 }
 
@@ -199,7 +261,7 @@ impl FrameDecoder {
         match self.next_payload_within(limit)? {
             None => Ok(None),
             Some(Decoded::Skipped(len)) => Ok(Some(Decoded::Skipped(len))),
-            Some(Decoded::Frame(payload)) => match protocol::decode_payload(&payload) {
+            Some(Decoded::Frame(payload)) => match decode_payload(&payload) {
                 Ok(frame) => Ok(Some(Decoded::Frame(frame))),
                 Err(e) => {
                     self.failed = true;
@@ -235,15 +297,15 @@ fn judge(announced: u32, limit: FrameLimit) -> Result<Judged, FrameError> {
     }
 }
 
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod audit;
-#[cfg(test)]
-mod proptests;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ClientFrame, Role, ServerFrame, encode};
+    use crate::protocol::{self, ClientFrame, Role, ServerFrame};
+
+    /// The frame's bytes; every frame these tests encode fits.
+    fn encode(message: &impl Serialize) -> Bytes {
+        super::encode(message).expect("a frame within the limit")
+    }
 
     fn sample_stream() -> (Vec<u8>, Vec<ClientFrame>) {
         let frames = vec![
@@ -296,7 +358,7 @@ mod tests {
 
     #[test]
     fn partial_frame_is_none_and_mid_frame() {
-        let bytes = encode(&ServerFrame::Notice("User bob has joined".into()));
+        let bytes = encode(&protocol::joined("bob"));
         let mut decoder = FrameDecoder::new();
         decoder.extend(&bytes[..2]);
         assert_eq!(decoder.next_frame::<ServerFrame>(), Ok(None));
@@ -306,7 +368,7 @@ mod tests {
         decoder.extend(&bytes[bytes.len() - 1..]);
         assert_eq!(
             decoder.next_frame::<ServerFrame>(),
-            Ok(Some(ServerFrame::Notice("User bob has joined".into())))
+            Ok(Some(protocol::joined("bob")))
         );
         assert!(!decoder.is_mid_frame());
     }

@@ -2,9 +2,12 @@
 //! protocol core, the tokio server driver and the terminal client.
 //!
 //! Layout, one concern per module:
-//! - [`protocol`]: the frame types and their byte encoding;
-//! - [`codec`]: reassembling frames from bytes in pieces of any size;
-//! - [`framed`]: the same over an async stream, shared by every peer;
+//! - [`protocol`]: the frame types, the limits and every text the server
+//!   sends (the rules as words and numbers; no bytes, no I/O);
+//! - [`codec`]: frames to bytes and back — [`codec::encode`], and
+//!   reassembly from bytes in pieces of any size;
+//! - [`connection`]: the same over an async stream, the one reader and
+//!   writer every peer but the server shares;
 //! - [`username`]: the username rule;
 //! - [`room`]: every rule of the chat room, events in and actions out;
 //! - [`server`]: the tokio driver that runs the room over any listener;
@@ -17,6 +20,7 @@
 pub mod cli;
 pub mod client;
 pub mod codec;
+pub mod connection;
 pub mod framed;
 pub mod protocol;
 pub mod room;

@@ -1,16 +1,41 @@
-//! Wire protocol v1: the frame types and their postcard encoding.
+//! Wire protocol v1: the frame types, the limits and every text.
 //!
 //! This module owns what a frame *is*: the two message enums, the length
 //! limits, and the exact byte layout of one frame (a `u32` big-endian length,
-//! then that many bytes of postcard). It does no I/O; reassembling frames from
-//! a byte stream is [`crate::codec`]'s job. The variant order of both enums is
-//! the wire format: never reorder or insert, only append.
+//! then that many bytes of postcard). It also owns the spec's numbers (how
+//! many of each role, how long a line or a name) and, in [`text`], every
+//! text the server sends. It does no I/O; reassembling frames from a byte
+//! stream is [`crate::codec`]'s job. The variant order of both enums is the
+//! wire format: never reorder or insert, only append.
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 
-use crate::room::MAX_MESSAGE_CHARS;
 use crate::username::MAX_REQUESTED_BYTES;
+
+pub mod text;
+
+pub use text::{
+    ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence, SENDER_COLUMNS, already_named,
+    choose_a_username_first, first_frame_must_be_hello, hello_again, is_blank, joined, left,
+    no_hello_within, no_such_user, observers_only_read, parse_line, parse_presence, private_line,
+    private_needs_a_space, public_line, server_busy, shutdown_notice, too_far_behind,
+    too_long_warning, too_many_connections_from, too_many_names,
+};
+
+/// Most participants at once, from the spec.
+pub const MAX_PARTICIPANTS: usize = 255;
+
+/// Most observers at once, from the spec.
+pub const MAX_OBSERVERS: usize = 255;
+
+/// Longest chat line delivered, in characters (Unicode scalar values), from
+/// the spec.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// Most characters (Unicode scalar values, after NFC) a username may have,
+/// from the spec. The name rule itself is [`crate::username`].
+pub const MAX_USERNAME_CHARS: usize = 10;
 
 /// Bytes in a frame header: the payload length as a big-endian `u32`.
 pub const HEADER_BYTES: usize = 4;
@@ -134,47 +159,31 @@ pub fn check_length(len: u32) -> Result<usize, FrameError> {
     }
 }
 
-/// Encodes one message as a complete frame (header and payload), ready to be
-/// written or shared among many recipients.
+/// Where [`crate::codec::decode_payload`] used to live; kept until loadgen
+/// imports it from there (the last step of issue 12).
+pub use crate::codec::decode_payload;
+
+/// Transitional: [`crate::codec::encode`] for the callers that have not
+/// moved to it yet (the server's driver and accept loop, loadgen), which
+/// encode only short frames of their own.
+///
+/// # Panics
+///
+/// Where [`crate::codec::encode`] returns an error: a payload over
+/// [`MAX_FRAME_BYTES`]. New code calls that instead.
 pub fn encode<T: Serialize>(message: &T) -> Bytes {
-    let mut out = Vec::with_capacity(HEADER_BYTES + 16);
-    out.extend_from_slice(&[0; HEADER_BYTES]);
-    let mut out = postcard::to_extend(message, out)
-        .expect("postcard serialization into a Vec cannot fail for our types");
-    let payload_len = out.len().saturating_sub(HEADER_BYTES);
-    debug_assert!(payload_len <= MAX_FRAME_BYTES, "encoded frame too long");
-    out[..HEADER_BYTES].copy_from_slice(&(payload_len as u32).to_be_bytes());
-    // Exactly the frame's bytes: a queued frame's memory is then what the
-    // server's accounting charges for it.
-    out.shrink_to_fit();
-    Bytes::from(out)
-}
-
-/// Decodes one payload (the bytes after the header) into exactly one value:
-/// unknown variants, bad varints, invalid UTF-8 and trailing bytes are errors.
-pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    match postcard::take_from_bytes::<T>(payload) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, _rest)) => Err(FrameError::Undecodable("trailing bytes after the message")),
-        Err(e) => Err(FrameError::Undecodable(postcard_reason(&e))),
-    }
-}
-
-fn postcard_reason(e: &postcard::Error) -> &'static str {
-    use postcard::Error as E;
-    match e {
-        E::DeserializeUnexpectedEnd => "message ends early",
-        E::DeserializeBadVarint => "bad varint",
-        E::DeserializeBadUtf8 => "invalid UTF-8 in a string",
-        // Our types raise a custom error only for an unknown variant index.
-        E::DeserializeBadEnum | E::SerdeDeCustom => "unknown message or role variant",
-        _ => "not a valid message",
-    }
+    crate::codec::encode(message).unwrap_or_else(|e| panic!("cannot encode a frame: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::decode_payload;
+
+    /// The frame's bytes; every frame these tests encode fits.
+    fn encode<T: Serialize>(message: &T) -> Bytes {
+        crate::codec::encode(message).expect("a frame within the limit")
+    }
 
     fn hex(bytes: &[u8]) -> String {
         bytes

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{FrameLimit, Oversize};
+use crate::codec::{self, FrameLimit, Oversize};
 use crate::protocol::{
-    self, ClientFrame, FrameError, MAX_CHAT_PAYLOAD, MAX_HELLO_PAYLOAD, MAX_USERNAME_PAYLOAD, Role,
-    ServerFrame,
+    self, ClientFrame, FrameError, MAX_CHAT_PAYLOAD, MAX_HELLO_PAYLOAD, MAX_MESSAGE_CHARS,
+    MAX_OBSERVERS, MAX_PARTICIPANTS, MAX_USERNAME_PAYLOAD, PRIVATE_PREFIX, Role, ServerFrame,
 };
-use crate::username::{self, MAX_USERNAME_CHARS, NameKey, Username};
+use crate::username::{self, NameKey, Username};
 
 pub mod flood;
 
@@ -33,10 +33,6 @@ use flood::{Bucket, FLOOD_BURST, FLOOD_LINES_PER_SEC, FloodLimit};
 /// never reused.
 pub type ConnId = u64;
 
-/// Most participants at once, from the spec.
-pub const MAX_PARTICIPANTS: usize = 255;
-/// Most observers at once, from the spec.
-pub const MAX_OBSERVERS: usize = 255;
 /// Time a participant has, from `Accepted` or its last refused attempt, to
 /// get a name accepted: the spec's 60 s.
 pub const USERNAME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,9 +50,6 @@ pub const NAMING_CEILING: Duration = Duration::from_secs(5 * 60);
 /// names in a row has been told why each time; a script cycling names to
 /// keep restarting the timer is cut off after at most ten minutes' worth.
 pub const MAX_REFUSED_NAMES: u32 = 10;
-/// Longest chat line delivered, in characters (Unicode scalar values), from
-/// the spec.
-pub const MAX_MESSAGE_CHARS: usize = 1000;
 /// What a timeout too long for the clock to represent is cut to: about 30
 /// years, "never" in practice. The same stand-in tokio's `sleep` uses for
 /// `Duration::MAX`, so the driver's timer accepts it too.
@@ -149,8 +142,11 @@ enum State {
     /// A participant slot is held; no name yet. `deadline` is the username
     /// timeout or the ceiling, whichever comes first.
     Naming {
+        /// When it is closed unless a name is accepted first.
         deadline: Instant,
+        /// The latest `deadline` may be: [`NAMING_CEILING`] after `Hello`.
         ceiling: Instant,
+        /// Names refused so far, against [`MAX_REFUSED_NAMES`].
         refused: u32,
     },
     /// A named participant, in the room.
@@ -267,10 +263,14 @@ impl Room {
         }
     }
 
-    /// A connection was accepted. Ids must be new.
-    pub fn handle_open(&mut self, now: Instant, conn: ConnId) {
+    /// A connection was accepted. Ids must be new: a reused one is refused
+    /// — `false`, logged as an error, and nothing changes — because taking
+    /// it would mix two sockets' traffic under one name. A driver that gets
+    /// `false` has a bug, and should close the socket it just accepted.
+    pub fn handle_open(&mut self, now: Instant, conn: ConnId) -> bool {
         if self.conns.contains_key(&conn) {
-            return;
+            tracing::error!(conn, "connection id reused; the new connection is refused");
+            return false;
         }
         let deadline = deadline_after(now, self.config.hello_timeout);
         let fresh = Conn {
@@ -280,6 +280,7 @@ impl Room {
         };
         self.conns.insert(conn, fresh);
         self.deadlines.insert((deadline, conn));
+        true
     }
 
     /// A whole frame arrived from a connection. Past `Hello`, a frame the
@@ -357,8 +358,8 @@ impl Room {
     /// hard one.
     fn take_oversized(&mut self, conn: ConnId, len: usize) {
         match self.conns.get(&conn).map(|c| &c.state) {
-            Some(State::Active { .. }) => self.notice(conn, &too_long_warning()),
-            Some(State::Observer) => self.notice(conn, OBSERVERS_ONLY_READ),
+            Some(State::Active { .. }) => self.send_frame(conn, &protocol::too_long_warning()),
+            Some(State::Observer) => self.send_frame(conn, &protocol::observers_only_read()),
             Some(State::AwaitingHello { .. } | State::Naming { .. }) => {
                 let limit = self.frame_limit(conn);
                 let error = FrameError::OverLimit {
@@ -380,26 +381,30 @@ impl Room {
         match (&c.state, frame) {
             (State::AwaitingHello { .. }, ClientFrame::Hello(role)) => self.hello(now, conn, role),
             (State::AwaitingHello { .. }, _) => {
-                self.violation(conn, "the first frame must be Hello".to_owned());
+                self.close_with(
+                    conn,
+                    &protocol::first_frame_must_be_hello(),
+                    CloseReason::Violation,
+                );
             }
             (State::Naming { .. }, ClientFrame::Username(requested)) => {
                 self.username(now, conn, &requested);
             }
             (State::Naming { .. }, ClientFrame::Chat(_)) => {
-                self.notice(conn, "Warning: choose a username before chatting");
+                self.send_frame(conn, &protocol::choose_a_username_first());
             }
             (State::Active { name }, ClientFrame::Chat(line)) => {
                 let name = name.clone();
                 self.chat(conn, &name, &line);
             }
             (State::Active { .. }, ClientFrame::Username(_)) => {
-                self.notice(conn, "Warning: you already have a username");
+                self.send_frame(conn, &protocol::already_named());
             }
             (State::Observer, _) => {
-                self.notice(conn, OBSERVERS_ONLY_READ);
+                self.send_frame(conn, &protocol::observers_only_read());
             }
             (_, ClientFrame::Hello(_)) => {
-                self.notice(conn, "Warning: Hello was already received");
+                self.send_frame(conn, &protocol::hello_again());
             }
         }
     }
@@ -471,14 +476,8 @@ impl Room {
         match self.conns.get(&conn).map(|c| &c.state) {
             Some(State::AwaitingHello { .. }) => {
                 tracing::info!(conn, "no Hello in time");
-                self.send_frame(
-                    conn,
-                    &ServerFrame::ProtocolError(format!(
-                        "no Hello within {} s",
-                        self.config.hello_timeout.as_secs_f64()
-                    )),
-                );
-                self.close(conn, CloseReason::HelloTimeout);
+                let reason = protocol::no_hello_within(self.config.hello_timeout);
+                self.close_with(conn, &reason, CloseReason::HelloTimeout);
             }
             Some(State::Naming { .. }) => {
                 tracing::info!(conn, "no username in time");
@@ -506,13 +505,15 @@ impl Room {
 
     /// Tells everyone the server is going away and closes every connection.
     pub fn shutdown(&mut self, _now: Instant) {
-        let frame = protocol::encode(&ServerFrame::Notice("Server is shutting down".into()));
+        let frame = encode(&protocol::shutdown_notice());
         let all: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in all {
-            self.output.push_back(Output::Send {
-                to: conn,
-                frame: frame.clone(),
-            });
+            if let Some(frame) = &frame {
+                self.output.push_back(Output::Send {
+                    to: conn,
+                    frame: frame.clone(),
+                });
+            }
             self.close(conn, CloseReason::Shutdown);
         }
     }
@@ -595,10 +596,7 @@ impl Room {
                 self.members.insert(conn);
                 self.send_frame(conn, &ServerFrame::UsernameAccepted);
                 tracing::info!(conn, user = %name, "joined");
-                self.broadcast(
-                    None,
-                    &ServerFrame::Notice(format!("User {name} has joined")),
-                );
+                self.broadcast(None, &protocol::joined(&name));
                 self.set_state(conn, State::Active { name });
                 return;
             }
@@ -612,7 +610,8 @@ impl Room {
         let (ceiling, refused) = (*ceiling, refused.saturating_add(1));
         if refused > self.config.max_refused_names {
             tracing::info!(conn, refused, "too many refused names");
-            self.notice(conn, &too_many_names_warning(self.config.max_refused_names));
+            let warning = protocol::too_many_names(self.config.max_refused_names);
+            self.send_frame(conn, &warning);
             self.send_frame(conn, &ServerFrame::UsernameTimeout);
             self.close(conn, CloseReason::UsernameTimeout);
             return;
@@ -624,42 +623,38 @@ impl Room {
     }
 
     fn chat(&mut self, conn: ConnId, sender: &str, line: &str) {
-        if line.is_empty() {
+        if protocol::is_blank(line) {
             return;
         }
         if line.chars().count() > MAX_MESSAGE_CHARS {
-            self.notice(conn, &too_long_warning());
+            self.send_frame(conn, &protocol::too_long_warning());
             return;
         }
-        let Some(rest) = line.strip_prefix('@') else {
-            let frame = ServerFrame::Message(format!("> {sender:>MAX_USERNAME_CHARS$}: {line}"));
-            self.broadcast(Some(conn), &frame);
+        let Some(rest) = line.strip_prefix(PRIVATE_PREFIX) else {
+            self.broadcast(Some(conn), &protocol::public_line(sender, line));
             return;
         };
         let Some((typed, _text)) = rest.split_once(' ') else {
-            self.notice(
-                conn,
-                "Warning: a private message needs a space after the name: @name text",
-            );
+            self.send_frame(conn, &protocol::private_needs_a_space());
             return;
         };
         let target = username::lookup_key(typed).and_then(|key| self.names.get(&key).copied());
         match target {
-            Some(target) => {
-                let frame =
-                    ServerFrame::Message(format!("% {sender:>MAX_USERNAME_CHARS$}: {line}"));
-                self.send_frame(target, &frame);
-            }
-            None => {
-                self.notice(conn, &format!("Warning: user {typed} doesn't exist"));
-            }
+            Some(target) => self.send_frame(target, &protocol::private_line(sender, line)),
+            None => self.send_frame(conn, &protocol::no_such_user(typed)),
         }
     }
 
     fn violation(&mut self, conn: ConnId, reason: String) {
         tracing::info!(conn, %reason, "protocol violation");
-        self.send_frame(conn, &ServerFrame::ProtocolError(reason));
-        self.close(conn, CloseReason::Violation);
+        let frame = ServerFrame::ProtocolError(reason);
+        self.close_with(conn, &frame, CloseReason::Violation);
+    }
+
+    /// Sends the connection its last frame, then closes it.
+    fn close_with(&mut self, conn: ConnId, last: &ServerFrame, reason: CloseReason) {
+        self.send_frame(conn, last);
+        self.close(conn, reason);
     }
 
     /// Forgets the connection, asks the driver to close it, and tells the
@@ -698,8 +693,7 @@ impl Room {
             State::AwaitingHello { .. } | State::Observer => return,
         };
         tracing::info!(conn, user = %name, ?reason, "left");
-        let frame = ServerFrame::Notice(format!("User {name} has left"));
-        self.broadcast(None, &frame);
+        self.broadcast(None, &protocol::left(name));
     }
 
     fn set_state(&mut self, conn: ConnId, state: State) {
@@ -719,20 +713,17 @@ impl Room {
         }
     }
 
-    fn notice(&mut self, conn: ConnId, text: &str) {
-        self.send_frame(conn, &ServerFrame::Notice(text.to_owned()));
-    }
-
     fn send_frame(&mut self, to: ConnId, frame: &ServerFrame) {
-        self.output.push_back(Output::Send {
-            to,
-            frame: protocol::encode(frame),
-        });
+        if let Some(frame) = encode(frame) {
+            self.output.push_back(Output::Send { to, frame });
+        }
     }
 
     /// Encodes once; every member but `except` gets the same bytes.
     fn broadcast(&mut self, except: Option<ConnId>, frame: &ServerFrame) {
-        let bytes = protocol::encode(frame);
+        let Some(bytes) = encode(frame) else {
+            return;
+        };
         for &to in &self.members {
             if Some(to) != except {
                 self.output.push_back(Output::Send {
@@ -753,23 +744,16 @@ fn deadline_after(now: Instant, timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// The warning an observer gets for anything it sends.
-pub const OBSERVERS_ONLY_READ: &str = "Warning: observers can only read";
-
-/// The warning a member gets for a line longer than [`MAX_MESSAGE_CHARS`]
-/// (or a frame longer than [`MEMBER_LIMIT`]).
-pub fn too_long_warning() -> String {
-    format!("Warning: message not sent, it is longer than {MAX_MESSAGE_CHARS} characters")
+/// A frame's bytes, or `None` — logged, and the frame not sent — if it
+/// cannot be one. Every frame the room builds is far under the limit (the
+/// longest is a chat line: [`MAX_CHAT_PAYLOAD`] plus its prefix), so this
+/// only guards against a future text without a bound.
+fn encode(frame: &ServerFrame) -> Option<Bytes> {
+    codec::encode(frame)
+        .inspect_err(|e| tracing::error!(error = %e, "frame not sent"))
+        .ok()
 }
 
-/// The notice before `UsernameTimeout` when a participant's refused
-/// attempts pass `max`.
-pub fn too_many_names_warning(max: u32) -> String {
-    format!("Warning: more than {max} usernames refused")
-}
-
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod audit;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

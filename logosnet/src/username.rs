@@ -36,9 +36,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 use unicode_security::skeleton;
 
-/// Most characters (Unicode scalar values, after NFC) a username may have,
-/// from the spec.
-pub const MAX_USERNAME_CHARS: usize = 10;
+use crate::protocol::MAX_USERNAME_CHARS;
 
 /// Longest request, in bytes, that is normalized at all: ten characters of
 /// at most 4 UTF-8 bytes each, times 3 because NFC never more than triples
@@ -93,7 +91,9 @@ pub struct NameKey(String);
 /// the key it is compared by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
+    /// The name as shown: NFC, otherwise as typed.
     display: String,
+    /// What it is compared by (see [`NameKey`]).
     key: NameKey,
 }
 
@@ -224,8 +224,9 @@ fn is_format_char(c: char) -> bool {
 /// controls, tags. `unicode-security` keeps the same table privately (its
 /// skeleton drops these characters); the test
 /// `default_ignorable_table_matches_the_skeleton` checks the two agree on
-/// every scalar value.
-fn is_default_ignorable(c: char) -> bool {
+/// every scalar value. The client's display uses it too, to show such
+/// characters escaped.
+pub(crate) fn is_default_ignorable(c: char) -> bool {
     matches!(
         c as u32,
         0x00AD

@@ -1,30 +1,35 @@
-//! End-to-end tests of `logosnet_client`: the real client binary against the
-//! real server binary (or, for replies the real server cannot be made to
-//! give quickly, a scripted server speaking the library's codec).
+//! End-to-end tests of `logosnet_client`: the real client binary, in pipe
+//! mode, against the server running in this process (or, for replies the
+//! real server cannot be made to give quickly, a scripted server speaking
+//! the library's codec). The client's waits block the test's own thread;
+//! the runtime's workers serve the room meanwhile.
 
 mod client_harness;
-mod support;
 
 use std::process::{Command, Stdio};
 
-use client_harness::{CLIENT, Client, FakeServer};
-use logosnet::protocol::{ClientFrame, Role, ServerFrame};
-use support::{Peer, Server};
+use client_harness::{CLIENT, Client, ScriptedServer, accept, listen};
+use logosnet::protocol::{
+    ClientFrame, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined, left,
+    no_such_user, private_line, public_line, shutdown_notice,
+};
+use logosnet::server::ServerConfig;
+use testkit::{Peer, spawn_server};
 
 const OBSERVING: &str = "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP";
 
 /// A client started with `extra` against the test playing the server,
 /// which has read its Hello.
-fn client_and_scripted_server(extra: &[&str]) -> (Client, FakeServer, u16) {
-    let (listener, port) = FakeServer::listen();
+async fn client_and_scripted_server(extra: &[&str]) -> (Client, ScriptedServer, u16) {
+    let (listener, port) = listen().await;
     let client = Client::start("client", port, extra);
-    let mut server = FakeServer::accept(&listener);
+    let mut server = accept(&listener).await;
     let role = if extra.contains(&"--observe") {
         Role::Observer
     } else {
         Role::Participant
     };
-    assert_eq!(server.recv(), ClientFrame::Hello(role));
+    server.expect(ClientFrame::Hello(role)).await;
     (client, server, port)
 }
 
@@ -35,48 +40,51 @@ fn observer(port: u16) -> Client {
     observer
 }
 
-#[test]
-fn two_participants_and_an_observer_see_exactly_their_lines() {
-    let server = Server::start(&[]);
-    let port = server.addr.port();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_participants_and_an_observer_see_exactly_their_lines() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port();
     let mut observer = observer(port);
 
     let mut alice = Client::join("alice", port);
-    observer.expect_line("User alice has joined");
+    observer.expect_shown(joined("alice"));
     let mut bob = Client::join("bob", port);
-    alice.expect_line("User bob has joined");
-    observer.expect_line("User bob has joined");
+    alice.expect_shown(joined("bob"));
+    observer.expect_shown(joined("bob"));
 
     // Public: everyone but the sender, with the 14-character prefix.
     alice.send("hi everyone");
-    bob.expect_line(">      alice: hi everyone");
-    observer.expect_line(">      alice: hi everyone");
+    bob.expect_shown(public_line("alice", "hi everyone"));
+    observer.expect_shown(public_line("alice", "hi everyone"));
 
     // Private: only the addressee; an unknown name warns the sender.
     bob.send("@alice psst");
-    alice.expect_line("%        bob: @alice psst");
+    alice.expect_shown(private_line("bob", "@alice psst"));
     bob.send("@carol hello");
-    bob.expect_line("Warning: user carol doesn't exist");
+    bob.expect_shown(no_such_user("carol"));
 
     // Refused locally, and empty lines are not sent at all.
-    alice.send(&"x".repeat(1001));
+    alice.send(&"x".repeat(MAX_MESSAGE_CHARS + 1));
     assert_eq!(
         alice.next_error_line(),
-        "Line not sent: it has 1001 characters, the limit is 1000"
+        format!(
+            "Line not sent: it has {} characters, the limit is {MAX_MESSAGE_CHARS}",
+            MAX_MESSAGE_CHARS + 1
+        )
     );
     alice.send("");
 
     bob.send("exit()");
     assert_eq!(bob.wait().code(), Some(0), "exit() leaves cleanly");
-    alice.expect_line("User bob has left");
-    observer.expect_line("User bob has left");
+    alice.expect_shown(left("bob"));
+    observer.expect_shown(left("bob"));
 
     // The last line before end of input is still delivered.
     alice.send("last words");
     alice.close_stdin();
     assert_eq!(alice.wait().code(), Some(0), "end of input leaves cleanly");
-    observer.expect_line(">      alice: last words");
-    observer.expect_line("User alice has left");
+    observer.expect_shown(public_line("alice", "last words"));
+    observer.expect_shown(left("alice"));
 
     // An observer in pipe mode reads no input: a signal stops it.
     observer.signal("TERM");
@@ -90,25 +98,25 @@ fn two_participants_and_an_observer_see_exactly_their_lines() {
     }
 }
 
-#[test]
-fn interrupt_and_terminate_signals_leave_cleanly() {
-    let server = Server::start(&[]);
-    let watcher = Client::join("watcher", server.addr.port());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_and_terminate_signals_leave_cleanly() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let watcher = Client::join("watcher", addr.port());
     for (name, signal) in [("alice", "INT"), ("bob", "TERM")] {
-        let mut client = Client::join(name, server.addr.port());
-        watcher.expect_line(&format!("User {name} has joined"));
+        let mut client = Client::join(name, addr.port());
+        watcher.expect_shown(joined(name));
         client.signal(signal);
         assert_eq!(client.wait().code(), Some(0), "SIG{signal}");
         assert_eq!(client.rest_of_stderr(), Vec::<String>::new());
-        watcher.expect_line(&format!("User {name} has left"));
+        watcher.expect_shown(left(name));
     }
 }
 
-#[test]
-fn taken_and_invalid_names_are_asked_for_again() {
-    let server = Server::start(&[]);
-    let _alice = Client::join("alice", server.addr.port());
-    let mut second = Client::start("second", server.addr.port(), &[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taken_and_invalid_names_are_asked_for_again() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _alice = Client::join("alice", addr.port());
+    let mut second = Client::start("second", addr.port(), &[]);
     second.send("alice");
     assert_eq!(second.next_error_line(), "Username already in use");
     second.send("two words");
@@ -122,26 +130,24 @@ fn taken_and_invalid_names_are_asked_for_again() {
         "Invalid username: max 10 characters"
     );
     second.send("bob");
-    second.expect_line("User bob has joined");
+    second.expect_shown(joined("bob"));
     second.send("exit()");
     assert_eq!(second.wait().code(), Some(0));
 }
 
-#[test]
-fn full_server_exits_with_status_two() {
-    let server = Server::start(&[]);
-    let _seated: Vec<Peer> = (0..255)
-        .map(|_| Peer::hello(server.addr, Role::Participant))
-        .collect();
-    let mut late = Client::start("late", server.addr.port(), &[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_server_exits_with_status_two() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _seated = Peer::crowd(addr, Role::Participant, MAX_PARTICIPANTS).await;
+    let mut late = Client::start("late", addr.port(), &[]);
     assert_eq!(late.wait().code(), Some(2));
     assert_eq!(late.rest_of_stderr(), ["Server is full, try again later"]);
     assert_eq!(late.rest_of_stdout(), Vec::<String>::new());
 }
 
-#[test]
-fn refused_connection_exits_with_status_one_naming_the_address() {
-    let (listener, port) = FakeServer::listen();
+#[tokio::test]
+async fn refused_connection_exits_with_status_one_naming_the_address() {
+    let (listener, port) = listen().await;
     drop(listener);
     let mut client = Client::start("client", port, &[]);
     assert_eq!(client.wait().code(), Some(1));
@@ -168,13 +174,13 @@ fn unknown_host_exits_with_status_one_naming_it() {
     );
 }
 
-#[test]
-fn server_shutdown_exits_with_status_one() {
-    let mut server = Server::start(&[]);
-    let port = server.addr.port();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_shutdown_exits_with_status_one() {
+    let (addr, server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port();
     let mut alice = Client::join("alice", port);
-    assert!(server.signal_and_wait("TERM").success());
-    alice.expect_line("Server is shutting down");
+    server.shut_down().await;
+    alice.expect_shown(shutdown_notice());
     assert_eq!(alice.wait().code(), Some(1));
     assert_eq!(
         alice.rest_of_stderr(),
@@ -184,22 +190,22 @@ fn server_shutdown_exits_with_status_one() {
     );
 }
 
-#[test]
-fn username_timeout_exits_with_status_three() {
-    let (mut client, mut server, _) = client_and_scripted_server(&[]);
-    server.send(&ServerFrame::Accepted);
-    server.send(&ServerFrame::UsernameTimeout);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_timeout_exits_with_status_three() {
+    let (mut client, mut server, _) = client_and_scripted_server(&[]).await;
+    server.send(&ServerFrame::Accepted).await;
+    server.send(&ServerFrame::UsernameTimeout).await;
     assert_eq!(client.wait().code(), Some(3));
     assert_eq!(client.rest_of_stderr(), ["Timed out choosing a username"]);
 }
 
-#[test]
-fn undecodable_bytes_from_the_server_are_a_protocol_error() {
-    let (mut client, mut server, port) = client_and_scripted_server(&["--observe"]);
-    server.send(&ServerFrame::Accepted);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_bytes_from_the_server_are_a_protocol_error() {
+    let (mut client, mut server, port) = client_and_scripted_server(&["--observe"]).await;
+    server.send(&ServerFrame::Accepted).await;
     assert_eq!(client.next_error_line(), OBSERVING);
     // A zero-length frame is a violation of wire protocol v1.
-    server.send_raw(&[0, 0, 0, 0]);
+    server.send_raw(&[0, 0, 0, 0]).await;
     assert_eq!(client.wait().code(), Some(1));
     assert_eq!(
         client.rest_of_stderr(),
@@ -210,24 +216,30 @@ fn undecodable_bytes_from_the_server_are_a_protocol_error() {
     );
 }
 
-#[test]
-fn hostile_escape_sequences_are_shown_escaped() {
-    let server = Server::start(&[]);
-    let observer = observer(server.addr.port());
-    let alice = Client::join("alice", server.addr.port());
-    observer.expect_line("User alice has joined");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_escape_sequences_are_shown_escaped() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let observer = observer(addr.port());
+    let alice = Client::join("alice", addr.port());
+    observer.expect_shown(joined("alice"));
 
-    let mut evil = Peer::participant(server.addr, "evil");
-    alice.expect_line("User evil has joined");
-    observer.expect_line("User evil has joined");
+    let mut evil = Peer::participant(addr, "evil").await;
+    alice.expect_shown(joined("evil"));
+    observer.expect_shown(joined("evil"));
 
     // Clear screen, retitle the window, ring the bell, return and
     // overwrite, backspace, DEL, an 8-bit CSI; then a fake second line.
-    evil.chat("\x1b[2J\x1b]0;pwned\x07\rX\x08\x7f\u{9b}31m");
-    evil.chat("hi\nUser alice has left");
+    evil.chat("\x1b[2J\x1b]0;pwned\x07\rX\x08\x7f\u{9b}31m")
+        .await;
+    let fake_leave = left("alice");
+    let fake_leave = fake_leave.text().expect("a notice's text");
+    evil.chat(&format!("hi\n{fake_leave}")).await;
     for client in [&alice, &observer] {
-        client.expect_line(r">       evil: \x1b[2J\x1b]0;pwned\x07\x0dX\x08\x7f\u{9b}31m");
-        client.expect_line(r">       evil: hi\x0aUser alice has left");
+        client.expect_shown(public_line(
+            "evil",
+            r"\x1b[2J\x1b]0;pwned\x07\x0dX\x08\x7f\u{9b}31m",
+        ));
+        client.expect_shown(public_line("evil", &format!(r"hi\x0a{fake_leave}")));
     }
 }
 
@@ -261,10 +273,10 @@ fn help_shows_the_options_description_and_exit_codes() {
     }
 }
 
-#[test]
-fn observer_in_pipe_mode_logs_without_reading_its_input() {
-    let server = Server::start(&[]);
-    let port = server.addr.port().to_string();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_in_pipe_mode_logs_without_reading_its_input() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port().to_string();
     // Input that is already at its end, as under `< /dev/null` or a
     // service manager: the observer must not take it as a request to leave.
     let mut command = Command::new(CLIENT);
@@ -273,20 +285,20 @@ fn observer_in_pipe_mode_logs_without_reading_its_input() {
         .stdin(Stdio::null());
     let mut observer = Client::from_command("observer", command);
     assert_eq!(observer.next_error_line(), OBSERVING);
-    let mut alice = Client::join("alice", server.addr.port());
-    observer.expect_line("User alice has joined");
+    let mut alice = Client::join("alice", addr.port());
+    observer.expect_shown(joined("alice"));
     alice.send("hello log");
-    observer.expect_line(">      alice: hello log");
+    observer.expect_shown(public_line("alice", "hello log"));
     assert!(!observer.has_exited());
     observer.signal("HUP");
     assert_eq!(observer.wait().code(), Some(0), "SIGHUP leaves cleanly");
     assert_eq!(observer.rest_of_stderr(), Vec::<String>::new());
 }
 
-#[test]
-fn observer_started_with_sighup_ignored_keeps_logging_after_a_hangup() {
-    let server = Server::start(&[]);
-    let port = server.addr.port().to_string();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_started_with_sighup_ignored_keeps_logging_after_a_hangup() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port().to_string();
     // What `nohup` does: SIGHUP ignored before the client starts.
     let mut command = Command::new("sh");
     command
@@ -296,31 +308,28 @@ fn observer_started_with_sighup_ignored_keeps_logging_after_a_hangup() {
     let mut observer = Client::from_command("observer", command);
     assert_eq!(observer.next_error_line(), OBSERVING);
     observer.signal("HUP");
-    let mut alice = Client::join("alice", server.addr.port());
-    observer.expect_line("User alice has joined");
+    let mut alice = Client::join("alice", addr.port());
+    observer.expect_shown(joined("alice"));
     assert!(!observer.has_exited(), "the hangup stopped it");
     observer.signal("TERM");
     assert_eq!(observer.wait().code(), Some(0));
     alice.close_stdin();
 }
 
-#[test]
-fn timestamps_start_every_room_line_in_pipe_mode() {
-    let server = Server::start(&[]);
-    let observer = Client::start(
-        "observer",
-        server.addr.port(),
-        &["--observe", "--timestamps"],
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_start_every_room_line_in_pipe_mode() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let observer = Client::start("observer", addr.port(), &["--observe", "--timestamps"]);
     assert_eq!(
         observer.next_error_line(),
         OBSERVING,
         "remarks are not stamped"
     );
-    let mut alice = Client::join("alice", server.addr.port());
+    let mut alice = Client::join("alice", addr.port());
     alice.send("hi");
-    for rest in ["User alice has joined", ">      alice: hi"] {
+    for frame in [joined("alice"), public_line("alice", "hi")] {
         let line = observer.next_line();
+        let rest = frame.text().expect("a room line");
         assert!(is_stamped(&line, rest), "{line:?}");
     }
 }
@@ -341,11 +350,11 @@ fn is_stamped(line: &str, rest: &str) -> bool {
         && digits(7..9)
 }
 
-#[test]
-fn script_whose_names_are_all_refused_exits_with_status_four() {
-    let server = Server::start(&[]);
-    let _alice = Client::join("alice", server.addr.port());
-    let mut script = Client::start("script", server.addr.port(), &[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_whose_names_are_all_refused_exits_with_status_four() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _alice = Client::join("alice", addr.port());
+    let mut script = Client::start("script", addr.port(), &[]);
     script.send("alice");
     script.send("two words");
     script.close_stdin();
@@ -361,10 +370,10 @@ fn script_whose_names_are_all_refused_exits_with_status_four() {
     assert_eq!(script.rest_of_stdout(), Vec::<String>::new());
 }
 
-#[test]
-fn script_with_no_input_at_all_exits_with_status_four() {
-    let server = Server::start(&[]);
-    let port = server.addr.port().to_string();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_with_no_input_at_all_exits_with_status_four() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port().to_string();
     let mut command = Command::new(CLIENT);
     command
         .args(["--ip", "127.0.0.1", "--port", &port])
@@ -377,12 +386,14 @@ fn script_with_no_input_at_all_exits_with_status_four() {
     );
 }
 
-#[test]
-fn an_ssh_server_is_not_a_logosnet_server() {
-    let (listener, port) = FakeServer::listen();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_server_is_not_a_logosnet_server() {
+    let (listener, port) = listen().await;
     let mut client = Client::start("client", port, &[]);
-    let mut server = FakeServer::accept(&listener);
-    server.send_raw(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
+    let mut server = accept(&listener).await;
+    server
+        .send_raw(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+        .await;
     assert_eq!(client.wait().code(), Some(1));
     assert_eq!(
         client.rest_of_stderr(),
@@ -392,11 +403,11 @@ fn an_ssh_server_is_not_a_logosnet_server() {
     );
 }
 
-#[test]
-fn a_first_payload_that_is_no_server_frame_is_not_a_logosnet_server() {
-    let (mut client, mut server, port) = client_and_scripted_server(&["--observe"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_payload_that_is_no_server_frame_is_not_a_logosnet_server() {
+    let (mut client, mut server, port) = client_and_scripted_server(&["--observe"]).await;
     // A well-formed header, then a payload with no such variant.
-    server.send_raw(&[0, 0, 0, 2, 0x63, 0x00]);
+    server.send_raw(&[0, 0, 0, 2, 0x63, 0x00]).await;
     assert_eq!(client.wait().code(), Some(1));
     assert_eq!(
         client.rest_of_stderr(),
@@ -406,9 +417,10 @@ fn a_first_payload_that_is_no_server_frame_is_not_a_logosnet_server() {
     );
 }
 
-#[test]
-fn a_server_that_never_answers_times_out_with_its_own_line() {
-    let (mut client, _server, port) = client_and_scripted_server(&["--connect-timeout", "0.3"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_with_its_own_line() {
+    let (mut client, _server, port) =
+        client_and_scripted_server(&["--connect-timeout", "0.3"]).await;
     assert_eq!(client.wait().code(), Some(1));
     assert_eq!(
         client.rest_of_stderr(),
@@ -418,14 +430,14 @@ fn a_server_that_never_answers_times_out_with_its_own_line() {
     );
 }
 
-#[test]
-fn interrupt_before_the_server_answers_leaves_cleanly() {
-    let (mut client, mut server, _) = client_and_scripted_server(&[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_before_the_server_answers_leaves_cleanly() {
+    let (mut client, mut server, _) = client_and_scripted_server(&[]).await;
     client.signal("INT");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(client.rest_of_stderr(), Vec::<String>::new());
     // It closed without waiting for a server that says nothing.
-    server.wait_for_close();
+    server.until_closed().await;
 }
 
 #[test]

@@ -3,10 +3,11 @@
 //! must not garble it, and the whole line must still be sent; an input
 //! line wider than the terminal is redrawn and erased whole (checked on an
 //! emulated screen, not in the raw bytes); and the observer logs a room
-//! from an interactive shell's background and with `< /dev/null`.
+//! from an interactive shell's background and with `< /dev/null`. The
+//! server runs in this process; the client's waits block the test's own
+//! thread while the runtime's workers serve the room.
 
 mod client_harness;
-mod support;
 
 use std::num::NonZeroU16;
 use std::path::PathBuf;
@@ -14,11 +15,13 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client_harness::{CLIENT, Client, FakeServer, WAIT};
+use client_harness::{CLIENT, Client, WAIT, accept, listen, shown};
 use expectrl::process::unix::WaitStatus;
 use expectrl::{Expect, Regex, Session};
-use logosnet::protocol::{ClientFrame, Role};
-use support::{Peer, Server};
+use logosnet::client::session::{Prompt, USERNAME_PROMPT};
+use logosnet::protocol::{ClientFrame, Role, ServerFrame, joined, left, public_line};
+use logosnet::server::ServerConfig;
+use testkit::{Peer, spawn_server};
 
 type Pty = Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
 
@@ -31,6 +34,11 @@ fn spawn_in_pty(port: u16) -> Pty {
         .expect("set the pty size");
     pty.set_expect_timeout(Some(WAIT));
     pty
+}
+
+/// The chat prompt the client shows `name`.
+fn prompt(name: &str) -> String {
+    Prompt::Chat(name.to_owned()).text()
 }
 
 fn expect(pty: &mut Pty, text: &str) {
@@ -53,57 +61,60 @@ fn exit_code(pty: &Pty) -> i32 {
     }
 }
 
-#[test]
-fn half_typed_line_survives_an_incoming_message_and_is_sent_whole() {
-    let server = Server::start(&[]);
-    let mut alice = spawn_in_pty(server.addr.port());
-    expect(&mut alice, "Enter username, max 10 chars: ");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_typed_line_survives_an_incoming_message_and_is_sent_whole() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = spawn_in_pty(addr.port());
+    expect(&mut alice, USERNAME_PROMPT);
     alice.send("alice\r").expect("type the name");
-    expect(&mut alice, "User alice has joined");
-    expect(&mut alice, "> alice: ");
+    expect(&mut alice, shown(&joined("alice")));
+    expect(&mut alice, &prompt("alice"));
 
     alice.send("half a li").expect("type half a line");
     // Each keystroke redraws the input line; this is its last state.
-    expect(&mut alice, "> alice: half a li");
+    expect(&mut alice, &format!("{}half a li", prompt("alice")));
 
-    let mut bob = Client::join("bob", server.addr.port());
+    let mut bob = Client::join("bob", addr.port());
     bob.send("hello from bob");
-    expect(&mut alice, "User bob has joined");
-    expect(&mut alice, ">        bob: hello from bob");
+    expect(&mut alice, shown(&joined("bob")));
+    expect(&mut alice, shown(&public_line("bob", "hello from bob")));
     // Printed above the input line, which is redrawn below it intact.
-    expect(&mut alice, "> alice: half a li");
+    expect(&mut alice, &format!("{}half a li", prompt("alice")));
 
     alice.send("ne\r").expect("finish the line");
-    bob.expect_line(">      alice: half a line");
+    bob.expect_shown(public_line("alice", "half a line"));
 
     // Ctrl-D leaves cleanly.
     alice.send("\x04").expect("send Ctrl-D");
     assert_eq!(exit_code(&alice), 0);
-    bob.expect_line("User alice has left");
+    bob.expect_shown(left("alice"));
 }
 
-#[test]
-fn ctrl_c_leaves_cleanly_in_a_terminal() {
-    let server = Server::start(&[]);
-    let mut alice = spawn_in_pty(server.addr.port());
-    expect(&mut alice, "Enter username, max 10 chars: ");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_leaves_cleanly_in_a_terminal() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = spawn_in_pty(addr.port());
+    expect(&mut alice, USERNAME_PROMPT);
     alice.send("alice\r").expect("type the name");
-    expect(&mut alice, "> alice: ");
+    expect(&mut alice, &prompt("alice"));
     alice.send("\x03").expect("send Ctrl-C");
     assert_eq!(exit_code(&alice), 0);
 }
 
-#[test]
-fn a_hostile_window_title_reaches_the_terminal_escaped() {
-    let server = Server::start(&[]);
-    let mut alice = spawn_in_pty(server.addr.port());
-    expect(&mut alice, "Enter username, max 10 chars: ");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_window_title_reaches_the_terminal_escaped() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = spawn_in_pty(addr.port());
+    expect(&mut alice, USERNAME_PROMPT);
     alice.send("alice\r").expect("type the name");
-    expect(&mut alice, "> alice: ");
+    expect(&mut alice, &prompt("alice"));
 
-    let mut evil = Peer::participant(server.addr, "evil");
-    evil.chat("\x1b]0;pwned\x07\x1b[2J");
-    expect(&mut alice, r">       evil: \x1b]0;pwned\x07\x1b[2J");
+    let mut evil = Peer::participant(addr, "evil").await;
+    evil.chat("\x1b]0;pwned\x07\x1b[2J").await;
+    expect(
+        &mut alice,
+        shown(&public_line("evil", r"\x1b]0;pwned\x07\x1b[2J")),
+    );
     alice.send("exit()\r").expect("type exit()");
     assert_eq!(exit_code(&alice), 0);
 }
@@ -148,6 +159,19 @@ impl Screen {
         }
     }
 
+    /// Waits for `frame`'s text after a `[HH:MM:SS] ` stamp.
+    fn expect_stamped(&mut self, frame: &ServerFrame) {
+        let text = shown(frame);
+        let escaped: String = text
+            .chars()
+            .flat_map(|c| {
+                let special = r"\.+*?()|[]{}^$".contains(c);
+                special.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        self.expect_regex(&format!(r"\[\d\d:\d\d:\d\d\] {escaped}"));
+    }
+
     fn expect_regex(&mut self, pattern: &str) {
         match self.pty.expect(Regex(pattern)) {
             Ok(found) => self.emulator.process(found.as_bytes()),
@@ -180,13 +204,13 @@ impl Screen {
 /// characters of the prompt are in front of it.
 fn alice_with_a_wrapped_line(port: u16) -> Screen {
     let mut alice = Screen::spawn(port, &[]);
-    alice.expect("Enter username, max 10 chars: ");
+    alice.expect(USERNAME_PROMPT);
     alice.send("alice\r");
-    alice.expect("User alice has joined");
-    alice.expect("> alice: ");
+    alice.expect(shown(&joined("alice")));
+    alice.expect(&prompt("alice"));
     let long = "x".repeat(70);
     alice.send(&long);
-    alice.expect(&format!("> alice: {long}"));
+    alice.expect(&format!("{}{long}", prompt("alice")));
     let rows = alice.rows();
     assert!(
         rows.iter().filter(|row| row.contains("xxxxx")).count() >= 2,
@@ -196,13 +220,13 @@ fn alice_with_a_wrapped_line(port: u16) -> Screen {
     alice
 }
 
-#[test]
-fn ctrl_u_on_a_line_wider_than_the_terminal_erases_every_row_of_it() {
-    let server = Server::start(&[]);
-    let mut alice = alice_with_a_wrapped_line(server.addr.port());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_u_on_a_line_wider_than_the_terminal_erases_every_row_of_it() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = alice_with_a_wrapped_line(addr.port());
     alice.send("\x15");
     alice.send("z");
-    alice.expect("> alice: z");
+    alice.expect(&format!("{}z", prompt("alice")));
     let rows = alice.rows();
     assert!(
         !rows.iter().any(|row| row.contains("xx")),
@@ -211,7 +235,7 @@ fn ctrl_u_on_a_line_wider_than_the_terminal_erases_every_row_of_it() {
     );
     assert_eq!(
         rows.iter()
-            .filter(|row| row.starts_with("> alice: z"))
+            .filter(|row| row.starts_with(&format!("{}z", prompt("alice"))))
             .count(),
         1,
         "{}",
@@ -219,22 +243,22 @@ fn ctrl_u_on_a_line_wider_than_the_terminal_erases_every_row_of_it() {
     );
 }
 
-#[test]
-fn enter_on_a_line_wider_than_the_terminal_leaves_it_on_screen_once() {
-    let server = Server::start(&[]);
-    let mut bob = Client::join("bob", server.addr.port());
-    let mut alice = alice_with_a_wrapped_line(server.addr.port());
-    bob.expect_line("User alice has joined");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enter_on_a_line_wider_than_the_terminal_leaves_it_on_screen_once() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut bob = Client::join("bob", addr.port());
+    let mut alice = alice_with_a_wrapped_line(addr.port());
+    bob.expect_shown(joined("alice"));
     alice.send("\r");
-    bob.expect_line(&format!(">      alice: {}", "x".repeat(70)));
+    bob.expect_shown(public_line("alice", &"x".repeat(70)));
     // A message from bob makes the client print and redraw once more.
     bob.send("seen");
-    alice.expect(">        bob: seen");
-    alice.expect("> alice: ");
+    alice.expect(shown(&public_line("bob", "seen")));
+    alice.expect(&prompt("alice"));
     let rows = alice.rows();
     let starts = rows
         .iter()
-        .filter(|row| row.starts_with("> alice: x"))
+        .filter(|row| row.starts_with(&format!("{}x", prompt("alice"))))
         .count();
     let xs: usize = rows
         .iter()
@@ -245,29 +269,29 @@ fn enter_on_a_line_wider_than_the_terminal_leaves_it_on_screen_once() {
     bob.close_stdin();
 }
 
-#[test]
-fn timestamps_start_every_room_line_in_a_terminal() {
-    let server = Server::start(&[]);
-    let mut alice = Screen::spawn(server.addr.port(), &["--timestamps"]);
-    alice.expect("Enter username, max 10 chars: ");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_start_every_room_line_in_a_terminal() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = Screen::spawn(addr.port(), &["--timestamps"]);
+    alice.expect(USERNAME_PROMPT);
     alice.send("alice\r");
-    alice.expect_regex(r"\[\d\d:\d\d:\d\d\] User alice has joined");
-    let mut bob = Peer::participant(server.addr, "bob");
-    alice.expect_regex(r"\[\d\d:\d\d:\d\d\] User bob has joined");
-    bob.chat("hi");
-    alice.expect_regex(r"\[\d\d:\d\d:\d\d\] >        bob: hi");
+    alice.expect_stamped(&joined("alice"));
+    let mut bob = Peer::participant(addr, "bob").await;
+    alice.expect_stamped(&joined("bob"));
+    bob.chat("hi").await;
+    alice.expect_stamped(&public_line("bob", "hi"));
 }
 
-#[test]
-fn silent_server_is_announced_and_ctrl_c_leaves_at_once() {
-    let (listener, port) = FakeServer::listen();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_is_announced_and_ctrl_c_leaves_at_once() {
+    let (listener, port) = listen().await;
     let mut pty = spawn_in_pty(port);
-    let mut server = FakeServer::accept(&listener);
-    assert_eq!(server.recv(), ClientFrame::Hello(Role::Participant));
+    let mut server = accept(&listener).await;
+    server.expect(ClientFrame::Hello(Role::Participant)).await;
     expect(&mut pty, &format!("Connecting to 127.0.0.1:{port}…"));
     pty.send("\x03").expect("send Ctrl-C");
     assert_eq!(exit_code(&pty), 0);
-    server.wait_for_close();
+    server.until_closed().await;
 }
 
 /// An interactive bash in a pty, with job control, as a user has it.
@@ -341,23 +365,29 @@ fn wait_for_lines(path: &PathBuf, lines: &[&str]) -> String {
     }
 }
 
-#[test]
-fn observer_logs_from_the_background_of_an_interactive_shell() {
-    let server = Server::start(&[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_logs_from_the_background_of_an_interactive_shell() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     let log = scratch("background");
     let mut shell = Shell::start();
     let remarks = log.with_file_name("remarks.txt");
     shell.run(&format!(
         "'{CLIENT}' --ip 127.0.0.1 --port {} --observe > '{}' 2> '{}' &",
-        server.addr.port(),
+        addr.port(),
         log.display(),
         remarks.display()
     ));
     // Its banner says it is in the room; alice joins after that.
     wait_for_lines(&remarks, &[OBSERVING_FROM_A_SCRIPT]);
-    let mut alice = Peer::participant(server.addr, "alice");
-    alice.chat("hello log");
-    let text = wait_for_lines(&log, &["User alice has joined", ">      alice: hello log"]);
+    let mut alice = Peer::participant(addr, "alice").await;
+    alice.chat("hello log").await;
+    let text = wait_for_lines(
+        &log,
+        &[
+            shown(&joined("alice")),
+            shown(&public_line("alice", "hello log")),
+        ],
+    );
     assert!(!text.contains("Stopped"), "{text}");
     let jobs = shell.run("jobs");
     assert!(jobs.contains("Running"), "the job is not running: {jobs:?}");
@@ -366,23 +396,24 @@ fn observer_logs_from_the_background_of_an_interactive_shell() {
     assert_eq!(shell.last_status(), "0", "SIGTERM leaves cleanly");
 }
 
-#[test]
-fn observer_with_input_from_dev_null_logs_until_ctrl_c() {
-    let server = Server::start(&[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_with_input_from_dev_null_logs_until_ctrl_c() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     let mut shell = Shell::start();
     shell
         .pty
         .send_line(format!(
             "'{CLIENT}' --ip 127.0.0.1 --port {} --observe < /dev/null",
-            server.addr.port()
+            addr.port()
         ))
         .expect("type the command");
     if let Err(e) = shell.pty.expect(OBSERVING_FROM_A_SCRIPT) {
         panic!("no observer banner: {e}");
     }
-    let mut alice = Peer::participant(server.addr, "alice");
-    alice.chat("still here");
-    for line in ["User alice has joined", ">      alice: still here"] {
+    let mut alice = Peer::participant(addr, "alice").await;
+    alice.chat("still here").await;
+    for frame in [joined("alice"), public_line("alice", "still here")] {
+        let line = shown(&frame);
         if let Err(e) = shell.pty.expect(line) {
             panic!("the observer never showed {line:?}: {e}");
         }

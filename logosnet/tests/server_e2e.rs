@@ -1,86 +1,98 @@
-//! End-to-end tests of the real `logosnet_server` binary over TCP: the
-//! protocol as a client written from docs/PROTOCOL.md would see it.
+//! End-to-end tests of the server over TCP: the protocol as a client
+//! written from docs/PROTOCOL.md would see it. The server runs in this
+//! process (`testkit::spawn_server`); the real binary is started only for
+//! what needs a process: its exit status on SIGTERM and on bad arguments,
+//! its address parsing, `--help`.
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, Role, ServerFrame, encode};
-use support::{Peer, Server, message, notice};
+use logosnet::protocol::{
+    ClientFrame, MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, Role, ServerFrame, joined,
+    left, no_hello_within, no_such_user, observers_only_read, private_line, public_line,
+    shutdown_notice, too_long_warning,
+};
+use logosnet::server::ServerConfig;
+use support::Server;
+use testkit::peer::frame_bytes;
+use testkit::{Peer, spawn_server, unthrottled};
+use tokio::io::AsyncReadExt;
 
-#[test]
-fn handshake_join_chat_private_and_leave() {
-    let server = Server::start(&[]);
-    let mut observer = Peer::hello(server.addr, Role::Observer);
-    let mut alice = Peer::participant(server.addr, "alice");
-    observer.expect(notice("User alice has joined"));
-    let mut bob = Peer::participant(server.addr, "bob");
-    alice.expect(notice("User bob has joined"));
-    observer.expect(notice("User bob has joined"));
+/// How long a test looks for a frame that must not come.
+const QUIET: Duration = Duration::from_millis(200);
 
-    alice.chat("hi");
-    bob.expect(message(">      alice: hi"));
-    observer.expect(message(">      alice: hi"));
+#[tokio::test]
+async fn handshake_join_chat_private_and_leave() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut observer = Peer::observer(addr, "observer").await;
+    let mut alice = Peer::participant(addr, "alice").await;
+    observer.expect(joined("alice")).await;
+    let mut bob = Peer::participant(addr, "bob").await;
+    alice.expect(joined("bob")).await;
+    observer.expect(joined("bob")).await;
 
-    bob.chat("@alice psst");
-    alice.expect(message("%        bob: @alice psst"));
+    alice.chat("hi").await;
+    bob.expect(public_line("alice", "hi")).await;
+    observer.expect(public_line("alice", "hi")).await;
 
-    bob.chat("@carol anyone?");
-    bob.expect(notice("Warning: user carol doesn't exist"));
+    bob.chat("@alice psst").await;
+    alice.expect(private_line("bob", "@alice psst")).await;
+
+    bob.chat("@carol anyone?").await;
+    bob.expect(no_such_user("carol")).await;
 
     drop(bob);
-    alice.expect(notice("User bob has left"));
-    observer.expect(notice("User bob has left"));
+    alice.expect(left("bob")).await;
+    observer.expect(left("bob")).await;
     // The private line and the warning reached nobody else.
-    alice.chat("still here");
-    observer.expect(message(">      alice: still here"));
+    alice.chat("still here").await;
+    observer.expect(public_line("alice", "still here")).await;
 }
 
-#[test]
-fn example_bytes_on_the_wire() {
-    let server = Server::start(&[]);
-    let mut peer = Peer::connect(server.addr);
-    peer.send_raw(&[0, 0, 0, 2, 0, 0]);
+#[tokio::test]
+async fn example_bytes_on_the_wire() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut peer = Peer::connect("raw", addr).await;
+    peer.send_raw(&[0, 0, 0, 2, 0, 0]).await;
     let mut reply = [0u8; 5];
-    peer.stream.read_exact(&mut reply).unwrap();
+    peer.stream().read_exact(&mut reply).await.unwrap();
     assert_eq!(reply, [0, 0, 0, 1, 0], "Accepted");
-    peer.send_raw(&[0, 0, 0, 5, 1, 3, b'b', b'o', b'b']);
+    peer.send_raw(&[0, 0, 0, 5, 1, 3, b'b', b'o', b'b']).await;
     let mut reply = [0u8; 5];
-    peer.stream.read_exact(&mut reply).unwrap();
+    peer.stream().read_exact(&mut reply).await.unwrap();
     assert_eq!(reply, [0, 0, 0, 1, 2], "UsernameAccepted");
 }
 
-#[test]
-fn one_and_two_byte_writes_are_reassembled() {
-    let server = Server::start(&[]);
-    let mut alice = Peer::participant(server.addr, "alice");
+#[tokio::test]
+async fn one_and_two_byte_writes_are_reassembled() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = Peer::participant(addr, "alice").await;
     for piece in [1, 2] {
-        let mut peer = Peer::connect(server.addr);
         let name = format!("p{piece}");
-        let mut bytes = encode(&ClientFrame::Hello(Role::Participant)).to_vec();
-        bytes.extend_from_slice(&encode(&ClientFrame::Username(name.clone())));
-        bytes.extend_from_slice(&encode(&ClientFrame::Chat("piecewise".into())));
-        for chunk in bytes.chunks(piece) {
-            peer.send_raw(chunk);
-            peer.stream.flush().unwrap();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        peer.expect(ServerFrame::Accepted);
-        peer.expect(ServerFrame::UsernameAccepted);
-        alice.expect(notice(&format!("User {name} has joined")));
-        alice.expect(message(&format!("> {name:>10}: piecewise")));
+        let mut peer = Peer::connect(&name, addr).await.writing_in_pieces(piece);
+        peer.send_batch(&[
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Username(name.clone()),
+            ClientFrame::Chat("piecewise".into()),
+        ])
+        .await;
+        peer.expect(ServerFrame::Accepted).await;
+        peer.expect(ServerFrame::UsernameAccepted).await;
+        alice.expect(joined(&name)).await;
+        alice.expect(public_line(&name, "piecewise")).await;
         drop(peer);
-        alice.expect(notice(&format!("User {name} has left")));
+        alice.expect(left(&name)).await;
     }
 }
 
-#[test]
-fn username_rules_over_the_wire() {
-    let server = Server::start(&[]);
-    let _alice = Peer::participant(server.addr, "alice");
-    let mut p = Peer::hello(server.addr, Role::Participant);
+#[tokio::test]
+async fn username_rules_over_the_wire() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _alice = Peer::participant(addr, "alice").await;
+    let mut p = Peer::connect("naming", addr).await;
+    p.hello(Role::Participant).await;
     for (name, reply) in [
         ("", ServerFrame::UsernameInvalid),
         ("elevenchars", ServerFrame::UsernameInvalid),
@@ -89,62 +101,62 @@ fn username_rules_over_the_wire() {
         ("alice", ServerFrame::UsernameTaken),
         ("ten_chars_", ServerFrame::UsernameAccepted),
     ] {
-        p.send(&ClientFrame::Username(name.into()));
-        assert_eq!(p.recv(), reply, "{name:?}");
+        p.send(&ClientFrame::Username(name.into())).await;
+        assert_eq!(p.recv().await, reply, "{name:?}");
     }
 }
 
-#[test]
-fn message_cap_is_1000_characters() {
-    let server = Server::start(&[]);
-    let mut alice = Peer::participant(server.addr, "alice");
-    let mut bob = Peer::participant(server.addr, "bob");
-    alice.expect(notice("User bob has joined"));
-    alice.chat(&"a".repeat(1001));
-    assert!(matches!(alice.recv(), ServerFrame::Notice(w) if w.starts_with("Warning")));
-    let whole = "b".repeat(1000);
-    alice.chat(&whole);
-    bob.expect(message(&format!(">      alice: {whole}")));
+#[tokio::test]
+async fn message_cap_is_1000_characters() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = Peer::participant(addr, "alice").await;
+    let mut bob = Peer::participant(addr, "bob").await;
+    alice.expect(joined("bob")).await;
+    alice.chat(&"a".repeat(MAX_MESSAGE_CHARS + 1)).await;
+    alice.expect(too_long_warning()).await;
+    let whole = "b".repeat(MAX_MESSAGE_CHARS);
+    alice.chat(&whole).await;
+    bob.expect(public_line("alice", &whole)).await;
 }
 
-#[test]
-fn observers_are_read_only() {
-    let server = Server::start(&[]);
-    let mut alice = Peer::participant(server.addr, "alice");
-    let mut observer = Peer::hello(server.addr, Role::Observer);
-    observer.chat("can anyone hear me?");
-    assert!(matches!(observer.recv(), ServerFrame::Notice(w) if w.starts_with("Warning")));
-    alice.expect_silence(Duration::from_millis(200));
-    alice.chat("ping");
-    observer.expect(message(">      alice: ping"));
+#[tokio::test]
+async fn observers_are_read_only() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = Peer::participant(addr, "alice").await;
+    let mut observer = Peer::observer(addr, "observer").await;
+    observer.chat("can anyone hear me?").await;
+    observer.expect(observers_only_read()).await;
+    alice.expect_quiet(QUIET).await;
+    alice.chat("ping").await;
+    observer.expect(public_line("alice", "ping")).await;
 }
 
-#[test]
-fn capacity_is_255_of_each_and_a_freed_slot_is_reusable() {
-    let server = Server::start(&[]);
-    let participants: Vec<Peer> = (0..255)
-        .map(|_| Peer::hello(server.addr, Role::Participant))
-        .collect();
-    let mut observers: Vec<Peer> = (0..255)
-        .map(|_| Peer::hello(server.addr, Role::Observer))
-        .collect();
+#[tokio::test]
+async fn capacity_is_255_of_each_and_a_freed_slot_is_reusable() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let participants = Peer::crowd(addr, Role::Participant, MAX_PARTICIPANTS).await;
+    let mut observers = Peer::crowd(addr, Role::Observer, MAX_OBSERVERS).await;
     for role in [Role::Participant, Role::Observer] {
-        let mut extra = Peer::connect(server.addr);
-        extra.send(&ClientFrame::Hello(role));
-        assert_eq!(extra.until_closed(), vec![ServerFrame::Full], "{role:?}");
+        let mut extra = Peer::connect("extra", addr).await;
+        extra.send(&ClientFrame::Hello(role)).await;
+        assert_eq!(
+            extra.until_closed().await,
+            vec![ServerFrame::Full],
+            "{role:?}"
+        );
     }
     drop(observers.pop());
     // The slot frees when the server sees the close; retry briefly.
     let mut admitted = None;
     for _ in 0..100 {
-        let mut again = Peer::connect(server.addr);
-        again.send(&ClientFrame::Hello(Role::Observer));
-        match again.recv() {
+        let mut again = Peer::connect("again", addr).await;
+        again.send(&ClientFrame::Hello(Role::Observer)).await;
+        match again.recv().await {
             ServerFrame::Accepted => {
                 admitted = Some(again);
                 break;
             }
-            ServerFrame::Full => std::thread::sleep(Duration::from_millis(20)),
+            ServerFrame::Full => tokio::time::sleep(Duration::from_millis(20)).await,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -152,10 +164,10 @@ fn capacity_is_255_of_each_and_a_freed_slot_is_reusable() {
     drop(participants);
 }
 
-#[test]
-fn hostile_lengths_get_a_protocol_error_and_the_server_keeps_serving() {
-    let server = Server::start(&[]);
-    let mut alice = Peer::participant(server.addr, "alice");
+#[tokio::test]
+async fn hostile_lengths_get_a_protocol_error_and_the_server_keeps_serving() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = Peer::participant(addr, "alice").await;
     for (bytes, reason) in [
         (
             &[0u8, 0, 0, 0][..],
@@ -178,81 +190,80 @@ fn hostile_lengths_get_a_protocol_error_and_the_server_keeps_serving() {
             "undecodable payload: trailing bytes after the message",
         ),
     ] {
-        let mut hostile = Peer::connect(server.addr);
-        hostile.send_raw(bytes);
+        let mut hostile = Peer::connect("hostile", addr).await;
+        hostile.send_raw(bytes).await;
         assert_eq!(
-            hostile.until_closed(),
+            hostile.until_closed().await,
             vec![ServerFrame::ProtocolError(reason.into())]
         );
     }
     // A named participant that breaks the framing is announced as left.
-    let mut mallory = Peer::participant(server.addr, "mallory");
-    alice.expect(notice("User mallory has joined"));
-    mallory.send_raw(&[0, 0, 0, 4, 2, 2, 0xff, 0xfe]);
+    let mut mallory = Peer::participant(addr, "mallory").await;
+    alice.expect(joined("mallory")).await;
+    mallory.send_raw(&[0, 0, 0, 4, 2, 2, 0xff, 0xfe]).await;
     assert_eq!(
-        mallory.until_closed(),
+        mallory.until_closed().await,
         vec![ServerFrame::ProtocolError(
             "undecodable payload: invalid UTF-8 in a string".into()
         )]
     );
-    alice.expect(notice("User mallory has left"));
-    let mut bob = Peer::participant(server.addr, "bob");
-    alice.expect(notice("User bob has joined"));
-    bob.chat("all good");
-    alice.expect(message(">        bob: all good"));
+    alice.expect(left("mallory")).await;
+    let mut bob = Peer::participant(addr, "bob").await;
+    alice.expect(joined("bob")).await;
+    bob.chat("all good").await;
+    alice.expect(public_line("bob", "all good")).await;
 }
 
-#[test]
-fn disconnect_mid_frame_delivers_nothing_partial_and_announces_the_leave() {
-    let server = Server::start(&[]);
-    let mut observer = Peer::hello(server.addr, Role::Observer);
-    let whole = encode(&ClientFrame::Chat("never seen".into()));
+#[tokio::test]
+async fn disconnect_mid_frame_delivers_nothing_partial_and_announces_the_leave() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut observer = Peer::observer(addr, "observer").await;
+    let whole = frame_bytes(&ClientFrame::Chat("never seen".into()));
     for (i, cut) in [2, 4, whole.len() - 1].into_iter().enumerate() {
         let name = format!("cut{i}");
-        let mut quitter = Peer::participant(server.addr, &name);
-        observer.expect(notice(&format!("User {name} has joined")));
-        quitter.send_raw(&whole[..cut]);
+        let mut quitter = Peer::participant(addr, &name).await;
+        observer.expect(joined(&name)).await;
+        quitter.send_raw(&whole[..cut]).await;
         drop(quitter);
-        observer.expect(notice(&format!("User {name} has left")));
+        observer.expect(left(&name)).await;
     }
 }
 
-#[test]
-fn never_reading_client_is_dropped_and_others_get_every_message() {
+#[tokio::test]
+async fn never_reading_client_is_dropped_and_others_get_every_message() {
     // Flood control off: the sender must outrun the kernel's buffers.
-    let server = Server::start(&["--flood-rate", "0"]);
-    let mut reader = Peer::participant(server.addr, "reader");
+    let (addr, _server) = spawn_server(unthrottled()).await;
+    let mut reader = Peer::participant(addr, "reader").await;
     // The sloth never reads; a small receive buffer makes its queue fill
     // after fewer messages.
     let sloth = {
-        let socket = socket_with_small_receive_buffer(server.addr);
-        let mut peer = Peer::from_stream(socket);
-        peer.send(&ClientFrame::Hello(Role::Participant));
-        peer.send(&ClientFrame::Username("sloth".into()));
+        let mut peer = Peer::new("sloth", socket_with_small_receive_buffer(addr).await);
+        peer.send(&ClientFrame::Hello(Role::Participant)).await;
+        peer.send(&ClientFrame::Username("sloth".into())).await;
         peer
     };
-    reader.expect(notice("User sloth has joined"));
-    let mut sender = Peer::participant(server.addr, "sender");
-    reader.expect(notice("User sender has joined"));
+    reader.expect(joined("sloth")).await;
+    let mut sender = Peer::participant(addr, "sender").await;
+    reader.expect(joined("sender")).await;
 
-    let line = "z".repeat(1000);
+    let line = "z".repeat(MAX_MESSAGE_CHARS);
+    let delivered = public_line("sender", &line);
     let mut sent = 0;
     let mut dropped = false;
     // At least 3,000 messages of 1000 characters; keep going (bounded) until
     // the sloth's queue overflows past the kernel's socket buffers.
     while sent < 20_000 && !(dropped && sent >= 3_000) {
         for _ in 0..500 {
-            sender.chat(&line);
+            sender.chat(&line).await;
             sent += 1;
         }
         for _ in 0..500 {
-            match reader.recv() {
-                ServerFrame::Message(m) => assert_eq!(m, format!(">     sender: {line}")),
-                ServerFrame::Notice(n) if n == "User sloth has left" => {
-                    dropped = true;
-                    assert!(matches!(reader.recv(), ServerFrame::Message(_)));
-                }
-                other => panic!("unexpected {other:?}"),
+            let frame = reader.recv().await;
+            if frame == left("sloth") {
+                dropped = true;
+                assert_eq!(reader.recv().await, delivered);
+            } else {
+                assert_eq!(frame, delivered);
             }
         }
     }
@@ -262,43 +273,50 @@ fn never_reading_client_is_dropped_and_others_get_every_message() {
     );
     drop(sloth);
     // Still serving.
-    sender.chat("after");
-    reader.expect(message(">     sender: after"));
+    sender.chat("after").await;
+    reader.expect(public_line("sender", "after")).await;
 }
 
-#[test]
-fn silent_connection_is_closed_at_the_hello_timeout() {
-    let server = Server::start(&["--hello-timeout", "0.5"]);
-    let mut silent = Peer::connect(server.addr);
+#[tokio::test]
+async fn silent_connection_is_closed_at_the_hello_timeout() {
+    let mut config = ServerConfig::default();
+    config.room.hello_timeout = Duration::from_millis(500);
+    let (addr, _server) = spawn_server(config).await;
+    let mut silent = Peer::connect("silent", addr).await;
     assert_eq!(
-        silent.until_closed(),
-        vec![ServerFrame::ProtocolError("no Hello within 0.5 s".into())]
+        silent.until_closed().await,
+        vec![no_hello_within(Duration::from_millis(500))]
     );
 }
 
-#[test]
-fn shutdown_notifies_everyone_and_exits_zero() {
+#[tokio::test]
+async fn shutdown_notifies_everyone() {
+    let (addr, server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = Peer::participant(addr, "alice").await;
+    let mut observer = Peer::observer(addr, "observer").await;
+    server.shut_down().await;
+    assert_eq!(alice.until_closed().await, vec![shutdown_notice()]);
+    assert_eq!(observer.until_closed().await, vec![shutdown_notice()]);
+}
+
+/// The binary's part of a shutdown: SIGTERM reaches `serve`, and the
+/// process exits 0 once every client was told.
+#[tokio::test]
+async fn sigterm_notifies_everyone_and_exits_zero() {
     let mut server = Server::start(&[]);
-    let mut alice = Peer::participant(server.addr, "alice");
-    let mut observer = Peer::hello(server.addr, Role::Observer);
+    let mut alice = Peer::participant(server.addr, "alice").await;
     let status = server.signal_and_wait("TERM");
     assert!(status.success(), "{status:?}");
-    assert_eq!(
-        alice.until_closed(),
-        vec![notice("Server is shutting down")]
-    );
-    assert_eq!(
-        observer.until_closed(),
-        vec![notice("Server is shutting down")]
-    );
+    assert_eq!(alice.until_closed().await, vec![shutdown_notice()]);
 }
 
-#[test]
-fn listens_on_ipv6_and_host_names() {
+/// `--ip` takes IPv6 addresses and host names (the binary resolves them).
+#[tokio::test]
+async fn listens_on_ipv6_and_host_names() {
     for ip in ["::1", "localhost"] {
         let server = Server::start_on(ip, &[]);
-        let mut peer = Peer::hello(server.addr, Role::Observer);
-        peer.expect_silence(Duration::from_millis(50));
+        let mut peer = Peer::observer(server.addr, ip).await;
+        peer.expect_quiet(Duration::from_millis(50)).await;
     }
 }
 
@@ -340,15 +358,8 @@ fn help_shows_the_options_and_description() {
     );
 }
 
-fn socket_with_small_receive_buffer(addr: std::net::SocketAddr) -> std::net::TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let stream = socket.connect(addr).await.unwrap();
-        stream.into_std().unwrap()
-    })
+async fn socket_with_small_receive_buffer(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
 }

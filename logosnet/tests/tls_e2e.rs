@@ -2,7 +2,9 @@
 //! plaintext and a TLS port, the real `logosnet_client` on either, with a
 //! CA and certificate made for each test (devcerts). Covers the room shared
 //! across both ports, the one-line failures (wrong CA, each mismatch) and a
-//! handshake that never finishes.
+//! handshake that never finishes. The binary is the server here because
+//! its TLS options — the two ports, the certificate and key files — are
+//! what is under test; the peers are `testkit`'s.
 
 mod client_harness;
 mod support;
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use client_harness::Client;
 use devcerts::{KeyKind, TempSet};
-use logosnet::protocol::Role;
-use support::{Peer, Server, notice};
+use logosnet::protocol::{joined, left, private_line, public_line};
+use support::Server;
+use testkit::Peer;
 
 /// A server on 127.0.0.1 with a plaintext and a TLS port, and the files.
 struct TlsServer {
@@ -69,29 +72,29 @@ fn tls_and_plaintext_clients_share_one_room() {
     // Over TLS, by host name (checked against its DNS SAN).
     let mut alice = room.tls_client("alice", "localhost", &[]);
     alice.send("alice");
-    alice.expect_line("User alice has joined");
-    observer.expect_line("User alice has joined");
+    alice.expect_shown(joined("alice"));
+    observer.expect_shown(joined("alice"));
     // Over plaintext, the same room.
     let mut bob = Client::join("bob", room.plain.port());
-    alice.expect_line("User bob has joined");
-    observer.expect_line("User bob has joined");
+    alice.expect_shown(joined("bob"));
+    observer.expect_shown(joined("bob"));
 
     alice.send("hello from TLS");
-    bob.expect_line(">      alice: hello from TLS");
-    observer.expect_line(">      alice: hello from TLS");
+    bob.expect_shown(public_line("alice", "hello from TLS"));
+    observer.expect_shown(public_line("alice", "hello from TLS"));
     bob.send("hello in plaintext");
-    alice.expect_line(">        bob: hello in plaintext");
-    observer.expect_line(">        bob: hello in plaintext");
+    alice.expect_shown(public_line("bob", "hello in plaintext"));
+    observer.expect_shown(public_line("bob", "hello in plaintext"));
     bob.send("@alice just you");
-    alice.expect_line("%        bob: @alice just you");
+    alice.expect_shown(private_line("bob", "@alice just you"));
 
     alice.send("exit()");
     assert_eq!(alice.wait().code(), Some(0));
-    bob.expect_line("User alice has left");
-    observer.expect_line("User alice has left");
+    bob.expect_shown(left("alice"));
+    observer.expect_shown(left("alice"));
     bob.send("exit()");
     assert_eq!(bob.wait().code(), Some(0));
-    observer.expect_line("User bob has left");
+    observer.expect_shown(left("bob"));
     drop(room.server);
 }
 
@@ -149,10 +152,10 @@ fn a_certificate_from_another_ca_is_one_line_and_exit_1() {
     );
 }
 
-#[test]
-fn each_mismatch_says_what_happened_and_costs_the_room_nothing() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mismatch_says_what_happened_and_costs_the_room_nothing() {
     let room = tls_server(&[]);
-    let mut watcher = Peer::hello(room.plain, Role::Observer);
+    let mut watcher = Peer::observer(room.plain, "watcher").await;
 
     let plaintext_at_tls = Client::start("plain", room.tls.port(), &[]);
     assert_eq!(
@@ -178,15 +181,15 @@ fn each_mismatch_says_what_happened_and_costs_the_room_nothing() {
         )
     );
     // Neither reached the room: the next thing the watcher sees is this.
-    let _carol = Peer::participant(room.plain, "carol");
-    watcher.expect(notice("User carol has joined"));
+    let _carol = Peer::participant(room.plain, "carol").await;
+    watcher.expect(joined("carol")).await;
 }
 
-#[test]
-fn a_handshake_that_never_finishes_is_closed_at_the_hello_timeout() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_never_finishes_is_closed_at_the_hello_timeout() {
     let hello_timeout = Duration::from_millis(500);
     let room = tls_server(&["--hello-timeout", "0.5"]);
-    let mut watcher = Peer::hello(room.plain, Role::Observer);
+    let mut watcher = Peer::observer(room.plain, "watcher").await;
     let started = Instant::now();
     let mut stalled = TcpStream::connect(room.tls).expect("connect");
     stalled
@@ -207,6 +210,6 @@ fn a_handshake_that_never_finishes_is_closed_at_the_hello_timeout() {
         started.elapsed()
     );
     // The room never saw it, and still serves.
-    let _dave = Peer::participant(room.plain, "dave");
-    watcher.expect(notice("User dave has joined"));
+    let _dave = Peer::participant(room.plain, "dave").await;
+    watcher.expect(joined("dave")).await;
 }

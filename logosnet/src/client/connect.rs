@@ -24,7 +24,9 @@ pub(crate) type ServerStream = Either<TcpStream, TlsStream<TcpStream>>;
 /// What a TLS connection needs before it connects: whom to trust, and the
 /// name the server's certificate must carry.
 pub(crate) struct TlsTarget {
+    /// Whom to trust: the CA file or the system's roots.
     connector: TlsConnector,
+    /// The name or address the certificate must carry (`--ip`).
     name: ServerName<'static>,
 }
 

@@ -31,6 +31,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::username::is_default_ignorable;
+
 /// The text with every character a terminal would act on, every invisible
 /// one and the backslash replaced by a visible escape: C0 controls (except
 /// tab) and DEL as `\x1b`-style hex, C1 controls and invisible characters
@@ -92,38 +94,15 @@ fn is_visible_non_ascii(c: char) -> bool {
     !c.is_ascii() && !c.is_control() && !c.is_whitespace() && !is_default_ignorable(c)
 }
 
-/// The Unicode property Default_Ignorable_Code_Point (DerivedCoreProperties,
-/// unchanged since Unicode 14): characters a renderer shows as nothing.
-fn is_default_ignorable(c: char) -> bool {
-    matches!(
-        c as u32,
-        0x00AD
-            | 0x034F
-            | 0x061C
-            | 0x115F..=0x1160
-            | 0x17B4..=0x17B5
-            | 0x180B..=0x180F
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0x3164
-            | 0xFE00..=0xFE0F
-            | 0xFEFF
-            | 0xFFA0
-            | 0xFFF0..=0xFFF8
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol;
 
     #[test]
     fn plain_text_is_borrowed_unchanged() {
-        let text = ">      alice: héllo wörld 👋 @bob";
+        let line = protocol::public_line("alice", "héllo wörld 👋 @bob");
+        let text = line.text().unwrap_or_default();
         assert!(matches!(sanitize(text), Cow::Borrowed(t) if t == text));
     }
 
@@ -148,10 +127,9 @@ mod tests {
 
     #[test]
     fn newline_cannot_fake_a_second_line() {
-        assert_eq!(
-            sanitize("hi\nUser bob has left"),
-            "hi\\x0aUser bob has left"
-        );
+        let fake = protocol::left("bob");
+        let fake = fake.text().unwrap_or_default();
+        assert_eq!(sanitize(&format!("hi\n{fake}")), format!("hi\\x0a{fake}"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! (SIGINT, SIGTERM, SIGHUP), the front end's input, the server's next
 //! frame and, until the server has answered, the connect timeout — feeds
 //! whichever comes first to the session, and carries out the actions the
-//! session answers with. Frames are read with [`FrameReader`] and written
-//! with [`write_frame`]: the library's codec, not a copy of it.
+//! session answers with. Frames are read and written through two
+//! [`Connection`]s, one per half of the stream: the library's codec, not a
+//! copy of it.
 //!
 //! Connecting is one phase with one deadline (`--connect-timeout`):
 //! resolving, the TCP connection and the wait for the server's answer to
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::framed::{FrameReader, ReadError, write_frame};
+use crate::connection::{Connection, ReadError};
 use crate::protocol::{FrameError, ServerFrame};
 use crate::tls::is_tls_record_header;
 
@@ -129,23 +130,23 @@ pub(crate) async fn run<F: FrontEnd>(
         }
     };
     let server = addr.to_string();
-    let (read_half, write_half) = tokio::io::split(stream);
+    let (reader, writer) = Connection::new(stream).split();
     let mut run = Running {
         front,
         session: Session::with_input(config.role, server, behaviour.mode),
-        reader: FrameReader::new(read_half),
+        reader,
         signals,
         timestamps: config.timestamps,
     };
-    let mut write_half = Some(write_half);
+    let mut writer = Some(writer);
     loop {
         while let Some(action) = run.session.poll_action() {
             let done = match action {
                 Action::Send(frame) => {
-                    let Some(writer) = write_half.as_mut() else {
+                    let Some(writer) = writer.as_mut() else {
                         continue;
                     };
-                    match tokio::time::timeout(WRITE_TIMEOUT, write_frame(writer, &frame)).await {
+                    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(&frame)).await {
                         Ok(Ok(())) => Ok(()),
                         // The server may have closed with a last word (a
                         // shutdown notice, a protocol error) still unread:
@@ -166,8 +167,8 @@ pub(crate) async fn run<F: FrontEnd>(
                 Action::Status(line) => run.front.status(&line),
                 Action::Prompt(prompt) => run.front.set_prompt(&prompt),
                 Action::End(Ending::Left) => {
-                    if let Some(writer) = write_half.take() {
-                        run.leave(writer).await;
+                    if let Some(writer) = writer.take() {
+                        run.leave(writer.into_inner()).await;
                     }
                     return Ending::Left;
                 }
@@ -186,7 +187,7 @@ pub(crate) async fn run<F: FrontEnd>(
                 Ok(input) => run.session.handle_input(input),
                 Err(e) => return Ending::Terminal(e.to_string()),
             },
-            frame = run.reader.next::<ServerFrame>() => match frame {
+            frame = run.reader.read_frame::<ServerFrame>() => match frame {
                 Ok(Some(frame)) => run.session.handle_frame(frame),
                 Ok(None) => run.session.handle_server_closed(),
                 Err(ReadError::Io(e)) => return lost(&run.session, &e),
@@ -219,10 +220,15 @@ fn connecting_notice(target: &str) -> String {
 
 /// The connected part of a run.
 struct Running<'f, F> {
+    /// The terminal or pipe front end.
     front: &'f mut F,
+    /// The client's rules.
     session: Session,
-    reader: FrameReader<ReadHalf<ServerStream>>,
+    /// Frames from the server.
+    reader: Connection<ReadHalf<ServerStream>>,
+    /// SIGINT, SIGTERM and SIGHUP.
     signals: LeaveSignals,
+    /// Whether room lines are shown with the time first.
     timestamps: bool,
 }
 
@@ -261,7 +267,7 @@ impl<F: FrontEnd> Running<'_, F> {
                 biased;
                 () = self.signals.recv() => return None,
                 () = &mut deadline => return None,
-                frame = self.reader.next::<ServerFrame>() => match frame {
+                frame = self.reader.read_frame::<ServerFrame>() => match frame {
                     Ok(Some(frame)) => {
                         self.session.handle_frame(frame);
                         false

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use super::driver::FrontEnd;
 use super::session::{Input, Prompt};
-use crate::room::MAX_MESSAGE_CHARS;
+use crate::protocol::MAX_MESSAGE_CHARS;
 
 /// Bytes of one input line the reader holds: the longest chat line (every
 /// character four bytes of UTF-8) plus a CR. Anything longer cannot be sent

@@ -20,9 +20,10 @@
 
 use std::collections::VecDeque;
 
-use crate::protocol::{ClientFrame, Role, ServerFrame};
-use crate::room::MAX_MESSAGE_CHARS;
-use crate::username::{self, MAX_USERNAME_CHARS, UsernameError};
+use crate::protocol::{
+    self, ClientFrame, MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, PUBLIC_MARK, Role, ServerFrame,
+};
+use crate::username::{self, UsernameError};
 
 use super::display::sanitize;
 use super::ending::Ending;
@@ -79,7 +80,7 @@ impl Prompt {
         match self {
             Prompt::Waiting | Prompt::Observing => String::new(),
             Prompt::Username => USERNAME_PROMPT.to_owned(),
-            Prompt::Chat(name) => format!("> {name}: "),
+            Prompt::Chat(name) => format!("{PUBLIC_MARK} {name}: "),
         }
     }
 }
@@ -121,10 +122,15 @@ enum Phase {
 /// The client protocol state machine. See the module docs.
 #[derive(Debug)]
 pub struct Session {
+    /// Participant or observer.
     role: Role,
+    /// A person at a terminal or a script.
     mode: InputMode,
+    /// Where the conversation with the server is.
     phase: Phase,
+    /// What the driver has yet to do, in order.
     actions: VecDeque<Action>,
+    /// The server's address as the user gave it, for messages.
     server: String,
     /// Whether a whole frame has come from the server yet.
     answered: bool,
@@ -309,8 +315,8 @@ impl Session {
             }
             Phase::Chatting { .. } => {
                 let chars = line.chars().count();
-                if line.trim().is_empty() {
-                    // Nothing to say.
+                if protocol::is_blank(&line) {
+                    // Nothing to say; the server would drop it too.
                 } else if chars > MAX_MESSAGE_CHARS {
                     self.push(Action::Status(format!(
                         "Line not sent: it has {chars} characters, the limit is {MAX_MESSAGE_CHARS}"
@@ -320,7 +326,7 @@ impl Session {
                 }
             }
             Phase::Observing => {
-                if !line.trim().is_empty() {
+                if !protocol::is_blank(&line) {
                     self.push(Action::Status(
                         "Observers cannot send messages; type exit() to leave".into(),
                     ));
@@ -407,445 +413,4 @@ fn frame_name(frame: &ServerFrame) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SERVER: &str = "127.0.0.1:8021";
-
-    fn drain(session: &mut Session) -> Vec<Action> {
-        std::iter::from_fn(|| session.poll_action()).collect()
-    }
-
-    fn line(text: &str) -> Input {
-        Input::Line(text.to_owned())
-    }
-
-    fn participant_named(name: &str) -> Session {
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_frame(ServerFrame::Accepted);
-        s.handle_input(line(name));
-        s.handle_frame(ServerFrame::UsernameAccepted);
-        drain(&mut s);
-        s
-    }
-
-    fn ending(actions: &[Action]) -> Option<&Ending> {
-        actions.iter().find_map(|a| match a {
-            Action::End(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    #[test]
-    fn starts_with_hello_for_its_role() {
-        for role in [Role::Participant, Role::Observer] {
-            let mut s = Session::new(role, SERVER);
-            assert_eq!(
-                drain(&mut s),
-                [
-                    Action::Prompt(Prompt::Waiting),
-                    Action::Send(ClientFrame::Hello(role))
-                ]
-            );
-            assert!(!s.wants_input(), "no input before Accepted");
-        }
-    }
-
-    #[test]
-    fn accepted_participant_is_asked_for_a_name() {
-        let mut s = Session::new(Role::Participant, SERVER);
-        drain(&mut s);
-        s.handle_frame(ServerFrame::Accepted);
-        assert_eq!(drain(&mut s), [Action::Prompt(Prompt::Username)]);
-        assert!(s.wants_input());
-        s.handle_input(line("Michael"));
-        assert_eq!(
-            drain(&mut s),
-            [
-                Action::Send(ClientFrame::Username("Michael".into())),
-                Action::Prompt(Prompt::Waiting)
-            ]
-        );
-        assert!(!s.wants_input(), "the next line waits for the verdict");
-        s.handle_frame(ServerFrame::UsernameAccepted);
-        assert_eq!(
-            drain(&mut s),
-            [Action::Prompt(Prompt::Chat("Michael".into()))]
-        );
-        assert_eq!(Prompt::Chat("Michael".into()).text(), "> Michael: ");
-        assert!(s.wants_input());
-    }
-
-    #[test]
-    fn full_ends_with_status_two() {
-        let mut s = Session::new(Role::Observer, SERVER);
-        s.handle_frame(ServerFrame::Full);
-        let actions = drain(&mut s);
-        let end = ending(&actions).unwrap();
-        assert_eq!(end.exit_code(), 2);
-        assert_eq!(
-            end.message().as_deref(),
-            Some("Server is full, try again later")
-        );
-        assert!(s.is_ended());
-    }
-
-    #[test]
-    fn taken_name_asks_again() {
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_frame(ServerFrame::Accepted);
-        s.handle_input(line("bob"));
-        drain(&mut s);
-        s.handle_frame(ServerFrame::UsernameTaken);
-        assert_eq!(
-            drain(&mut s),
-            [
-                Action::Status("Username already in use".into()),
-                Action::Prompt(Prompt::Username)
-            ]
-        );
-        assert!(s.wants_input());
-    }
-
-    #[test]
-    fn invalid_name_gets_a_one_line_reason_and_is_still_sent() {
-        let cases = [
-            ("", "Invalid username: it is empty"),
-            ("abcdefghijk", "Invalid username: max 10 characters"),
-            ("a b", "Invalid username: no spaces or other whitespace"),
-            (
-                "a\u{202e}b",
-                "Invalid username: no control or invisible characters",
-            ),
-            (
-                "fine",
-                "Invalid username: max 10 characters, no whitespace or control characters",
-            ),
-        ];
-        for (name, reason) in cases {
-            let mut s = Session::new(Role::Participant, SERVER);
-            s.handle_frame(ServerFrame::Accepted);
-            drain(&mut s);
-            s.handle_input(line(name));
-            assert_eq!(
-                drain(&mut s)[0],
-                Action::Send(ClientFrame::Username(name.into())),
-                "the attempt goes out so the server restarts its timer"
-            );
-            s.handle_frame(ServerFrame::UsernameInvalid);
-            assert_eq!(
-                drain(&mut s),
-                [
-                    Action::Status(reason.into()),
-                    Action::Prompt(Prompt::Username)
-                ]
-            );
-        }
-    }
-
-    #[test]
-    fn username_timeout_ends_with_status_three() {
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_frame(ServerFrame::Accepted);
-        drain(&mut s);
-        s.handle_frame(ServerFrame::UsernameTimeout);
-        let actions = drain(&mut s);
-        let end = ending(&actions).unwrap();
-        assert_eq!(end.exit_code(), 3);
-        assert_eq!(
-            end.message().as_deref(),
-            Some("Timed out choosing a username")
-        );
-    }
-
-    #[test]
-    fn chat_lines_are_sent_as_typed() {
-        let mut s = participant_named("alice");
-        s.handle_input(line("hello  there "));
-        s.handle_input(line("@bob psst"));
-        assert_eq!(
-            drain(&mut s),
-            [
-                Action::Send(ClientFrame::Chat("hello  there ".into())),
-                Action::Send(ClientFrame::Chat("@bob psst".into()))
-            ]
-        );
-    }
-
-    #[test]
-    fn empty_lines_are_not_sent() {
-        let mut s = participant_named("alice");
-        s.handle_input(line(""));
-        s.handle_input(line("   "));
-        assert_eq!(drain(&mut s), []);
-    }
-
-    #[test]
-    fn long_lines_are_refused_locally() {
-        let mut s = participant_named("alice");
-        s.handle_input(line(&"é".repeat(MAX_MESSAGE_CHARS)));
-        assert!(matches!(
-            &drain(&mut s)[..],
-            [Action::Send(ClientFrame::Chat(_))]
-        ));
-        s.handle_input(line(&"x".repeat(MAX_MESSAGE_CHARS + 1)));
-        assert_eq!(
-            drain(&mut s),
-            [Action::Status(
-                "Line not sent: it has 1001 characters, the limit is 1000".into()
-            )]
-        );
-        s.handle_input(Input::Oversized);
-        assert_eq!(
-            drain(&mut s),
-            [Action::Status(
-                "Line not sent: it is longer than 1000 characters".into()
-            )]
-        );
-        assert!(s.wants_input(), "still chatting");
-    }
-
-    #[test]
-    fn exit_end_of_input_and_interrupt_leave_cleanly() {
-        for input in [
-            line("exit()"),
-            line(" exit() "),
-            Input::End,
-            Input::Interrupt,
-        ] {
-            let mut s = participant_named("alice");
-            s.handle_input(input.clone());
-            let actions = drain(&mut s);
-            assert!(
-                matches!(&actions[..], [Action::End(Ending::Left)]),
-                "{input:?}: {actions:?}"
-            );
-            assert_eq!(Ending::Left.exit_code(), 0);
-        }
-        // Also while choosing a name, and before being accepted.
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_frame(ServerFrame::Accepted);
-        s.handle_input(line("exit()"));
-        assert!(matches!(ending(&drain(&mut s)), Some(Ending::Left)));
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_input(Input::Interrupt);
-        assert!(matches!(ending(&drain(&mut s)), Some(Ending::Left)));
-    }
-
-    #[test]
-    fn room_lines_are_shown_sanitised() {
-        let mut s = participant_named("alice");
-        s.handle_frame(ServerFrame::Message(">        bob: \x1b[2Jhi\x07".into()));
-        s.handle_frame(ServerFrame::Notice("User bob has joined".into()));
-        assert_eq!(
-            drain(&mut s),
-            [
-                Action::Show(">        bob: \\x1b[2Jhi\\x07".into()),
-                Action::Show("User bob has joined".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn observer_watches_and_cannot_send() {
-        let mut s = Session::new(Role::Observer, SERVER);
-        drain(&mut s);
-        s.handle_frame(ServerFrame::Accepted);
-        let actions = drain(&mut s);
-        assert!(matches!(
-            &actions[..],
-            [Action::Status(_), Action::Prompt(Prompt::Observing)]
-        ));
-        s.handle_input(line("hello?"));
-        assert_eq!(
-            drain(&mut s),
-            [Action::Status(
-                "Observers cannot send messages; type exit() to leave".into()
-            )]
-        );
-        s.handle_frame(ServerFrame::Message(">      alice: hi".into()));
-        assert_eq!(drain(&mut s), [Action::Show(">      alice: hi".into())]);
-        s.handle_input(line("exit()"));
-        assert!(matches!(ending(&drain(&mut s)), Some(Ending::Left)));
-    }
-
-    #[test]
-    fn server_closing_or_erring_ends_with_status_one() {
-        let mut s = participant_named("alice");
-        s.handle_server_closed();
-        let actions = drain(&mut s);
-        let end = ending(&actions).unwrap();
-        assert_eq!(end.exit_code(), 1);
-        assert_eq!(
-            end.message().as_deref(),
-            Some("The server at 127.0.0.1:8021 closed the connection")
-        );
-
-        let mut s = participant_named("alice");
-        s.handle_frame(ServerFrame::ProtocolError("bad \x1b frame".into()));
-        let actions = drain(&mut s);
-        assert_eq!(
-            ending(&actions).and_then(Ending::message).as_deref(),
-            Some(
-                "Protocol error with the server at 127.0.0.1:8021: the server said: bad \\x1b frame"
-            )
-        );
-    }
-
-    #[test]
-    fn out_of_place_frames_are_protocol_errors() {
-        let mut s = participant_named("alice");
-        s.handle_frame(ServerFrame::Accepted);
-        let actions = drain(&mut s);
-        assert_eq!(ending(&actions).map(Ending::exit_code), Some(1));
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_frame(ServerFrame::UsernameAccepted);
-        assert_eq!(ending(&drain(&mut s)).map(Ending::exit_code), Some(1));
-    }
-
-    #[test]
-    fn after_leaving_room_lines_still_show_and_nothing_else_happens() {
-        let mut s = participant_named("alice");
-        s.handle_input(Input::End);
-        drain(&mut s);
-        s.handle_frame(ServerFrame::Notice("User bob has left".into()));
-        s.handle_frame(ServerFrame::Accepted);
-        s.handle_server_closed();
-        s.handle_input(line("late"));
-        assert_eq!(drain(&mut s), [Action::Show("User bob has left".into())]);
-    }
-
-    fn scripted(role: Role) -> Session {
-        let mut s = Session::with_input(role, SERVER, InputMode::Script);
-        drain(&mut s);
-        s
-    }
-
-    #[test]
-    fn script_that_never_got_a_name_ends_with_no_name() {
-        // Input ran out while asked for a name, after a refusal, or while a
-        // name was being judged; or the script said exit() first.
-        let mut cases: Vec<(Session, Input)> = Vec::new();
-        let mut naming = scripted(Role::Participant);
-        naming.handle_frame(ServerFrame::Accepted);
-        cases.push((naming, Input::End));
-        let mut refused = scripted(Role::Participant);
-        refused.handle_frame(ServerFrame::Accepted);
-        refused.handle_input(line("alice"));
-        refused.handle_frame(ServerFrame::UsernameTaken);
-        cases.push((refused, line("exit()")));
-        let mut judged = scripted(Role::Participant);
-        judged.handle_frame(ServerFrame::Accepted);
-        judged.handle_input(line("alice"));
-        cases.push((judged, Input::End));
-        for (mut s, input) in cases {
-            drain(&mut s);
-            s.handle_input(input);
-            let actions = drain(&mut s);
-            let end = ending(&actions).unwrap();
-            assert_eq!(end, &Ending::NoName);
-            assert_eq!(end.exit_code(), 4);
-            assert_eq!(
-                end.message().as_deref(),
-                Some("Left before any username was accepted")
-            );
-        }
-    }
-
-    #[test]
-    fn script_that_joined_or_was_interrupted_leaves_cleanly() {
-        let mut named = scripted(Role::Participant);
-        named.handle_frame(ServerFrame::Accepted);
-        named.handle_input(line("alice"));
-        named.handle_frame(ServerFrame::UsernameAccepted);
-        drain(&mut named);
-        named.handle_input(Input::End);
-        assert_eq!(ending(&drain(&mut named)), Some(&Ending::Left));
-
-        // A signal is the user's decision, named or not.
-        let mut naming = scripted(Role::Participant);
-        naming.handle_frame(ServerFrame::Accepted);
-        drain(&mut naming);
-        naming.handle_input(Input::Interrupt);
-        assert_eq!(ending(&drain(&mut naming)), Some(&Ending::Left));
-    }
-
-    #[test]
-    fn terminal_user_may_leave_before_naming() {
-        let mut s = Session::new(Role::Participant, SERVER);
-        s.handle_frame(ServerFrame::Accepted);
-        drain(&mut s);
-        s.handle_input(Input::End);
-        assert_eq!(ending(&drain(&mut s)), Some(&Ending::Left));
-    }
-
-    #[test]
-    fn scripted_observer_is_told_how_it_stops() {
-        let mut s = scripted(Role::Observer);
-        s.handle_frame(ServerFrame::Accepted);
-        assert_eq!(
-            drain(&mut s),
-            [
-                Action::Status(
-                    "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP".into()
-                ),
-                Action::Prompt(Prompt::Observing)
-            ]
-        );
-    }
-
-    #[test]
-    fn unreadable_first_bytes_mean_not_a_logosnet_server() {
-        let mut s = Session::new(Role::Participant, SERVER);
-        drain(&mut s);
-        assert!(!s.has_answer());
-        s.handle_unreadable("frame length 1397966893 exceeds the maximum of 65536");
-        let actions = drain(&mut s);
-        let end = ending(&actions).unwrap();
-        assert_eq!(end.exit_code(), 1);
-        assert_eq!(
-            end.message().as_deref(),
-            Some("127.0.0.1:8021 is not a LogosNet server (protocol v1)")
-        );
-    }
-
-    #[test]
-    fn a_tls_record_first_means_the_port_speaks_tls() {
-        let mut s = Session::new(Role::Observer, SERVER);
-        drain(&mut s);
-        s.handle_tls_record();
-        let actions = drain(&mut s);
-        let end = ending(&actions).unwrap();
-        assert_eq!(end.exit_code(), 1);
-        assert_eq!(
-            end.message().as_deref(),
-            Some("127.0.0.1:8021 speaks TLS: add --tls (or --tls-ca FILE for a private CA)")
-        );
-        // Later, the same bytes are only out of place.
-        let mut s = participant_named("alice");
-        s.handle_tls_record();
-        let actions = drain(&mut s);
-        assert_eq!(
-            ending(&actions).and_then(Ending::message).as_deref(),
-            Some(
-                "Protocol error with the server at 127.0.0.1:8021: \
-                 a TLS record inside the frame stream"
-            )
-        );
-    }
-
-    #[test]
-    fn unreadable_bytes_after_an_answer_are_a_protocol_error() {
-        let mut s = participant_named("alice");
-        assert!(s.has_answer());
-        s.handle_unreadable("protocol violation: undecodable payload: bad varint");
-        let actions = drain(&mut s);
-        assert_eq!(
-            ending(&actions).and_then(Ending::message).as_deref(),
-            Some(
-                "Protocol error with the server at 127.0.0.1:8021: \
-                 protocol violation: undecodable payload: bad varint"
-            )
-        );
-    }
-}
+mod tests;

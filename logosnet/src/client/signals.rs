@@ -16,6 +16,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 /// The leave signals this process listens for.
 #[derive(Debug)]
 pub(crate) struct LeaveSignals {
+    /// One stream per signal listened for.
     listening: Vec<Signal>,
 }
 

@@ -39,8 +39,11 @@ const HISTORY_LINES: usize = 200;
 
 /// The terminal, in raw mode, with an editable input line at the bottom.
 pub(crate) struct TerminalFrontEnd {
+    /// The line editor that owns the input line.
     readline: Readline,
+    /// Prints above the input line without garbling it.
     writer: SharedWriter,
+    /// Lines entered while input was not wanted, handed over in order.
     parked: VecDeque<String>,
 }
 

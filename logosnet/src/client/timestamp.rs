@@ -29,8 +29,8 @@ mod tests {
     fn stamp_is_two_digit_hours_minutes_seconds() {
         let time = |h, m, s| NaiveTime::from_hms_opt(h, m, s).unwrap();
         assert_eq!(
-            stamped_at(time(9, 5, 7), "User bob has joined"),
-            "[09:05:07] User bob has joined"
+            stamped_at(time(9, 5, 7), "a room line"),
+            "[09:05:07] a room line"
         );
         assert_eq!(stamped_at(time(23, 59, 59), ""), "[23:59:59] ");
     }

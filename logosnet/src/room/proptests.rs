@@ -1,326 +1,94 @@
-//! Property tests of the core: arbitrary event sequences — opens, frames
-//! valid and not, violations, closes, clock jumps, shutdowns — run through
-//! the [`audit::Auditor`](super::audit::Auditor), which panics if the room
-//! ever differs from its model or breaks an invariant. Case counts are kept
-//! so that the whole file runs in seconds in a debug build; the fuzz target
-//! `room_events` runs the same oracle for as long as one likes.
+//! The flood rule under arbitrary arrival times: every line is
+//! delivered, in its sender's order, never before it arrived, and no
+//! sender ever gets more delivered than its burst plus its rate allows.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::audit::{
-    Auditor, Event, FrameChoice, LineChoice, MAX_JUMP_MILLIS, NameChoice, Scenario, ViolationKind,
-};
+use crate::codec::decode_payload;
+use crate::protocol::{ClientFrame, HEADER_BYTES, Role, ServerFrame, parse_line};
+use crate::room::flood::FloodLimit;
+use crate::room::{ConnId, Output, Room, RoomConfig};
 
-fn name() -> impl Strategy<Value = NameChoice> {
-    prop_oneof![
-        6 => any::<u8>().prop_map(NameChoice::Pool),
-        1 => "[a-zA-Z0-9_]{0,12}".prop_map(NameChoice::Raw),
-        1 => any::<String>().prop_map(NameChoice::Raw),
-    ]
-}
-
-fn line() -> impl Strategy<Value = LineChoice> {
-    prop_oneof![
-        3 => "[a-z @]{0,16}".prop_map(LineChoice::Text),
-        1 => any::<String>().prop_map(LineChoice::Text),
-        3 => (name(), "[a-z ]{0,8}").prop_map(|(to, text)| LineChoice::Private { to, text }),
-        1 => name().prop_map(LineChoice::AtWithoutSpace),
-        1 => (any::<u8>(), any::<bool>()).prop_map(|(n, wide)| LineChoice::Long { n, wide }),
-    ]
-}
-
-fn frame() -> impl Strategy<Value = FrameChoice> {
-    prop_oneof![
-        2 => any::<bool>().prop_map(|observer| FrameChoice::Hello { observer }),
-        3 => name().prop_map(FrameChoice::Username),
-        4 => line().prop_map(FrameChoice::Chat),
-    ]
-}
-
-fn violation() -> impl Strategy<Value = ViolationKind> {
-    prop_oneof![
-        Just(ViolationKind::Empty),
-        any::<u32>().prop_map(ViolationKind::TooLong),
-        Just(ViolationKind::Undecodable),
-    ]
-}
-
-fn event(max_open_many: u16) -> impl Strategy<Value = Event> {
-    prop_oneof![
-        3 => Just(Event::Open),
-        3 => name().prop_map(Event::Join),
-        1 => (0..=max_open_many, any::<bool>())
-            .prop_map(|(count, observer)| Event::OpenMany { count, observer }),
-        12 => (any::<u16>(), frame()).prop_map(|(conn, frame)| Event::Frame { conn, frame }),
-        2 => (any::<u16>(), vec(any::<u8>(), 0..12))
-            .prop_map(|(conn, payload)| Event::Raw { conn, payload }),
-        1 => (any::<u16>(), violation()).prop_map(|(conn, kind)| Event::Violation { conn, kind }),
-        1 => (any::<u16>(), any::<u16>()).prop_map(|(conn, len)| Event::Oversized { conn, len }),
-        1 => (any::<u16>(), any::<u8>()).prop_map(|(conn, attempts)| Event::Squat { conn, attempts }),
-        2 => (any::<u16>(), any::<bool>()).prop_map(|(conn, slow)| Event::Close { conn, slow }),
-        2 => prop_oneof![
-            0..=2_000u32,
-            59_000..=61_000u32,
-            0..=MAX_JUMP_MILLIS,
-        ]
-        .prop_map(|millis| Event::Advance { millis }),
-        1 => Just(Event::Shutdown),
-    ]
-}
-
-fn small_room_scenario() -> impl Strategy<Value = Scenario> {
-    (1..=u8::MAX, vec(event(6), 0..100))
-        .prop_map(|(capacity, events)| Scenario { capacity, events })
-}
-
-fn full_room_scenario() -> impl Strategy<Value = Scenario> {
-    vec(event(300), 0..40).prop_map(|events| Scenario {
-        capacity: 0,
-        events,
-    })
+/// (sender 0..3, gap before it in ms, text length 0..3000)
+fn arrivals() -> impl Strategy<Value = Vec<(u8, u16, u16)>> {
+    vec((0u8..3, 0u16..400, 0u16..3000), 1..120)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
-
-    /// Small limits (1–3 per role) so that `Full`, freed slots, name clashes
-    /// and timeouts all happen within a few events.
     #[test]
-    fn small_room_matches_its_model_under_any_events(scenario in small_room_scenario()) {
-        let auditor = Auditor::run(&scenario);
-        prop_assert_eq!(auditor.events_run(), scenario.events.len());
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(40))]
-
-    /// The spec's limits, with bursts of up to 300 Hellos, so the 255 bound
-    /// of each role is reached and pressed on.
-    #[test]
-    fn spec_sized_room_never_passes_255_per_role(scenario in full_room_scenario()) {
-        let auditor = Auditor::run(&scenario);
-        prop_assert_eq!(auditor.events_run(), scenario.events.len());
-    }
-}
-
-/// Names the `k`th connection ever opened (see [`Event`]'s addressing).
-fn opened(k: u16) -> u16 {
-    4 * k
-}
-
-/// The oracle itself must be able to fail: a room that announced a leave
-/// twice, or sent to a closed connection, would be caught. Here a scenario
-/// that exercises joins, private lines, leaves and timeouts runs clean and
-/// the auditor saw the departures it was meant to.
-#[test]
-fn auditor_counts_every_departure_once() {
-    let name = |i| FrameChoice::Username(NameChoice::Pool(i));
-    let scenario = Scenario {
-        capacity: 0,
-        events: vec![
-            Event::Open,
-            Event::Frame {
-                conn: opened(0),
-                frame: FrameChoice::Hello { observer: false },
-            },
-            Event::Frame {
-                conn: opened(0),
-                frame: name(0),
-            },
-            Event::Open,
-            Event::Frame {
-                conn: opened(1),
-                frame: FrameChoice::Hello { observer: false },
-            },
-            Event::Frame {
-                conn: opened(1),
-                frame: FrameChoice::Chat(LineChoice::Text("too early".into())),
-            },
-            Event::Open,
-            Event::Frame {
-                conn: opened(2),
-                frame: FrameChoice::Hello { observer: true },
-            },
-            Event::Frame {
-                conn: opened(0),
-                frame: FrameChoice::Chat(LineChoice::Private {
-                    to: NameChoice::Pool(0),
-                    text: "note to self".into(),
-                }),
-            },
-            Event::Advance { millis: 61_000 },
-            Event::Violation {
-                conn: opened(0),
-                kind: ViolationKind::Empty,
-            },
-        ],
-    };
-    let auditor = Auditor::run(&scenario);
-    // conn 1 timed out unnamed (Anonymous), conn 0 was closed for a
-    // violation; the observer's close at the end is not announced.
-    assert_eq!(auditor.departures(), 2);
-}
-
-/// The squatting rules and the per-state limits, in one scenario the model
-/// must match exactly: a squatter past the cap, one held past the ceiling
-/// by refusals every 50 s, and an oversized frame in every state.
-#[test]
-fn auditor_models_the_cap_the_ceiling_and_oversized_frames() {
-    let hello = |k, observer| Event::Frame {
-        conn: opened(k),
-        frame: FrameChoice::Hello { observer },
-    };
-    let refuse = |k| Event::Frame {
-        conn: opened(k),
-        frame: FrameChoice::Username(NameChoice::Raw("a b".into())),
-    };
-    let oversized = |k| Event::Oversized {
-        conn: opened(k),
-        len: 0,
-    };
-    let mut events = vec![
-        // 0 squats past the cap; 1 refuses every 50 s until the ceiling.
-        Event::Open,
-        hello(0, false),
-        Event::Squat {
-            conn: opened(0),
-            attempts: 11,
-        },
-        Event::Open,
-        hello(1, false),
-    ];
-    for _ in 0..6 {
-        events.push(Event::Advance { millis: 50_000 });
-        events.push(refuse(1));
-    }
-    events.extend([
-        // 2 joins as alice, 3 observes, 4 is still naming, 5 said nothing.
-        Event::Join(NameChoice::Pool(0)),
-        Event::Open,
-        hello(3, true),
-        Event::Open,
-        hello(4, false),
-        Event::Open,
-        oversized(2),
-        oversized(3),
-        oversized(4),
-        oversized(5),
-    ]);
-    let auditor = Auditor::run(&Scenario {
-        capacity: 0,
-        events,
-    });
-    // 0 (the cap), 1 (the ceiling), 4 (its oversized frame) and alice at
-    // the end: four participants left.
-    assert_eq!(auditor.departures(), 4);
-}
-
-#[test]
-#[should_panic(expected = "room output differs from the model")]
-fn auditor_rejects_output_the_model_does_not_predict() {
-    // Feeding the room an event behind the auditor's back makes its next
-    // output unexpected: proof that the comparison is live.
-    let mut auditor = Auditor::new(0);
-    auditor.apply(&Event::Open);
-    auditor.apply(&Event::Frame {
-        conn: opened(0),
-        frame: FrameChoice::Hello { observer: true },
-    });
-    auditor.inject_behind_the_model();
-    auditor.apply(&Event::Open);
-}
-
-mod flood {
-    //! The flood rule under arbitrary arrival times: every line is
-    //! delivered, in its sender's order, never before it arrived, and no
-    //! sender ever gets more delivered than its burst plus its rate allows.
-
-    use std::collections::BTreeMap;
-    use std::time::{Duration, Instant};
-
-    use proptest::collection::vec;
-    use proptest::prelude::*;
-
-    use crate::protocol::{ClientFrame, HEADER_BYTES, Role, ServerFrame, decode_payload};
-    use crate::room::flood::FloodLimit;
-    use crate::room::{ConnId, Output, Room, RoomConfig};
-
-    /// (sender 0..3, gap before it in ms, text length 0..3000)
-    fn arrivals() -> impl Strategy<Value = Vec<(u8, u16, u16)>> {
-        vec((0u8..3, 0u16..400, 0u16..3000), 1..120)
-    }
-
-    proptest! {
-        #[test]
-        fn every_line_is_delivered_in_order_within_the_allowance(
-            arrivals in arrivals(),
-            per_second in 1u32..20,
-            burst in 1u32..12,
-        ) {
-            let limit = FloodLimit::new(per_second, burst).unwrap();
-            let mut room = Room::new(RoomConfig { flood: Some(limit), ..RoomConfig::default() });
-            let t0 = Instant::now();
-            let mut now = t0;
-            // Senders 1..=3, an observer 4 that reads everything.
-            for conn in 1..=3 {
-                room.handle_open(now, conn);
-                room.handle_frame(now, conn, ClientFrame::Hello(Role::Participant));
-                room.handle_frame(now, conn, ClientFrame::Username(format!("s{conn}")));
-            }
-            room.handle_open(now, 4);
-            room.handle_frame(now, 4, ClientFrame::Hello(Role::Observer));
-            // Each sender's clock started with its name; names cost a token.
-            let mut sent: BTreeMap<ConnId, Vec<(String, Instant)>> = BTreeMap::new();
-            let mut got: Vec<(String, Instant)> = Vec::new();
-            let drain = |room: &mut Room, now: Instant, got: &mut Vec<(String, Instant)>| {
-                while let Some(out) = room.poll_output() {
-                    if let Output::Send { to: 4, frame } = out
-                        && let Ok(ServerFrame::Message(m)) = decode_payload(&frame[HEADER_BYTES..])
-                    {
-                        got.push((m, now));
-                    }
-                }
-            };
-            let step = |room: &mut Room, until: Instant, now: &mut Instant, got: &mut Vec<_>| {
-                while let Some(at) = room.poll_timeout().filter(|&at| at <= until) {
-                    *now = at.max(*now);
-                    room.handle_timeout(*now);
-                    drain(room, *now, got);
-                }
-                *now = until.max(*now);
-            };
-            drain(&mut room, now, &mut got);
-            for (i, &(sender, gap, len)) in arrivals.iter().enumerate() {
-                let conn = ConnId::from(sender) + 1;
-                let at = now + Duration::from_millis(u64::from(gap));
-                step(&mut room, at, &mut now, &mut got);
-                let text = format!("{i}:{}", "x".repeat(usize::from(len).min(990)));
-                room.handle_frame(now, conn, ClientFrame::Chat(text.clone()));
-                drain(&mut room, now, &mut got);
-                sent.entry(conn).or_default().push((text, now));
-            }
-            step(&mut room, now + Duration::from_secs(3600), &mut now, &mut got);
-            // Every line, once, in its sender's order, not before it was sent.
-            for (conn, lines) in &sent {
-                let prefix = format!(">         s{conn}: ");
-                let mine: Vec<_> = got.iter().filter(|(m, _)| m.starts_with(&prefix)).collect();
-                prop_assert_eq!(mine.len(), lines.len());
-                for ((m, delivered), (text, arrived)) in mine.iter().zip(lines) {
-                    prop_assert_eq!(&m[prefix.len()..], text.as_str());
-                    prop_assert!(delivered >= arrived);
-                }
-                // Within any window from t0, at most burst + rate × window
-                // tokens (each line costs at least one; the name took one).
-                let interval = (Duration::from_secs(1) / per_second).as_nanos();
-                for (k, (_, at)) in mine.iter().enumerate() {
-                    let window = at.duration_since(t0).as_nanos();
-                    let allowed = u128::from(burst) + window / interval;
-                    prop_assert!(k as u128 + 2 <= allowed, "line {} at {} ns", k, window);
-                }
-            }
-            prop_assert_eq!(room.poll_timeout(), None);
+    fn every_line_is_delivered_in_order_within_the_allowance(
+        arrivals in arrivals(),
+        per_second in 1u32..20,
+        burst in 1u32..12,
+    ) {
+        let limit = FloodLimit::new(per_second, burst).unwrap();
+        let mut room = Room::new(RoomConfig { flood: Some(limit), ..RoomConfig::default() });
+        let t0 = Instant::now();
+        let mut now = t0;
+        // Senders 1..=3, an observer 4 that reads everything.
+        for conn in 1..=3 {
+            assert!(room.handle_open(now, conn));
+            room.handle_frame(now, conn, ClientFrame::Hello(Role::Participant));
+            room.handle_frame(now, conn, ClientFrame::Username(format!("s{conn}")));
         }
+        assert!(room.handle_open(now, 4));
+        room.handle_frame(now, 4, ClientFrame::Hello(Role::Observer));
+        // Each sender's clock started with its name; names cost a token.
+        let mut sent: BTreeMap<ConnId, Vec<(String, Instant)>> = BTreeMap::new();
+        let mut got: Vec<(String, Instant)> = Vec::new();
+        let drain = |room: &mut Room, now: Instant, got: &mut Vec<(String, Instant)>| {
+            while let Some(out) = room.poll_output() {
+                if let Output::Send { to: 4, frame } = out
+                    && let Ok(ServerFrame::Message(m)) = decode_payload(&frame[HEADER_BYTES..])
+                {
+                    got.push((m, now));
+                }
+            }
+        };
+        let step = |room: &mut Room, until: Instant, now: &mut Instant, got: &mut Vec<_>| {
+            while let Some(at) = room.poll_timeout().filter(|&at| at <= until) {
+                *now = at.max(*now);
+                room.handle_timeout(*now);
+                drain(room, *now, got);
+            }
+            *now = until.max(*now);
+        };
+        drain(&mut room, now, &mut got);
+        for (i, &(sender, gap, len)) in arrivals.iter().enumerate() {
+            let conn = ConnId::from(sender) + 1;
+            let at = now + Duration::from_millis(u64::from(gap));
+            step(&mut room, at, &mut now, &mut got);
+            let text = format!("{i}:{}", "x".repeat(usize::from(len).min(990)));
+            room.handle_frame(now, conn, ClientFrame::Chat(text.clone()));
+            drain(&mut room, now, &mut got);
+            sent.entry(conn).or_default().push((text, now));
+        }
+        step(&mut room, now + Duration::from_secs(3600), &mut now, &mut got);
+        // Every line, once, in its sender's order, not before it was sent.
+        for (conn, lines) in &sent {
+            let name = format!("s{conn}");
+            let mine: Vec<_> = got
+                .iter()
+                .filter_map(|(m, at)| parse_line(m).filter(|l| l.sender == name).map(|l| (l.text, at)))
+                .collect();
+            prop_assert_eq!(mine.len(), lines.len());
+            for ((delivered, at), (text, arrived)) in mine.iter().zip(lines) {
+                prop_assert_eq!(*delivered, text.as_str());
+                prop_assert!(*at >= arrived);
+            }
+            // Within any window from t0, at most burst + rate × window
+            // tokens (each line costs at least one; the name took one).
+            let interval = (Duration::from_secs(1) / per_second).as_nanos();
+            for (k, (_, at)) in mine.iter().enumerate() {
+                let window = at.duration_since(t0).as_nanos();
+                let allowed = u128::from(burst) + window / interval;
+                prop_assert!(k as u128 + 2 <= allowed, "line {} at {} ns", k, window);
+            }
+        }
+        prop_assert_eq!(room.poll_timeout(), None);
     }
 }

@@ -2,14 +2,23 @@
 //! hand-moved clock.
 
 use super::*;
-use crate::protocol::{HEADER_BYTES, decode_payload};
+use crate::codec::decode_payload;
+use crate::protocol::{
+    HEADER_BYTES, first_frame_must_be_hello, joined, left, no_such_user, observers_only_read,
+    private_line, public_line, shutdown_notice, too_long_warning, too_many_names,
+};
 
 /// Drives a [`Room`] and sorts its output per connection.
 struct Harness {
+    /// The room under test.
     room: Room,
+    /// The hand-moved clock.
     now: Instant,
+    /// The id the next open gets.
     next_id: ConnId,
+    /// Frames sent to each connection and not yet taken by the test.
     inbox: BTreeMap<ConnId, Vec<ServerFrame>>,
+    /// Connections the room closed, and why.
     closed: BTreeMap<ConnId, CloseReason>,
 }
 
@@ -48,7 +57,7 @@ impl Harness {
     fn open(&mut self) -> ConnId {
         let id = self.next_id;
         self.next_id += 1;
-        self.room.handle_open(self.now, id);
+        assert!(self.room.handle_open(self.now, id), "a new id is taken");
         self.pump();
         id
     }
@@ -91,17 +100,18 @@ impl Harness {
         self.inbox.remove(&conn).unwrap_or_default()
     }
 
+    /// A room with alice named and an observer, their output taken.
+    fn alice_and_an_observer() -> (Self, ConnId, ConnId) {
+        let mut h = Self::new();
+        let alice = h.participant("alice");
+        let observer = h.hello(Role::Observer);
+        h.take_all();
+        (h, alice, observer)
+    }
+
     fn take_all(&mut self) {
         self.inbox.clear();
     }
-}
-
-fn notice(s: &str) -> ServerFrame {
-    ServerFrame::Notice(s.into())
-}
-
-fn message(s: &str) -> ServerFrame {
-    ServerFrame::Message(s.into())
 }
 
 #[test]
@@ -163,10 +173,10 @@ fn accepted_name_joins_the_room_including_the_newcomer() {
         vec![
             ServerFrame::Accepted,
             ServerFrame::UsernameAccepted,
-            notice("User alice has joined")
+            joined("alice")
         ]
     );
-    assert_eq!(h.take(o), vec![notice("User alice has joined")]);
+    assert_eq!(h.take(o), vec![joined("alice")]);
     assert_eq!(h.take(naming), vec![], "not in the room until named");
 }
 
@@ -281,10 +291,10 @@ fn private_line_to_a_look_alike_reaches_the_name_it_looks_like() {
     let b = h.participant("bob");
     h.take_all();
     h.chat(b, "@\u{430}lice psst");
-    assert_eq!(h.take(a), vec![message("%        bob: @\u{430}lice psst")]);
+    assert_eq!(h.take(a), vec![private_line("bob", "@\u{430}lice psst")]);
     h.chat(b, "@Alice psst");
     assert_eq!(h.take(a), vec![]);
-    assert_eq!(h.take(b), vec![notice("Warning: user Alice doesn't exist")]);
+    assert_eq!(h.take(b), vec![no_such_user("Alice")]);
 }
 
 #[test]
@@ -311,7 +321,7 @@ fn username_times_out_after_60_s() {
     h.advance(Duration::from_millis(1));
     assert_eq!(h.take(p), vec![ServerFrame::UsernameTimeout]);
     assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
-    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+    assert_eq!(h.take(o), vec![left("Anonymous")]);
     assert_eq!(h.room.participants(), 0);
 }
 
@@ -361,15 +371,14 @@ fn public_line_reaches_everyone_else_with_the_14_character_prefix() {
     let naming = h.hello(Role::Participant);
     h.take_all();
     h.chat(a, "hi");
-    assert_eq!(h.take(b), vec![message(">      alice: hi")]);
-    assert_eq!(h.take(o), vec![message(">      alice: hi")]);
+    assert_eq!(h.take(b), vec![public_line("alice", "hi")]);
+    assert_eq!(h.take(o), vec![public_line("alice", "hi")]);
     assert_eq!(h.take(a), vec![], "no echo to the sender");
     assert_eq!(
         h.take(naming),
         vec![],
         "unnamed participants are not in the room"
     );
-    assert_eq!(">      alice: ".len(), 14);
 }
 
 #[test]
@@ -381,7 +390,7 @@ fn private_line_reaches_only_its_target() {
     let o = h.hello(Role::Observer);
     h.take_all();
     h.chat(a, "@bob secret stuff");
-    assert_eq!(h.take(b), vec![message("%      alice: @bob secret stuff")]);
+    assert_eq!(h.take(b), vec![private_line("alice", "@bob secret stuff")]);
     assert_eq!(h.take(c), vec![]);
     assert_eq!(h.take(o), vec![]);
     assert_eq!(h.take(a), vec![]);
@@ -394,10 +403,7 @@ fn private_line_to_unknown_name_warns_the_sender_alone() {
     let b = h.participant("bob");
     h.take_all();
     h.chat(a, "@nobody hello");
-    assert_eq!(
-        h.take(a),
-        vec![notice("Warning: user nobody doesn't exist")]
-    );
+    assert_eq!(h.take(a), vec![no_such_user("nobody")]);
     assert_eq!(h.take(b), vec![]);
 }
 
@@ -420,10 +426,10 @@ fn line_over_1000_characters_is_never_delivered() {
     h.take_all();
     h.chat(a, &"é".repeat(1001));
     assert_eq!(h.take(b), vec![]);
-    assert!(matches!(&h.take(a)[..], [ServerFrame::Notice(w)] if w.starts_with("Warning")));
+    assert_eq!(h.take(a), vec![too_long_warning()]);
     let whole = "é".repeat(1000);
     h.chat(a, &whole);
-    assert_eq!(h.take(b), vec![message(&format!(">      alice: {whole}"))]);
+    assert_eq!(h.take(b), vec![public_line("alice", &whole)]);
 }
 
 #[test]
@@ -436,13 +442,7 @@ fn leaving_is_announced_with_the_name_or_anonymous() {
     h.drop_conn(a);
     h.drop_conn(anon);
     h.drop_conn(anon);
-    assert_eq!(
-        h.take(o),
-        vec![
-            notice("User alice has left"),
-            notice("User Anonymous has left")
-        ]
-    );
+    assert_eq!(h.take(o), vec![left("alice"), left("Anonymous")]);
 }
 
 #[test]
@@ -483,16 +483,13 @@ fn first_frame_other_than_hello_is_a_violation() {
     let mut h = Harness::new();
     let c = h.open();
     h.send(c, ClientFrame::Chat("hi".into()));
-    assert!(matches!(&h.take(c)[..], [ServerFrame::ProtocolError(_)]));
+    assert_eq!(h.take(c), vec![first_frame_must_be_hello()]);
     assert_eq!(h.closed.get(&c), Some(&CloseReason::Violation));
 }
 
 #[test]
 fn violation_closes_with_a_reason_and_announces_the_leave() {
-    let mut h = Harness::new();
-    let a = h.participant("alice");
-    let o = h.hello(Role::Observer);
-    h.take_all();
+    let (mut h, a, o) = Harness::alice_and_an_observer();
     h.room
         .handle_violation(h.now, a, &FrameError::TooLong(u32::MAX));
     h.pump();
@@ -503,7 +500,7 @@ fn violation_closes_with_a_reason_and_announces_the_leave() {
         )]
     );
     assert_eq!(h.closed.get(&a), Some(&CloseReason::Violation));
-    assert_eq!(h.take(o), vec![notice("User alice has left")]);
+    assert_eq!(h.take(o), vec![left("alice")]);
     h.chat(a, "after close");
     assert!(h.inbox.is_empty(), "closed connections are ignored");
 }
@@ -518,7 +515,7 @@ fn shutdown_tells_everyone_and_closes_all() {
     h.room.shutdown(h.now);
     h.pump();
     for c in [a, o, silent] {
-        assert_eq!(h.take(c), vec![notice("Server is shutting down")]);
+        assert_eq!(h.take(c), vec![shutdown_notice()]);
         assert_eq!(h.closed.get(&c), Some(&CloseReason::Shutdown));
     }
     assert_eq!(h.room.connections(), 0);
@@ -540,11 +537,6 @@ fn broadcast_shares_one_encoding() {
     assert_eq!(ptrs[0], ptrs[1]);
 }
 
-/// The public line `text` from `sender`, as every other member gets it.
-fn public(sender: &str, text: &str) -> ServerFrame {
-    message(&format!("> {sender:>10}: {text}"))
-}
-
 #[test]
 fn excess_lines_are_held_and_come_out_later_in_order_none_lost() {
     let mut h = Harness::new();
@@ -558,7 +550,7 @@ fn excess_lines_are_held_and_come_out_later_in_order_none_lost() {
         h.chat(flooder, &format!("line {i}"));
     }
     let now: Vec<_> = (0..10)
-        .map(|i| public("flooder", &format!("line {i}")))
+        .map(|i| public_line("flooder", &format!("line {i}")))
         .collect();
     assert_eq!(h.take(reader), now);
     assert!(h.room.is_throttled(flooder));
@@ -570,7 +562,7 @@ fn excess_lines_are_held_and_come_out_later_in_order_none_lost() {
         h.advance(Duration::from_nanos(1));
         assert_eq!(
             h.take(reader),
-            vec![public("flooder", &format!("line {i}"))]
+            vec![public_line("flooder", &format!("line {i}"))]
         );
     }
     assert!(!h.room.is_throttled(flooder));
@@ -594,7 +586,7 @@ fn a_throttled_sender_does_not_slow_anyone_else() {
     h.chat(calm, "hello");
     let got = h.take(reader);
     assert_eq!(got.len(), 11);
-    assert_eq!(got[10], public("calm", "hello"));
+    assert_eq!(got[10], public_line("calm", "hello"));
     assert!(!h.room.is_throttled(calm));
 }
 
@@ -617,10 +609,7 @@ fn hello_is_free_and_names_count_against_the_allowance() {
     h.advance(Duration::from_secs(1));
     assert_eq!(
         h.take(p),
-        vec![
-            ServerFrame::UsernameAccepted,
-            notice("User alice has joined")
-        ]
+        vec![ServerFrame::UsernameAccepted, joined("alice")]
     );
 }
 
@@ -652,7 +641,7 @@ fn a_held_line_is_dropped_with_its_sender_and_announced_once() {
     }
     h.take_all();
     h.drop_conn(flooder);
-    assert_eq!(h.take(reader), vec![notice("User flooder has left")]);
+    assert_eq!(h.take(reader), vec![left("flooder")]);
     assert_eq!(
         h.room.poll_timeout(),
         None,
@@ -680,7 +669,7 @@ fn a_held_username_attempt_goes_before_the_deadline_it_arrived_before() {
     h.advance(Duration::from_secs(1));
     assert_eq!(
         h.take(p),
-        vec![ServerFrame::UsernameAccepted, notice("User bob has joined")]
+        vec![ServerFrame::UsernameAccepted, joined("bob")]
     );
 }
 
@@ -739,13 +728,10 @@ fn the_eleventh_refused_name_ends_the_connection() {
     h.send(p, ClientFrame::Username(refused_name(MAX_REFUSED_NAMES)));
     assert_eq!(
         h.take(p),
-        vec![
-            notice("Warning: more than 10 usernames refused"),
-            ServerFrame::UsernameTimeout
-        ]
+        vec![too_many_names(10), ServerFrame::UsernameTimeout]
     );
     assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
-    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+    assert_eq!(h.take(o), vec![left("Anonymous")]);
     assert_eq!(h.room.participants(), 1);
 }
 
@@ -790,7 +776,7 @@ fn the_naming_ceiling_ends_naming_however_often_the_timer_restarts() {
     assert_eq!(h.now, accepted + NAMING_CEILING);
     assert_eq!(h.take(p), vec![ServerFrame::UsernameTimeout]);
     assert_eq!(h.closed.get(&p), Some(&CloseReason::UsernameTimeout));
-    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+    assert_eq!(h.take(o), vec![left("Anonymous")]);
 }
 
 #[test]
@@ -846,10 +832,10 @@ fn an_oversized_frame_from_a_member_is_only_warned_about() {
     h.advance(Duration::from_secs(2));
     h.room.handle_oversized(h.now, a, 60_000);
     h.pump();
-    assert_eq!(h.take(a), vec![notice(&too_long_warning())]);
+    assert_eq!(h.take(a), vec![too_long_warning()]);
     h.room.handle_oversized(h.now, o, 60_000);
     h.pump();
-    assert_eq!(h.take(o), vec![notice(OBSERVERS_ONLY_READ)]);
+    assert_eq!(h.take(o), vec![observers_only_read()]);
     assert_eq!(h.take(b), vec![], "nothing reaches anyone else");
     assert!(h.closed.is_empty());
 }
@@ -869,7 +855,7 @@ fn an_oversized_frame_before_naming_is_a_violation() {
         )]
     );
     assert_eq!(h.closed.get(&p), Some(&CloseReason::Violation));
-    assert_eq!(h.take(o), vec![notice("User Anonymous has left")]);
+    assert_eq!(h.take(o), vec![left("Anonymous")]);
 }
 
 #[test]
@@ -883,8 +869,34 @@ fn an_oversized_frame_costs_its_sender_like_a_long_line() {
     h.room.handle_oversized(h.now, a, 65_536);
     h.chat(a, "after");
     assert!(h.room.is_throttled(a));
-    assert_eq!(h.take(a), vec![notice(&too_long_warning())]);
+    assert_eq!(h.take(a), vec![too_long_warning()]);
     assert_eq!(h.take(b), vec![]);
     h.advance(Duration::from_millis(200));
-    assert_eq!(h.take(b), vec![message(">      alice: after")]);
+    assert_eq!(h.take(b), vec![public_line("alice", "after")]);
+}
+
+#[test]
+fn a_reused_connection_id_is_refused_and_changes_nothing() {
+    let (mut h, a, o) = Harness::alice_and_an_observer();
+    assert!(!h.room.handle_open(h.now, a), "a reused id is refused");
+    h.pump();
+    assert!(h.inbox.is_empty() && h.closed.is_empty());
+    // The connection that had the id is untouched: still named, still in
+    // the room, still on no deadline.
+    assert_eq!(h.room.connections(), 2);
+    assert_eq!(h.room.names().collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(h.room.poll_timeout(), None);
+    h.chat(a, "still me");
+    assert_eq!(h.take(o), vec![public_line("alice", "still me")]);
+}
+
+#[test]
+fn blank_lines_are_dropped_without_a_word() {
+    let (mut h, a, o) = Harness::alice_and_an_observer();
+    for blank in ["", " ", "\t \u{3000}"] {
+        h.chat(a, blank);
+    }
+    assert!(h.inbox.is_empty(), "{:?}", h.inbox);
+    h.chat(a, " x ");
+    assert_eq!(h.take(o), vec![public_line("alice", " x ")]);
 }

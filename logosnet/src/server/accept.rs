@@ -39,7 +39,9 @@ pub(super) fn too_many_from(group: AddressGroup) -> String {
 /// One counted connection of a source; released when dropped (when the
 /// connection's task ends, however it ends).
 struct AddressSlot {
+    /// The counts it was taken from and goes back to.
     counts: Arc<Mutex<AddressCounts>>,
+    /// The source it counts against; `None` for one not counted (loopback, or the limit off).
     group: Option<AddressGroup>,
 }
 

@@ -180,17 +180,24 @@ impl Deadlines {
 /// The results of one poll of the socket in each direction.
 #[derive(Default)]
 struct IoOutcome {
+    /// What a read gave, if one was ready.
     read: Option<io::Result<usize>>,
+    /// What a write took, if one was ready.
     wrote: Option<io::Result<usize>>,
     /// The stream pushed out what it had buffered (see `Task::unflushed`).
     flushed: Option<io::Result<()>>,
 }
 
 struct Task<S> {
+    /// The socket (or TLS stream).
     stream: S,
+    /// What has been read of frames not yet in the inbox.
     decoder: FrameDecoder,
+    /// The frames taken from the outbox for the write in progress.
     batch: Batch,
+    /// The connection's id, inbox, outbox and line to the room.
     link: Link,
+    /// The server's write and close settings.
     policy: Policy,
     /// Still taking input for the room (the end has not been handed in).
     reading: bool,

@@ -59,7 +59,9 @@ pub const MIN_DRAIN_PER_DEADLINE: usize = MAX_QUEUED_BYTES / 16;
 /// current deadline window began.
 #[derive(Debug, Clone, Copy)]
 struct Hold {
+    /// When its current write-deadline window began.
     window_start: Instant,
+    /// Bytes it had queued then: progress is measured against it.
     queued_then: usize,
 }
 
@@ -108,6 +110,7 @@ pub(super) struct Driver {
     over_budget: bool,
     /// The one timer, and the instant it is armed for.
     timer: Pin<Box<Sleep>>,
+    /// The instant `timer` is armed for; `None` while it is not armed.
     timer_at: Option<Instant>,
 }
 

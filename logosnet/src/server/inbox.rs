@@ -67,7 +67,9 @@ impl Input {
 
 #[derive(Debug)]
 struct State {
+    /// Input read and not yet taken by the room, oldest first.
     items: VecDeque<Input>,
+    /// Bytes of `items`, against [`INBOX_BYTES`].
     bytes: usize,
     /// The room has been told there is input and has not yet found the
     /// queue empty: at most one wake-up is in flight per connection.
@@ -75,7 +77,9 @@ struct State {
     /// Frames queued, taken by the room, and taken *and* settled: the
     /// limit below reflects every one of the first `settled`.
     pushed: u64,
+    /// Frames the room has taken (see `pushed`).
     popped: u64,
+    /// Frames taken whose answer the limit reflects (see `pushed`).
     settled: u64,
     /// The limit of the connection's state after the settled frames.
     limit: FrameLimit,
@@ -102,7 +106,9 @@ impl Default for State {
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
+    /// The queue and its bookkeeping, shared by the reader and the room.
     state: Mutex<State>,
+    /// Wakes the reader when the room has taken something or the limit settled.
     space: Notify,
 }
 

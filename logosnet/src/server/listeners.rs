@@ -21,8 +21,11 @@ use super::Listener;
 /// listener's `accept` must be cancel-safe (the loser's is dropped), as
 /// tokio's and turmoil's are.
 pub struct Both<A, B> {
+    /// One listener.
     first: A,
+    /// The other.
     second: B,
+    /// Whose turn it is when both have a connection waiting.
     second_goes_first: bool,
 }
 

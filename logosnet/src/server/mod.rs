@@ -2,10 +2,10 @@
 //! the binary, turmoil's simulated TCP in `sim-tests`, either one wrapped in
 //! TLS ([`TlsListener`]), or two at once ([`Both`]).
 //!
-//! Shape: one *room task* ([`driver`]) owns the `Room` and is the only place
-//! rules run; one task per connection ([`connection`]) reads and writes its
-//! socket; an accept task ([`accept`]) admits sockets. Between a connection
-//! and the room sit two bounded queues: its [`inbox`] of frames read, which
+//! Shape: one *room task* (`driver`) owns the `Room` and is the only place
+//! rules run; one task per connection (`connection`) reads and writes its
+//! socket; an accept task (`accept`) admits sockets. Between a connection
+//! and the room sit two bounded queues: its `inbox` of frames read, which
 //! the room *pulls* from when its rules allow, and its [`Outbox`] of frames
 //! to write, which the room pushes into without ever waiting. So no
 //! connection can block another, and a sender the room is not taking from

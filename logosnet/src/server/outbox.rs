@@ -53,10 +53,12 @@ pub const IDLE_BUFFER_BYTES: usize = 4096;
 /// the wake-up for a room that paused on it.
 #[derive(Debug, Default)]
 pub struct Totals {
+    /// Bytes queued right now, all queues together.
     queued: AtomicUsize,
     /// While non-zero, the room is paused on the budget and wants to hear
     /// when the total falls below this mark.
     wake_below: AtomicUsize,
+    /// Wakes the room once the total falls below `wake_below`.
     eased: Notify,
 }
 
@@ -136,10 +138,15 @@ struct Queue {
 /// See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
+    /// The frames and the state the room and the writer share.
     queue: Mutex<Queue>,
+    /// Bytes this queue may hold (see [`MAX_QUEUED_BYTES`]).
     limit: usize,
+    /// The server-wide total this queue adds to.
     totals: Arc<Totals>,
+    /// Wakes the writer when there is something to write or to close.
     ready: Notify,
+    /// Fired by [`Outbox::abort`]: the writer gives up at once.
     cancel: CancellationToken,
 }
 

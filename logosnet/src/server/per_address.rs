@@ -84,6 +84,7 @@ impl AddressLimit {
 /// The connections each source has open.
 #[derive(Debug, Default)]
 pub struct AddressCounts {
+    /// Connections open per source; a source with none has no entry.
     open: BTreeMap<AddressGroup, usize>,
 }
 

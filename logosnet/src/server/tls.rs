@@ -27,8 +27,11 @@ use crate::tls::TlsAcceptor;
 
 /// A listener whose connections speak TLS.
 pub struct TlsListener<L> {
+    /// The listener whose connections are wrapped.
     inner: L,
+    /// The server's certificate and TLS settings.
     acceptor: TlsAcceptor,
+    /// How long after accept a handshake may take.
     handshake_timeout: Duration,
 }
 
@@ -66,9 +69,11 @@ fn far_future() -> Instant {
 
 /// An accepted connection that completes its TLS handshake on first use.
 pub struct TlsOnAccept<S> {
+    /// Handshaking, or the established stream.
     state: State<S>,
     /// Set while handshaking: when the handshake gives up.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Whom it came from, for the log.
     peer: SocketAddr,
 }
 
@@ -82,6 +87,7 @@ enum State<S> {
     /// The handshake failed; rustls has tried to send its alert. The socket
     /// is kept so that it can be closed gracefully.
     Failed {
+        /// The socket, to close gracefully.
         io: S,
         /// Reported by the next read or write, then `None`.
         error: Option<io::Error>,

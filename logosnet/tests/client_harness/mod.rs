@@ -1,19 +1,19 @@
 //! Running the real `logosnet_client` binary for the client's end-to-end
-//! tests (the server and raw peers come from `tests/support`): every wait
-//! has a deadline, every child is killed when its handle drops, and the
-//! scripted server speaks the library's codec.
+//! tests (the server, the peers and the scripted server come from
+//! `testkit`): every wait has a deadline and every child is killed when its
+//! handle drops.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use logosnet::codec::FrameDecoder;
-use logosnet::protocol::{self, ClientFrame, ServerFrame};
+use logosnet::protocol::{ClientFrame, ServerFrame, joined};
+use testkit::Peer;
+use tokio::net::{TcpListener, TcpStream};
 
 /// The longest any single wait in these tests may take. Generous: it only
 /// bounds a failing test, and a passing one never waits this long.
@@ -116,7 +116,7 @@ impl Client {
     pub fn join(name: &str, port: u16) -> Self {
         let mut client = Self::start(name, port, &[]);
         client.send(name);
-        client.expect_line(&format!("User {name} has joined"));
+        client.expect_shown(joined(name));
         client
     }
 
@@ -150,6 +150,11 @@ impl Client {
     /// Asserts the next stdout line.
     pub fn expect_line(&self, expected: &str) {
         assert_eq!(self.next_line(), expected, "{}'s next line", self.name);
+    }
+
+    /// Asserts that the next stdout line shows `frame`'s text.
+    pub fn expect_shown(&self, frame: ServerFrame) {
+        self.expect_line(shown(&frame));
     }
 
     /// Waits for the client to exit.
@@ -192,79 +197,30 @@ impl Drop for Client {
     }
 }
 
-/// The test playing the server: reads the client's frames and answers
-/// with whatever it is told to, through the library's codec.
-pub struct FakeServer {
-    stream: TcpStream,
-    decoder: FrameDecoder,
+/// The text a client shows for `frame` (a notice or a chat line), before
+/// any escaping of controls.
+pub fn shown(frame: &ServerFrame) -> &str {
+    frame.text().expect("a frame with a text")
 }
 
-impl FakeServer {
-    /// Listens on 127.0.0.1 and a free port.
-    pub fn listen() -> (TcpListener, u16) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake server");
-        let port = listener.local_addr().expect("local addr").port();
-        (listener, port)
-    }
+/// The test playing the server: a `testkit` peer that reads the client's
+/// frames and answers with whatever it is told to.
+pub type ScriptedServer = Peer<TcpStream, ClientFrame, ServerFrame>;
 
-    /// Accepts one connection within [`WAIT`].
-    pub fn accept(listener: &TcpListener) -> Self {
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let deadline = Instant::now() + WAIT;
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "nobody connected");
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).expect("blocking stream");
-        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-        Self {
-            stream,
-            decoder: FrameDecoder::new(),
-        }
-    }
+/// Listens on 127.0.0.1 and a free port.
+pub async fn listen() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the scripted server");
+    let port = listener.local_addr().expect("local addr").port();
+    (listener, port)
+}
 
-    /// The client's next frame; panics on timeout or end of stream.
-    pub fn recv(&mut self) -> ClientFrame {
-        loop {
-            if let Some(frame) = self.decoder.next_frame().expect("valid frame") {
-                return frame;
-            }
-            let mut buf = [0u8; 4096];
-            let n = self.stream.read(&mut buf).expect("read within the wait");
-            assert!(n > 0, "the client closed the connection");
-            self.decoder.extend(&buf[..n]);
-        }
-    }
-
-    pub fn send(&mut self, frame: &ServerFrame) {
-        self.stream
-            .write_all(&protocol::encode(frame))
-            .expect("fake server write");
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("fake server write");
-    }
-
-    /// Reads until the client closes its side of the connection (panics
-    /// after [`WAIT`]); anything it sends meanwhile is discarded.
-    pub fn wait_for_close(&mut self) {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-                Err(e) => panic!("the client did not close within {WAIT:?}: {e}"),
-            }
-        }
-    }
+/// Accepts one connection within [`WAIT`].
+pub async fn accept(listener: &TcpListener) -> ScriptedServer {
+    let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("nobody connected")
+        .expect("accept");
+    Peer::server_side("scripted server", stream).with_patience(WAIT)
 }

@@ -1,18 +1,23 @@
-//! Admission against the real binary on loopback: the per-address limit
-//! with and without `--limit-loopback`, and thousands of sockets that
-//! announce a maximum-size frame before `Hello`, which are refused at the
-//! header and cost the server almost nothing.
+//! Admission on loopback: the per-address limit with and without
+//! `limit_loopback`, the per-state frame limits, and thousands of sockets
+//! that announce a maximum-size frame before `Hello`, which are refused at
+//! the header and cost the server almost nothing (that one against the
+//! binary, whose memory it reads).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, MAX_HELLO_PAYLOAD, Role, ServerFrame};
-use logosnet::server::MAX_PER_ADDRESS;
-use tokio::io::AsyncWriteExt;
+use logosnet::protocol::{
+    ClientFrame, MAX_FRAME_BYTES, MAX_HELLO_PAYLOAD, Role, ServerFrame, joined, left, public_line,
+    too_long_warning, too_many_connections_from,
+};
+use logosnet::server::{MAX_PER_ADDRESS, ServerConfig};
+use testkit::peer::frame_bytes;
+use testkit::{Peer, spawn_server};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::server_process::{Client, ServerProcess, bounded, raise_fd_limit};
+use crate::server_process::{ServerProcess, bounded, raise_fd_limit};
 
 /// Sockets in the pre-Hello storm: the attack.
 const BIG_ANNOUNCERS: usize = 2_000;
@@ -26,37 +31,32 @@ const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seventeenth_loopback_connection_is_refused_with_limit_loopback() {
-    let server = ServerProcess::start(&["--limit-loopback"]);
-    let addr = server.addr;
+    let config = ServerConfig {
+        limit_loopback: true,
+        ..ServerConfig::default()
+    };
+    let (addr, _server) = spawn_server(config).await;
+    let refusal = too_many_connections_from("127.0.0.1");
     bounded(Duration::from_secs(120), async {
-        let mut held = Vec::new();
-        for _ in 0..MAX_PER_ADDRESS {
-            held.push(Client::observe(addr).await);
-        }
-        let mut extra = Client::connect(addr).await;
-        assert_eq!(
-            extra.recv_to_close().await,
-            vec![ServerFrame::ProtocolError(
-                "too many connections from 127.0.0.1".into()
-            )]
-        );
+        let mut held = Peer::crowd(addr, Role::Observer, MAX_PER_ADDRESS).await;
+        let mut extra = Peer::connect("extra", addr).await;
+        assert_eq!(extra.until_closed().await, vec![refusal.clone()]);
         // One of the sixteen leaves: its place comes back (once the server
         // has seen the close).
         drop(held.pop());
         let mut admitted = false;
         for _ in 0..100 {
-            let mut again = Client::connect(addr).await;
+            let mut again = Peer::connect("again", addr).await;
             again.send(&ClientFrame::Hello(Role::Observer)).await;
             match again.recv().await {
                 ServerFrame::Accepted => {
                     admitted = true;
                     break;
                 }
-                ServerFrame::ProtocolError(reason) => {
-                    assert_eq!(reason, "too many connections from 127.0.0.1");
+                refused => {
+                    assert_eq!(refused, refusal);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                other => panic!("unexpected {other:?}"),
             }
         }
         assert!(admitted, "the freed place never came back");
@@ -66,15 +66,11 @@ async fn the_seventeenth_loopback_connection_is_refused_with_limit_loopback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_is_not_limited_by_default() {
-    let server = ServerProcess::start(&[]);
-    let addr = server.addr;
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     bounded(Duration::from_secs(120), async {
         // Three times the limit, all open at once, and each one admitted
-        // (`observe` insists on Accepted, not a refusal).
-        let mut held = Vec::new();
-        for _ in 0..3 * MAX_PER_ADDRESS {
-            held.push(Client::observe(addr).await);
-        }
+        // (`observer` insists on Accepted, not a refusal).
+        let _held = Peer::crowd(addr, Role::Observer, 3 * MAX_PER_ADDRESS).await;
     })
     .await;
 }
@@ -102,10 +98,10 @@ async fn big_frames_announced_before_hello_are_refused_at_once_and_memory_stays_
             let (announcement, gate) = (announcement.clone(), gate.clone());
             ends.spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("semaphore");
-                let mut client = Client::from_stream(stream);
+                let mut client = Peer::new("announcer", stream);
                 // The server may close before all of it is written.
-                let _ = client.writer.write_all(&announcement).await;
-                client.recv_to_close().await
+                let _ = client.try_send_raw(&announcement).await;
+                client.until_closed().await
             });
         }
         let reason = format!(
@@ -119,11 +115,7 @@ async fn big_frames_announced_before_hello_are_refused_at_once_and_memory_stays_
             );
         }
         // And the room is whole.
-        let mut alice = Client::join(addr, "alice").await;
-        assert_eq!(
-            alice.recv().await,
-            ServerFrame::Notice("User alice has joined".into())
-        );
+        Peer::participant(addr, "alice").await;
     })
     .await;
     let (rss_after, peak) = server.memory_kib();
@@ -139,31 +131,22 @@ async fn big_frames_announced_before_hello_are_refused_at_once_and_memory_stays_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_limits_follow_the_state_and_pipelined_frames_are_judged_in_order() {
-    let server = ServerProcess::start(&[]);
-    let addr = server.addr;
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     bounded(Duration::from_secs(120), async {
-        let mut watcher = Client::observe(addr).await;
+        let mut watcher = Peer::observer(addr, "watcher").await;
 
         // While naming: a frame longer than any name request is fatal.
-        let mut naming = Client::connect(addr).await;
-        naming.send(&ClientFrame::Hello(Role::Participant)).await;
-        assert_eq!(naming.recv().await, ServerFrame::Accepted);
-        naming
-            .writer
-            .write_all(&256u32.to_be_bytes())
-            .await
-            .expect("write");
+        let mut naming = Peer::connect("naming", addr).await;
+        naming.hello(Role::Participant).await;
+        naming.send_raw(&256u32.to_be_bytes()).await;
         assert_eq!(
-            naming.recv_to_close().await,
+            naming.until_closed().await,
             vec![ServerFrame::ProtocolError(
                 "frame length 256 exceeds the limit of 135 bytes before a username is accepted"
                     .into()
             )]
         );
-        assert_eq!(
-            watcher.recv().await,
-            ServerFrame::Notice("User Anonymous has left".into())
-        );
+        watcher.expect(left("Anonymous")).await;
 
         // Hello, a name and a 3,000-byte line in one write: each is judged
         // by the limit its predecessors earned, so the line is delivered.
@@ -174,37 +157,25 @@ async fn frame_limits_follow_the_state_and_pipelined_frames_are_judged_in_order(
             ClientFrame::Username("eager".into()),
             ClientFrame::Chat(line.clone()),
         ] {
-            burst.extend_from_slice(&logosnet::protocol::encode(&frame));
+            burst.extend_from_slice(&frame_bytes(&frame));
         }
-        let mut eager = Client::connect(addr).await;
-        eager.writer.write_all(&burst).await.expect("write");
-        assert_eq!(eager.recv().await, ServerFrame::Accepted);
-        assert_eq!(eager.recv().await, ServerFrame::UsernameAccepted);
-        let joined = ServerFrame::Notice("User eager has joined".into());
-        assert_eq!(watcher.recv().await, joined);
-        assert_eq!(
-            watcher.recv().await,
-            ServerFrame::Message(format!(">      eager: {line}"))
-        );
+        let mut eager = Peer::connect("eager", addr).await;
+        eager.send_raw(&burst).await;
+        eager.expect(ServerFrame::Accepted).await;
+        eager.expect(ServerFrame::UsernameAccepted).await;
+        watcher.expect(joined("eager")).await;
+        watcher.expect(public_line("eager", &line)).await;
 
         // A member's frame over the chat limit is skipped as it streams in
         // and answered with a warning; the member stays.
         let mut huge = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
         huge.resize(4 + MAX_FRAME_BYTES, b'z');
-        eager.writer.write_all(&huge).await.expect("write");
-        assert_eq!(eager.recv().await, joined);
-        assert_eq!(
-            eager.recv().await,
-            ServerFrame::Notice(
-                "Warning: message not sent, it is longer than 1000 characters".into()
-            )
-        );
+        eager.send_raw(&huge).await;
+        eager.expect(joined("eager")).await;
+        eager.expect(too_long_warning()).await;
         // Its tokens come back (a 64 KiB frame costs the whole burst).
-        eager.send(&ClientFrame::Chat("still here".into())).await;
-        assert_eq!(
-            watcher.recv().await,
-            ServerFrame::Message(">      eager: still here".into())
-        );
+        eager.chat("still here").await;
+        watcher.expect(public_line("eager", "still here")).await;
     })
     .await;
 }

@@ -6,7 +6,9 @@
 //!
 //! What would take minutes at the default flood rate runs here with the
 //! rate raised (`--flood-rate 400`) or off; the same attack at default
-//! flags is the ignored soak `default_flags_flood_soak`.
+//! flags is the ignored soak `default_flags_flood_soak`. The tests that
+//! read the server's memory, or time its deadlines beside a flood, run the
+//! binary; the last-line test runs the server in process.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -16,18 +18,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use logosnet::framed::FrameReader;
-use logosnet::protocol::{ClientFrame, Role, ServerFrame, encode};
-use logosnet::server::{IDLE_BUFFER_BYTES, INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpSocket;
-use tokio::net::tcp::OwnedReadHalf;
+use logosnet::protocol::{
+    ClientFrame, MAX_MESSAGE_CHARS, Presence, Role, ServerFrame, no_hello_within, parse_line,
+    parse_presence, public_line,
+};
+use logosnet::server::{
+    IDLE_BUFFER_BYTES, INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL, ServerConfig,
+};
+use testkit::peer::frame_bytes as encode;
+use testkit::{Got, Peer, spawn_server};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::server_process::{Client, STEP_LIMIT, ServerProcess, bounded, raise_fd_limit};
+use crate::server_process::{STEP_LIMIT, ServerProcess, bounded, raise_fd_limit};
+
+/// A peer's reading half, for a task of its own.
+type Reader = Peer<tokio::io::ReadHalf<TcpStream>>;
 
 /// Characters in every flood line.
-const LINE_CHARS: usize = 1000;
+const LINE_CHARS: usize = MAX_MESSAGE_CHARS;
 
 /// The `k`th line of `sender`'s flood: its name and number, then filler.
 fn flood_line(sender: &str, k: usize) -> String {
@@ -35,18 +44,9 @@ fn flood_line(sender: &str, k: usize) -> String {
     format!("{head}{}", "f".repeat(LINE_CHARS - head.len()))
 }
 
-/// Reads `sender` and `k` back from a delivered line's text.
-fn parse_line(line: &str) -> Option<(String, usize)> {
-    let mut words = line.split(' ');
-    let sender = words.next()?.to_owned();
-    let k = words.next()?.parse().ok()?;
-    Some((sender, k))
-}
-
-/// The text of a public line as it is delivered: `> name: text`, the name
-/// right-aligned in ten columns.
-fn delivered_text(sender: &str, line: &str) -> String {
-    format!("> {sender:>10}: {line}")
+/// Reads the line number back from a flood line.
+fn flood_line_number(line: &str) -> Option<usize> {
+    line.split(' ').nth(1)?.parse().ok()
 }
 
 /// What one reader has seen: the next line number owed from each flooder,
@@ -61,18 +61,24 @@ impl Tally {
     /// Records a delivered line's text; panics if it is not the next line
     /// of its sender or not byte for byte the line sent.
     fn line(&mut self, who: &str, text: &str) {
-        let line = text
-            .get(14..)
-            .unwrap_or_else(|| panic!("{who}: short line {text:?}"));
-        let (sender, k) = parse_line(line).unwrap_or_else(|| panic!("{who}: odd line"));
-        let next = self.next.entry(sender.clone()).or_default();
+        let line = parse_line(text).unwrap_or_else(|| panic!("{who}: odd line {text:?}"));
+        let k = flood_line_number(line.text).unwrap_or_else(|| panic!("{who}: odd line"));
+        let sender = line.sender;
+        let next = self.next.entry(sender.to_owned()).or_default();
         assert_eq!(k, *next, "{who}: a line from {sender} out of order or lost");
         assert_eq!(
-            text,
-            delivered_text(&sender, &flood_line(&sender, k)),
+            ServerFrame::Message(text.to_owned()),
+            public_line(sender, &flood_line(sender, k)),
             "{who}"
         );
         *next += 1;
+    }
+
+    /// Records a notice: who left.
+    fn notice(&mut self, text: &str) {
+        if let Some(Presence::Left(name)) = parse_presence(text) {
+            self.left.push(name.to_owned());
+        }
     }
 
     fn lines(&self) -> usize {
@@ -82,26 +88,13 @@ impl Tally {
 
 /// Reads frames until `expected` flood lines have arrived and the
 /// never-reader has been seen to leave, tallying them.
-async fn read_lines(
-    who: String,
-    mut reader: FrameReader<OwnedReadHalf>,
-    expected: usize,
-) -> (String, Tally) {
+async fn read_lines(who: String, mut reader: Reader, expected: usize) -> (String, Tally) {
     let mut tally = Tally::default();
     while tally.lines() < expected || !tally.left.iter().any(|n| n == "sloth") {
-        let frame = tokio::time::timeout(STEP_LIMIT, reader.next::<ServerFrame>())
-            .await
-            .unwrap_or_else(|_| panic!("{who} stalled after {} lines", tally.lines()));
-        match frame {
-            Ok(Some(ServerFrame::Message(text))) => tally.line(&who, &text),
-            Ok(Some(ServerFrame::Notice(n))) => {
-                if let Some(name) = n
-                    .strip_prefix("User ")
-                    .and_then(|r| r.strip_suffix(" has left"))
-                {
-                    tally.left.push(name.to_owned());
-                }
-            }
+        match reader.next(STEP_LIMIT).await {
+            Got::Frame(ServerFrame::Message(text)) => tally.line(&who, &text),
+            Got::Frame(ServerFrame::Notice(text)) => tally.notice(&text),
+            Got::Nothing => panic!("{who} stalled after {} lines", tally.lines()),
             other => panic!("{who}: got {other:?} after {} lines", tally.lines()),
         }
     }
@@ -109,18 +102,17 @@ async fn read_lines(
 }
 
 /// A participant whose socket takes in little and who never reads.
-async fn never_reader(addr: SocketAddr, role: Role, name: Option<&str>) -> Client {
+async fn never_reader(addr: SocketAddr, role: Role, name: Option<&str>) -> Peer<TcpStream> {
     let socket = TcpSocket::new_v4().expect("socket");
     socket
         .set_recv_buffer_size(4096)
         .expect("small receive buffer");
     let stream = socket.connect(addr).await.expect("connect");
-    let mut client = Client::from_stream(stream);
-    client.send(&ClientFrame::Hello(role)).await;
-    assert_eq!(client.recv().await, ServerFrame::Accepted);
+    let mut client = Peer::new(name.unwrap_or("never-reader"), stream);
+    client.hello(role).await;
     if let Some(name) = name {
         client.send(&ClientFrame::Username(name.into())).await;
-        assert_eq!(client.recv().await, ServerFrame::UsernameAccepted);
+        client.expect(ServerFrame::UsernameAccepted).await;
     }
     client
 }
@@ -149,12 +141,9 @@ fn client_observer(
         let mut tally = Tally::default();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("a line from the client");
-            if let Some(name) = line
-                .strip_prefix("User ")
-                .and_then(|r| r.strip_suffix(" has left"))
-            {
-                tally.left.push(name.to_owned());
-            } else if line.starts_with("> ") {
+            if parse_line(&line).is_none() {
+                tally.notice(&line);
+            } else {
                 tally.line("logosnet_client", &line);
                 if tally.lines() == expected {
                     break;
@@ -182,21 +171,22 @@ async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> 
     let mut quiet_writers = Vec::new();
     for i in 0..3 {
         let name = format!("reader{i}");
-        let client = Client::join(addr, &name).await;
-        readers.spawn(read_lines(name, client.reader, total));
-        quiet_writers.push(client.writer);
+        let (reader, writer) = Peer::participant(addr, &name).await.split();
+        readers.spawn(read_lines(name, reader, total));
+        quiet_writers.push(writer);
     }
     for i in 0..2 {
-        let client = Client::observe(addr).await;
-        readers.spawn(read_lines(format!("observer{i}"), client.reader, total));
-        quiet_writers.push(client.writer);
+        let name = format!("observer{i}");
+        let (reader, writer) = Peer::observer(addr, &name).await.split();
+        readers.spawn(read_lines(name, reader, total));
+        quiet_writers.push(writer);
     }
     let (mut child, counter) = client_observer(addr, total);
     let sloth = never_reader(addr, Role::Participant, Some("sloth")).await;
     let mut writers = Vec::new();
     for f in 0..flooders {
         let name = format!("flood{f}");
-        let Client { reader, writer } = Client::join(addr, &name).await;
+        let (reader, writer) = Peer::participant(addr, &name).await.split();
         readers.spawn(read_lines(name.clone(), reader, total - lines));
         writers.push((name, writer));
     }
@@ -206,9 +196,9 @@ async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> 
     for (name, mut writer) in writers {
         floods.spawn(async move {
             let bytes: Vec<u8> = (0..lines)
-                .flat_map(|k| encode(&ClientFrame::Chat(flood_line(&name, k))).to_vec())
+                .flat_map(|k| encode(&ClientFrame::Chat(flood_line(&name, k))))
                 .collect();
-            writer.write_all(&bytes).await.expect("flood");
+            writer.send_raw(&bytes).await;
             writer
         });
     }
@@ -237,12 +227,7 @@ async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> 
 fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
     const BASE: usize = 16 << 20;
     const TASK: usize = 4096;
-    let longest_line = encode(&ServerFrame::Message(format!(
-        "> {:>10}: {}",
-        "x",
-        "\u{10FFFF}".repeat(LINE_CHARS)
-    )))
-    .len();
+    let longest_line = encode(&public_line("x", &"\u{10FFFF}".repeat(MAX_MESSAGE_CHARS))).len();
     let per_connection = MAX_DECODER_BYTES + INBOX_BYTES + longest_line + IDLE_BUFFER_BYTES + TASK;
     let queues = 2 * (max_queued_total / 2 + 510 * longest_line);
     ((BASE + connections * per_connection + queues) / 1024) as u64
@@ -329,21 +314,20 @@ async fn never_readers_and_tiny_lines_stay_within_the_memory_bound() {
         for _ in 0..255 {
             sloths.push(never_reader(addr, Role::Observer, None).await);
         }
-        let mut sender = Client::join(addr, "sender").await;
+        let mut sender = Peer::participant(addr, "sender").await;
         let bytes: Vec<u8> = (0..LINES)
-            .flat_map(|_| encode(&ClientFrame::Chat("x".into())).to_vec())
+            .flat_map(|_| encode(&ClientFrame::Chat("x".into())))
             .collect();
-        sender
-            .writer
-            .write_all(&bytes)
-            .await
-            .expect("send the lines");
+        sender.send_raw(&bytes).await;
         // Every never-reader is dropped in the end: 254 leave notices.
         let mut left = 0;
         while left < 254 {
             match sender.recv().await {
-                ServerFrame::Notice(n) if n.ends_with(" has left") => left += 1,
-                ServerFrame::Notice(_) => {}
+                ServerFrame::Notice(n) => {
+                    if let Some(Presence::Left(_)) = parse_presence(&n) {
+                        left += 1;
+                    }
+                }
                 other => panic!("the sender got {other:?}"),
             }
         }
@@ -369,20 +353,19 @@ async fn deadlines_fire_on_time_beside_sixteen_flooders() {
     bounded(Duration::from_secs(120), async {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = JoinSet::new();
-        let watcher = Client::observe(addr).await;
-        tasks.spawn(drain(watcher.reader, stop.clone()));
-        let _watcher_writer = watcher.writer;
+        let (watcher, _watcher_writer) = Peer::observer(addr, "watcher").await.split();
+        tasks.spawn(drain(watcher, stop.clone()));
         for f in 0..16 {
             let name = format!("f{f}");
-            let Client { reader, mut writer } = Client::join(addr, &name).await;
+            let (reader, mut writer) = Peer::participant(addr, &name).await.split();
             tasks.spawn(drain(reader, stop.clone()));
             let stop = stop.clone();
             tasks.spawn(async move {
                 let batch: Vec<u8> = (0..50)
-                    .flat_map(|k| encode(&ClientFrame::Chat(flood_line(&name, k))).to_vec())
+                    .flat_map(|k| encode(&ClientFrame::Chat(flood_line(&name, k))))
                     .collect();
                 while !stop.load(Ordering::Relaxed) {
-                    if writer.write_all(&batch).await.is_err() {
+                    if writer.try_send_raw(&batch).await.is_err() {
                         break;
                     }
                 }
@@ -390,15 +373,12 @@ async fn deadlines_fire_on_time_beside_sixteen_flooders() {
         }
         // Let the flood build up, then open a socket that never speaks.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut silent = Client::connect(addr).await;
+        let mut silent = Peer::connect("silent", addr).await;
         let opened = Instant::now();
-        let frames = silent.recv_to_close().await;
+        let frames = silent.until_closed().await;
         let took = opened.elapsed();
         stop.store(true, Ordering::Relaxed);
-        assert_eq!(
-            frames,
-            [ServerFrame::ProtocolError("no Hello within 1 s".into())]
-        );
+        assert_eq!(frames, [no_hello_within(Duration::from_secs(1))]);
         println!("the silent socket was closed after {took:?} beside 16 flooders");
         assert!(took < Duration::from_millis(1500), "closed after {took:?}");
         tasks.abort_all();
@@ -407,11 +387,11 @@ async fn deadlines_fire_on_time_beside_sixteen_flooders() {
 }
 
 /// Reads and discards frames until told to stop or the stream ends.
-async fn drain(mut reader: FrameReader<OwnedReadHalf>, stop: Arc<std::sync::atomic::AtomicBool>) {
+async fn drain(mut reader: Reader, stop: Arc<std::sync::atomic::AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(Duration::from_millis(200), reader.next::<ServerFrame>()).await {
-            Ok(Ok(Some(_))) | Err(_) => {}
-            Ok(_) => return,
+        match reader.next(Duration::from_millis(200)).await {
+            Got::Frame(_) | Got::Nothing => {}
+            Got::Closed | Got::Failed(_) => return,
         }
     }
 }
@@ -426,14 +406,12 @@ async fn last_lines_survive_a_graceful_close_in_five_thousand_cycles() {
     const ABORTIVE: usize = 1000;
     const AT_ONCE: usize = 32;
     raise_fd_limit();
-    let server = ServerProcess::start(&[]);
-    let addr = server.addr;
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     bounded(Duration::from_secs(300), async {
         for (graceful, cycles) in [(true, CYCLES), (false, ABORTIVE)] {
-            let watcher = Client::observe(addr).await;
-            let _watcher_writer = watcher.writer;
+            let (watcher, _watcher_writer) = Peer::observer(addr, "watcher").await.split();
             let seen = Arc::new(AtomicUsize::new(0));
-            let counting = tokio::spawn(count_last_lines(watcher.reader, seen.clone(), cycles));
+            let counting = tokio::spawn(count_last_lines(watcher, seen.clone(), cycles));
             let next = Arc::new(AtomicUsize::new(0));
             let mut workers = JoinSet::new();
             for _ in 0..AT_ONCE {
@@ -476,29 +454,27 @@ async fn one_cycle(addr: SocketAddr, i: usize, graceful: bool) {
             .set_linger(Some(Duration::ZERO))
             .expect("linger 0");
     }
-    let mut client = Client::from_stream(stream);
     let name = format!("c{i}");
+    let mut client = Peer::new(&name, stream);
     client.send(&ClientFrame::Hello(Role::Participant)).await;
     client.send(&ClientFrame::Username(name.clone())).await;
     client.send(&ClientFrame::Chat(format!("last {i}"))).await;
     if graceful {
-        let _ = client.writer.shutdown().await;
-        let _ = client.recv_to_close().await;
+        let _ = client.shutdown().await;
+        let _ = client.until_closed().await;
     }
 }
 
 /// Counts "last" lines until `expected` have arrived.
-async fn count_last_lines(
-    mut reader: FrameReader<OwnedReadHalf>,
-    seen: Arc<AtomicUsize>,
-    expected: usize,
-) -> usize {
+async fn count_last_lines(mut reader: Reader, seen: Arc<AtomicUsize>, expected: usize) -> usize {
     while seen.load(Ordering::Relaxed) < expected {
-        match reader.next::<ServerFrame>().await {
-            Ok(Some(ServerFrame::Message(m))) if m.contains(": last ") => {
+        match reader.next(STEP_LIMIT).await {
+            Got::Frame(ServerFrame::Message(m))
+                if parse_line(&m).is_some_and(|l| l.text.starts_with("last ")) =>
+            {
                 seen.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Some(_)) => {}
+            Got::Frame(_) => {}
             _ => break,
         }
     }

@@ -1,9 +1,11 @@
-//! End-to-end hostile-client tests against the real `logosnet_server`
-//! binary on loopback: connection storms, idle sockets past the room's
-//! capacity, the per-address limit and frames announced too big before
-//! Hello, slow and non-reading clients beside a flood, and malformed or
-//! deceptive Unicode. Every scenario is bounded in count and time and
-//! asserts behaviour, never speed. See SECURITY.md for the threats each one
+//! End-to-end hostile-client tests on loopback: connection storms, idle
+//! sockets past the room's capacity, the per-address limit and frames
+//! announced too big before Hello, slow and non-reading clients beside a
+//! flood, and malformed or deceptive Unicode. The tests that read the
+//! server's descriptors or memory from `/proc` run the real
+//! `logosnet_server` binary; the rest run the server in process
+//! (`testkit::spawn_server`). Every peer is `testkit::Peer`. Every scenario
+//! is bounded in count and time. See SECURITY.md for the threats each one
 //! answers.
 
 mod admission;

@@ -1,15 +1,9 @@
 //! The real `logosnet_server` binary as a child process on 127.0.0.1, port
-//! 0, with what the storm tests read from `/proc` about it (open file
-//! descriptors, resident memory), and a few client helpers over the crate's
-//! own framing.
+//! 0, with what the storm and memory tests read from `/proc` about it (open
+//! file descriptors, resident memory): the reason those tests need a
+//! process at all. The peers are `testkit`'s.
 
-use std::net::SocketAddr;
 use std::time::Duration;
-
-use logosnet::framed::{FrameReader, write_frame};
-use logosnet::protocol::{ClientFrame, Role, ServerFrame};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Longest any single expected step may take before the test gives up. It
 /// only bounds a hung test; nothing asserts how fast anything is.
@@ -74,99 +68,6 @@ impl ServerProcess {
 /// Lets this test process open the thousands of sockets the storms need.
 pub fn raise_fd_limit() {
     rlimit::increase_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE");
-}
-
-/// A client connection, split so one task can read while another writes.
-pub struct Client {
-    /// Frames from the server.
-    pub reader: FrameReader<OwnedReadHalf>,
-    /// Bytes to the server.
-    pub writer: OwnedWriteHalf,
-}
-
-impl Client {
-    /// Connects.
-    pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        Self::from_stream(stream)
-    }
-
-    /// Wraps an already connected stream.
-    pub fn from_stream(stream: TcpStream) -> Self {
-        let (read, writer) = stream.into_split();
-        Self {
-            reader: FrameReader::new(read),
-            writer,
-        }
-    }
-
-    /// Sends one frame.
-    pub async fn send(&mut self, frame: &ClientFrame) {
-        write_frame(&mut self.writer, frame)
-            .await
-            .expect("write a frame");
-    }
-
-    /// The next frame; panics on end of stream, error or [`STEP_LIMIT`].
-    pub async fn recv(&mut self) -> ServerFrame {
-        recv_from(&mut self.reader).await
-    }
-
-    /// Reads until `want` arrives, skipping other frames; panics after
-    /// [`STEP_LIMIT`].
-    pub async fn recv_until(&mut self, want: &ServerFrame) {
-        loop {
-            if &self.recv().await == want {
-                return;
-            }
-        }
-    }
-
-    /// Frames until the server closes: `Ok` with them on a clean close or
-    /// a reset, panics after [`STEP_LIMIT`].
-    pub async fn recv_to_close(&mut self) -> Vec<ServerFrame> {
-        let mut frames = Vec::new();
-        loop {
-            match tokio::time::timeout(STEP_LIMIT, self.reader.next::<ServerFrame>()).await {
-                Ok(Ok(Some(frame))) => frames.push(frame),
-                Ok(Ok(None) | Err(_)) => return frames,
-                Err(_) => panic!("not closed within {STEP_LIMIT:?}; got {frames:?}"),
-            }
-        }
-    }
-
-    /// Hello as a participant, then a name; returns once it is accepted.
-    pub async fn join(addr: SocketAddr, name: &str) -> Self {
-        let mut client = Self::connect(addr).await;
-        client.send(&ClientFrame::Hello(Role::Participant)).await;
-        assert_eq!(client.recv().await, ServerFrame::Accepted);
-        client.send(&ClientFrame::Username(name.into())).await;
-        assert_eq!(client.recv().await, ServerFrame::UsernameAccepted);
-        client
-    }
-
-    /// Hello as an observer; returns once it is accepted.
-    pub async fn observe(addr: SocketAddr) -> Self {
-        let mut client = Self::connect(addr).await;
-        client.send(&ClientFrame::Hello(Role::Observer)).await;
-        assert_eq!(client.recv().await, ServerFrame::Accepted);
-        client
-    }
-}
-
-/// The next frame from a read half; panics on end of stream, error or
-/// [`STEP_LIMIT`].
-pub async fn recv_from(reader: &mut FrameReader<OwnedReadHalf>) -> ServerFrame {
-    match tokio::time::timeout(2 * STEP_LIMIT, reader.next::<ServerFrame>()).await {
-        Ok(Ok(Some(frame))) => frame,
-        Ok(other) => panic!("expected a frame, got {other:?}"),
-        Err(_) => panic!("no frame within {STEP_LIMIT:?}"),
-    }
-}
-
-/// A Notice frame.
-pub fn notice(text: &str) -> ServerFrame {
-    ServerFrame::Notice(text.to_owned())
 }
 
 /// Runs a whole scenario under an overall bound, so that a hang fails the

@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use logosnet::framed::FrameReader;
-use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame, encode};
-use logosnet::server::MAX_QUEUED_BYTES;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpSocket;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-
-use crate::server_process::{
-    Client, STEP_LIMIT, ServerProcess, bounded, raise_fd_limit, recv_from,
+use logosnet::protocol::{
+    ClientFrame, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, Presence, Role, ServerFrame, parse_line,
+    parse_presence, public_line,
 };
+use logosnet::server::MAX_QUEUED_BYTES;
+use testkit::Peer;
+use testkit::peer::frame_bytes as encode;
+use tokio::io::ReadHalf;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::server_process::{STEP_LIMIT, ServerProcess, bounded, raise_fd_limit};
 
 /// Participants flooding the room.
 const FLOODERS: usize = 3;
@@ -47,14 +48,17 @@ fn flood_line(sender: usize, k: usize) -> String {
     let tag = format!("f{sender}#{k:04}:");
     let fill = if k.is_multiple_of(2) { 'x' } else { '🦀' };
     let mut line = tag.clone();
-    line.extend(std::iter::repeat_n(fill, 1000 - tag.chars().count()));
+    line.extend(std::iter::repeat_n(
+        fill,
+        MAX_MESSAGE_CHARS - tag.chars().count(),
+    ));
     line
 }
 
 fn dribble_lines() -> Vec<String> {
     vec![
         "slow and steady".to_owned(),
-        std::iter::repeat_n('é', 1000).collect(),
+        std::iter::repeat_n('é', MAX_MESSAGE_CHARS).collect(),
     ]
 }
 
@@ -77,7 +81,7 @@ enum Reader {
 
 /// Reads until this client has everything it should get.
 async fn read_all(
-    mut reader: FrameReader<OwnedReadHalf>,
+    mut reader: Peer<ReadHalf<TcpStream>>,
     who: Reader,
     received: Arc<AtomicU64>,
 ) -> Tally {
@@ -100,12 +104,13 @@ async fn read_all(
         {
             return tally;
         }
-        let frame = tokio::time::timeout(STEP_LIMIT, recv_from(&mut reader))
-            .await
-            .unwrap_or_else(|_| panic!("{who:?} stalled with {tally:?}"));
+        let frame = match reader.next(STEP_LIMIT).await {
+            testkit::Got::Frame(frame) => frame,
+            other => panic!("{who:?} got {other:?} with {tally:?}"),
+        };
         match frame {
             ServerFrame::Message(text) => {
-                let line = &text[14..];
+                let line = parse_line(&text).expect("a chat line").text;
                 if let Some(rest) = line.strip_prefix('f') {
                     let (sender, k) = rest.split_once('#').expect("tagged line");
                     let sender: usize = sender.parse().expect("sender");
@@ -120,39 +125,30 @@ async fn read_all(
                     tally.dribbled += 1;
                 }
             }
-            ServerFrame::Notice(text) if text.starts_with("User lazy") => {
-                if text.ends_with(" has left") {
+            ServerFrame::Notice(text) => {
+                if let Some(Presence::Left(name)) = parse_presence(&text)
+                    && name.starts_with("lazy")
+                {
                     tally.non_readers_left += 1;
                 }
             }
-            ServerFrame::Notice(_) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
 }
 
-/// Writes every byte of `frame` in its own write.
-async fn dribble(writer: &mut OwnedWriteHalf, frame: &ClientFrame) {
-    for byte in encode(frame).iter() {
-        writer.write_all(&[*byte]).await.expect("dribble a byte");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// A participant whose socket takes in little and whose owner never reads.
-async fn non_reader(addr: SocketAddr, i: usize) -> Client {
+async fn non_reader(addr: SocketAddr, i: usize) -> Peer<TcpStream> {
     let socket = TcpSocket::new_v4().expect("socket");
     socket
         .set_recv_buffer_size(4096)
         .expect("small receive buffer");
     let stream = socket.connect(addr).await.expect("connect");
-    let mut client = Client::from_stream(stream);
-    client.send(&ClientFrame::Hello(Role::Participant)).await;
-    assert_eq!(client.recv().await, ServerFrame::Accepted);
-    client
-        .send(&ClientFrame::Username(format!("lazy{i}")))
-        .await;
-    assert_eq!(client.recv().await, ServerFrame::UsernameAccepted);
+    let name = format!("lazy{i}");
+    let mut client = Peer::new(&name, stream);
+    client.hello(Role::Participant).await;
+    client.send(&ClientFrame::Username(name)).await;
+    client.expect(ServerFrame::UsernameAccepted).await;
     client
 }
 
@@ -160,14 +156,7 @@ async fn non_reader(addr: SocketAddr, i: usize) -> Client {
 /// compared with it.
 fn flood_bytes_per_reader() -> usize {
     (0..LINES_PER_FLOODER)
-        .map(|k| {
-            encode(&ServerFrame::Message(format!(
-                "> {:>10}: {}",
-                "flood0",
-                flood_line(0, k)
-            )))
-            .len()
-        })
+        .map(|k| encode(&public_line("flood0", &flood_line(0, k))).len())
         .sum::<usize>()
         * FLOODERS
 }
@@ -186,19 +175,13 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
     let (rss_before, _) = server.memory_kib();
     bounded(Duration::from_secs(300), async {
         // Everyone joins before the flood, so every reader's count is exact.
-        let observer = Client::observe(addr).await;
-        let mut dribbler = Client::connect(addr).await;
-        dribble(&mut dribbler.writer, &ClientFrame::Hello(Role::Participant)).await;
-        assert_eq!(dribbler.recv().await, ServerFrame::Accepted);
-        dribble(
-            &mut dribbler.writer,
-            &ClientFrame::Username("dribbler".into()),
-        )
-        .await;
-        assert_eq!(dribbler.recv().await, ServerFrame::UsernameAccepted);
+        let observer = Peer::observer(addr, "observer").await;
+        // Every byte in its own write, a millisecond apart.
+        let mut dribbler = Peer::connect("dribbler", addr).await.writing_in_pieces(1);
+        dribbler.join("dribbler").await;
         let mut flooders = Vec::new();
         for f in 0..FLOODERS {
-            flooders.push(Client::join(addr, &format!("flood{f}")).await);
+            flooders.push(Peer::participant(addr, &format!("flood{f}")).await);
         }
         let mut lazies = Vec::new();
         for i in 0..NON_READERS {
@@ -209,7 +192,7 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
         let sent = Arc::new(AtomicU64::new(0));
         let mut counters = Vec::new();
         let mut readers = Vec::new();
-        let mut spawn_reader = |reader: FrameReader<OwnedReadHalf>, who: Reader| {
+        let mut spawn_reader = |reader: Peer<ReadHalf<TcpStream>>, who: Reader| {
             let received = Arc::new(AtomicU64::new(0));
             let own = match who {
                 Reader::Flooder(f) => Some(f),
@@ -218,19 +201,13 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
             counters.push((received.clone(), own));
             tokio::spawn(read_all(reader, who, received))
         };
-        let Client {
-            reader: observer_reader,
-            writer: observer_writer,
-        } = observer;
+        let (observer_reader, observer_writer) = observer.split();
         readers.push(spawn_reader(observer_reader, Reader::Observer));
-        let Client {
-            reader: dribble_reader,
-            writer: mut dribble_writer,
-        } = dribbler;
+        let (dribble_reader, mut dribble_writer) = dribbler.split();
         readers.push(spawn_reader(dribble_reader, Reader::Dribbler));
         let mut writers = Vec::new();
         for (f, client) in flooders.into_iter().enumerate() {
-            let Client { reader, writer } = client;
+            let (reader, writer) = client.split();
             readers.push(spawn_reader(reader, Reader::Flooder(f)));
             writers.push((f, writer));
         }
@@ -257,8 +234,7 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
                         }
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
-                    let frame = encode(&ClientFrame::Chat(flood_line(f, k)));
-                    writer.write_all(&frame).await.expect("flood");
+                    writer.send(&ClientFrame::Chat(flood_line(f, k))).await;
                     sent_by[f].fetch_add(1, Ordering::Relaxed);
                     sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -267,7 +243,7 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
         }
         // Meanwhile the dribbler says its lines one byte at a time.
         for line in dribble_lines() {
-            dribble(&mut dribble_writer, &ClientFrame::Chat(line)).await;
+            dribble_writer.send(&ClientFrame::Chat(line)).await;
         }
 
         let mut flood_writers = Vec::new();
@@ -282,7 +258,7 @@ async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded(
         // The non-readers were dropped: each sees its connection end, having
         // received only part of the flood.
         for mut lazy in lazies {
-            let frames = lazy.recv_to_close().await;
+            let frames = lazy.until_closed().await;
             let lines = frames
                 .iter()
                 .filter(|f| matches!(f, ServerFrame::Message(_)))

@@ -6,14 +6,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame, encode};
+use logosnet::protocol::{
+    ClientFrame, MAX_FRAME_BYTES, Role, joined, no_hello_within, public_line, server_busy,
+};
 use logosnet::server::MAX_CONNECTIONS;
+use testkit::Peer;
+use testkit::peer::frame_bytes as encode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::server_process::{Client, ServerProcess, bounded, notice, raise_fd_limit};
+use crate::server_process::{ServerProcess, bounded, raise_fd_limit};
 
 /// Connect/close cycles in the storm test.
 const CYCLES: usize = 2_000;
@@ -80,15 +84,11 @@ async fn misbehave(addr: SocketAddr, i: usize) {
 
 /// A full session: join, be greeted, talk to an observer, leave.
 async fn probe_session(addr: SocketAddr, name: &str) {
-    let mut observer = Client::observe(addr).await;
-    let mut probe = Client::join(addr, name).await;
-    let joined = notice(&format!("User {name} has joined"));
-    assert_eq!(probe.recv().await, joined);
-    observer.recv_until(&joined).await;
-    probe.send(&ClientFrame::Chat("still here?".into())).await;
-    observer
-        .recv_until(&ServerFrame::Message(format!("> {name:>10}: still here?")))
-        .await;
+    let mut observer = Peer::observer(addr, "observer").await;
+    let mut probe = Peer::participant(addr, name).await;
+    observer.recv_until(&joined(name)).await;
+    probe.chat("still here?").await;
+    observer.recv_until(&public_line(name, "still here?")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +142,7 @@ async fn silent_sockets_beyond_capacity_do_not_block_the_room_and_close_at_the_h
         let baseline = server.settled_fds().await;
         let mut idle = Vec::with_capacity(IDLE_SOCKETS);
         for _ in 0..IDLE_SOCKETS {
-            idle.push(Client::connect(addr).await);
+            idle.push(Peer::connect("idle", addr).await);
         }
         // More silent sockets than the room has slots, yet a participant and
         // an observer are admitted (not `Full`) and the room works.
@@ -150,13 +150,13 @@ async fn silent_sockets_beyond_capacity_do_not_block_the_room_and_close_at_the_h
 
         let mut closes = JoinSet::new();
         for mut client in idle {
-            closes.spawn(async move { client.recv_to_close().await });
+            closes.spawn(async move { client.until_closed().await });
         }
         while let Some(frames) = closes.join_next().await {
             let frames = frames.expect("idle socket task");
             assert_eq!(
                 frames,
-                vec![ServerFrame::ProtocolError("no Hello within 2 s".into())],
+                vec![no_hello_within(Duration::from_secs(2))],
                 "a silent socket is told why, then closed"
             );
         }
@@ -183,11 +183,11 @@ async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
         let baseline = server.settled_fds().await;
         let mut sockets = Vec::with_capacity(MAX_CONNECTIONS + extra);
         for _ in 0..MAX_CONNECTIONS + extra {
-            sockets.push(Client::connect(addr).await);
+            sockets.push(Peer::connect("socket", addr).await);
         }
         let mut ends = JoinSet::new();
         for mut client in sockets {
-            ends.spawn(async move { client.recv_to_close().await });
+            ends.spawn(async move { client.until_closed().await });
         }
         // Over the limit: told why as soon as accepted, then closed. The
         // rest stay open, so the first `extra` to end are the refused ones.
@@ -195,7 +195,7 @@ async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
             let frames = ends.join_next().await.expect("a socket").expect("socket task");
             assert_eq!(
                 frames,
-                [ServerFrame::ProtocolError("server busy".into())],
+                [server_busy()],
                 "refused socket {refused} was not told why"
             );
         }

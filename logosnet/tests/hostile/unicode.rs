@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use logosnet::protocol::{ClientFrame, Role, ServerFrame, joined, left, private_line, public_line};
 use logosnet::room::MAX_REFUSED_NAMES;
-use tokio::io::AsyncWriteExt;
+use logosnet::server::ServerConfig;
+use testkit::{Peer, spawn_server};
 
-use crate::server_process::{Client, ServerProcess, bounded, notice};
+use crate::server_process::bounded;
 
 /// Every one is refused by the username rule as invalid.
 fn deceptive_names() -> Vec<(&'static str, String)> {
@@ -35,16 +36,13 @@ fn deceptive_names() -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deceptive_names_are_refused_and_normalization_twins_collide() {
-    let server = ServerProcess::start(&[]);
-    let addr = server.addr;
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     bounded(Duration::from_secs(120), async {
         // "josé" with a precomposed é is accepted and announced as typed.
-        let mut jose = Client::join(addr, "jos\u{e9}").await;
-        assert_eq!(jose.recv().await, notice("User jos\u{e9} has joined"));
+        let mut jose = Peer::participant(addr, "jos\u{e9}").await;
 
-        let mut other = Client::connect(addr).await;
-        other.send(&ClientFrame::Hello(Role::Participant)).await;
-        assert_eq!(other.recv().await, ServerFrame::Accepted);
+        let mut other = Peer::connect("other", addr).await;
+        other.hello(Role::Participant).await;
         // The same name spelled e + combining acute is the same name.
         other
             .send(&ClientFrame::Username("jose\u{301}".into()))
@@ -55,9 +53,8 @@ async fn deceptive_names_are_refused_and_normalization_twins_collide() {
         let names = deceptive_names();
         let mut testers = Vec::new();
         for batch in names.chunks(MAX_REFUSED_NAMES as usize) {
-            let mut tester = Client::connect(addr).await;
-            tester.send(&ClientFrame::Hello(Role::Participant)).await;
-            assert_eq!(tester.recv().await, ServerFrame::Accepted);
+            let mut tester = Peer::connect("tester", addr).await;
+            tester.hello(Role::Participant).await;
             for (what, name) in batch {
                 tester.send(&ClientFrame::Username(name.clone())).await;
                 assert_eq!(
@@ -74,7 +71,7 @@ async fn deceptive_names_are_refused_and_normalization_twins_collide() {
             .send(&ClientFrame::Username("a\u{301}\u{302}\u{303}".into()))
             .await;
         assert_eq!(other.recv().await, ServerFrame::UsernameAccepted);
-        let joined = notice("User \u{e1}\u{302}\u{303} has joined");
+        let joined = joined("\u{e1}\u{302}\u{303}");
         assert_eq!(other.recv().await, joined);
         assert_eq!(jose.recv().await, joined);
 
@@ -84,10 +81,7 @@ async fn deceptive_names_are_refused_and_normalization_twins_collide() {
             .await;
         assert_eq!(
             jose.recv().await,
-            ServerFrame::Message(format!(
-                "% {:>10}: @jose\u{301} psst",
-                "\u{e1}\u{302}\u{303}"
-            ))
+            private_line("\u{e1}\u{302}\u{303}", "@jose\u{301} psst")
         );
     })
     .await;
@@ -95,75 +89,59 @@ async fn deceptive_names_are_refused_and_normalization_twins_collide() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_is_a_violation_and_nul_or_escapes_in_chat_pass_through_unchanged() {
-    let server = ServerProcess::start(&[]);
-    let addr = server.addr;
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     bounded(Duration::from_secs(120), async {
-        let mut watcher = Client::observe(addr).await;
-        let mut alice = Client::join(addr, "alice").await;
-        watcher.recv_until(&notice("User alice has joined")).await;
+        let mut watcher = Peer::observer(addr, "watcher").await;
+        let mut alice = Peer::participant(addr, "alice").await;
+        watcher.recv_until(&joined("alice")).await;
 
         // Chat text is delivered byte for byte, NUL and escapes included:
         // the server frames it, and the receiving client escapes control
         // characters before showing it (see SECURITY.md).
         let line = "nul\0here \u{1b}[2J\u{202e}txet";
         alice.send(&ClientFrame::Chat(line.into())).await;
-        assert_eq!(
-            watcher.recv().await,
-            ServerFrame::Message(format!("> {:>10}: {line}", "alice"))
-        );
+        assert_eq!(watcher.recv().await, public_line("alice", line));
 
         // A Username whose string is not UTF-8 (Username, length 2, ff fe):
         // a protocol violation, the connection is told why and closed, and
         // the unnamed participant's departure is announced.
-        let mut bad = Client::connect(addr).await;
-        bad.send(&ClientFrame::Hello(Role::Participant)).await;
-        assert_eq!(bad.recv().await, ServerFrame::Accepted);
-        bad.writer
-            .write_all(&[0, 0, 0, 4, 1, 2, 0xff, 0xfe])
-            .await
-            .expect("write");
+        let mut bad = Peer::connect("bad", addr).await;
+        bad.hello(Role::Participant).await;
+        bad.send_raw(&[0, 0, 0, 4, 1, 2, 0xff, 0xfe]).await;
         assert_eq!(
-            bad.recv_to_close().await,
+            bad.until_closed().await,
             vec![ServerFrame::ProtocolError(
                 "undecodable payload: invalid UTF-8 in a string".into()
             )]
         );
-        watcher.recv_until(&notice("User Anonymous has left")).await;
+        watcher.recv_until(&left("Anonymous")).await;
 
         // The same inside a Chat from an active participant: closed, and its
         // name is freed and announced.
-        alice
-            .writer
-            .write_all(&[0, 0, 0, 5, 2, 3, b'a', 0xc3, 0x28])
-            .await
-            .expect("write");
-        let frames = alice.recv_to_close().await;
+        alice.send_raw(&[0, 0, 0, 5, 2, 3, b'a', 0xc3, 0x28]).await;
+        let frames = alice.until_closed().await;
         assert_eq!(
             frames.last(),
             Some(&ServerFrame::ProtocolError(
                 "undecodable payload: invalid UTF-8 in a string".into()
             ))
         );
-        watcher.recv_until(&notice("User alice has left")).await;
+        watcher.recv_until(&left("alice")).await;
 
         // The server is still serving, and the name is free again.
-        let mut again = Client::join(addr, "alice").await;
-        assert_eq!(again.recv().await, notice("User alice has joined"));
+        Peer::participant(addr, "alice").await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn look_alikes_of_an_active_name_and_of_anonymous_are_taken() {
-    let server = ServerProcess::start(&[]);
-    let addr = server.addr;
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
     bounded(Duration::from_secs(120), async {
-        let mut alice = Client::join(addr, "alice").await;
-        assert_eq!(alice.recv().await, notice("User alice has joined"));
+        let mut alice = Peer::participant(addr, "alice").await;
 
-        let mut other = Client::connect(addr).await;
-        other.send(&ClientFrame::Hello(Role::Participant)).await;
-        assert_eq!(other.recv().await, ServerFrame::Accepted);
+        let mut other = Peer::connect("other", addr).await;
+        other.hello(Role::Participant).await;
         for (what, name) in [
             ("Cyrillic a", "\u{430}lice"),
             (
@@ -184,13 +162,12 @@ async fn look_alikes_of_an_active_name_and_of_anonymous_are_taken() {
         // Case still makes a different name.
         other.send(&ClientFrame::Username("Alice".into())).await;
         assert_eq!(other.recv().await, ServerFrame::UsernameAccepted);
-        assert_eq!(alice.recv().await, notice("User Alice has joined"));
+        assert_eq!(alice.recv().await, joined("Alice"));
 
         // Once alice leaves, her look-alike is free, and shown as typed.
         drop(alice);
-        other.recv_until(&notice("User alice has left")).await;
-        let mut cyrillic = Client::join(addr, "\u{430}lice").await;
-        assert_eq!(cyrillic.recv().await, notice("User \u{430}lice has joined"));
+        other.recv_until(&left("alice")).await;
+        Peer::participant(addr, "\u{430}lice").await;
     })
     .await;
 }

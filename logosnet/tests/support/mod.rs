@@ -1,6 +1,10 @@
-//! Shared by the end-to-end tests: start the real `logosnet_server` binary on
-//! a free port, and a small blocking peer that speaks frames over real TCP.
-//! Every wait is bounded; the server is killed when the handle drops.
+//! Shared by the end-to-end tests that need the server as a process (its
+//! exit status, a signal, its command line, `/proc` readings): start the
+//! real `logosnet_server` binary, found through Cargo's
+//! `CARGO_BIN_EXE_logosnet_server`, on a free port. Every wait is bounded;
+//! the server is killed when the handle drops. Everything else starts the
+//! server in process with `testkit::spawn_server`, and every peer is
+//! `testkit::Peer`.
 //!
 //! The server's log (its stderr) is captured like the test's own output:
 //! a thread copies each line through `eprintln!`, which the test harness
@@ -9,14 +13,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use logosnet::codec::FrameDecoder;
-use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -116,118 +117,4 @@ fn forward_log(stderr: ChildStderr) -> JoinHandle<()> {
             eprintln!("logosnet_server: {line}");
         }
     })
-}
-
-/// A blocking peer over real TCP.
-pub struct Peer {
-    pub stream: TcpStream,
-    decoder: FrameDecoder,
-}
-
-impl Peer {
-    pub fn connect(addr: SocketAddr) -> Self {
-        Self::from_stream(TcpStream::connect_timeout(&addr, WAIT).expect("connect"))
-    }
-
-    /// Wraps an already connected (blocking) stream.
-    pub fn from_stream(stream: TcpStream) -> Self {
-        stream.set_nonblocking(false).expect("blocking");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        Self {
-            stream,
-            decoder: FrameDecoder::new(),
-        }
-    }
-
-    /// Connects and says Hello; expects `Accepted`.
-    pub fn hello(addr: SocketAddr, role: Role) -> Self {
-        let mut peer = Self::connect(addr);
-        peer.send(&ClientFrame::Hello(role));
-        peer.expect(ServerFrame::Accepted);
-        peer
-    }
-
-    /// A named participant, its own join notice consumed.
-    pub fn participant(addr: SocketAddr, name: &str) -> Self {
-        let mut peer = Self::hello(addr, Role::Participant);
-        peer.send(&ClientFrame::Username(name.into()));
-        peer.expect(ServerFrame::UsernameAccepted);
-        peer.expect(ServerFrame::Notice(format!("User {name} has joined")));
-        peer
-    }
-
-    pub fn send(&mut self, frame: &ClientFrame) {
-        self.stream
-            .write_all(&protocol::encode(frame))
-            .expect("write");
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
-    }
-
-    pub fn chat(&mut self, line: &str) {
-        self.send(&ClientFrame::Chat(line.into()));
-    }
-
-    /// The next frame; panics on timeout, violation or end of stream.
-    pub fn recv(&mut self) -> ServerFrame {
-        match self.try_recv() {
-            Some(frame) => frame,
-            None => panic!("connection closed while a frame was expected"),
-        }
-    }
-
-    /// The next frame, or `None` at a clean end of stream.
-    pub fn try_recv(&mut self) -> Option<ServerFrame> {
-        let mut buf = [0u8; 8192];
-        loop {
-            if let Some(frame) = self.decoder.next_frame().expect("valid frame") {
-                return Some(frame);
-            }
-            let n = self.stream.read(&mut buf).expect("read within the wait");
-            if n == 0 {
-                assert!(!self.decoder.is_mid_frame(), "closed mid-frame");
-                return None;
-            }
-            self.decoder.extend(&buf[..n]);
-        }
-    }
-
-    pub fn expect(&mut self, frame: ServerFrame) {
-        assert_eq!(self.recv(), frame);
-    }
-
-    /// Reads frames until the server closes, returning them.
-    pub fn until_closed(&mut self) -> Vec<ServerFrame> {
-        let mut frames = Vec::new();
-        while let Some(frame) = self.try_recv() {
-            frames.push(frame);
-        }
-        frames
-    }
-
-    /// Asserts nothing arrives within `quiet` (used only to show absence).
-    pub fn expect_silence(&mut self, quiet: Duration) {
-        self.stream.set_read_timeout(Some(quiet)).expect("timeout");
-        let mut buf = [0u8; 1];
-        match self.stream.read(&mut buf) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            other => panic!("expected silence, got {other:?}"),
-        }
-        self.stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    }
-}
-
-pub fn notice(text: &str) -> ServerFrame {
-    ServerFrame::Notice(text.into())
-}
-
-pub fn message(text: &str) -> ServerFrame {
-    ServerFrame::Message(text.into())
 }

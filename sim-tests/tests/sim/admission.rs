@@ -12,14 +12,18 @@
 
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, Role, ServerFrame, encode};
+use logosnet::protocol::{
+    ClientFrame, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined, left, public_line,
+    too_long_warning, too_many_connections_from, too_many_names,
+};
 use logosnet::room::flood::FloodLimit;
-use logosnet::room::{MAX_PARTICIPANTS, MAX_REFUSED_NAMES, NAMING_CEILING};
+use logosnet::room::{MAX_REFUSED_NAMES, NAMING_CEILING};
 use logosnet::server::{FRAME_DEADLINE, MAX_PER_ADDRESS, WRITE_DEADLINE};
+use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::harness::{Got, SERVER, SimClient, World, observer, participant};
+use crate::harness::{Got, SERVER, World, connect, observer, participant};
 
 const SEED: u64 = 10;
 
@@ -44,21 +48,19 @@ fn assert_at(what: &str, at: Instant, due: Instant) {
 fn squatters_cannot_hold_the_room_past_the_naming_ceiling() {
     let mut world = World::timers(SEED, NAMING_CEILING + Duration::from_secs(60));
     world.tcp_capacity = 1024;
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    world.run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut squatters = JoinSet::new();
         let mut admitted = Vec::new();
         for i in 0..MAX_PARTICIPANTS {
-            let mut squatter = SimClient::connect(&format!("squat{i}"), &log).await;
+            let mut squatter = connect(&format!("squat{i}"), &log).await;
             // The ceiling counts from the server's Accepted, a latency
             // after this.
             let start = Instant::now();
             squatter.hello(Role::Participant).await;
             admitted.push((squatter, start));
         }
-        let mut late = SimClient::connect("late", &log).await;
+        let mut late = connect("late", &log).await;
         late.send(&ClientFrame::Hello(Role::Participant)).await;
         late.expect(ServerFrame::Full).await;
         late.expect_closed().await;
@@ -78,41 +80,38 @@ fn squatters_cannot_hold_the_room_past_the_naming_ceiling() {
                     refused += 1;
                 }
                 squatter.expect(ServerFrame::UsernameTimeout).await;
-                assert_at(&squatter.label, Instant::now(), accepted + NAMING_CEILING);
+                assert_at(squatter.label(), Instant::now(), accepted + NAMING_CEILING);
                 squatter.expect_closed().await;
                 refused
             });
         }
         // Still full just before the ceiling.
         tokio::time::sleep(NAMING_CEILING - Duration::from_secs(20)).await;
-        let mut early = SimClient::connect("early", &log).await;
+        let mut early = connect("early", &log).await;
         early.send(&ClientFrame::Hello(Role::Participant)).await;
         early.expect(ServerFrame::Full).await;
         while let Some(refused) = squatters.join_next().await {
             assert_eq!(refused.expect("squatter task"), 5, "refusals at 50..250 s");
         }
         for _ in 0..MAX_PARTICIPANTS {
-            watcher.expect_notice("User Anonymous has left").await;
+            watcher.expect(left("Anonymous")).await;
         }
         // Every slot is free again.
         let mut honest = participant("honest", &log).await;
-        watcher.expect_notice("User honest has joined").await;
+        watcher.expect(joined("honest")).await;
         honest.chat("finally").await;
-        watcher.expect_message(">     honest: finally").await;
+        watcher.expect(public_line("honest", "finally")).await;
         Ok(())
     });
-    run.run();
 }
 
 /// A participant cycling through refused names is cut at the eleventh
 /// refusal, told why, long before any timer.
 #[test]
 fn the_eleventh_refused_name_ends_the_connection() {
-    let mut run = World::timers(SEED, Duration::from_secs(60)).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::timers(SEED, Duration::from_secs(60)).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
-        let mut cycler = SimClient::connect("cycler", &log).await;
+        let mut cycler = connect("cycler", &log).await;
         cycler.hello(Role::Participant).await;
         for i in 0..MAX_REFUSED_NAMES {
             // Within the flood allowance, so each is answered at once.
@@ -125,17 +124,12 @@ fn the_eleventh_refused_name_ends_the_connection() {
         cycler
             .send(&ClientFrame::Username("bad name again".into()))
             .await;
-        cycler
-            .expect_notice(&format!(
-                "Warning: more than {MAX_REFUSED_NAMES} usernames refused"
-            ))
-            .await;
+        cycler.expect(too_many_names(MAX_REFUSED_NAMES)).await;
         cycler.expect(ServerFrame::UsernameTimeout).await;
         cycler.expect_closed().await;
-        watcher.expect_notice("User Anonymous has left").await;
+        watcher.expect(left("Anonymous")).await;
         Ok(())
     });
-    run.run();
 }
 
 /// A named participant that sends part of a chat frame and nothing more,
@@ -143,15 +137,13 @@ fn the_eleventh_refused_name_ends_the_connection() {
 /// frame deadline of reading time has passed since its first byte.
 #[test]
 fn a_participant_stuck_mid_frame_is_closed_at_the_frame_deadline() {
-    let mut run = World::timers(SEED, Duration::from_secs(120)).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::timers(SEED, Duration::from_secs(120)).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut stuck = participant("stuck", &log).await;
-        watcher.expect_notice("User stuck has joined").await;
+        watcher.expect(joined("stuck")).await;
         let mut dribbler = participant("dribbler", &log).await;
-        stuck.expect_notice("User dribbler has joined").await;
-        watcher.expect_notice("User dribbler has joined").await;
+        stuck.expect(joined("dribbler")).await;
+        watcher.expect(joined("dribbler")).await;
         let frame = encode(&ClientFrame::Chat("never finished".into()));
         let reason = ServerFrame::ProtocolError(format!(
             "frame not finished within {} s",
@@ -189,21 +181,17 @@ fn a_participant_stuck_mid_frame_is_closed_at_the_frame_deadline() {
         // last: a byte every 5 s does not keep a frame open.
         assert_at("dribbler", Instant::now(), began + FRAME_DEADLINE);
         dribbler.expect_closed().await;
-        let mut left = [
+        let mut gone = [
             watcher.next(Duration::from_secs(1)).await,
             watcher.next(Duration::from_secs(1)).await,
         ];
-        left.sort_by_key(|got| format!("{got:?}"));
+        gone.sort_by_key(|got| format!("{got:?}"));
         assert_eq!(
-            left,
-            [
-                Got::Frame(ServerFrame::Notice("User dribbler has left".into())),
-                Got::Frame(ServerFrame::Notice("User stuck has left".into())),
-            ]
+            gone,
+            [Got::Frame(left("dribbler")), Got::Frame(left("stuck")),]
         );
         Ok(())
     });
-    run.run();
 }
 
 /// A frame left half-read while the server is not reading its sender is
@@ -217,12 +205,10 @@ fn a_frame_paused_by_flood_control_past_the_deadline_is_not_cut() {
     const BUCKET: u32 = 64;
     let mut world = World::timers(SEED, Duration::from_secs(150));
     world.config.room.flood = FloodLimit::new(1, BUCKET);
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    world.run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut sender = participant("sender", &log).await;
-        watcher.expect_notice("User sender has joined").await;
+        watcher.expect(joined("sender")).await;
         // Let the name's token come back: a full bucket.
         tokio::time::sleep(Duration::from_secs(2)).await;
         // 65,000 bytes cost 64 tokens (one per KiB and one).
@@ -233,7 +219,7 @@ fn a_frame_paused_by_flood_control_past_the_deadline_is_not_cut() {
         };
         // Lines of 1,000 characters, 3,997 bytes: two fill an inbox.
         let long = |c: char| {
-            std::iter::repeat_n('\u{1F980}', 999)
+            std::iter::repeat_n('\u{1F980}', MAX_MESSAGE_CHARS - 1)
                 .chain([c])
                 .collect::<String>()
         };
@@ -245,17 +231,14 @@ fn a_frame_paused_by_flood_control_past_the_deadline_is_not_cut() {
         stream.extend_from_slice(&third_frame[..10]);
         let began = Instant::now();
         sender.send_raw(&stream).await;
-        let warning = "Warning: message not sent, it is longer than 1000 characters";
-        sender.expect_notice(warning).await;
+        sender.expect(too_long_warning()).await;
         tokio::time::sleep_until(began + Duration::from_secs(70)).await;
         sender.send_raw(&third_frame[10..]).await;
         // The second oversized frame was answered at 64 s, while this one
         // was still unfinished.
-        sender.expect_notice(warning).await;
+        sender.expect(too_long_warning()).await;
         for line in [first, second, third] {
-            watcher
-                .expect_message(&format!(">     sender: {line}"))
-                .await;
+            watcher.expect(public_line("sender", &line)).await;
         }
         assert!(
             began.elapsed() > FRAME_DEADLINE + Duration::from_secs(10),
@@ -265,7 +248,6 @@ fn a_frame_paused_by_flood_control_past_the_deadline_is_not_cut() {
         sender.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
-    run.run();
 }
 
 /// A participant whose link is cut for good (its segments lost, no FIN or
@@ -295,7 +277,7 @@ fn a_participant_partitioned_for_good_loses_its_slot() {
         turmoil::partition("lid", SERVER);
         log.record("fault", format_args!("partition lid <-> server"));
         let cut = Instant::now();
-        let mut late = SimClient::connect("late", &log).await;
+        let mut late = connect("late", &log).await;
         late.send(&ClientFrame::Hello(Role::Participant)).await;
         late.expect(ServerFrame::Full).await;
         // A quiet room writes nothing to lid, so nothing can fail (in the
@@ -307,7 +289,7 @@ fn a_participant_partitioned_for_good_loses_its_slot() {
             said += 1;
             match alice.next(Duration::from_millis(250)).await {
                 Got::Nothing => {}
-                Got::Frame(ServerFrame::Notice(n)) if n == "User lid has left" => break,
+                Got::Frame(frame) if frame == left("lid") => break,
                 other => panic!("alice got {other:?}"),
             }
             assert!(
@@ -321,9 +303,9 @@ fn a_participant_partitioned_for_good_loses_its_slot() {
             "dropped before the write deadline"
         );
         // The slot and the name are free.
-        let mut again = SimClient::connect("again", &log).await;
+        let mut again = connect("again", &log).await;
         again.join("lid").await;
-        alice.expect_notice("User lid has joined").await;
+        alice.expect(joined("lid")).await;
         log.record("done", format_args!("{said} lines said"));
         Ok(())
     });
@@ -344,16 +326,12 @@ fn one_host_holds_at_most_its_share_of_connections() {
         let me = turmoil::lookup("crowd");
         let mut held = Vec::new();
         for i in 0..MAX_PER_ADDRESS {
-            let mut client = SimClient::connect(&format!("c{i}"), &log).await;
+            let mut client = connect(&format!("c{i}"), &log).await;
             client.hello(Role::Observer).await;
             held.push(client);
         }
-        let mut extra = SimClient::connect("extra", &log).await;
-        extra
-            .expect(ServerFrame::ProtocolError(format!(
-                "too many connections from {me}"
-            )))
-            .await;
+        let mut extra = connect("extra", &log).await;
+        extra.expect(too_many_connections_from(me)).await;
         extra.expect_closed().await;
         // One leaves; its count is released when its task ends.
         if let Some(client) = held.pop() {
@@ -361,7 +339,7 @@ fn one_host_holds_at_most_its_share_of_connections() {
         }
         let mut admitted = None;
         for attempt in 0..20 {
-            let mut again = SimClient::connect(&format!("again{attempt}"), &log).await;
+            let mut again = connect(&format!("again{attempt}"), &log).await;
             again.send(&ClientFrame::Hello(Role::Observer)).await;
             match again.next(Duration::from_secs(1)).await {
                 Got::Frame(ServerFrame::Accepted) => {

@@ -5,17 +5,22 @@
 
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, ServerFrame};
+use logosnet::protocol::{
+    ClientFrame, MAX_MESSAGE_CHARS, Presence, Role, ServerFrame, joined, left, no_hello_within,
+    parse_line, parse_presence, public_line, too_far_behind,
+};
 use logosnet::server::WRITE_DEADLINE;
 use tokio::time::Instant;
 
-use crate::harness::{EventLog, Got, PieceSize, SimClient, World, observer, participant};
+use crate::harness::{
+    EventLog, Got, PieceSize, SimClient, World, connect, connect_paced, observer, participant,
+};
 
 const SEED: u64 = 9;
 
 /// Lines in each flood, each of [`LINE_CHARS`] characters.
 const LINES: usize = 1200;
-const LINE_CHARS: usize = 1000;
+const LINE_CHARS: usize = MAX_MESSAGE_CHARS;
 
 /// The `k`th line of a flood from `sender`: numbered, 1,000 characters.
 fn line(sender: &str, k: usize) -> String {
@@ -26,22 +31,13 @@ fn line(sender: &str, k: usize) -> String {
 
 /// `line(sender, k)` as every other member receives it.
 fn delivered(sender: &str, k: usize) -> ServerFrame {
-    ServerFrame::Message(format!("> {sender:>10}: {}", line(sender, k)))
+    public_line(sender, &line(sender, k))
 }
 
 fn flood(sender: &str, lines: usize) -> Vec<ClientFrame> {
     (0..lines)
         .map(|k| ClientFrame::Chat(line(sender, k)))
         .collect()
-}
-
-/// How a reader takes frames off its socket.
-#[derive(Debug, Clone, Copy)]
-enum Pace {
-    /// As fast as they come.
-    Full,
-    /// At most this many bytes per tick of this length: a slow link.
-    Slow(usize, Duration),
 }
 
 /// What a reader saw of a flood.
@@ -55,30 +51,26 @@ struct Seen {
 
 /// Reads until `lines` flood lines from `sender` have arrived, checking
 /// each is the next one; counts the sloth's departures. Panics on anything
-/// else, on a close, or on a wait longer than `patience`.
+/// else, on a close, or on a wait longer than `patience`. (A slow reader is
+/// slow by its stream: see `connect_paced`.)
 async fn read_flood(
     client: &mut SimClient,
-    pace: Pace,
     sender: &str,
     lines: usize,
     patience: Duration,
 ) -> Seen {
+    let sloth_left = left("sloth");
     let mut seen = Seen::default();
     while seen.arrivals.len() < lines {
-        let got = match pace {
-            Pace::Full => client.next(patience).await,
-            Pace::Slow(bytes, tick) => client.next_paced(bytes, tick, patience).await,
-        };
+        let got = client.next(patience).await;
         let k = seen.arrivals.len();
         match got {
-            Got::Frame(ServerFrame::Notice(n)) if n == "User sloth has left" => {
-                seen.sloth_left.push(k);
-            }
+            Got::Frame(frame) if frame == sloth_left => seen.sloth_left.push(k),
             Got::Frame(frame) => {
-                assert_eq!(frame, delivered(sender, k), "{}: line {k}", client.label);
+                assert_eq!(frame, delivered(sender, k), "{}: line {k}", client.label());
                 seen.arrivals.push(Instant::now());
             }
-            other => panic!("{}: waiting for line {k}, got {other:?}", client.label),
+            other => panic!("{}: waiting for line {k}, got {other:?}", client.label()),
         }
     }
     seen
@@ -99,30 +91,30 @@ async fn check_sloth_got_a_prefix(mut sloth: SimClient, owed: Vec<ServerFrame>) 
             }
         }
     }
-    if frames.last() == Some(&ServerFrame::ProtocolError("too far behind".into())) {
+    if frames.last() == Some(&too_far_behind()) {
         frames.pop();
     }
     assert!(frames.len() < owed.len(), "the sloth got everything");
     assert_eq!(frames[..], owed[..frames.len()], "the sloth's frames");
 }
 
-/// Joins the watcher, a slow reader, the sloth and the flooder, in that
-/// order, and consumes every join notice.
-async fn cast(log: &EventLog) -> (SimClient, SimClient, SimClient, SimClient) {
+/// Joins the watcher, a slow reader (`per_tick` bytes a `tick`), the sloth
+/// and the flooder, in that order, and consumes every join notice.
+async fn cast(
+    log: &EventLog,
+    per_tick: usize,
+    tick: Duration,
+) -> (SimClient, SimClient, SimClient, SimClient) {
     let mut watch = observer("watch", log).await;
-    let mut slow = SimClient::connect_with("slow", log, PieceSize::AtMost(64), None)
-        .await
-        .expect("slow connects");
+    let mut slow = connect_paced("slow", log, PieceSize::AtMost(64), per_tick, tick).await;
     slow.join("slow").await;
     let sloth = participant("sloth", log).await;
     let flooder = participant("flood", log).await;
     for name in ["slow", "sloth", "flood"] {
-        watch
-            .expect_notice(&format!("User {name} has joined"))
-            .await;
+        watch.expect(joined(name)).await;
     }
     for name in ["sloth", "flood"] {
-        slow.expect_notice(&format!("User {name} has joined")).await;
+        slow.expect(joined(name)).await;
     }
     (watch, slow, sloth, flooder)
 }
@@ -138,10 +130,9 @@ async fn cast(log: &EventLog) -> (SimClient, SimClient, SimClient, SimClient) {
 fn a_flooder_is_slowed_to_its_allowance_and_every_reader_gets_every_line() {
     let world = World::timers(SEED, Duration::from_secs(330));
     let tick = world.tick;
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
-        let (mut watch, mut slow, sloth, mut flooder) = cast(&log).await;
+    world.run_script(|log| async move {
+        let (mut watch, mut slow, sloth, mut flooder) =
+            cast(&log, 300, Duration::from_millis(10)).await;
         // A full bucket: the name took a token three seconds ago.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let start = Instant::now();
@@ -152,29 +143,20 @@ fn a_flooder_is_slowed_to_its_allowance_and_every_reader_gets_every_line() {
         let mute_log = log.clone();
         let mute = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let mut mute = SimClient::connect("mute", &mute_log).await;
+            let mut mute = connect("mute", &mute_log).await;
             let connected = Instant::now();
             mute.expect_quiet(Duration::from_millis(59_900)).await;
-            mute.expect(ServerFrame::ProtocolError("no Hello within 60 s".into()))
-                .await;
+            mute.expect(no_hello_within(Duration::from_secs(60))).await;
             let late = Instant::now() - (connected + Duration::from_secs(60));
             // Connect's answer and the error each cross one 10 ms link.
             assert!(late <= 2 * tick, "the Hello timeout came {late:?} late");
             mute.expect_closed().await;
         });
         let slow_reader = tokio::spawn(async move {
-            let pace = Pace::Slow(300, Duration::from_millis(10));
-            let seen = read_flood(&mut slow, pace, "flood", LINES, Duration::from_secs(5)).await;
+            let seen = read_flood(&mut slow, "flood", LINES, Duration::from_secs(5)).await;
             (slow, seen)
         });
-        let watched = read_flood(
-            &mut watch,
-            Pace::Full,
-            "flood",
-            LINES,
-            Duration::from_secs(5),
-        )
-        .await;
+        let watched = read_flood(&mut watch, "flood", LINES, Duration::from_secs(5)).await;
         let (_slow, slowly) = slow_reader.await.expect("the slow reader");
         mute.await.expect("the silent socket");
         let _flooder = writer.await.expect("the flooder");
@@ -209,14 +191,12 @@ fn a_flooder_is_slowed_to_its_allowance_and_every_reader_gets_every_line() {
             "dropped before its deadline"
         );
 
-        let owed: Vec<ServerFrame> =
-            std::iter::once(ServerFrame::Notice("User flood has joined".into()))
-                .chain((0..LINES).map(|k| delivered("flood", k)))
-                .collect();
+        let owed: Vec<ServerFrame> = std::iter::once(joined("flood"))
+            .chain((0..LINES).map(|k| delivered("flood", k)))
+            .collect();
         check_sloth_got_a_prefix(sloth, owed).await;
         Ok(())
     });
-    run.run();
 }
 
 /// With flood control off the same flood is the back-pressure path: the
@@ -233,27 +213,18 @@ fn without_flood_control_back_pressure_keeps_every_reader() {
     // window (counted in writes, not bytes) holds what a kernel's would,
     // a few KiB, and the never-reader's backlog stays in the server.
     world.pieces = PieceSize::AtMost(64);
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
-        let (mut watch, mut slow, sloth, mut flooder) = cast(&log).await;
+    world.run_script(|log| async move {
+        let (mut watch, mut slow, sloth, mut flooder) =
+            cast(&log, 300, Duration::from_millis(1)).await;
         let writer = tokio::spawn(async move {
             flooder.send_batch(&flood("flood", LINES)).await;
             flooder
         });
         let slow_reader = tokio::spawn(async move {
-            let pace = Pace::Slow(300, Duration::from_millis(1));
-            let seen = read_flood(&mut slow, pace, "flood", LINES, Duration::from_secs(5)).await;
+            let seen = read_flood(&mut slow, "flood", LINES, Duration::from_secs(5)).await;
             (slow, seen)
         });
-        let watched = read_flood(
-            &mut watch,
-            Pace::Full,
-            "flood",
-            LINES,
-            Duration::from_secs(5),
-        )
-        .await;
+        let watched = read_flood(&mut watch, "flood", LINES, Duration::from_secs(5)).await;
         let (_slow, slowly) = slow_reader.await.expect("the slow reader");
         let _flooder = writer.await.expect("the flooder");
         for seen in [&watched, &slowly] {
@@ -265,14 +236,12 @@ fn without_flood_control_back_pressure_keeps_every_reader() {
             took >= Duration::from_secs(3),
             "the flood took only {took:?}"
         );
-        let owed: Vec<ServerFrame> =
-            std::iter::once(ServerFrame::Notice("User flood has joined".into()))
-                .chain((0..LINES).map(|k| delivered("flood", k)))
-                .collect();
+        let owed: Vec<ServerFrame> = std::iter::once(joined("flood"))
+            .chain((0..LINES).map(|k| delivered("flood", k)))
+            .collect();
         check_sloth_got_a_prefix(sloth, owed).await;
         Ok(())
     });
-    run.run();
 }
 
 /// Sixteen flooders at once, flood control off, a 1 s Hello timeout: a
@@ -287,17 +256,13 @@ fn timers_fire_on_time_beside_sixteen_flooders() {
     world.config.room.flood = None;
     world.config.room.hello_timeout = Duration::from_secs(1);
     let tick = world.tick;
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    world.run_script(|log| async move {
         let mut watch = observer("watch", &log).await;
         let mut flooders = Vec::new();
         for f in 0..FLOODERS {
             let name = format!("f{f:02}");
             flooders.push((participant(&name, &log).await, name.clone()));
-            watch
-                .expect_notice(&format!("User {name} has joined"))
-                .await;
+            watch.expect(joined(&name)).await;
         }
         let mut writers = Vec::new();
         for (mut flooder, name) in flooders {
@@ -311,11 +276,10 @@ fn timers_fire_on_time_beside_sixteen_flooders() {
                 flooder
             }));
         }
-        let mut mute = SimClient::connect("mute", &log).await;
+        let mut mute = connect("mute", &log).await;
         let connected = Instant::now();
         let mute_task = tokio::spawn(async move {
-            mute.expect(ServerFrame::ProtocolError("no Hello within 1 s".into()))
-                .await;
+            mute.expect(no_hello_within(Duration::from_secs(1))).await;
             let at = Instant::now() - connected;
             assert!(
                 at >= Duration::from_secs(1) && at <= Duration::from_secs(1) + 3 * tick,
@@ -331,15 +295,20 @@ fn timers_fire_on_time_beside_sixteen_flooders() {
         loop {
             match watch.next(Duration::from_secs(2)).await {
                 Got::Frame(ServerFrame::Message(m)) => {
-                    let f: usize = m[15..17].parse().expect("flooder number");
-                    assert!(!gone[f], "a line from f{f:02} after it left");
-                    let name = format!("f{f:02}");
-                    assert_eq!(ServerFrame::Message(m), delivered(&name, next[f]));
+                    let line = parse_line(&m).expect("a chat line");
+                    let f = flooder_number(line.sender);
+                    assert!(!gone[f], "a line from {} after it left", line.sender);
+                    assert_eq!(
+                        ServerFrame::Message(m.clone()),
+                        delivered(line.sender, next[f])
+                    );
                     next[f] += 1;
                 }
-                Got::Frame(ServerFrame::Notice(n)) if n.ends_with(" has left") => {
-                    let f: usize = n[6..8].parse().expect("flooder number");
-                    gone[f] = true;
+                Got::Frame(ServerFrame::Notice(n)) if parse_presence(&n).is_some() => {
+                    let Some(Presence::Left(name)) = parse_presence(&n) else {
+                        panic!("watch got {n:?}");
+                    };
+                    gone[flooder_number(name)] = true;
                 }
                 Got::Nothing => break,
                 other => panic!("watch got {other:?}"),
@@ -356,7 +325,6 @@ fn timers_fire_on_time_beside_sixteen_flooders() {
         }
         Ok(())
     });
-    run.run();
 }
 
 /// Regression: with every sender paused on the server-wide budget, the room
@@ -370,21 +338,18 @@ fn a_room_paused_on_the_server_budget_resumes_when_it_drains() {
     world.duration = Duration::from_secs(120);
     world.config.room.flood = None;
     world.config.max_queued_total = 256 * 1024;
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    world.run_script(|log| async move {
         let mut readers = Vec::new();
         for i in 0..4 {
             let label = format!("reader{i}");
-            let mut reader = SimClient::connect_with(&label, &log, PieceSize::AtMost(64), None)
-                .await
-                .expect("connects");
-            reader.hello(logosnet::protocol::Role::Observer).await;
+            let tick = Duration::from_millis(1);
+            let mut reader = connect_paced(&label, &log, PieceSize::AtMost(64), 200, tick).await;
+            reader.hello(Role::Observer).await;
             readers.push(reader);
         }
         let mut flooder = participant("flood", &log).await;
         for reader in &mut readers {
-            reader.expect_notice("User flood has joined").await;
+            reader.expect(joined("flood")).await;
         }
         let writer = tokio::spawn(async move {
             flooder.send_batch(&flood("flood", FLOOD)).await;
@@ -393,8 +358,7 @@ fn a_room_paused_on_the_server_budget_resumes_when_it_drains() {
         let mut tasks = Vec::new();
         for mut reader in readers {
             tasks.push(tokio::spawn(async move {
-                let pace = Pace::Slow(200, Duration::from_millis(1));
-                read_flood(&mut reader, pace, "flood", FLOOD, Duration::from_secs(10)).await;
+                read_flood(&mut reader, "flood", FLOOD, Duration::from_secs(10)).await;
                 reader
             }));
         }
@@ -404,5 +368,11 @@ fn a_room_paused_on_the_server_budget_resumes_when_it_drains() {
         let _flooder = writer.await.expect("the flooder");
         Ok(())
     });
-    run.run();
+}
+
+/// The number in a flooder's name, `f07`.
+fn flooder_number(name: &str) -> usize {
+    name.strip_prefix('f')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name:?} is no flooder"))
 }

@@ -7,12 +7,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use logosnet::protocol::{
+    ClientFrame, MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, Role, ServerFrame,
+    choose_a_username_first, joined, left, no_hello_within, no_such_user, observers_only_read,
+    private_line, private_needs_a_space, public_line, too_far_behind, too_long_warning,
+};
 use logosnet::server::STALL_GRACE;
+use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::harness::{Got, PieceSize, SERVER, SimClient, World, observer, participant};
+use crate::harness::{
+    Got, PieceSize, SERVER, SimClient, World, connect, connect_with, observer, participant,
+};
 
 const SEED: u64 = 4;
 
@@ -29,41 +36,38 @@ fn assert_between(what: &str, at: Instant, from: Instant, slack: Duration) {
 /// Scenario 1: The whole happy path.
 #[test]
 fn happy_path_join_chat_private_leave() {
-    let mut run = World::new(SEED).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::new(SEED).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut alice = participant("alice", &log).await;
-        watcher.expect_notice("User alice has joined").await;
+        watcher.expect(joined("alice")).await;
         let mut bob = participant("bob", &log).await;
-        alice.expect_notice("User bob has joined").await;
-        watcher.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
+        watcher.expect(joined("bob")).await;
 
         alice.chat("hello").await;
-        bob.expect_message(">      alice: hello").await;
-        watcher.expect_message(">      alice: hello").await;
+        bob.expect(public_line("alice", "hello")).await;
+        watcher.expect(public_line("alice", "hello")).await;
 
         bob.chat("@alice psst").await;
-        alice.expect_message("%        bob: @alice psst").await;
+        alice.expect(private_line("bob", "@alice psst")).await;
 
         // Three frames in one write: one segment, one server read.
         let lines = ["one", "@alice two", "three"].map(|l| ClientFrame::Chat(l.into()));
         bob.send_batch(&lines).await;
-        alice.expect_message(">        bob: one").await;
-        alice.expect_message("%        bob: @alice two").await;
-        alice.expect_message(">        bob: three").await;
-        watcher.expect_message(">        bob: one").await;
-        watcher.expect_message(">        bob: three").await;
+        alice.expect(public_line("bob", "one")).await;
+        alice.expect(private_line("bob", "@alice two")).await;
+        alice.expect(public_line("bob", "three")).await;
+        watcher.expect(public_line("bob", "one")).await;
+        watcher.expect(public_line("bob", "three")).await;
 
         bob.leave();
-        alice.expect_notice("User bob has left").await;
-        watcher.expect_notice("User bob has left").await;
+        alice.expect(left("bob")).await;
+        watcher.expect(left("bob")).await;
         // The sender never got its own line back, nor anyone the private one.
         alice.expect_quiet(Duration::from_secs(1)).await;
         watcher.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 2: Frames in pieces of at most `cap` bytes in both directions: the
@@ -72,13 +76,11 @@ fn happy_path_join_chat_private_leave() {
 fn pieces_scenario(server: PieceSize, client_read: PieceSize, client_write: usize, cap: usize) {
     let mut world = World::new(SEED);
     world.pieces = server;
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    let stats = world.run_script(|log| async move {
         let connect = |label: &'static str| {
             let log = log.clone();
             async move {
-                SimClient::connect_with(label, &log, client_read, Some(client_write))
+                connect_with(label, &log, client_read, Some(client_write))
                     .await
                     .expect("connect")
             }
@@ -87,39 +89,33 @@ fn pieces_scenario(server: PieceSize, client_read: PieceSize, client_write: usiz
         watcher.hello(Role::Observer).await;
         let mut alice = connect("alice").await;
         alice.join("alice").await;
-        watcher.expect_notice("User alice has joined").await;
+        watcher.expect(joined("alice")).await;
         let mut zoe = connect("zoë").await;
         zoe.join("zoë").await;
-        alice.expect_notice("User zoë has joined").await;
-        watcher.expect_notice("User zoë has joined").await;
+        alice.expect(joined("zoë")).await;
+        watcher.expect(joined("zoë")).await;
 
         alice.chat("héllo wörld 🦀").await;
-        zoe.expect_message(">      alice: héllo wörld 🦀").await;
-        watcher.expect_message(">      alice: héllo wörld 🦀").await;
+        zoe.expect(public_line("alice", "héllo wörld 🦀")).await;
+        watcher.expect(public_line("alice", "héllo wörld 🦀")).await;
         zoe.chat("@alice ça va?").await;
-        alice.expect_message("%        zoë: @alice ça va?").await;
+        alice.expect(private_line("zoë", "@alice ça va?")).await;
         // Pieces that cut across frame boundaries.
         let lines = ["a", "bb", "@alice ccc", "dddd"].map(|l| ClientFrame::Chat(l.into()));
         zoe.send_batch(&lines).await;
         for line in ["a", "bb", "@alice ccc", "dddd"] {
-            let mark = if line.starts_with('@') { '%' } else { '>' };
-            alice
-                .expect_message(&format!("{mark}        zoë: {line}"))
-                .await;
-            if mark == '>' {
-                watcher
-                    .expect_message(&format!(">        zoë: {line}"))
-                    .await;
+            if line.starts_with('@') {
+                alice.expect(private_line("zoë", line)).await;
+            } else {
+                alice.expect(public_line("zoë", line)).await;
+                watcher.expect(public_line("zoë", line)).await;
             }
         }
         zoe.leave();
-        alice.expect_notice("User zoë has left").await;
-        watcher.expect_notice("User zoë has left").await;
+        alice.expect(left("zoë")).await;
+        watcher.expect(left("zoë")).await;
         Ok(())
     });
-    let stats = run.stats.clone();
-    run.run();
-    let stats = stats.lock().unwrap();
     assert!(
         stats.reads > 20,
         "the server read only {} pieces",
@@ -158,52 +154,40 @@ fn random_pieces_both_ways() {
 /// and the room hears that it left.
 #[test]
 fn disconnect_mid_frame_delivers_nothing_partial() {
-    let mut run = World::new(SEED).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::new(SEED).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut alice = participant("alice", &log).await;
-        watcher.expect_notice("User alice has joined").await;
-        let frame = logosnet::protocol::encode(&ClientFrame::Chat("secret words".into()));
+        watcher.expect(joined("alice")).await;
+        let frame = encode(&ClientFrame::Chat("secret words".into()));
         for (name, cut) in [("dan2", 2), ("dan4", 4), ("dan9", 9)] {
             let mut dan = participant(name, &log).await;
-            alice
-                .expect_notice(&format!("User {name} has joined"))
-                .await;
-            watcher
-                .expect_notice(&format!("User {name} has joined"))
-                .await;
+            alice.expect(joined(name)).await;
+            watcher.expect(joined(name)).await;
             dan.send_raw(&frame[..cut]).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             dan.leave();
-            alice.expect_notice(&format!("User {name} has left")).await;
-            watcher
-                .expect_notice(&format!("User {name} has left"))
-                .await;
+            alice.expect(left(name)).await;
+            watcher.expect(left(name)).await;
         }
         alice.chat("still here").await;
-        watcher.expect_message(">      alice: still here").await;
+        watcher.expect(public_line("alice", "still here")).await;
         alice.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 4: The 60 s username timeout, in simulated time.
 #[test]
 fn username_timeout_after_sixty_seconds() {
-    let mut run = World::timers(SEED, Duration::from_secs(90)).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::timers(SEED, Duration::from_secs(90)).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
-        let mut slow = SimClient::connect("slow", &log).await;
+        let mut slow = connect("slow", &log).await;
         let start = Instant::now();
         slow.hello(Role::Participant).await;
         // Still connected at 59.9 s: a chat before naming is answered.
         tokio::time::sleep_until(start + Duration::from_millis(59_900)).await;
         slow.chat("still here?").await;
-        slow.expect_notice("Warning: choose a username before chatting")
-            .await;
+        slow.expect(choose_a_username_first()).await;
         slow.expect(ServerFrame::UsernameTimeout).await;
         assert_between(
             "UsernameTimeout",
@@ -212,10 +196,9 @@ fn username_timeout_after_sixty_seconds() {
             Duration::from_millis(100),
         );
         slow.expect_closed().await;
-        watcher.expect_notice("User Anonymous has left").await;
+        watcher.expect(left("Anonymous")).await;
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 5: Every refused name restarts the 60 s: `UsernameInvalid` at 50 s and
@@ -223,11 +206,9 @@ fn username_timeout_after_sixty_seconds() {
 /// out at 160 s.
 #[test]
 fn refused_names_restart_the_timer() {
-    let mut run = World::timers(SEED, Duration::from_secs(200)).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::timers(SEED, Duration::from_secs(200)).run_script(|log| async move {
         let _bob = participant("bob", &log).await;
-        let mut carl = SimClient::connect("carl", &log).await;
+        let mut carl = connect("carl", &log).await;
         let start = Instant::now();
         carl.hello(Role::Participant).await;
         tokio::time::sleep_until(start + Duration::from_secs(50)).await;
@@ -238,8 +219,7 @@ fn refused_names_restart_the_timer() {
         carl.expect(ServerFrame::UsernameTaken).await;
         tokio::time::sleep_until(start + Duration::from_secs(159)).await;
         carl.chat("alive?").await;
-        carl.expect_notice("Warning: choose a username before chatting")
-            .await;
+        carl.expect(choose_a_username_first()).await;
         carl.expect(ServerFrame::UsernameTimeout).await;
         assert_between(
             "UsernameTimeout",
@@ -250,20 +230,16 @@ fn refused_names_restart_the_timer() {
         carl.expect_closed().await;
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 6: A connection that never says Hello is closed after 60 s.
 #[test]
 fn silent_connection_gets_hello_timeout() {
-    let mut run = World::timers(SEED, Duration::from_secs(90)).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
-        let mut mute = SimClient::connect("mute", &log).await;
+    World::timers(SEED, Duration::from_secs(90)).run_script(|log| async move {
+        let mut mute = connect("mute", &log).await;
         let start = Instant::now();
         mute.expect_quiet(Duration::from_millis(59_900)).await;
-        mute.expect(ServerFrame::ProtocolError("no Hello within 60 s".into()))
-            .await;
+        mute.expect(no_hello_within(Duration::from_secs(60))).await;
         assert_between(
             "hello timeout",
             Instant::now(),
@@ -273,7 +249,6 @@ fn silent_connection_gets_hello_timeout() {
         mute.expect_closed().await;
         Ok(())
     });
-    run.run();
 }
 
 /// Connects `count` clients at once from one host and says `Hello(role)`
@@ -288,7 +263,7 @@ async fn crowd(
     for i in 0..count {
         let (label, log) = (format!("{prefix}{i:03}"), log.clone());
         set.spawn(async move {
-            let mut client = SimClient::connect(&label, &log).await;
+            let mut client = connect(&label, &log).await;
             client.hello(role).await;
             (i, client)
         });
@@ -307,10 +282,10 @@ fn full_room_refuses_the_256th_of_each_role() {
     let mut run = world.build();
     let log = run.log.clone();
     run.sim.client("crowd", async move {
-        let mut players = crowd("p", 255, Role::Participant, &log).await;
-        let mut watchers = crowd("o", 255, Role::Observer, &log).await;
+        let mut players = crowd("p", MAX_PARTICIPANTS, Role::Participant, &log).await;
+        let mut watchers = crowd("o", MAX_OBSERVERS, Role::Observer, &log).await;
         for role in [Role::Participant, Role::Observer] {
-            let mut extra = SimClient::connect("extra", &log).await;
+            let mut extra = connect("extra", &log).await;
             extra.send(&ClientFrame::Hello(role)).await;
             extra.expect(ServerFrame::Full).await;
             extra.expect_closed().await;
@@ -318,7 +293,7 @@ fn full_room_refuses_the_256th_of_each_role() {
         // An eager client writes on after its Hello (many segments in the
         // same tick): the server must still get `Full` to it before closing,
         // not reset the connection over the bytes it has not read.
-        let mut eager = SimClient::connect("eager", &log).await;
+        let mut eager = connect("eager", &log).await;
         eager.send(&ClientFrame::Hello(Role::Participant)).await;
         for i in 0..300 {
             eager
@@ -331,17 +306,17 @@ fn full_room_refuses_the_256th_of_each_role() {
         // free for the very next Hello.
         players.remove(0).leave();
         for w in &mut watchers {
-            w.expect_notice("User Anonymous has left").await;
+            w.expect(left("Anonymous")).await;
         }
-        let mut late = SimClient::connect("late-p", &log).await;
+        let mut late = connect("late-p", &log).await;
         late.hello(Role::Participant).await;
         // An observer leaves (silently): the next observer is admitted at
         // once, and the one after is refused again.
         watchers.remove(0).leave();
-        let mut late_o = SimClient::connect("late-o", &log).await;
+        let mut late_o = connect("late-o", &log).await;
         late_o.hello(Role::Observer).await;
         for role in [Role::Participant, Role::Observer] {
-            let mut extra = SimClient::connect("extra2", &log).await;
+            let mut extra = connect("extra2", &log).await;
             extra.send(&ClientFrame::Hello(role)).await;
             extra.expect(ServerFrame::Full).await;
             extra.expect_closed().await;
@@ -357,12 +332,10 @@ fn full_room_refuses_the_256th_of_each_role() {
 #[test]
 fn same_name_in_the_same_tick_has_one_winner() {
     for seed in 0..6 {
-        let mut run = World::new(seed).build();
-        let log = run.log.clone();
-        run.sim.client("clients", async move {
+        World::new(seed).run_script(|log| async move {
             let mut watcher = observer("watcher", &log).await;
-            let mut a = SimClient::connect("a", &log).await;
-            let mut b = SimClient::connect("b", &log).await;
+            let mut a = connect("a", &log).await;
+            let mut b = connect("b", &log).await;
             a.hello(Role::Participant).await;
             b.hello(Role::Participant).await;
             let before = Instant::now();
@@ -385,11 +358,10 @@ fn same_name_in_the_same_tick_has_one_winner() {
                 replies == [won.clone(), lost.clone()] || replies == [lost, won],
                 "seed {seed}: {replies:?}"
             );
-            watcher.expect_notice("User zed has joined").await;
+            watcher.expect(joined("zed")).await;
             watcher.expect_quiet(Duration::from_secs(1)).await;
             Ok(())
         });
-        run.run();
     }
 }
 
@@ -397,9 +369,7 @@ fn same_name_in_the_same_tick_has_one_winner() {
 /// participant, not an observer, not the sender.
 #[test]
 fn private_messages_reach_only_their_target() {
-    let mut run = World::new(SEED).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::new(SEED).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut alice = participant("alice", &log).await;
         let mut bob = participant("bob", &log).await;
@@ -410,30 +380,25 @@ fn private_messages_reach_only_their_target() {
             (&mut bob, &["carol"][..]),
         ] {
             for name in joins {
-                c.expect_notice(&format!("User {name} has joined")).await;
+                c.expect(joined(name)).await;
             }
         }
         alice.chat("@bob meet at noon").await;
-        bob.expect_message("%      alice: @bob meet at noon").await;
+        bob.expect(private_line("alice", "@bob meet at noon")).await;
         carol.chat("@alice just you").await;
-        alice.expect_message("%      carol: @alice just you").await;
+        alice.expect(private_line("carol", "@alice just you")).await;
         alice.chat("@nobody hello").await;
-        alice
-            .expect_notice("Warning: user nobody doesn't exist")
-            .await;
+        alice.expect(no_such_user("nobody")).await;
         alice.chat("@bob").await;
-        alice
-            .expect_notice("Warning: a private message needs a space after the name: @name text")
-            .await;
+        alice.expect(private_needs_a_space()).await;
         // The sentinel must be the very next frame for everyone else.
         alice.chat("sentinel").await;
-        bob.expect_message(">      alice: sentinel").await;
-        carol.expect_message(">      alice: sentinel").await;
-        watcher.expect_message(">      alice: sentinel").await;
+        bob.expect(public_line("alice", "sentinel")).await;
+        carol.expect(public_line("alice", "sentinel")).await;
+        watcher.expect(public_line("alice", "sentinel")).await;
         alice.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
-    run.run();
 }
 
 /// The public line `sender` sends as its `i`-th message in the partition
@@ -458,21 +423,10 @@ fn held_client_gets_what_it_is_owed_after_release() {
     let carol_log = log.clone();
     run.sim.client("held", async move {
         let mut carol = participant("carol", &carol_log).await;
-        let mut expected = vec![
-            ServerFrame::Notice("User alice has joined".into()),
-            ServerFrame::Notice("User bob has joined".into()),
-        ];
+        let mut expected = vec![joined("alice"), joined("bob")];
         for i in 0..10 {
-            expected.push(ServerFrame::Message(format!(
-                "> {:>10}: {}",
-                "alice",
-                numbered("alice", i)
-            )));
-            expected.push(ServerFrame::Message(format!(
-                "> {:>10}: {}",
-                "bob",
-                numbered("bob", i)
-            )));
+            expected.push(public_line("alice", &numbered("alice", i)));
+            expected.push(public_line("bob", &numbered("bob", i)));
         }
         for (i, frame) in expected.into_iter().enumerate() {
             let got = carol.next(Duration::from_secs(20)).await;
@@ -489,7 +443,7 @@ fn held_client_gets_what_it_is_owed_after_release() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut alice = participant("alice", &log).await;
         let mut bob = participant("bob", &log).await;
-        alice.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
         turmoil::hold("held", SERVER);
         log.record("fault", format_args!("hold held <-> server"));
         for i in 0..10 {
@@ -502,7 +456,7 @@ fn held_client_gets_what_it_is_owed_after_release() {
                 let line = numbered(name, i);
                 let sent = Instant::now();
                 from.chat(&line).await;
-                to.expect_message(&format!("> {name:>10}: {line}")).await;
+                to.expect(public_line(name, &line)).await;
                 assert!(
                     sent.elapsed() <= Duration::from_millis(10),
                     "delayed by the held client"
@@ -513,8 +467,8 @@ fn held_client_gets_what_it_is_owed_after_release() {
         log.record("fault", format_args!("release held <-> server"));
         *released.lock().unwrap() = Some(Instant::now());
         // Nothing else arrives until carol, served in full, hangs up.
-        alice.expect_notice("User carol has left").await;
-        bob.expect_notice("User carol has left").await;
+        alice.expect(left("carol")).await;
+        bob.expect(left("carol")).await;
         Ok(())
     });
     run.run();
@@ -555,11 +509,8 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
     run.sim.client("cut", async move {
         let mut carol = participant("carol", &carol_log).await;
         let (frames, _) = drain(&mut carol, Duration::from_secs(10)).await;
-        let mut owed = vec![
-            ServerFrame::Notice("User alice has joined".into()),
-            ServerFrame::Notice("User bob has joined".into()),
-        ];
-        owed.extend((0..LINES).map(|i| ServerFrame::Message(format!(">      alice: {}", line(i)))));
+        let mut owed = vec![joined("alice"), joined("bob")];
+        owed.extend((0..LINES).map(|i| public_line("alice", &line(i))));
         assert!(
             frames.len() < owed.len(),
             "carol got everything through a partition"
@@ -575,23 +526,21 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut alice = participant("alice", &log).await;
         let mut bob = participant("bob", &log).await;
-        alice.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
         turmoil::partition("cut", SERVER);
         log.record("fault", format_args!("partition cut <-> server"));
-        let mut left = 0;
+        let carol_left = Got::Frame(left("carol"));
+        let mut departures = 0;
         for i in 0..LINES {
             let sent = Instant::now();
             alice.chat(&line(i)).await;
             loop {
-                match bob.next(Duration::from_secs(1)).await {
-                    Got::Frame(ServerFrame::Notice(n)) if n == "User carol has left" => left += 1,
-                    got => {
-                        assert_eq!(
-                            got,
-                            Got::Frame(ServerFrame::Message(format!(">      alice: {}", line(i))))
-                        );
-                        break;
-                    }
+                let got = bob.next(Duration::from_secs(1)).await;
+                if got == carol_left {
+                    departures += 1;
+                } else {
+                    assert_eq!(got, Got::Frame(public_line("alice", &line(i))));
+                    break;
                 }
             }
             // A member that stops reading can hold the room for the stall
@@ -601,8 +550,8 @@ fn partitioned_client_is_dropped_and_others_lose_nothing() {
                 "delayed by the cut-off client"
             );
         }
-        assert_eq!(left, 1, "bob heard carol leave {left} times");
-        alice.expect_notice("User carol has left").await;
+        assert_eq!(departures, 1, "bob heard carol leave {departures} times");
+        alice.expect(left("carol")).await;
         turmoil::repair("cut", SERVER);
         log.record("fault", format_args!("repair cut <-> server"));
         alice.expect_quiet(Duration::from_secs(1)).await;
@@ -621,46 +570,41 @@ fn client_that_stops_reading_is_dropped_as_slow_consumer() {
     // Flood control off: the senders here must not be slowed.
     world.config.room.flood = None;
     world.duration = Duration::from_secs(60);
-    let mut run = world.build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    world.run_script(|log| async move {
         let line = |i: usize| format!("{i:04} {}", "y".repeat(995));
         let mut watcher = observer("watcher", &log).await;
         let mut carol = participant("carol", &log).await;
         let mut alice = participant("alice", &log).await;
         let mut bob = participant("bob", &log).await;
-        carol.expect_notice("User alice has joined").await;
-        alice.expect_notice("User bob has joined").await;
+        carol.expect(joined("alice")).await;
+        alice.expect(joined("bob")).await;
         for name in ["carol", "alice", "bob"] {
-            watcher
-                .expect_notice(&format!("User {name} has joined"))
-                .await;
+            watcher.expect(joined(name)).await;
         }
         // From here on carol never reads. alice floods; bob and the watcher
         // read everything as it comes.
-        let mut left = [0, 0];
+        let carol_left = Got::Frame(left("carol"));
+        let mut departures = [0, 0];
         for i in 0..LINES {
             alice.chat(&line(i)).await;
-            let expected = Got::Frame(ServerFrame::Message(format!(">      alice: {}", line(i))));
-            for (reader, left) in [&mut bob, &mut watcher].into_iter().zip(&mut left) {
+            let expected = Got::Frame(public_line("alice", &line(i)));
+            for (reader, seen) in [&mut bob, &mut watcher].into_iter().zip(&mut departures) {
                 loop {
-                    match reader.next(Duration::from_secs(1)).await {
-                        Got::Frame(ServerFrame::Notice(n)) if n == "User carol has left" => {
-                            *left += 1;
-                            // 1 MiB of ~1 KiB frames, plus turmoil's window
-                            // of 64 segments already written.
-                            assert!((1000..1200).contains(&i), "dropped at line {i}");
-                        }
-                        got => {
-                            assert_eq!(got, expected, "{} at line {i}", reader.label);
-                            break;
-                        }
+                    let got = reader.next(Duration::from_secs(1)).await;
+                    if got == carol_left {
+                        *seen += 1;
+                        // 1 MiB of ~1 KiB frames, plus turmoil's window
+                        // of 64 segments already written.
+                        assert!((1000..1200).contains(&i), "dropped at line {i}");
+                    } else {
+                        assert_eq!(got, expected, "{} at line {i}", reader.label());
+                        break;
                     }
                 }
             }
         }
-        assert_eq!(left, [1, 1], "carol's departure announcements");
-        alice.expect_notice("User carol has left").await;
+        assert_eq!(departures, [1, 1], "carol's departure announcements");
+        alice.expect(left("carol")).await;
         // carol was cut off: she holds a prefix of the flood, then the end.
         // (turmoil parks the server's FIN behind her full receive queue and
         // only moves it on when another segment arrives, so she pokes the
@@ -677,17 +621,16 @@ fn client_that_stops_reading_is_dropped_as_slow_consumer() {
         // The last frame she can get is the reason she was dropped.
         assert_eq!(
             frames.pop(),
-            Some(ServerFrame::ProtocolError("too far behind".into())),
+            Some(too_far_behind()),
             "carol was not told why"
         );
-        let owed = std::iter::once(ServerFrame::Notice("User bob has joined".into()))
-            .chain((0..LINES).map(|i| ServerFrame::Message(format!(">      alice: {}", line(i)))));
+        let owed = std::iter::once(joined("bob"))
+            .chain((0..LINES).map(|i| public_line("alice", &line(i))));
         for (i, (got, owed)) in frames.iter().zip(owed).enumerate() {
             assert_eq!(got, &owed, "carol's frame {i}");
         }
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 12: The server crashes and restarts: clients see their connection end,
@@ -698,12 +641,12 @@ fn server_crash_and_restart_frees_names() {
     world.duration = Duration::from_secs(30);
     let mut run = world.build();
     let log = run.log.clone();
-    let joined: Arc<Mutex<bool>> = Arc::default();
-    let joined_flag = joined.clone();
+    let both_in: Arc<Mutex<bool>> = Arc::default();
+    let joined_flag = both_in.clone();
     run.sim.client("clients", async move {
         let mut alice = participant("alice", &log).await;
         let mut bob = participant("bob", &log).await;
-        alice.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
         *joined_flag.lock().unwrap() = true;
         alice.expect_closed().await;
         bob.expect_closed().await;
@@ -711,19 +654,19 @@ fn server_crash_and_restart_frees_names() {
         let mut again = Vec::new();
         for name in ["alice", "bob"] {
             let client = loop {
-                match SimClient::connect_with(name, &log, PieceSize::Any, None).await {
+                match connect_with(name, &log, PieceSize::Any, None).await {
                     Ok(client) => break client,
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             };
             again.push(client);
         }
-        let [mut alice, mut bob] = <[SimClient; 2]>::try_from(again).ok().expect("two");
+        let [mut alice, mut bob] = <[SimClient; 2]>::try_from(again).expect("two");
         alice.join("alice").await;
         bob.join("bob").await;
-        alice.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
         bob.chat("back again").await;
-        alice.expect_message(">        bob: back again").await;
+        alice.expect(public_line("bob", "back again")).await;
         Ok(())
     });
     let (mut crashed, mut bounced) = (None, false);
@@ -734,7 +677,7 @@ fn server_crash_and_restart_frees_names() {
             Ok(false) => {}
         }
         let now = run.sim.elapsed();
-        if crashed.is_none() && *joined.lock().unwrap() {
+        if crashed.is_none() && *both_in.lock().unwrap() {
             run.sim.crash(SERVER);
             run.log
                 .record("fault", format_args!("crash server at {now:?}"));
@@ -758,57 +701,50 @@ fn server_crash_and_restart_frees_names() {
 /// 1000-character one is delivered whole — characters, not bytes.
 #[test]
 fn thousand_characters_delivered_thousand_and_one_not() {
-    let mut run = World::new(SEED).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::new(SEED).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut alice = participant("alice", &log).await;
         let mut bob = participant("bob", &log).await;
-        alice.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
         for name in ["alice", "bob"] {
-            watcher
-                .expect_notice(&format!("User {name} has joined"))
-                .await;
+            watcher.expect(joined(name)).await;
         }
-        let warning = "Warning: message not sent, it is longer than 1000 characters";
+        let over = MAX_MESSAGE_CHARS + 1;
         for long in [
-            "a".repeat(1001),
-            "🦀".repeat(1001),
-            format!("@bob {}", "b".repeat(996)),
+            "a".repeat(over),
+            "🦀".repeat(over),
+            format!("@bob {}", "b".repeat(over - 5)),
         ] {
             alice.chat(&long).await;
-            alice.expect_notice(warning).await;
+            alice.expect(too_long_warning()).await;
         }
-        for whole in ["a".repeat(1000), "🦀".repeat(1000)] {
+        for whole in [
+            "a".repeat(MAX_MESSAGE_CHARS),
+            "🦀".repeat(MAX_MESSAGE_CHARS),
+        ] {
             alice.chat(&whole).await;
-            bob.expect_message(&format!(">      alice: {whole}")).await;
-            watcher
-                .expect_message(&format!(">      alice: {whole}"))
-                .await;
+            bob.expect(public_line("alice", &whole)).await;
+            watcher.expect(public_line("alice", &whole)).await;
         }
-        let private = format!("@bob {}", "c".repeat(995));
+        let private = format!("@bob {}", "c".repeat(MAX_MESSAGE_CHARS - 5));
         alice.chat(&private).await;
-        bob.expect_message(&format!("%      alice: {private}"))
-            .await;
+        bob.expect(private_line("alice", &private)).await;
         alice.expect_quiet(Duration::from_secs(1)).await;
         watcher.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 14: Whatever an observer sends after its Hello reaches nobody; it is
 /// only warned.
 #[test]
 fn observer_frames_never_reach_anyone() {
-    let mut run = World::new(SEED).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::new(SEED).run_script(|log| async move {
         let mut loud = observer("loud", &log).await;
         let mut quiet = observer("quiet", &log).await;
         let mut alice = participant("alice", &log).await;
-        loud.expect_notice("User alice has joined").await;
-        quiet.expect_notice("User alice has joined").await;
+        loud.expect(joined("alice")).await;
+        quiet.expect(joined("alice")).await;
         for frame in [
             ClientFrame::Chat("hello all".into()),
             ClientFrame::Chat("@alice psst".into()),
@@ -817,46 +753,42 @@ fn observer_frames_never_reach_anyone() {
             ClientFrame::Hello(Role::Observer),
         ] {
             loud.send(&frame).await;
-            loud.expect_notice("Warning: observers can only read").await;
+            loud.expect(observers_only_read()).await;
         }
         alice.chat("sentinel").await;
-        loud.expect_message(">      alice: sentinel").await;
-        quiet.expect_message(">      alice: sentinel").await;
+        loud.expect(public_line("alice", "sentinel")).await;
+        quiet.expect(public_line("alice", "sentinel")).await;
         alice.expect_quiet(Duration::from_secs(1)).await;
         // The name the observer tried is still free.
         let _loud_person = participant("loud", &log).await;
-        alice.expect_notice("User loud has joined").await;
+        alice.expect(joined("loud")).await;
         Ok(())
     });
-    run.run();
 }
 
 /// Scenario 15: A participant that leaves before its name is accepted is announced
 /// as "User Anonymous has left".
 #[test]
 fn unnamed_participant_leaves_as_anonymous() {
-    let mut run = World::new(SEED).build();
-    let log = run.log.clone();
-    run.sim.client("clients", async move {
+    World::new(SEED).run_script(|log| async move {
         let mut watcher = observer("watcher", &log).await;
         let mut alice = participant("alice", &log).await;
-        watcher.expect_notice("User alice has joined").await;
-        let mut never = SimClient::connect("never", &log).await;
+        watcher.expect(joined("alice")).await;
+        let mut never = connect("never", &log).await;
         never.hello(Role::Participant).await;
         never.leave();
-        alice.expect_notice("User Anonymous has left").await;
-        watcher.expect_notice("User Anonymous has left").await;
-        let mut tried = SimClient::connect("tried", &log).await;
+        alice.expect(left("Anonymous")).await;
+        watcher.expect(left("Anonymous")).await;
+        let mut tried = connect("tried", &log).await;
         tried.hello(Role::Participant).await;
         tried.send(&ClientFrame::Username("two words".into())).await;
         tried.expect(ServerFrame::UsernameInvalid).await;
         tried.send(&ClientFrame::Username("alice".into())).await;
         tried.expect(ServerFrame::UsernameTaken).await;
         tried.leave();
-        alice.expect_notice("User Anonymous has left").await;
-        watcher.expect_notice("User Anonymous has left").await;
+        alice.expect(left("Anonymous")).await;
+        watcher.expect(left("Anonymous")).await;
         alice.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
-    run.run();
 }

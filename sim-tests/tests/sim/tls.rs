@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use logosnet::protocol::Role;
+use logosnet::protocol::{Role, joined, left, private_line, public_line};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::harness::tls::{TLS_PORT, certs, connect_tls};
-use crate::harness::{PieceSize, SERVER, SimClient, World};
+use crate::harness::{PieceSize, SERVER, World, connect, connect_with};
 
 const SEED: u64 = 13;
 
@@ -30,28 +30,28 @@ fn mixed_room(pieces: PieceSize, write_piece: Option<usize>) -> u64 {
         watcher.hello(Role::Observer).await;
         let mut alice = connect_tls("alice", &log, &connector, pieces, write_piece).await?;
         alice.join("alice").await;
-        watcher.expect_notice("User alice has joined").await;
-        let mut bob = SimClient::connect_with("bob", &log, pieces, write_piece).await?;
+        watcher.expect(joined("alice")).await;
+        let mut bob = connect_with("bob", &log, pieces, write_piece).await?;
         bob.join("bob").await;
-        alice.expect_notice("User bob has joined").await;
-        watcher.expect_notice("User bob has joined").await;
+        alice.expect(joined("bob")).await;
+        watcher.expect(joined("bob")).await;
 
         alice.chat("sealed in TLS").await;
-        bob.expect_message(">      alice: sealed in TLS").await;
-        watcher.expect_message(">      alice: sealed in TLS").await;
+        bob.expect(public_line("alice", "sealed in TLS")).await;
+        watcher.expect(public_line("alice", "sealed in TLS")).await;
         bob.chat("@alice plain, but only for you").await;
         alice
-            .expect_message("%        bob: @alice plain, but only for you")
+            .expect(private_line("bob", "@alice plain, but only for you"))
             .await;
         bob.chat("to all").await;
-        alice.expect_message(">        bob: to all").await;
-        watcher.expect_message(">        bob: to all").await;
+        alice.expect(public_line("bob", "to all")).await;
+        watcher.expect(public_line("bob", "to all")).await;
 
         bob.leave();
-        alice.expect_notice("User bob has left").await;
-        watcher.expect_notice("User bob has left").await;
+        alice.expect(left("bob")).await;
+        watcher.expect(left("bob")).await;
         alice.leave();
-        watcher.expect_notice("User alice has left").await;
+        watcher.expect(left("alice")).await;
         watcher.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
     });
@@ -93,9 +93,9 @@ fn a_tls_reader_that_fell_behind_gets_every_line() {
     run.sim.client("clients", async move {
         let mut watcher = connect_tls("watcher", &log, &connector, PieceSize::Any, None).await?;
         watcher.hello(Role::Observer).await;
-        let mut bob = SimClient::connect("bob", &log).await;
+        let mut bob = connect("bob", &log).await;
         bob.join("bob").await;
-        watcher.expect_notice("User bob has joined").await;
+        watcher.expect(joined("bob")).await;
         let lines: Vec<String> = (0..20)
             .map(|i| format!("line {i} {}", "x".repeat(40)))
             .collect();
@@ -105,9 +105,7 @@ fn a_tls_reader_that_fell_behind_gets_every_line() {
         // The watcher reads nothing meanwhile.
         tokio::time::sleep(Duration::from_secs(2)).await;
         for line in &lines {
-            watcher
-                .expect_message(&format!(">        bob: {line}"))
-                .await;
+            watcher.expect(public_line("bob", line)).await;
         }
         watcher.expect_quiet(Duration::from_secs(1)).await;
         Ok(())
@@ -148,7 +146,7 @@ fn a_stalled_handshake_is_closed_at_the_hello_timeout() {
         );
         let mut late = connect_tls("late", &log, &connector, PieceSize::Any, None).await?;
         late.join("late").await;
-        watcher.expect_notice("User late has joined").await;
+        watcher.expect(joined("late")).await;
         Ok(())
     });
     run.run();

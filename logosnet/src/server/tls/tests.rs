@@ -11,8 +11,11 @@ use crate::tls::{self, TlsConnector, Trust, is_tls_record_header};
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
 
 struct Fixture {
+    /// The server's side, with the test certificate.
     acceptor: TlsAcceptor,
+    /// A client's side, trusting the test CA.
     connector: TlsConnector,
+    /// The certificate files, kept until the test ends.
     _set: TempSet,
 }
 

@@ -1,22 +1,23 @@
-//! A simulated LogosNet client for scenarios: connects to the simulated
-//! server, sends and receives frames through `logosnet::framed` (no second
-//! copy of the frame logic), logs every frame to the [`EventLog`], and asserts
-//! on exactly what arrives.
-//!
-//! A client can write each frame in pieces of N bytes with a tick between
-//! pieces, and read through a [`Capped`] stream, so a scenario controls the
-//! piece sizes on both sides of the wire.
+//! Simulated clients: `testkit`'s [`Peer`] over turmoil's TCP (or TLS on
+//! it), every frame it sends or receives recorded in the run's
+//! [`EventLog`]. What is particular to the simulation is only how the
+//! stream is built: reads through a [`Capped`] stream (pieces of the
+//! scenario's size), or a [`Paced`] one (a slow link), and frames written
+//! in pieces a tick apart.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use logosnet::framed::{self, FrameReader, ReadError};
-use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use logosnet::protocol::{Role, ServerFrame};
+use testkit::{Peer, Trace};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 use turmoil::net::TcpStream;
 
-use super::listener::{Capped, PieceSize, PieceStats};
+use super::listener::{Capped, PieceSize, PieceStats, poll_read_at_most};
 use super::log::EventLog;
 use super::{PORT, SERVER};
 
@@ -24,276 +25,96 @@ use super::{PORT, SERVER};
 pub const EXPECT_WITHIN: Duration = Duration::from_secs(5);
 
 /// What one read attempt found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Got {
-    /// A whole frame.
-    Frame(ServerFrame),
-    /// The server closed the connection cleanly.
-    Closed,
-    /// The connection failed (reset, broken frame): the text says how.
-    Failed(String),
-    /// Nothing arrived in the time allowed.
-    Nothing,
-}
+pub type Got = testkit::Got<ServerFrame>;
 
-/// The read side of a client's connection: plain TCP or TLS.
-pub type Reader = Box<dyn AsyncRead + Unpin + Send>;
+/// A client's byte stream: plain or TLS, its reads capped or paced.
+pub trait SimStream: AsyncRead + AsyncWrite + Unpin + Send {}
 
-/// The write side of a client's connection: plain TCP or TLS.
-pub type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> SimStream for S {}
 
 /// One simulated client connection.
-pub struct SimClient {
-    /// Label used in the log and in assertion messages.
-    pub label: String,
-    reader: FrameReader<Reader>,
-    writer: Writer,
-    log: EventLog,
+pub type SimClient = Peer<Box<dyn SimStream>>;
+
+/// Records a client's frames in `log`.
+pub fn trace(log: &EventLog) -> Trace {
+    let log = log.clone();
+    Arc::new(move |who, what| log.record(who, what))
+}
+
+/// A client over an already connected stream; each frame is written in
+/// pieces of `write_piece` bytes, a tick apart, when it is `Some`.
+pub fn client_over(
+    label: &str,
+    log: &EventLog,
+    stream: Box<dyn SimStream>,
     write_piece: Option<usize>,
-    /// Bytes read in the current tick, for [`SimClient::next_paced`].
-    read_this_tick: usize,
-}
-
-impl SimClient {
-    /// Connects with whole-frame writes and uncapped reads; panics if the
-    /// server cannot be reached.
-    pub async fn connect(label: &str, log: &EventLog) -> Self {
-        Self::connect_with(label, log, PieceSize::Any, None)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: connect failed: {e}"))
-    }
-
-    /// Connects; reads come in `read` pieces and each frame is written in
-    /// pieces of `write_piece` bytes (a tick apart) when it is `Some`.
-    pub async fn connect_with(
-        label: &str,
-        log: &EventLog,
-        read: PieceSize,
-        write_piece: Option<usize>,
-    ) -> io::Result<Self> {
-        let stream = TcpStream::connect((SERVER, PORT)).await?;
-        log.record(label, format_args!("connected"));
-        let (read_half, writer) = stream.into_split();
-        let stats = Arc::new(Mutex::new(PieceStats::default()));
-        let reader = Capped::new(read_half, read, label_seed(label), stats);
-        Ok(Self::over(
-            label,
-            log,
-            Box::new(reader),
-            Box::new(writer),
-            write_piece,
-        ))
-    }
-
-    /// A client over an already connected stream's two halves; each frame
-    /// is written in pieces of `write_piece` bytes when it is `Some`.
-    pub fn over(
-        label: &str,
-        log: &EventLog,
-        reader: Reader,
-        writer: Writer,
-        write_piece: Option<usize>,
-    ) -> Self {
-        Self {
-            label: label.to_owned(),
-            reader: FrameReader::new(reader),
-            writer,
-            log: log.clone(),
-            write_piece,
-            read_this_tick: 0,
-        }
-    }
-
-    /// Sends one frame (in pieces if so configured); panics on failure.
-    pub async fn send(&mut self, frame: &ClientFrame) {
-        if let Err(e) = self.try_send(frame).await {
-            panic!("{}: sending {frame:?} failed: {e}", self.label);
-        }
-    }
-
-    /// Sends one frame (in pieces if so configured).
-    pub async fn try_send(&mut self, frame: &ClientFrame) -> io::Result<()> {
-        self.log.record(&self.label, format_args!("send {frame:?}"));
-        match self.write_piece {
-            None => framed::write_frame(&mut self.writer, frame).await,
-            Some(n) => {
-                let bytes = protocol::encode(frame);
-                for piece in bytes.chunks(n.max(1)) {
-                    flushed(&mut self.writer, piece).await?;
-                    // Let a tick pass so every piece travels on its own.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Sends several frames back to back as one byte stream — one write, or
-    /// pieces of the configured size that cut across frame boundaries — so
-    /// the server sees several frames (and parts of frames) per read.
-    pub async fn send_batch(&mut self, frames: &[ClientFrame]) {
-        self.log
-            .record(&self.label, format_args!("send batch {frames:?}"));
-        let mut bytes = Vec::new();
-        for frame in frames {
-            bytes.extend_from_slice(&protocol::encode(frame));
-        }
-        let result = match self.write_piece {
-            None => flushed(&mut self.writer, &bytes).await,
-            Some(n) => {
-                let mut result = Ok(());
-                for piece in bytes.chunks(n.max(1)) {
-                    result = flushed(&mut self.writer, piece).await;
-                    if result.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                result
-            }
-        };
-        if let Err(e) = result {
-            panic!("{}: batch write failed: {e}", self.label);
-        }
-    }
-
-    /// Writes raw bytes as one segment, reporting a failure.
-    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.log
-            .record(&self.label, format_args!("send {} raw bytes", bytes.len()));
-        self.writer.write_all(bytes).await
-    }
-
-    /// Writes raw bytes (a partial frame, say) as one segment.
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.log
-            .record(&self.label, format_args!("send raw {bytes:02x?}"));
-        if let Err(e) = flushed(&mut self.writer, bytes).await {
-            panic!("{}: raw write failed: {e}", self.label);
-        }
-    }
-
-    /// Waits up to `within` for the next frame or the end of the connection.
-    pub async fn next(&mut self, within: Duration) -> Got {
-        let got = match tokio::time::timeout(within, self.reader.next::<ServerFrame>()).await {
-            Err(_) => Got::Nothing,
-            Ok(Ok(Some(frame))) => Got::Frame(frame),
-            Ok(Ok(None)) => Got::Closed,
-            Ok(Err(ReadError::Io(e))) => Got::Failed(format!("io: {}", e.kind())),
-            Ok(Err(e)) => Got::Failed(e.to_string()),
-        };
-        if got != Got::Nothing {
-            self.log.record(&self.label, format_args!("got {got:?}"));
-        }
-        got
-    }
-
-    /// Like [`SimClient::next`], for a reader on a slow link: it takes at
-    /// most `per_tick` bytes off the socket each `tick` (in reads of its
-    /// configured piece size), so the server sees a reader that keeps
-    /// reading, slowly.
-    pub async fn next_paced(&mut self, per_tick: usize, tick: Duration, within: Duration) -> Got {
-        let give_up = tokio::time::Instant::now() + within;
-        let got = loop {
-            match self.reader.decoder().next_frame::<ServerFrame>() {
-                Ok(Some(frame)) => break Got::Frame(frame),
-                Ok(None) => {}
-                Err(e) => break Got::Failed(e.to_string()),
-            }
-            if self.read_this_tick >= per_tick {
-                tokio::time::sleep(tick).await;
-                self.read_this_tick = 0;
-            }
-            match tokio::time::timeout_at(give_up, self.reader.fill()).await {
-                Err(_) => break Got::Nothing,
-                Ok(Ok(0)) if self.reader.decoder().is_mid_frame() => {
-                    break Got::Failed("closed mid-frame".into());
-                }
-                Ok(Ok(0)) => break Got::Closed,
-                Ok(Ok(n)) => self.read_this_tick += n,
-                Ok(Err(e)) => break Got::Failed(format!("io: {}", e.kind())),
-            }
-        };
-        if got != Got::Nothing {
-            self.log.record(&self.label, format_args!("got {got:?}"));
-        }
-        got
-    }
-
-    /// Asserts that the next frame is `expected`.
-    pub async fn expect(&mut self, expected: ServerFrame) {
-        let got = self.next(EXPECT_WITHIN).await;
-        assert_eq!(
-            got,
-            Got::Frame(expected),
-            "{} at {:?}",
-            self.label,
-            turmoil::sim_elapsed()
-        );
-    }
-
-    /// Asserts that the next frame is `Notice(text)`.
-    pub async fn expect_notice(&mut self, text: &str) {
-        self.expect(ServerFrame::Notice(text.to_owned())).await;
-    }
-
-    /// Asserts that the next frame is `Message(text)`.
-    pub async fn expect_message(&mut self, text: &str) {
-        self.expect(ServerFrame::Message(text.to_owned())).await;
-    }
-
-    /// Asserts that nothing arrives (and the connection stays open) for
-    /// `within`.
-    pub async fn expect_quiet(&mut self, within: Duration) {
-        let got = self.next(within).await;
-        assert_eq!(got, Got::Nothing, "{} expected silence", self.label);
-    }
-
-    /// Asserts that the server ends the connection (cleanly or not) next.
-    pub async fn expect_closed(&mut self) {
-        match self.next(EXPECT_WITHIN).await {
-            Got::Closed | Got::Failed(_) => {}
-            other => panic!("{}: expected the close, got {other:?}", self.label),
-        }
-    }
-
-    /// Asserts that the server ends the connection gracefully next: a clean
-    /// end of stream, not a reset.
-    pub async fn expect_clean_close(&mut self) {
-        let got = self.next(EXPECT_WITHIN).await;
-        assert_eq!(got, Got::Closed, "{}: expected a clean close", self.label);
-    }
-
-    /// Sends `Hello(role)` and expects `Accepted`.
-    pub async fn hello(&mut self, role: Role) {
-        self.send(&ClientFrame::Hello(role)).await;
-        self.expect(ServerFrame::Accepted).await;
-    }
-
-    /// Hello as a participant, then `name`: expects the acceptance and the
-    /// room's "has joined" notice.
-    pub async fn join(&mut self, name: &str) {
-        self.hello(Role::Participant).await;
-        self.send(&ClientFrame::Username(name.to_owned())).await;
-        self.expect(ServerFrame::UsernameAccepted).await;
-        self.expect_notice(&format!("User {name} has joined")).await;
-    }
-
-    /// Sends a chat line.
-    pub async fn chat(&mut self, line: &str) {
-        self.send(&ClientFrame::Chat(line.to_owned())).await;
-    }
-
-    /// Drops the connection (both halves), as a client that quits does.
-    pub fn leave(self) {
-        self.log.record(&self.label, format_args!("leaves"));
+) -> SimClient {
+    let client = Peer::new(label, stream)
+        .with_patience(EXPECT_WITHIN)
+        .traced(trace(log));
+    match write_piece {
+        Some(bytes) => client.writing_in_pieces(bytes),
+        None => client,
     }
 }
 
-/// Writes and flushes (a TLS writer sends a record's end only when flushed).
-async fn flushed(writer: &mut Writer, bytes: &[u8]) -> io::Result<()> {
-    writer.write_all(bytes).await?;
-    writer.flush().await
+/// Connects with whole-frame writes and uncapped reads; panics if the
+/// server cannot be reached.
+pub async fn connect(label: &str, log: &EventLog) -> SimClient {
+    connect_with(label, log, PieceSize::Any, None)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: connect failed: {e}"))
+}
+
+/// Connects; reads come in `read` pieces and each frame is written in
+/// pieces of `write_piece` bytes (a tick apart) when it is `Some`.
+pub async fn connect_with(
+    label: &str,
+    log: &EventLog,
+    read: PieceSize,
+    write_piece: Option<usize>,
+) -> io::Result<SimClient> {
+    let (reader, writer) = tcp(label, log).await?;
+    let reader = capped(label, reader, read);
+    let stream = Box::new(tokio::io::join(reader, writer));
+    Ok(client_over(label, log, stream, write_piece))
+}
+
+/// Connects as a reader on a slow link: it takes at most `per_tick` bytes
+/// off the socket each `tick` (in reads of `read` pieces), so the server
+/// sees a reader that keeps reading, slowly.
+pub async fn connect_paced(
+    label: &str,
+    log: &EventLog,
+    read: PieceSize,
+    per_tick: usize,
+    tick: Duration,
+) -> SimClient {
+    let (reader, writer) = tcp(label, log)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: connect failed: {e}"));
+    let reader = Paced::new(capped(label, reader, read), per_tick, tick);
+    let stream = Box::new(tokio::io::join(reader, writer));
+    client_over(label, log, stream, None)
+}
+
+/// A TCP connection to the server's plaintext port, in halves.
+async fn tcp(
+    label: &str,
+    log: &EventLog,
+) -> io::Result<(
+    turmoil::net::tcp::OwnedReadHalf,
+    turmoil::net::tcp::OwnedWriteHalf,
+)> {
+    let stream = TcpStream::connect((SERVER, PORT)).await?;
+    log.record(label, format_args!("connected"));
+    Ok(stream.into_split())
+}
+
+/// `reader` passing on pieces of `size`, seeded from the label.
+fn capped<R>(label: &str, reader: R, size: PieceSize) -> Capped<R> {
+    let stats = Arc::new(Mutex::new(PieceStats::default()));
+    Capped::new(reader, size, label_seed(label), stats)
 }
 
 /// A seed for a client's piece sizes, from its label.
@@ -305,14 +126,64 @@ pub fn label_seed(label: &str) -> u64 {
 
 /// Connects a participant named `name` (label = name) and joins the room.
 pub async fn participant(name: &str, log: &EventLog) -> SimClient {
-    let mut client = SimClient::connect(name, log).await;
+    let mut client = connect(name, log).await;
     client.join(name).await;
     client
 }
 
 /// Connects an observer labelled `label`.
 pub async fn observer(label: &str, log: &EventLog) -> SimClient {
-    let mut client = SimClient::connect(label, log).await;
+    let mut client = connect(label, log).await;
     client.hello(Role::Observer).await;
     client
+}
+
+/// A reader that passes on at most `per_tick` bytes, then waits a `tick`
+/// (of simulated time, under turmoil) before passing on more.
+pub struct Paced<R> {
+    /// The stream read from.
+    inner: R,
+    /// Bytes passed on per tick.
+    per_tick: usize,
+    /// How long a tick is.
+    tick: Duration,
+    /// Bytes passed on in this tick.
+    used: usize,
+    /// The wait for the next tick, once this one's bytes are used up.
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl<R> Paced<R> {
+    /// Paces `inner` to `per_tick` bytes a `tick`.
+    pub fn new(inner: R, per_tick: usize, tick: Duration) -> Self {
+        Self {
+            inner,
+            per_tick: per_tick.max(1),
+            tick,
+            used: 0,
+            wait: None,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Paced<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.used >= this.per_tick {
+            let tick = this.tick;
+            let wait = this
+                .wait
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(tick)));
+            ready!(wait.as_mut().poll(cx));
+            this.wait = None;
+            this.used = 0;
+        }
+        let room = this.per_tick - this.used;
+        this.used += ready!(poll_read_at_most(&mut this.inner, cx, buf, room))?;
+        Poll::Ready(Ok(()))
+    }
 }

@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -38,7 +38,7 @@ pub const MAX_PIECE: usize = 64;
 
 /// The largest read and write a [`Capped`] stream let through, shared so a
 /// test can check that the cap really applied.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PieceStats {
     /// Largest read passed on.
     pub max_read: usize,
@@ -87,24 +87,37 @@ impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
         if buf.remaining() == 0 || self.size == PieceSize::Any {
             return Pin::new(&mut self.inner).poll_read(cx, buf);
         }
-        // Read into a small local buffer rather than a sub-view of `buf`, so
-        // no unsafe is needed to hand the bytes on.
         let cap = self.next_cap(buf.remaining().min(MAX_PIECE));
-        let mut local = [0u8; MAX_PIECE];
-        let mut piece = ReadBuf::new(&mut local[..cap]);
-        let result = Pin::new(&mut self.inner).poll_read(cx, &mut piece);
-        if let Poll::Ready(Ok(())) = result {
-            let n = piece.filled().len();
-            buf.put_slice(piece.filled());
-            if n > 0 {
-                let mut stats = lock(&self.stats);
-                stats.max_read = stats.max_read.max(n);
-                stats.reads += 1;
-            }
+        let n = ready!(poll_read_at_most(&mut self.inner, cx, buf, cap))?;
+        if n > 0 {
+            let mut stats = lock(&self.stats);
+            stats.max_read = stats.max_read.max(n);
+            stats.reads += 1;
         }
-        result
+        Poll::Ready(Ok(()))
     }
 }
+
+/// Reads at most `cap` bytes (at most [`MAX_READ_PIECE`]) from `inner`
+/// into `buf`; how many came. Through a small local buffer rather than a
+/// sub-view of `buf`, so no unsafe is needed to hand the bytes on.
+pub fn poll_read_at_most<R: AsyncRead + Unpin>(
+    inner: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    cap: usize,
+) -> Poll<io::Result<usize>> {
+    let mut local = [0u8; MAX_READ_PIECE];
+    let cap = cap.min(buf.remaining()).min(MAX_READ_PIECE);
+    let mut piece = ReadBuf::new(&mut local[..cap]);
+    ready!(Pin::new(inner).poll_read(cx, &mut piece))?;
+    buf.put_slice(piece.filled());
+    Poll::Ready(Ok(piece.filled().len()))
+}
+
+/// The most [`poll_read_at_most`] passes on in one read: above every cap
+/// and pace the simulations use.
+pub const MAX_READ_PIECE: usize = 1024;
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
     fn poll_write(

@@ -1,6 +1,8 @@
 //! The simulation harness: builds a turmoil [`Sim`] that runs the real
 //! `logosnet::server::serve` on a host named [`SERVER`], and runs scenarios
-//! against it with [`SimClient`]s.
+//! against it with [`SimClient`]s (`testkit`'s peer on turmoil's TCP).
+//! [`World::run_script`] is the usual scenario: one client host, run to
+//! the end.
 
 pub mod client;
 pub mod listener;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use logosnet::server::{ServerConfig, serve};
 use turmoil::{Builder, Sim};
 
-pub use client::{Got, SimClient, observer, participant};
+pub use client::{Got, SimClient, connect, connect_paced, connect_with, observer, participant};
 pub use listener::{PieceSize, PieceStats, SimListener};
 pub use log::EventLog;
 
@@ -85,6 +87,23 @@ impl World {
             serve(listener, host.config, std::future::pending()).await;
             Ok(())
         })
+    }
+
+    /// Builds the world and runs `script` (given the run's event log) as
+    /// the one client host, `"clients"`, until it is done; panics with the
+    /// log's tail if it failed, the time ran out or the server panicked.
+    /// Returns the sizes of the pieces the server's connections read and
+    /// wrote.
+    pub fn run_script<F, Fut>(&self, script: F) -> PieceStats
+    where
+        F: FnOnce(EventLog) -> Fut,
+        Fut: Future<Output = turmoil::Result> + 'static,
+    {
+        let mut run = self.build();
+        run.sim.client("clients", script(run.log.clone()));
+        let stats = run.stats.clone();
+        run.run();
+        lock(&stats).clone()
     }
 
     /// Builds the simulation with the server host running `server`, which
@@ -200,4 +219,8 @@ fn install_panic_counter() {
 
 fn panics_on_this_thread() -> usize {
     PANICS.with(Cell::get)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -16,7 +16,7 @@ use logosnet::server::{Both, TlsListener, serve};
 use logosnet::tls::{self, TlsAcceptor, TlsConnector, Trust};
 use turmoil::net::TcpStream;
 
-use super::client::{SimClient, label_seed};
+use super::client::{SimClient, client_over, label_seed};
 use super::listener::{Capped, PieceSize, PieceStats};
 use super::{EventLog, PORT, Running, SERVER, World};
 
@@ -87,12 +87,5 @@ pub async fn connect_tls(
     let name = tls::server_name(SERVER).map_err(io::Error::other)?;
     let secure = connector.connect(name, capped).await?;
     log.record(label, format_args!("connected over TLS"));
-    let (reader, writer) = tokio::io::split(secure);
-    Ok(SimClient::over(
-        label,
-        log,
-        Box::new(reader),
-        Box::new(writer),
-        write_piece,
-    ))
+    Ok(client_over(label, log, Box::new(secure), write_piece))
 }

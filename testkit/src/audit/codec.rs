@@ -1,13 +1,11 @@
 //! A checking harness for [`FrameDecoder`]: feeds it a byte stream in given
 //! pieces under a [`FrameLimit`], asserts the buffering bound after every
 //! piece, and returns what came out, so that the property tests
-//! (`codec/proptests.rs`) and the fuzz target (`fuzz/fuzz_targets/decoder.rs`)
-//! share one oracle.
-//!
-//! Compiled only for tests and with the `fuzzing` feature.
+//! (`logosnet/tests/properties/codec.rs`) and the fuzz target
+//! (`fuzz/fuzz_targets/decoder.rs`) share one oracle.
 
-use super::{Decoded as Item, FrameDecoder, FrameLimit};
-use crate::protocol::{ClientFrame, FrameError, HEADER_BYTES};
+use logosnet::codec::{Decoded as Item, FrameDecoder, FrameLimit};
+use logosnet::protocol::{ClientFrame, FrameError, HEADER_BYTES};
 
 /// Everything a decoder produced from one stream: the frames in order, then
 /// the violation that stopped it (if any), and whether it ended mid-frame.

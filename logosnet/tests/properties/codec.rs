@@ -1,25 +1,23 @@
 //! Property tests of frame reassembly: arbitrary byte streams (valid frames,
 //! hostile headers, junk) cut into arbitrary pieces never panic, never make
 //! the decoder hold more than one maximum frame plus one read, and decode
-//! exactly as the same stream delivered in one piece. The same holds through
-//! [`FrameReader`](crate::framed::FrameReader) over a socket that returns
-//! reads of arbitrary sizes. Under a per-state [`FrameLimit`] the same
+//! exactly as the same stream delivered in one piece, as the oracle
+//! `testkit::audit::codec` checks. Under a per-state [`FrameLimit`] the same
 //! holds with the limit's frame in place of the maximum, and skipping an
-//! oversized frame changes nothing but that frame.
+//! oversized frame changes nothing but that frame. (The same bound through
+//! an async stream is `connection`'s own test.)
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
+use logosnet::codec::{FrameLimit, MAX_BUFFERED_FRAME, Oversize};
+use logosnet::connection::READ_CHUNK_BYTES;
+use logosnet::protocol::{
+    ClientFrame, HEADER_BYTES, MAX_CHAT_PAYLOAD, MAX_FRAME_BYTES, MAX_HELLO_PAYLOAD, Role,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use tokio::io::{AsyncRead, ReadBuf};
-
-use super::audit::{decode_in_pieces, decode_in_pieces_within, decode_whole, decode_whole_within};
-use super::{FrameLimit, MAX_BUFFERED_FRAME, Oversize};
-use crate::framed::{FrameReader, READ_CHUNK_BYTES};
-use crate::protocol::{
-    ClientFrame, HEADER_BYTES, MAX_CHAT_PAYLOAD, MAX_FRAME_BYTES, MAX_HELLO_PAYLOAD, Role, encode,
+use testkit::audit::codec::{
+    decode_in_pieces, decode_in_pieces_within, decode_whole, decode_whole_within,
 };
+use testkit::peer::frame_bytes;
 
 /// Longest chat line whose frame still fits: 1 tag byte and a 3-byte varint.
 const MAX_CHAT_BYTES: usize = MAX_FRAME_BYTES - 4;
@@ -44,7 +42,7 @@ fn segment() -> impl Strategy<Value = Vec<u8>> {
         any::<u32>(),
     ];
     prop_oneof![
-        8 => client_frame().prop_map(|f| encode(&f).to_vec()),
+        8 => client_frame().prop_map(|f| frame_bytes(&f)),
         2 => (length, vec(any::<u8>(), 0..32)).prop_map(|(len, payload)| {
             let mut bytes = len.to_be_bytes().to_vec();
             bytes.extend(payload);
@@ -77,31 +75,6 @@ fn pieces() -> impl Strategy<Value = Vec<usize>> {
         ],
         1..16,
     )
-}
-
-/// A socket that returns the stream in reads of the given sizes (cycled),
-/// each also limited by the space the reader offers.
-struct PiecewiseStream {
-    data: Vec<u8>,
-    at: usize,
-    pieces: Vec<usize>,
-    next: usize,
-}
-
-impl AsyncRead for PiecewiseStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        let piece = this.pieces[this.next % this.pieces.len()].max(1);
-        this.next += 1;
-        let n = piece.min(buf.remaining()).min(this.data.len() - this.at);
-        buf.put_slice(&this.data[this.at..this.at + n]);
-        this.at += n;
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// The limits the server uses, and small ones of either kind.
@@ -148,8 +121,8 @@ proptest! {
         max_payload in 0..64usize,
     ) {
         let limit = FrameLimit { max_payload, oversize: Oversize::Skip, when: "" };
-        let encoded: Vec<_> = frames.iter().map(encode).collect();
-        let stream: Vec<u8> = encoded.iter().flat_map(|f| f.to_vec()).collect();
+        let encoded: Vec<_> = frames.iter().map(frame_bytes).collect();
+        let stream: Vec<u8> = encoded.iter().flatten().copied().collect();
         let decoded = decode_in_pieces_within(&stream, &pieces, limit);
         let (kept, over): (Vec<_>, Vec<_>) = frames
             .iter()
@@ -179,7 +152,7 @@ proptest! {
         frames in vec(client_frame(), 0..10),
         pieces in pieces(),
     ) {
-        let stream: Vec<u8> = frames.iter().flat_map(|f| encode(f).to_vec()).collect();
+        let stream: Vec<u8> = frames.iter().flat_map(frame_bytes).collect();
         let decoded = decode_in_pieces(&stream, &pieces);
         prop_assert_eq!(decoded.error, None);
         prop_assert!(!decoded.mid_frame);
@@ -194,88 +167,4 @@ proptest! {
         let whole = decode_whole(&stream);
         prop_assert_eq!(decode_in_pieces(&stream, &pieces), whole);
     }
-}
-
-/// Reads `stream` through a [`FrameReader`] in the given read sizes,
-/// asserting after every read that the buffer holds at most one maximum
-/// frame plus one read and is allocated within twice that; returns the
-/// frames and the violation, if any.
-fn read_through_frame_reader(
-    stream: Vec<u8>,
-    pieces: Vec<usize>,
-) -> (Vec<ClientFrame>, Option<crate::protocol::FrameError>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let source = PiecewiseStream {
-        data: stream,
-        at: 0,
-        pieces,
-        next: 0,
-    };
-    let mut reader = FrameReader::new(source);
-    let bound = MAX_BUFFERED_FRAME + READ_CHUNK_BYTES;
-    let mut frames = Vec::new();
-    let mut error = None;
-    runtime.block_on(async {
-        'read: loop {
-            let n = reader.fill().await.unwrap();
-            let held = reader.decoder().buffered();
-            let capacity = reader.decoder().buffer_mut().capacity();
-            assert!(held <= bound, "holds {held} > {bound}");
-            assert!(
-                capacity <= 2 * bound,
-                "allocated {capacity} > {}",
-                2 * bound
-            );
-            loop {
-                match reader.decoder().next_frame::<ClientFrame>() {
-                    Ok(Some(frame)) => frames.push(frame),
-                    Ok(None) => break,
-                    Err(e) => {
-                        error = Some(e);
-                        break 'read;
-                    }
-                }
-            }
-            if n == 0 {
-                break;
-            }
-        }
-    });
-    (frames, error)
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(100))]
-
-    /// Through the async reader, whatever sizes the socket's reads come in,
-    /// the buffer never holds more than one maximum frame plus one read, and
-    /// its allocation stays within twice that.
-    #[test]
-    fn frame_reader_buffer_stays_within_one_frame_plus_a_read(
-        stream in hostile_stream(),
-        pieces in pieces(),
-    ) {
-        let expected = decode_whole(&stream);
-        let (frames, error) = read_through_frame_reader(stream, pieces);
-        prop_assert_eq!(frames, expected.frames);
-        prop_assert_eq!(error, expected.error);
-    }
-}
-
-/// Regression (found by the property test above): after a maximum-size
-/// frame had made the decoder reserve room for itself, a socket offering
-/// more than [`READ_CHUNK_BYTES`] could fill all that spare room in one
-/// read, so the buffer held more than one frame plus one read.
-#[test]
-fn large_reads_after_a_maximum_frame_stay_within_the_bound() {
-    let frames: Vec<ClientFrame> = [MAX_CHAT_BYTES - 1, MAX_CHAT_BYTES, 16_378]
-        .into_iter()
-        .map(|n| ClientFrame::Chat("y".repeat(n)))
-        .collect();
-    let stream: Vec<u8> = frames.iter().flat_map(|f| encode(f).to_vec()).collect();
-    let (got, error) = read_through_frame_reader(stream, vec![29_958, 1]);
-    assert_eq!(error, None);
-    assert_eq!(got, frames);
 }

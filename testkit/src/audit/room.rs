@@ -1,36 +1,40 @@
 //! An invariant-checking harness for the [`Room`]: drives it with arbitrary
 //! event sequences and checks every output against a shadow model, so that
-//! the property tests (`room/proptests.rs`) and the coverage-guided fuzz
-//! target (`fuzz/fuzz_targets/room_events.rs`) share one oracle.
+//! the property tests (`logosnet/tests/properties/room.rs`) and the
+//! coverage-guided fuzz target (`fuzz/fuzz_targets/room_events.rs`) share
+//! one oracle.
 //!
 //! The shadow model is built only from what a driver can see — the events it
 //! fed in and the outputs that came back — and for each event it predicts,
 //! per connection, exactly which frames the room must send and which
 //! connections it must close (the username timer, its ceiling and the cap
 //! on refused names included). Any difference panics with the event that
-//! caused it. On top of that exact comparison it checks the standing
+//! caused it. The frames are compared whole, texts included: the model
+//! builds them with the same [`protocol`] functions the room is meant to
+//! use, so it checks that the right text goes to the right connection
+//! (the wording itself is pinned by `protocol::text`'s own tests). On top
+//! of that exact comparison it checks the standing
 //! invariants after every event: no two active participants whose names
 //! share a comparison key (look alike), at
 //! most the configured (≤ 255) connections per role, no frame to a closed or
 //! never-opened connection, chat reaching only the room (private lines only
 //! their target), "has left" announced exactly once per departing
 //! participant, the next deadline being the earliest one held, and each
-//! connection's frame limit being the one for its state.
-//!
-//! Compiled only for tests and with the `fuzzing` feature; it is a test
-//! oracle, not part of the server.
+//! connection's frame limit being the one for its state, and a reused
+//! connection id being refused without effect.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::{
-    ConnId, EndReason, HELLO_LIMIT, MAX_MESSAGE_CHARS, MEMBER_LIMIT, NAMING_LIMIT, Output, Room,
-    RoomConfig,
+use logosnet::codec::decode_payload;
+use logosnet::protocol::{
+    self, ClientFrame, FrameError, HEADER_BYTES, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS,
+    PRIVATE_PREFIX, Role, ServerFrame,
 };
-use crate::protocol::{
-    self, ClientFrame, FrameError, HEADER_BYTES, MAX_FRAME_BYTES, Role, ServerFrame,
+use logosnet::room::{
+    ConnId, EndReason, HELLO_LIMIT, MEMBER_LIMIT, NAMING_LIMIT, Output, Room, RoomConfig,
 };
-use crate::username::{self, MAX_USERNAME_CHARS, NameKey, Username};
+use logosnet::username::{self, ANONYMOUS, NameKey, Username};
 
 /// Names the events draw from, so that collisions, normalization twins,
 /// look-alikes, the reserved name and invalid names turn up often rather
@@ -68,8 +72,7 @@ pub const MAX_JUMP_MILLIS: u32 = 130_000;
 pub const MAX_OPEN_MANY: u16 = 300;
 
 /// A whole run: the room's limits and what happens to it.
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, arbitrary::Arbitrary)]
 pub struct Scenario {
     /// 0 means the spec's limits (255 each); otherwise `1 + n % 3` of each
     /// role, so that `Full` is reached quickly.
@@ -81,8 +84,7 @@ pub struct Scenario {
 /// One thing that happens to the room. A connection is named by a `u16`:
 /// three times in four it picks one still open, otherwise one from every id
 /// opened so far or an id that was never opened.
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, arbitrary::Arbitrary)]
 pub enum Event {
     /// A connection is accepted.
     Open,
@@ -147,13 +149,18 @@ pub enum Event {
         /// How far.
         millis: u32,
     },
+    /// The driver opens the id of a connection still open (a driver bug
+    /// the room must refuse without effect).
+    Reopen {
+        /// Which connection's id.
+        conn: u16,
+    },
     /// The server shuts down.
     Shutdown,
 }
 
 /// A well-formed client frame, with strings biased towards interesting ones.
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, arbitrary::Arbitrary)]
 pub enum FrameChoice {
     /// `Hello`.
     Hello {
@@ -167,8 +174,7 @@ pub enum FrameChoice {
 }
 
 /// A name: one of [`NAME_POOL`] or anything.
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, arbitrary::Arbitrary)]
 pub enum NameChoice {
     /// `NAME_POOL[i % len]`.
     Pool(u8),
@@ -177,8 +183,7 @@ pub enum NameChoice {
 }
 
 /// A chat line.
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, arbitrary::Arbitrary)]
 pub enum LineChoice {
     /// Any text, sent as it is (it may itself start with `@`).
     Text(String),
@@ -202,8 +207,7 @@ pub enum LineChoice {
 }
 
 /// A framing violation.
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, arbitrary::Arbitrary)]
 pub enum ViolationKind {
     /// Length 0.
     Empty,
@@ -277,11 +281,13 @@ enum Phase {
 
 #[derive(Debug, Clone)]
 struct Shadow {
+    /// Where it is in the protocol.
     phase: Phase,
+    /// Its Hello or username deadline, if it has one.
     deadline: Option<Instant>,
-    /// While naming: the latest the deadline may be, and the refusals so
-    /// far.
+    /// While naming: the latest the deadline may be.
     ceiling: Option<Instant>,
+    /// While naming: the names refused so far.
     refused: u32,
 }
 
@@ -300,7 +306,9 @@ impl Shadow {
 /// connections closed.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Effects {
+    /// Frames per recipient, in order.
     sent: BTreeMap<ConnId, Vec<ServerFrame>>,
+    /// Connections the room closes.
     closed: BTreeSet<ConnId>,
 }
 
@@ -314,11 +322,17 @@ impl Effects {
 /// first discrepancy. See the module docs.
 #[derive(Debug)]
 pub struct Auditor {
+    /// The room under test.
     room: Room,
+    /// Its limits, for the model.
     config: RoomConfig,
+    /// The clock the events move.
     now: Instant,
+    /// The id the next open gets.
     next_id: ConnId,
+    /// Every id opened, in order.
     opened: Vec<ConnId>,
+    /// The model of every connection still open.
     live: BTreeMap<ConnId, Shadow>,
     /// Connections the room closed or the driver reported ended.
     ended: BTreeSet<ConnId>,
@@ -328,6 +342,7 @@ pub struct Auditor {
     owed_left: BTreeSet<ConnId>,
     /// Participants whose departure was announced.
     departures: usize,
+    /// Events applied so far.
     events_run: usize,
 }
 
@@ -435,7 +450,7 @@ impl Auditor {
             }
             Event::Raw { conn, payload } => {
                 let conn = self.pick(*conn);
-                match protocol::decode_payload::<ClientFrame>(payload) {
+                match decode_payload::<ClientFrame>(payload) {
                     Ok(frame) => self.frame(conn, frame, event),
                     Err(error) => self.violation(conn, &error, event),
                 }
@@ -464,6 +479,18 @@ impl Auditor {
                 let by = Duration::from_millis(u64::from(*millis % (MAX_JUMP_MILLIS + 1)));
                 self.advance(by, event);
             }
+            Event::Reopen { conn } => {
+                // Only a live id: one that ended is forgotten by the room,
+                // and reusing it is a driver bug the room cannot see.
+                let conn = self.pick(*conn);
+                if self.live.contains_key(&conn) {
+                    assert!(
+                        !self.room.handle_open(self.now, conn),
+                        "the reused live id {conn} was taken"
+                    );
+                    self.expect(Effects::default(), event);
+                }
+            }
             Event::Shutdown => self.shutdown(event),
         }
         self.check_standing(event);
@@ -471,8 +498,7 @@ impl Auditor {
 
     /// For testing the oracle itself: the room shuts down without the model
     /// knowing, so the next event's output cannot match.
-    #[cfg(test)]
-    pub(crate) fn inject_behind_the_model(&mut self) {
+    pub fn inject_behind_the_model(&mut self) {
         self.room.shutdown(self.now);
     }
 
@@ -492,7 +518,10 @@ impl Auditor {
         let conn = self.next_id;
         self.next_id += 1;
         self.opened.push(conn);
-        self.room.handle_open(self.now, conn);
+        assert!(
+            self.room.handle_open(self.now, conn),
+            "a new id was refused"
+        );
         self.live.insert(
             conn,
             Shadow::new(
@@ -546,10 +575,7 @@ impl Auditor {
                 }
             }
             (Phase::AwaitingHello, _) => {
-                want.send(
-                    conn,
-                    ServerFrame::ProtocolError("the first frame must be Hello".into()),
-                );
+                want.send(conn, protocol::first_frame_must_be_hello());
                 self.end(conn, want, true);
             }
             (Phase::Naming, ClientFrame::Username(requested)) => {
@@ -562,7 +588,7 @@ impl Auditor {
                         want.send(conn, ServerFrame::UsernameAccepted);
                         self.live
                             .insert(conn, Shadow::new(Phase::Active(name.to_string()), None));
-                        let joined = ServerFrame::Notice(format!("User {name} has joined"));
+                        let joined = protocol::joined(&name);
                         for member in self.members() {
                             want.send(member, joined.clone());
                         }
@@ -574,7 +600,10 @@ impl Auditor {
                 };
                 let refused = shadow.refused + 1;
                 if refused > self.config.max_refused_names {
-                    want.send(conn, ServerFrame::Notice(String::new()));
+                    want.send(
+                        conn,
+                        protocol::too_many_names(self.config.max_refused_names),
+                    );
                     want.send(conn, ServerFrame::UsernameTimeout);
                     self.end(conn, want, true);
                     return;
@@ -590,23 +619,30 @@ impl Auditor {
             (Phase::Active(sender), ClientFrame::Chat(line)) => {
                 self.predict_chat(conn, sender, line, want);
             }
-            // Everything else out of place: a notice to the sender alone.
-            (Phase::Naming | Phase::Active(_) | Phase::Observer, _) => {
-                want.send(conn, ServerFrame::Notice(String::new()));
+            // Everything else out of place: a warning to the sender alone.
+            (Phase::Observer, _) => want.send(conn, protocol::observers_only_read()),
+            (Phase::Naming | Phase::Active(_), ClientFrame::Hello(_)) => {
+                want.send(conn, protocol::hello_again());
+            }
+            (Phase::Naming, ClientFrame::Chat(_)) => {
+                want.send(conn, protocol::choose_a_username_first());
+            }
+            (Phase::Active(_), ClientFrame::Username(_)) => {
+                want.send(conn, protocol::already_named());
             }
         }
     }
 
     fn predict_chat(&self, conn: ConnId, sender: &str, line: &str, want: &mut Effects) {
-        if line.is_empty() {
+        if protocol::is_blank(line) {
             return;
         }
         if line.chars().count() > MAX_MESSAGE_CHARS {
-            want.send(conn, ServerFrame::Notice(String::new()));
+            want.send(conn, protocol::too_long_warning());
             return;
         }
-        let Some(rest) = line.strip_prefix('@') else {
-            let frame = ServerFrame::Message(format!("> {sender:>MAX_USERNAME_CHARS$}: {line}"));
+        let Some(rest) = line.strip_prefix(PRIVATE_PREFIX) else {
+            let frame = protocol::public_line(sender, line);
             for member in self.members() {
                 if member != conn {
                     want.send(member, frame.clone());
@@ -614,16 +650,14 @@ impl Auditor {
             }
             return;
         };
-        let target = rest
-            .split_once(' ')
-            .and_then(|(typed, _)| username::lookup_key(typed))
-            .and_then(|key| self.holder(&key));
+        let Some((typed, _)) = rest.split_once(' ') else {
+            want.send(conn, protocol::private_needs_a_space());
+            return;
+        };
+        let target = username::lookup_key(typed).and_then(|key| self.holder(&key));
         match target {
-            Some(target) => want.send(
-                target,
-                ServerFrame::Message(format!("% {sender:>MAX_USERNAME_CHARS$}: {line}")),
-            ),
-            None => want.send(conn, ServerFrame::Notice(String::new())),
+            Some(target) => want.send(target, protocol::private_line(sender, line)),
+            None => want.send(conn, protocol::no_such_user(typed)),
         }
     }
 
@@ -635,9 +669,8 @@ impl Auditor {
     fn oversized(&mut self, conn: ConnId, len: usize, event: &Event) {
         let mut want = Effects::default();
         match self.live.get(&conn).map(|s| &s.phase) {
-            Some(Phase::Active(_) | Phase::Observer) => {
-                want.send(conn, ServerFrame::Notice(String::new()));
-            }
+            Some(Phase::Active(_)) => want.send(conn, protocol::too_long_warning()),
+            Some(Phase::Observer) => want.send(conn, protocol::observers_only_read()),
             Some(phase) => {
                 let limit = if *phase == Phase::Naming {
                     NAMING_LIMIT
@@ -693,7 +726,7 @@ impl Auditor {
         let mut want = Effects::default();
         for (_, conn) in expired {
             let reply = match self.live.get(&conn).map(|s| &s.phase) {
-                Some(Phase::AwaitingHello) => ServerFrame::ProtocolError(String::new()),
+                Some(Phase::AwaitingHello) => protocol::no_hello_within(self.config.hello_timeout),
                 _ => ServerFrame::UsernameTimeout,
             };
             want.send(conn, reply);
@@ -707,7 +740,7 @@ impl Auditor {
         let mut want = Effects::default();
         let all: Vec<ConnId> = self.live.keys().copied().collect();
         for conn in all {
-            want.send(conn, ServerFrame::Notice("Server is shutting down".into()));
+            want.send(conn, protocol::shutdown_notice());
             want.closed.insert(conn);
             self.live.remove(&conn);
             self.ended.insert(conn);
@@ -730,11 +763,11 @@ impl Auditor {
             want.closed.insert(conn);
         }
         let name = match &shadow.phase {
-            Phase::Naming => "Anonymous".to_owned(),
+            Phase::Naming => ANONYMOUS.to_owned(),
             Phase::Active(name) => name.clone(),
             Phase::AwaitingHello | Phase::Observer => return,
         };
-        let left = ServerFrame::Notice(format!("User {name} has left"));
+        let left = protocol::left(&name);
         for member in self.members() {
             want.send(member, left.clone());
         }
@@ -778,9 +811,8 @@ impl Auditor {
             .count()
     }
 
-    /// Drains the room's output and compares it with the prediction.
-    /// Warning notices and timeout reasons are compared by kind only (their
-    /// wording belongs to the room); everything else byte for byte.
+    /// Drains the room's output and compares it with the prediction, frame
+    /// for frame.
     fn expect(&mut self, want: Effects, event: &Event) {
         let mut got = Effects::default();
         while let Some(output) = self.room.poll_output() {
@@ -801,7 +833,7 @@ impl Auditor {
                     );
                     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
                     assert_eq!(len as usize + HEADER_BYTES, frame.len(), "one whole frame");
-                    let decoded: ServerFrame = protocol::decode_payload(&frame[HEADER_BYTES..])
+                    let decoded: ServerFrame = decode_payload(&frame[HEADER_BYTES..])
                         .expect("the room sends only decodable frames");
                     got.send(to, decoded);
                 }
@@ -818,8 +850,6 @@ impl Auditor {
             }
         }
         self.ended_now.clear();
-        let got = loosen(got);
-        let want = loosen(want);
         assert_eq!(got, want, "room output differs from the model on {event:?}");
     }
 
@@ -879,29 +909,4 @@ impl Auditor {
             );
         }
     }
-}
-
-/// Blanks the free-text wording of warnings and timeout reasons so that the
-/// model checks who gets what kind of frame, not the phrasing. Room
-/// announcements (joined, left, shutting down) keep their exact text.
-fn loosen(mut effects: Effects) -> Effects {
-    for frames in effects.sent.values_mut() {
-        for frame in frames.iter_mut() {
-            match frame {
-                ServerFrame::Notice(text)
-                    if !(text.ends_with(" has joined")
-                        || text.ends_with(" has left")
-                        || text == "Server is shutting down") =>
-                {
-                    text.clear();
-                }
-                ServerFrame::ProtocolError(text) if text.starts_with("no Hello within") => {
-                    text.clear();
-                }
-                _ => {}
-            }
-        }
-    }
-    effects.sent.retain(|_, frames| !frames.is_empty());
-    effects
 }

@@ -1,0 +1,85 @@
+//! The real server in the test's own process, the way mini-redis's
+//! `tests/server.rs` starts its own: bind `127.0.0.1:0`, spawn
+//! [`serve`], hand back the address. No binary, no build, no port race;
+//! the server's log goes to the test's captured output.
+//!
+//! Tests that need a process — an exit status, a signal, `--help`, memory
+//! or descriptors read from `/proc` — start the binary instead (each suite's
+//! `support` module, through Cargo's `CARGO_BIN_EXE_*`).
+
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use logosnet::server::{ServerConfig, serve};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server started by [`spawn_server`]. Dropping it stops the server at
+/// once, without the shutdown notice; [`ServerHandle::shut_down`] stops it
+/// the way SIGTERM does.
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// Resolves `serve`'s shutdown future.
+    stop: Option<oneshot::Sender<()>>,
+    /// The task running `serve`.
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Tells every client the server is going away, flushes (within the
+    /// configured grace) and waits for `serve` to return.
+    pub async fn shut_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("the server task panicked");
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts `serve` with `config` on `127.0.0.1` and a free port, on the
+/// current tokio runtime; returns the address it listens on.
+pub async fn spawn_server(config: ServerConfig) -> (SocketAddr, ServerHandle) {
+    capture_logs();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("the listener's address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let handle = ServerHandle {
+        stop: Some(stop),
+        task,
+    };
+    (addr, handle)
+}
+
+/// [`ServerConfig::default`] with flood control off: for tests that send
+/// faster than a person types and are not about flood control.
+pub fn unthrottled() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.room.flood = None;
+    config
+}
+
+/// Sends the server's warnings and errors (or what `RUST_LOG` asks for) to
+/// the test harness's captured output, shown only when a test fails.
+fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
