@@ -36,17 +36,14 @@ use tokio::time::Sleep;
 use super::inbox::{Inbox, Input};
 use super::outbox::{MAX_QUEUED_BYTES, Outbox, Totals};
 use super::{Event, ServerConfig};
-use crate::protocol::{self, ServerFrame};
 use crate::room::{ConnId, EndReason, Output, Room};
+use crate::{codec, protocol};
 
 /// Inputs taken per turn before deadlines are fired and other tasks run.
 const TURN_INPUTS: usize = 64;
 
 /// Events taken per turn.
 const TURN_EVENTS: usize = 256;
-
-/// The reason a dropped member is given.
-pub(super) const TOO_FAR_BEHIND: &str = "too far behind";
 
 /// What a member holding the room paused must drain in each write deadline
 /// to go on holding it, as a fraction of its queue's bound: 1/16, so 64 KiB
@@ -201,9 +198,14 @@ impl Driver {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Opened(conn, handles) => {
-                self.conns.insert(conn, handles);
-                self.room.handle_open(now(), conn);
-                self.apply();
+                if self.room.handle_open(now(), conn) {
+                    self.conns.insert(conn, handles);
+                    self.apply();
+                } else {
+                    // A reused id: the room refused it, so the socket it
+                    // names is closed rather than mixed with another's.
+                    handles.outbox.abort(None);
+                }
             }
             Event::Ready(conn) => {
                 if self.conns.contains_key(&conn) {
@@ -482,8 +484,8 @@ impl Driver {
             queued = handles.outbox.queued_bytes(),
             "dropping a member that is too far behind"
         );
-        let farewell = protocol::encode(&ServerFrame::ProtocolError(TOO_FAR_BEHIND.into()));
-        handles.outbox.abort(Some(farewell));
+        let farewell = codec::encode(&protocol::too_far_behind()).ok();
+        handles.outbox.abort(farewell);
         self.room
             .handle_closed(now(), conn, EndReason::SlowConsumer);
     }
