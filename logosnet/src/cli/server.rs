@@ -146,11 +146,11 @@ pub struct ServerArgs {
     )]
     pub max_queued_total: u64,
 
-    /// Threads that run the sockets: 1 runs the whole server as one event loop on one thread
+    /// Threads that run the sockets: 1 (the default) runs the whole server as one event loop on one thread
     #[arg(
         long,
         value_name = "N",
-        default_value = "2",
+        default_value = "1",
         value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS)
     )]
     pub threads: u16,
