@@ -77,8 +77,12 @@ async fn read_flood(
 }
 
 /// Reads everything a client that never read was sent, after the fact:
-/// a prefix of what it was owed, then possibly the reason it was dropped.
-async fn check_sloth_got_a_prefix(mut sloth: SimClient, owed: Vec<ServerFrame>) {
+/// a prefix of what it was owed (the flooder's join, then its `LINES`
+/// lines), then possibly the reason it was dropped.
+async fn check_sloth_got_a_prefix_of_the_flood(mut sloth: SimClient) {
+    let owed: Vec<ServerFrame> = std::iter::once(joined("flood"))
+        .chain((0..LINES).map(|k| delivered("flood", k)))
+        .collect();
     let mut frames = Vec::new();
     loop {
         match sloth.next(Duration::from_secs(5)).await {
@@ -191,10 +195,7 @@ fn a_flooder_is_slowed_to_its_allowance_and_every_reader_gets_every_line() {
             "dropped before its deadline"
         );
 
-        let owed: Vec<ServerFrame> = std::iter::once(joined("flood"))
-            .chain((0..LINES).map(|k| delivered("flood", k)))
-            .collect();
-        check_sloth_got_a_prefix(sloth, owed).await;
+        check_sloth_got_a_prefix_of_the_flood(sloth).await;
         Ok(())
     });
 }
@@ -236,10 +237,7 @@ fn without_flood_control_back_pressure_keeps_every_reader() {
             took >= Duration::from_secs(3),
             "the flood took only {took:?}"
         );
-        let owed: Vec<ServerFrame> = std::iter::once(joined("flood"))
-            .chain((0..LINES).map(|k| delivered("flood", k)))
-            .collect();
-        check_sloth_got_a_prefix(sloth, owed).await;
+        check_sloth_got_a_prefix_of_the_flood(sloth).await;
         Ok(())
     });
 }
