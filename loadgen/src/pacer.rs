@@ -324,7 +324,8 @@ mod tests {
         lines
             .iter()
             .map(|line| {
-                let text = format!("> {:>10}: {line}", format!("lg{sender}"));
+                let delivered = protocol::public_line(&format!("lg{sender}"), line);
+                let text = delivered.text().expect("a chat line carries its text");
                 parse_delivery(text.as_bytes(), "lg", 2, None, size)
                     .unwrap()
                     .seq

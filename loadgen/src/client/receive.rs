@@ -13,7 +13,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use logosnet::protocol::ServerFrame;
+use logosnet::protocol::{self, Presence, ServerFrame};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -28,9 +28,9 @@ use super::frame_name;
 /// Join and leave notices seen by one observer, per participant.
 #[derive(Debug, Clone)]
 pub struct NoticeCounts {
-    /// "User X has joined", per participant index.
+    /// Join notices ([`protocol::joined`]), per participant index.
     pub joined: Vec<u32>,
-    /// "User X has left", per participant index.
+    /// Leave notices ([`protocol::left`]), per participant index.
     pub left: Vec<u32>,
 }
 
@@ -212,10 +212,19 @@ impl Reader<'_> {
                 return false;
             }
         };
-        if why == Garbled::Sender
-            && let Some(sender) = sender_column(&text)
-            && !sender.is_empty()
+        // A chat line from someone who is not one of ours: a stranger in
+        // the room, not a fault of the server. (Prefix: a name that is not
+        // ASCII does not fit the prefix as loadgen's names do.)
+        if matches!(why, Garbled::Prefix | Garbled::Sender)
+            && let Some(line) = protocol::parse_line(&text)
+            && message::participant_index(
+                &shared.config.name_prefix,
+                line.sender,
+                shared.config.participants,
+            )
+            .is_none()
         {
+            let sender = line.sender;
             shared.note_foreign_name(sender);
             problems.report(ProblemKind::Foreign, || {
                 format!("{label}: a message from {sender}, who is not a loadgen client")
@@ -260,14 +269,10 @@ impl Reader<'_> {
         let config = &shared.config;
         let problems = &shared.problems;
         let label = self.label;
-        let announced = |suffix: &str| {
-            text.strip_prefix("User ")
-                .and_then(|rest| rest.strip_suffix(suffix))
-        };
-        let (name, joined) = match (announced(" has joined"), announced(" has left")) {
-            (Some(name), _) => (name, true),
-            (None, Some(name)) => (name, false),
-            (None, None) => {
+        let (name, joined) = match protocol::parse_presence(text) {
+            Some(Presence::Joined(name)) => (name, true),
+            Some(Presence::Left(name)) => (name, false),
+            None => {
                 problems.report(ProblemKind::UnexpectedFrame, || {
                     format!(
                         "{label}: unexpected notice during {phase}: \"{}\"",
@@ -333,14 +338,6 @@ impl Reader<'_> {
     }
 }
 
-/// The sender's name in a delivered message's 10-column name field.
-fn sender_column(text: &str) -> Option<&str> {
-    Some(
-        text.get(2..2 + message::NAME_COLUMNS)?
-            .trim_start_matches(' '),
-    )
-}
-
 /// The first characters of a received text, with control characters
 /// escaped, for a problem line.
 fn excerpt(text: &str) -> String {
@@ -365,11 +362,5 @@ mod tests {
         assert_eq!(excerpt("a\u{1b}b"), "a\\u{1b}b");
         let long = "x".repeat(100);
         assert_eq!(excerpt(&long), format!("{}…", "x".repeat(80)));
-    }
-
-    #[test]
-    fn the_sender_column_is_read_without_padding() {
-        assert_eq!(sender_column(">      alice: hi"), Some("alice"));
-        assert_eq!(sender_column("> x"), None);
     }
 }
