@@ -1,9 +1,12 @@
 //! loadgen: fills a LogosNet room over TCP, drives open-loop chat traffic,
 //! checks every delivery and reports capacity and latency (issue 5).
 //!
-//! It speaks wire protocol v1 only through [`logosnet::protocol`] and
-//! [`logosnet::framed`], so it runs unchanged against any server of that
-//! protocol. Layout, one concern per module:
+//! It speaks wire protocol v1 only through the library's single definitions
+//! — [`logosnet::protocol`] (the limits, the marks, the texts and their
+//! parsers), [`logosnet::codec`] (frames to bytes and back) and
+//! [`logosnet::connection`] (the read size, read errors and the frame
+//! writer) — so it runs unchanged against any server of that protocol.
+//! Layout, one concern per module:
 //! - [`config`]: the command line and its defaults;
 //! - [`message`]: the chat lines it sends and parses back (sans-IO);
 //! - [`check`]: what was sent against what arrived (sans-IO);

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
-use tokio::io::AsyncWriteExt;
-
+use logosnet::connection::Connection;
+use logosnet::protocol::{ClientFrame, Role, ServerFrame};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -104,8 +104,7 @@ pub async fn probe(addr: SocketAddr, role: Role, timeout: Duration) -> ProbeAnsw
             .await
             .map_err(|e| format!("could not connect ({})", e.kind()))?;
         let _ = stream.set_nodelay(true);
-        stream
-            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
+        write_frame(&mut stream, &ClientFrame::Hello(role))
             .await
             .map_err(|e| format!("could not send Hello ({})", e.kind()))?;
         match FrameBuffer::new().read_frame(&mut stream).await {
@@ -246,15 +245,22 @@ async fn handshake(
 }
 
 async fn send(stream: &mut TcpStream, frame: &ClientFrame) -> Result<(), JoinError> {
-    stream
-        .write_all(&protocol::encode(frame))
-        .await
-        .map_err(|e| {
-            JoinError::Other(format!(
-                "the connection failed while joining ({})",
-                e.kind()
-            ))
-        })
+    write_frame(stream, frame).await.map_err(|e| {
+        JoinError::Other(format!(
+            "the connection failed while joining ({})",
+            e.kind()
+        ))
+    })
+}
+
+/// Writes one frame and flushes it, with the library's writer
+/// ([`Connection::write_frame`]): the handshake's few frames, off the hot
+/// path.
+async fn write_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    frame: &ClientFrame,
+) -> std::io::Result<()> {
+    Connection::new(stream).write_frame(frame).await
 }
 
 /// Reads the next frame and fails unless it is `want`.
