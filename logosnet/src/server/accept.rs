@@ -22,19 +22,12 @@ use super::inbox::Inbox;
 use super::outbox::{Outbox, Totals};
 use super::per_address::{AddressCounts, AddressGroup, AddressLimit};
 use super::{Event, Listener, MAX_REFUSING, ServerConfig};
+use crate::codec;
 use crate::protocol::{self, ServerFrame};
 use crate::room::ConnId;
 
-/// The reason a socket past the connection limit is given.
-pub(super) const SERVER_BUSY: &str = "server busy";
-
 /// How long a refused socket may take to receive its `ProtocolError`.
 const REFUSE_LINGER: Duration = Duration::from_secs(1);
-
-/// The reason a socket past its source's limit is given.
-pub(super) fn too_many_from(group: AddressGroup) -> String {
-    format!("too many connections from {group}")
-}
 
 /// One counted connection of a source; released when dropped (when the
 /// connection's task ends, however it ends).
@@ -107,7 +100,7 @@ pub(super) async fn accept_loop<L: Listener>(
                 tracing::info!(%peer, %group, max = limit.max_per_address, "too many connections from one source; refusing");
                 if let Ok(refusal) = refusing.clone().try_acquire_owned() {
                     tracker.spawn(async move {
-                        refuse(stream, &too_many_from(group)).await;
+                        refuse(stream, protocol::too_many_connections_from(group)).await;
                         drop(refusal);
                     });
                 }
@@ -119,7 +112,7 @@ pub(super) async fn accept_loop<L: Listener>(
             drop(source);
             if let Ok(refusal) = refusing.clone().try_acquire_owned() {
                 tracker.spawn(async move {
-                    refuse(stream, SERVER_BUSY).await;
+                    refuse(stream, protocol::server_busy()).await;
                     drop(refusal);
                 });
             }
@@ -151,10 +144,12 @@ pub(super) async fn accept_loop<L: Listener>(
     }
 }
 
-/// Tells a socket why it is not served, and closes it without letting a
-/// reset overtake the reason.
-pub(super) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, reason: &str) {
-    let frame = protocol::encode(&ServerFrame::ProtocolError(reason.into()));
+/// Tells a socket why it is not served (`refusal`, a `ProtocolError`), and
+/// closes it without letting a reset overtake the reason.
+pub(super) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, refusal: ServerFrame) {
+    // The refusals are short texts of the protocol's: they always encode;
+    // were one not to, the socket would only close without a word.
+    let frame = codec::encode(&refusal).unwrap_or_default();
     let _ = tokio::time::timeout(REFUSE_LINGER, async {
         if stream.write_all(&frame).await.is_err() {
             return;

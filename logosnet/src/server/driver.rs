@@ -36,7 +36,8 @@ use tokio::time::Sleep;
 use super::inbox::{Inbox, Input};
 use super::outbox::{MAX_QUEUED_BYTES, Outbox, Totals};
 use super::{Event, ServerConfig};
-use crate::protocol::{self, ServerFrame};
+use crate::codec;
+use crate::protocol;
 use crate::room::{ConnId, EndReason, Output, Room};
 
 /// Inputs taken per turn before deadlines are fired and other tasks run.
@@ -44,9 +45,6 @@ const TURN_INPUTS: usize = 64;
 
 /// Events taken per turn.
 const TURN_EVENTS: usize = 256;
-
-/// The reason a dropped member is given.
-pub(super) const TOO_FAR_BEHIND: &str = "too far behind";
 
 /// What a member holding the room paused must drain in each write deadline
 /// to go on holding it, as a fraction of its queue's bound: 1/16, so 64 KiB
@@ -482,8 +480,9 @@ impl Driver {
             queued = handles.outbox.queued_bytes(),
             "dropping a member that is too far behind"
         );
-        let farewell = protocol::encode(&ServerFrame::ProtocolError(TOO_FAR_BEHIND.into()));
-        handles.outbox.abort(Some(farewell));
+        // A short text of the protocol's: it always encodes.
+        let farewell = codec::encode(&protocol::too_far_behind()).ok();
+        handles.outbox.abort(farewell);
         self.room
             .handle_closed(now(), conn, EndReason::SlowConsumer);
     }
