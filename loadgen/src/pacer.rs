@@ -378,19 +378,27 @@ mod tests {
 
     #[test]
     fn lines_the_server_does_not_take_yet_wait_in_order() {
-        // 4,000 lines of 1,000 characters: more than loopback buffers hold
-        // while the far end reads nothing, so some of them queue.
+        // Lines of 1,000 characters while the far end reads nothing, until
+        // the socket pushes back (the kernel may grow loopback buffers to
+        // tens of MB first), then more behind the ones queued.
+        const MOST: u32 = 100_000;
         let shared = shared(&["--participants", "1", "--size", "1000", "--private", "0"]);
         let (near, far) = pair();
         let mut sender = Sender::new(0, near, 1);
         let mut lag = LatencyBuffer::default();
-        for _ in 0..4000 {
+        let mut sent = 0;
+        while !sender.has_queued() && sent < MOST {
             sender.send(&shared, Instant::now(), &mut lag);
+            sent += 1;
         }
         assert!(
             sender.has_queued(),
-            "loopback took 4 MB without pushing back"
+            "loopback took {MOST} lines without pushing back"
         );
+        for _ in 0..100 {
+            sender.send(&shared, Instant::now(), &mut lag);
+            sent += 1;
+        }
         let reader = std::thread::spawn(move || lines_from(far));
         while !sender.flush() {
             std::thread::sleep(RETRY);
@@ -398,7 +406,7 @@ mod tests {
         sender.leave();
         drop(sender);
         let lines = reader.join().unwrap();
-        assert_eq!(sequence(&lines, 0, 1000), (0..4000).collect::<Vec<_>>());
+        assert_eq!(sequence(&lines, 0, 1000), (0..sent).collect::<Vec<_>>());
     }
 
     #[test]
