@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use logosnet::protocol::{MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, MAX_USERNAME_CHARS};
+use logosnet::tls::Trust;
 
 /// loadgen: fills a LogosNet room, drives open-loop chat traffic, checks every
 /// delivery and reports capacity and latency.
@@ -70,6 +71,14 @@ pub struct Config {
     /// other cores to the server)
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Connect every client over TLS, verifying the server's certificate
+    /// against the system's trusted CAs and --ip
+    #[arg(long)]
+    pub tls: bool,
+    /// Connect over TLS trusting only the CA certificates in this PEM file
+    /// (implies --tls)
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -113,6 +122,16 @@ impl Config {
         Ok(())
     }
 
+    /// Whom to trust over TLS, as the client's `--tls`/`--tls-ca` say;
+    /// `None` for plain TCP.
+    pub fn trust(&self) -> Option<Trust> {
+        match (&self.tls_ca, self.tls) {
+            (Some(file), _) => Some(Trust::CaFile(file.clone())),
+            (None, true) => Some(Trust::System),
+            (None, false) => None,
+        }
+    }
+
     /// Messages the whole run offers: rate × duration.
     pub fn total_messages(&self) -> u64 {
         (self.rate * self.duration).round() as u64
@@ -124,5 +143,23 @@ impl Config {
             !self.skip_capacity_probe && self.participants == MAX_PARTICIPANTS,
             !self.skip_capacity_probe && self.observers == MAX_OBSERVERS,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn tls_is_off_unless_asked_for_and_a_ca_file_implies_it() {
+        assert_eq!(parse(&[]).trust(), None);
+        assert_eq!(parse(&["--tls"]).trust(), Some(Trust::System));
+        let ca = Some(Trust::CaFile("ca.pem".into()));
+        assert_eq!(parse(&["--tls-ca", "ca.pem"]).trust(), ca);
+        assert_eq!(parse(&["--tls", "--tls-ca", "ca.pem"]).trust(), ca);
     }
 }

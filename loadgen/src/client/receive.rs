@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use logosnet::protocol::{self, Presence, ServerFrame};
-use tokio::net::TcpStream;
+use tokio::io::AsyncRead;
 use tokio::sync::oneshot;
 
 use crate::check::{Receipt, Receiver, ReceiverLog};
@@ -34,14 +34,15 @@ pub struct NoticeCounts {
     pub left: Vec<u32>,
 }
 
-/// Reads until the connection ends or `stop` fires; returns what arrived
-/// and, for an observer, the notices it counted.
-pub(super) async fn run(
+/// Reads `read` (a socket, a TLS stream or its read half) until the
+/// connection ends or `stop` fires; returns what arrived and, for an
+/// observer, the notices it counted.
+pub(super) async fn run<R: AsyncRead + Unpin>(
     shared: &Shared,
     label: &str,
     who: Receiver,
     me: Option<&str>,
-    mut read: TcpStream,
+    mut read: R,
     mut buffer: FrameBuffer,
     mut stop: oneshot::Receiver<()>,
 ) -> (ReceiverLog, Option<NoticeCounts>) {
@@ -81,13 +82,19 @@ pub(super) async fn run(
     reader.finish()
 }
 
+/// One client's receive side: what it checks against and what it keeps.
 struct Reader<'a> {
+    /// The run's shared state.
     shared: &'a Shared,
+    /// Who this is, for problem lines (`observer 3`, `participant lg7`).
     label: &'a str,
     /// This client's name, for private messages addressed to it.
     me: Option<&'a str>,
+    /// Every message received, by sender and sequence number.
     log: ReceiverLog,
+    /// Delivery latencies not yet merged into the shared histogram.
     latencies: LatencyBuffer,
+    /// Observers: the join and leave notices counted.
     notices: Option<NoticeCounts>,
     /// A participant whose connection the server closed after it left.
     closed_after_leave: bool,
