@@ -1,7 +1,8 @@
 //! End-to-end: the loadgen binary against the real server, which runs in
-//! this test's own process (`testkit::spawn_server` on `127.0.0.1:0`, with
-//! the binary's default settings) on a multi-thread runtime, so it keeps
-//! serving while the test waits for loadgen. loadgen is a process because
+//! this test's own process (`testkit::spawn_server` on `127.0.0.1:0`, or
+//! `spawn_tls_server` with a certificate `devcerts` makes, with the binary's
+//! default settings) on a multi-thread runtime, so it keeps serving while
+//! the test waits for loadgen. loadgen is a process because
 //! its exit status, its stdout table and its stderr lines are under test;
 //! it is found through Cargo's `CARGO_BIN_EXE_loadgen`, and no test builds
 //! anything. loadgen's output is shown only when a test fails, the server's
@@ -13,8 +14,10 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use devcerts::{KeyKind, TempSet};
 use logosnet::server::ServerConfig;
-use testkit::{Peer, ServerHandle, spawn_server};
+use logosnet::tls::{self, TlsAcceptor};
+use testkit::{Peer, ServerHandle, spawn_server, spawn_tls_server};
 use tokio::net::TcpStream;
 
 /// Longest any loadgen run here may take before the test fails.
@@ -24,6 +27,17 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// the handle that stops it when dropped.
 async fn server() -> (SocketAddr, ServerHandle) {
     spawn_server(ServerConfig::default()).await
+}
+
+/// The server in this process serving TLS only, with a certificate for
+/// this machine's names signed by a CA made for the test: its address, the
+/// handle, and the files (`ca.pem` is what loadgen's `--tls-ca` trusts),
+/// removed when dropped.
+async fn tls_server() -> (SocketAddr, ServerHandle, TempSet) {
+    let certs = TempSet::local(KeyKind::EcdsaP256).expect("make certificates");
+    let config = tls::server_config(&certs.paths.cert, &certs.paths.key).expect("the server's TLS");
+    let (addr, handle) = spawn_tls_server(ServerConfig::default(), TlsAcceptor::from(config)).await;
+    (addr, handle, certs)
 }
 
 /// One loadgen run's exit status and output. Its output is printed only if
@@ -191,6 +205,126 @@ async fn small_room_has_zero_loss_and_a_well_formed_report() {
     let svg_text = std::fs::read_to_string(&svg).expect("svg written");
     let _ = std::fs::remove_file(&svg);
     assert!(svg_text.starts_with("<svg") && svg_text.contains("<polyline"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_room_over_tls_has_zero_loss() {
+    let (addr, _server, certs) = tls_server().await;
+    let port = addr.port().to_string();
+    let ca = certs.paths.ca.to_str().expect("UTF-8 temp path");
+    let json = temp_path("tls.json");
+    // 4 lines a second each: under the default flood rate, so the figures
+    // are the server's pace, not flood control's.
+    let run = loadgen(&[
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls-ca",
+        ca,
+        "--participants",
+        "10",
+        "--observers",
+        "10",
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--skip-capacity-probe",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert!(run.ok, "loadgen over TLS failed");
+    assert!(run.stdout.contains(&format!("server {addr} over TLS")));
+    assert!(run.stdout.contains("result: PASS"));
+    assert_eq!(reported(&run.stderr), Vec::<&str>::new());
+
+    let report = read_json(&json);
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["config"]["tls"], true);
+    assert_eq!(u(&report, "/room/participants_joined"), 10);
+    assert_eq!(u(&report, "/room/observers_joined"), 10);
+    let sent = u(&report, "/traffic/messages_sent");
+    let private = u(&report, "/traffic/private_sent");
+    assert_eq!(sent, 80, "40 msgs/s for 2 s");
+    assert!(private > 0, "the default 10 % private");
+    // A public line reaches 9 participants and 10 observers; a private one
+    // its target only.
+    let expected = (sent - private) * 19 + private;
+    assert_eq!(u(&report, "/deliveries/expected"), expected);
+    assert_eq!(u(&report, "/deliveries/delivered"), expected);
+    for field in ["lost", "duplicated", "out_of_order", "misdelivered"] {
+        assert_eq!(u(&report, &format!("/deliveries/{field}")), 0, "{field}");
+    }
+    let no_problems = serde_json::to_value(loadgen::run::ProblemCounts::default()).unwrap();
+    assert_eq!(report["problems"], no_problems);
+    assert_eq!(u(&report, "/latency/delivery/count"), expected);
+    // Every line's send lag, recorded by the writer tasks over TLS.
+    assert_eq!(u(&report, "/latency/send_lag/count"), sent);
+    assert_eq!(u(&report, "/latency/connect/count"), 20);
+    assert_eq!(u(&report, "/latency/join/count"), 10);
+    assert!(
+        report["room"]["join_time_s"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_stops_the_run_with_one_line() {
+    let (addr, _server, certs) = tls_server().await;
+    let stranger = devcerts::Ca::new("Someone else's CA", KeyKind::EcdsaP256).expect("a CA");
+    let stranger_file = certs.dir().join("stranger.pem");
+    std::fs::write(&stranger_file, stranger.cert_pem()).expect("write the CA file");
+    let port = addr.port().to_string();
+    let run = loadgen(&[
+        "--port",
+        &port,
+        "--tls-ca",
+        stranger_file.to_str().expect("UTF-8 temp path"),
+        "--participants",
+        "1",
+        "--observers",
+        "1",
+        "--duration",
+        "1",
+    ])
+    .await;
+    assert!(!run.ok, "loadgen trusted a certificate it should not have");
+    assert_eq!(run.stdout, "", "no table for a run that never started");
+    assert_eq!(
+        reported(&run.stderr),
+        vec![
+            "loadgen: 2 of 2 clients could not join the room; the first: observer 0: \
+             cannot verify the server: its certificate is not signed by a trusted CA"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_run_at_a_tls_port_stops_with_one_line() {
+    let (addr, _server, _certs) = tls_server().await;
+    let port = addr.port().to_string();
+    let run = loadgen(&[
+        "--port",
+        &port,
+        "--participants",
+        "1",
+        "--observers",
+        "1",
+        "--duration",
+        "1",
+    ])
+    .await;
+    assert!(!run.ok, "a plaintext run passed at a TLS port");
+    assert_eq!(
+        reported(&run.stderr),
+        vec![
+            "loadgen: 2 of 2 clients could not join the room; the first: observer 0: \
+             the server speaks TLS: add --tls (or --tls-ca FILE for a private CA)"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
