@@ -174,8 +174,11 @@ impl Sender {
 /// The running clock.
 #[derive(Debug)]
 pub struct Clock {
+    /// The clock thread; it hands the senders back when it ends.
     thread: JoinHandle<Vec<Sender>>,
+    /// Set to stop the clock.
     stop: Arc<AtomicBool>,
+    /// Set by the clock once every slot was written or queued.
     scheduled: Arc<AtomicBool>,
 }
 

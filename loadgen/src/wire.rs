@@ -59,7 +59,9 @@ pub enum Frame<'a> {
 /// A `Message` frame seen in place.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageView<'a> {
+    /// The frame's whole payload, tag first.
     payload: &'a [u8],
+    /// Where the text starts in it, after the tag and the length.
     text_at: usize,
 }
 
@@ -97,6 +99,8 @@ impl<'a> MessageView<'a> {
 /// Reads a byte stream and yields its frames without copying them out.
 #[derive(Debug)]
 pub struct FrameBuffer {
+    /// Bytes read: two reads' worth to start with, grown only for a frame
+    /// larger than that, to at most [`MAX_CAPACITY`].
     buf: Vec<u8>,
     /// Bytes before this are frames already handed out.
     start: usize,
