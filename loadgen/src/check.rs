@@ -26,6 +26,7 @@ pub enum Dest {
 /// What one participant sent, indexed by sequence number.
 #[derive(Debug, Clone, Default)]
 pub struct SenderLog {
+    /// Each message's destination, by sequence number.
     dests: Vec<Dest>,
 }
 
@@ -88,13 +89,17 @@ pub enum Receipt {
 /// mostly cached places and never allocates.
 #[derive(Debug, Clone)]
 pub struct ReceiverLog {
+    /// Whose log this is.
     receiver: Receiver,
+    /// Bit words per sender: enough for the most messages one may send.
     words_per_sender: usize,
     /// `[seen, received as private]`, `words_per_sender` pairs per sender.
     bits: Vec<[u64; 2]>,
     /// Per sender: highest sequence number received so far, plus one.
     high: Vec<u32>,
+    /// Receipts of a message already received.
     duplicated: u64,
+    /// First receipts after a later message of the same sender.
     out_of_order: u64,
     /// Receipts with a sequence number no sender could have used.
     beyond: u64,

@@ -1,14 +1,12 @@
-//! The command line: every knob of a run, with the defaults.
+//! The command line: every knob of a run, with the defaults. The
+//! limits it checks against (the room's capacity per role, the longest line
+//! and name) are the protocol's own, from [`logosnet::protocol`].
 
 use std::path::PathBuf;
 
 use clap::Parser;
-
-/// The room capacity per role that wire protocol v1 servers enforce.
-pub const ROOM_CAPACITY: usize = 255;
-
-/// The longest username the protocol allows, in characters.
-const MAX_NAME_CHARS: usize = 10;
+use logosnet::protocol::{MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, MAX_USERNAME_CHARS};
+use logosnet::tls::Trust;
 
 /// loadgen: fills a LogosNet room, drives open-loop chat traffic, checks every
 /// delivery and reports capacity and latency.
@@ -22,10 +20,10 @@ pub struct Config {
     #[arg(long, default_value_t = 8021)]
     pub port: u16,
     /// Participants to connect (each gets a unique name)
-    #[arg(long, default_value_t = ROOM_CAPACITY)]
+    #[arg(long, default_value_t = MAX_PARTICIPANTS)]
     pub participants: usize,
     /// Observers to connect
-    #[arg(long, default_value_t = ROOM_CAPACITY)]
+    #[arg(long, default_value_t = MAX_OBSERVERS)]
     pub observers: usize,
     /// Messages per second offered in total, spread evenly over participants
     #[arg(long, default_value_t = 1000.0)]
@@ -73,16 +71,24 @@ pub struct Config {
     /// other cores to the server)
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Connect every client over TLS, verifying the server's certificate
+    /// against the system's trusted CAs and --ip
+    #[arg(long)]
+    pub tls: bool,
+    /// Connect over TLS trusting only the CA certificates in this PEM file
+    /// (implies --tls)
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Config {
     /// Checks the values that clap cannot.
     pub fn validate(&self) -> Result<(), String> {
-        if self.participants == 0 || self.participants > ROOM_CAPACITY {
-            return Err(format!("--participants must be 1..={ROOM_CAPACITY}"));
+        if self.participants == 0 || self.participants > MAX_PARTICIPANTS {
+            return Err(format!("--participants must be 1..={MAX_PARTICIPANTS}"));
         }
-        if self.observers > ROOM_CAPACITY {
-            return Err(format!("--observers must be 0..={ROOM_CAPACITY}"));
+        if self.observers > MAX_OBSERVERS {
+            return Err(format!("--observers must be 0..={MAX_OBSERVERS}"));
         }
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err("--rate must be a positive number".into());
@@ -93,16 +99,18 @@ impl Config {
         if !(0.0..=1.0).contains(&self.private) {
             return Err("--private must be between 0 and 1".into());
         }
-        if self.size > 1000 {
-            return Err("--size must be at most 1000 (the server's line limit)".into());
+        if self.size > MAX_MESSAGE_CHARS {
+            return Err(format!(
+                "--size must be at most {MAX_MESSAGE_CHARS} (the protocol's line limit)"
+            ));
         }
         let longest = format!("{}{}", self.name_prefix, self.participants - 1);
         if self.name_prefix.is_empty()
-            || longest.chars().count() > MAX_NAME_CHARS
+            || longest.chars().count() > MAX_USERNAME_CHARS
             || !self.name_prefix.chars().all(|c| c.is_ascii_alphabetic())
         {
             return Err(format!(
-                "--name-prefix must be ASCII letters, short enough that {longest:?} fits {MAX_NAME_CHARS} characters"
+                "--name-prefix must be ASCII letters, short enough that {longest:?} fits {MAX_USERNAME_CHARS} characters"
             ));
         }
         if self.connect_concurrency == 0 || self.threads == 0 {
@@ -114,6 +122,16 @@ impl Config {
         Ok(())
     }
 
+    /// Whom to trust over TLS, as the client's `--tls`/`--tls-ca` say;
+    /// `None` for plain TCP.
+    pub fn trust(&self) -> Option<Trust> {
+        match (&self.tls_ca, self.tls) {
+            (Some(file), _) => Some(Trust::CaFile(file.clone())),
+            (None, true) => Some(Trust::System),
+            (None, false) => None,
+        }
+    }
+
     /// Messages the whole run offers: rate × duration.
     pub fn total_messages(&self) -> u64 {
         (self.rate * self.duration).round() as u64
@@ -122,8 +140,26 @@ impl Config {
     /// Whether the capacity probe runs for participants and for observers.
     pub fn probes(&self) -> (bool, bool) {
         (
-            !self.skip_capacity_probe && self.participants == ROOM_CAPACITY,
-            !self.skip_capacity_probe && self.observers == ROOM_CAPACITY,
+            !self.skip_capacity_probe && self.participants == MAX_PARTICIPANTS,
+            !self.skip_capacity_probe && self.observers == MAX_OBSERVERS,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn tls_is_off_unless_asked_for_and_a_ca_file_implies_it() {
+        assert_eq!(parse(&[]).trust(), None);
+        assert_eq!(parse(&["--tls"]).trust(), Some(Trust::System));
+        let ca = Some(Trust::CaFile("ca.pem".into()));
+        assert_eq!(parse(&["--tls-ca", "ca.pem"]).trust(), ca);
+        assert_eq!(parse(&["--tls", "--tls-ca", "ca.pem"]).trust(), ca);
     }
 }

@@ -13,28 +13,42 @@
 //! pattern that depends on the sender and the sequence number, so a receiver
 //! rebuilds the exact expected bytes from the fields it parsed and detects any
 //! altered, truncated or misattributed byte. The server prefixes what it
-//! delivers (`"> "` or `"% "`, the sender right-aligned in 10 columns,
-//! `": "`); [`parse_delivery`] checks that prefix too.
+//! delivers ([`protocol::public_line`] and [`protocol::private_line`]: the
+//! mark, the sender right-aligned in [`SENDER_COLUMNS`], `": "`);
+//! [`parse_delivery`] takes that prefix apart with [`protocol::parse_line`],
+//! so the layout is the protocol module's, not restated here.
 //!
 //! Participant names are `<prefix><index>` so that a receiver maps a name back
 //! to a sender index by parsing, not by a table lookup.
 
 use std::fmt::Write as _;
 
-/// The server's name column width (the spec's 10 characters).
-pub const NAME_COLUMNS: usize = 10;
+use logosnet::protocol::{self, MAX_MESSAGE_CHARS, PRIVATE_PREFIX, PUBLIC_MARK, SENDER_COLUMNS};
 
-/// Bytes before the line in a delivered message: marker, space, name column,
-/// colon, space — the spec's 14-character prefix.
-pub const DELIVERY_PREFIX_BYTES: usize = 2 + NAME_COLUMNS + 2;
+/// Bytes before the line in a message delivered from one of loadgen's
+/// participants (whose names are ASCII): the mark, a space, the sender
+/// column, `": "` — the spec's 14-character prefix, as
+/// [`protocol::public_line`] and [`protocol::private_line`] write it (both
+/// marks are one byte; a test checks both).
+pub const DELIVERY_PREFIX_BYTES: usize = PUBLIC_MARK.len_utf8() + 1 + SENDER_COLUMNS + 2;
+
+/// [`PRIVATE_PREFIX`] as the byte it is in a received line (it is ASCII;
+/// the build fails if the protocol ever says otherwise).
+const PRIVATE_PREFIX_BYTE: u8 = ascii(PRIVATE_PREFIX);
+
+/// `c` as one byte, for a protocol character compared in place.
+const fn ascii(c: char) -> u8 {
+    assert!(c.is_ascii(), "a protocol mark loadgen compares as a byte");
+    c as u8
+}
 
 /// Filler alphabet; its length is coprime with nothing in particular, it only
 /// has to make neighbouring messages differ.
 const PATTERN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
-/// The longest line loadgen writes, in characters: the protocol's 1000
-/// (what `--size` is validated against).
-pub const MAX_LINE_CHARS: usize = 1000;
+/// The longest line loadgen writes, in characters: the protocol's
+/// [`MAX_MESSAGE_CHARS`] (what `--size` is validated against).
+pub const MAX_LINE_CHARS: usize = MAX_MESSAGE_CHARS;
 
 /// [`PATTERN`] repeated to cover any filler from any starting offset, so a
 /// filler is written and checked as one slice (a `memcmp`), not byte by byte
@@ -88,7 +102,7 @@ pub fn write_line(
 ) {
     out.clear();
     if let Some(target) = target {
-        out.push('@');
+        out.push(PRIVATE_PREFIX);
         out.push_str(target);
         out.push(' ');
     }
@@ -108,7 +122,8 @@ fn filler_offset(sender: u16, seq: u32) -> usize {
 pub struct Delivery {
     /// The sender's participant index.
     pub sender: u16,
-    /// Delivered as private (`"% "`) rather than public (`"> "`).
+    /// Delivered as private ([`protocol::PRIVATE_MARK`]) rather than public
+    /// ([`PUBLIC_MARK`]).
     pub private: bool,
     /// The sender's sequence number.
     pub seq: u32,
@@ -119,7 +134,9 @@ pub struct Delivery {
 /// Why a delivered message is not one of ours, intact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Garbled {
-    /// The server's prefix is not `"> "`/`"% "` + 10 columns + `": "`.
+    /// The server's prefix is not a chat line's ([`protocol::parse_line`]
+    /// refuses it, or it is not [`DELIVERY_PREFIX_BYTES`] long: a sender
+    /// name that is not ASCII).
     Prefix,
     /// The sender is not one of our participants.
     Sender,
@@ -134,10 +151,13 @@ pub enum Garbled {
 /// Parses a delivered message text for `me` (a participant name, or `None` for
 /// an observer) and checks that it is byte for byte what the sender sent.
 ///
-/// It works on bytes, straight from the read buffer: a text it accepts is
-/// ASCII throughout (every byte is compared with a prefix, a name, a digit or
-/// the filler), so it needs no separate UTF-8 check; a text it rejects may
-/// not be UTF-8 at all, which the caller tells apart with a strict decode.
+/// It works on bytes, straight from the read buffer, and allocates nothing:
+/// the prefix (14 bytes) is checked as UTF-8 and handed to
+/// [`protocol::parse_line`]; the line after it is compared byte by byte. A
+/// text it accepts is ASCII throughout (every byte is compared with a mark,
+/// a name, a digit or the filler), so it needs no UTF-8 check of the whole;
+/// a text it rejects may not be UTF-8 at all, which the caller tells apart
+/// with a strict decode.
 pub fn parse_delivery(
     text: &[u8],
     prefix: &str,
@@ -145,24 +165,23 @@ pub fn parse_delivery(
     me: Option<&str>,
     size: usize,
 ) -> Result<Delivery, Garbled> {
-    if text.len() < DELIVERY_PREFIX_BYTES || text[1] != b' ' || &text[12..14] != b": " {
-        return Err(Garbled::Prefix);
-    }
-    let private = match text[0] {
-        b'>' => false,
-        b'%' => true,
-        _ => return Err(Garbled::Prefix),
-    };
-    let column = &text[2..2 + NAME_COLUMNS];
-    let padding = column.iter().take_while(|&&b| b == b' ').count();
-    let sender = index_of_name(prefix.as_bytes(), &column[padding..], participants)
+    let (head, line) = text
+        .split_at_checked(DELIVERY_PREFIX_BYTES)
+        .ok_or(Garbled::Prefix)?;
+    let chat = std::str::from_utf8(head)
+        .ok()
+        .and_then(protocol::parse_line)
+        // The whole head is the prefix: the line starts right after it.
+        .filter(|chat| chat.text.is_empty())
+        .ok_or(Garbled::Prefix)?;
+    let sender = index_of_name(prefix.as_bytes(), chat.sender.as_bytes(), participants)
         .ok_or(Garbled::Sender)?;
-    let line = &text[DELIVERY_PREFIX_BYTES..];
+    let private = chat.private;
     let mut rest = line;
     if private {
         let target = me.ok_or(Garbled::Target)?.as_bytes();
         rest = rest
-            .strip_prefix(b"@")
+            .strip_prefix(&[PRIVATE_PREFIX_BYTE])
             .and_then(|r| r.strip_prefix(target))
             .and_then(|r| r.strip_prefix(b" "))
             .ok_or(Garbled::Target)?;
@@ -217,8 +236,45 @@ fn read_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
 mod tests {
     use super::*;
 
-    fn delivered(marker: char, sender: &str, line: &str) -> String {
-        format!("{marker} {sender:>NAME_COLUMNS$}: {line}")
+    use logosnet::protocol::{ServerFrame, private_line, public_line};
+
+    /// The text of `frame`, a delivered chat line.
+    fn text(frame: ServerFrame) -> String {
+        match frame {
+            ServerFrame::Message(text) => text,
+            other => panic!("not a chat line: {other:?}"),
+        }
+    }
+
+    /// `line` from `sender` as the server delivers it, public or private.
+    fn delivered(private: bool, sender: &str, line: &str) -> String {
+        text(if private {
+            private_line(sender, line)
+        } else {
+            public_line(sender, line)
+        })
+    }
+
+    #[test]
+    fn the_prefix_is_as_long_as_the_protocol_writes_it() {
+        for private in [false, true] {
+            let text = delivered(private, "lg1", "");
+            assert_eq!(text.len(), DELIVERY_PREFIX_BYTES, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_stranger_whose_name_is_not_ascii_is_not_taken_apart_in_place() {
+        let text = delivered(false, "zoë", "0:1:");
+        assert_eq!(
+            parse_delivery(text.as_bytes(), "lg", 10, None, 4),
+            Err(Garbled::Prefix)
+        );
+        let text = delivered(false, "zoe", "0:1:");
+        assert_eq!(
+            parse_delivery(text.as_bytes(), "lg", 10, None, 4),
+            Err(Garbled::Sender)
+        );
     }
 
     #[test]
@@ -227,7 +283,7 @@ mod tests {
         write_line(&mut line, None, 3, 17, 123_456, 64);
         assert_eq!(line.len(), 64);
         assert!(line.starts_with("17:123456:"));
-        let text = delivered('>', "lg3", &line);
+        let text = delivered(false, "lg3", &line);
         assert_eq!(
             parse_delivery(text.as_bytes(), "lg", 10, None, 64),
             Ok(Delivery {
@@ -244,7 +300,7 @@ mod tests {
         let mut line = String::new();
         write_line(&mut line, Some("lg7"), 2, 0, 5, 40);
         assert!(line.starts_with("@lg7 0:5:"));
-        let text = delivered('%', "lg2", &line);
+        let text = delivered(true, "lg2", &line);
         let got = parse_delivery(text.as_bytes(), "lg", 10, Some("lg7"), 40).unwrap();
         assert!(got.private);
         assert_eq!(got.sender, 2);
@@ -263,7 +319,7 @@ mod tests {
         let mut line = String::new();
         write_line(&mut line, None, 0, 123, 456_789, 4);
         assert_eq!(line, "123:456789:");
-        let text = delivered('>', "lg0", &line);
+        let text = delivered(false, "lg0", &line);
         assert!(parse_delivery(text.as_bytes(), "lg", 1, None, 4).is_ok());
     }
 
@@ -271,7 +327,7 @@ mod tests {
     fn any_altered_byte_is_detected() {
         let mut line = String::new();
         write_line(&mut line, None, 1, 9, 1000, 48);
-        let good = delivered('>', "lg1", &line);
+        let good = delivered(false, "lg1", &line);
         assert!(parse_delivery(good.as_bytes(), "lg", 2, None, 48).is_ok());
         for i in 0..good.len() {
             let mut bad = good.clone().into_bytes();
@@ -306,7 +362,7 @@ mod tests {
     fn non_ascii_or_invalid_utf8_is_never_accepted() {
         let mut line = String::new();
         write_line(&mut line, None, 1, 9, 1000, 48);
-        let good = delivered('>', "lg1", &line).into_bytes();
+        let good = delivered(false, "lg1", &line).into_bytes();
         for i in 0..good.len() {
             for bad_byte in [0x80, 0xc3, 0xff] {
                 let mut bad = good.clone();

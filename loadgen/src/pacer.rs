@@ -9,6 +9,9 @@
 //! `std::thread::sleep` (it wakes within tens of microseconds), writes each
 //! line itself on a duplicate of the participant's socket descriptor; the
 //! runtime keeps the original for reading and never sends a chat line.
+//! Over TLS that cannot be (one TLS state serves both directions): the clock
+//! hands each line, when due, to the connection's writer task instead (see
+//! [`crate::outlet`]).
 //!
 //! The sockets are non-blocking. A line the server is not accepting yet (its
 //! receive window is full) waits in that participant's queue, in order, and
@@ -17,17 +20,17 @@
 //! scheduled time. The queue is bounded by the participant's share of the
 //! schedule (total messages / participants lines).
 
-use std::io::{self, Write as _};
-use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use logosnet::protocol::{self, ClientFrame};
+use logosnet::codec;
+use logosnet::protocol::ClientFrame;
 
 use crate::check::{Dest, SenderLog};
 use crate::message;
+use crate::outlet::{Offered, Outlet};
 use crate::schedule::{self, SplitMix64};
 use crate::shared::Shared;
 use crate::stats::LatencyBuffer;
@@ -38,38 +41,40 @@ const MAX_NAP: Duration = Duration::from_millis(20);
 /// How soon a line the server did not accept is offered again.
 pub const RETRY: Duration = Duration::from_millis(1);
 
-/// One participant's sending side: its socket, its choice of destinations
-/// and the log of what it sent.
+/// One participant's sending side: where its lines go, its choice of
+/// destinations and the log of what it sent.
 #[derive(Debug)]
 pub struct Sender {
+    /// The participant's index (its name's number, its slot in the schedule).
     index: u16,
-    socket: TcpStream,
+    /// Where its lines are written.
+    outlet: Outlet,
+    /// Chooses each line's destination, seeded per participant.
     rng: SplitMix64,
     /// Reused for every line.
     line: String,
+    /// Every line sent, by sequence number: what the checker expects.
     log: SenderLog,
-    /// Frames the server has not accepted yet, oldest first.
-    queued: Vec<u8>,
     /// A write failed: the connection is gone (its reader reports how).
     broken: bool,
 }
 
 impl Sender {
-    /// The sender of participant `index` on `socket` (non-blocking).
-    pub fn new(index: u16, socket: TcpStream, seed: u64) -> Self {
+    /// The sender of participant `index`, writing to `outlet`.
+    pub fn new(index: u16, outlet: Outlet, seed: u64) -> Self {
         Self {
             index,
-            socket,
+            outlet,
             rng: SplitMix64::new(seed, u64::from(index)),
             line: String::new(),
             log: SenderLog::new(),
-            queued: Vec::new(),
             broken: false,
         }
     }
 
     /// Writes the line for the slot due at `scheduled`, or queues it behind
-    /// what the server has not accepted yet. `lag` gets scheduled → now.
+    /// what the server has not accepted yet. `lag` gets scheduled → now
+    /// (over TLS the writer task records it once written).
     fn send(&mut self, shared: &Shared, scheduled: Instant, lag: &mut LatencyBuffer) {
         let config = &shared.config;
         let dest = schedule::choose_dest(
@@ -99,59 +104,60 @@ impl Sender {
         );
         // Encode once, then take the buffer back for the next line.
         let chat = ClientFrame::Chat(std::mem::take(&mut self.line));
-        let frame = protocol::encode(&chat);
+        let frame = codec::encode(&chat);
         if let ClientFrame::Chat(buffer) = chat {
             self.line = buffer;
         }
-        lag.push(
-            Instant::now()
-                .saturating_duration_since(scheduled)
-                .as_micros() as u64,
-            &shared.send_lag,
-        );
         shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        // A line is at most MAX_MESSAGE_CHARS ASCII characters, far under
+        // the frame limit; one that could not be encoded would be owed all
+        // the same, and the checker would count it lost.
+        let Ok(frame) = frame else {
+            return;
+        };
         if self.broken {
             return;
         }
-        if self.queued.is_empty() {
-            match write_some(&mut self.socket, &frame) {
-                Ok(written) => self.queued.extend_from_slice(&frame[written..]),
-                Err(_) => self.broken = true,
-            }
-        } else {
-            self.queued.extend_from_slice(&frame);
-            self.flush();
+        match self.outlet.offer(frame, scheduled) {
+            Offered::Written => lag.push(
+                Instant::now()
+                    .saturating_duration_since(scheduled)
+                    .as_micros() as u64,
+                &shared.send_lag,
+            ),
+            Offered::Handed => {}
+            Offered::Broken => self.break_off(),
         }
     }
 
     /// Offers the queued bytes to the socket again; true if none are left.
     fn flush(&mut self) -> bool {
         if self.broken {
-            self.queued.clear();
-        }
-        if self.queued.is_empty() {
             return true;
         }
-        match write_some(&mut self.socket, &self.queued) {
-            Ok(written) => {
-                self.queued.drain(..written);
-            }
+        match self.outlet.flush() {
+            Ok(done) => done,
             Err(_) => {
-                self.broken = true;
-                self.queued.clear();
+                self.break_off();
+                true
             }
         }
-        self.queued.is_empty()
+    }
+
+    /// Notes that the connection is gone and drops what waits for it.
+    fn break_off(&mut self) {
+        self.broken = true;
+        self.outlet.discard();
     }
 
     /// Whether bytes wait for the server.
     fn has_queued(&self) -> bool {
-        !self.queued.is_empty()
+        self.outlet.has_queued()
     }
 
     /// Closes the sending side: how a participant leaves.
-    pub fn leave(&self) {
-        let _ = self.socket.shutdown(Shutdown::Write);
+    pub fn leave(&mut self) {
+        self.outlet.leave();
     }
 
     /// What this participant sent.
@@ -159,33 +165,20 @@ impl Sender {
         &self.log
     }
 
-    /// Gives up the log (the socket closes when the sender is dropped).
+    /// Gives up the log (the outlet closes when the sender is dropped).
     pub fn into_log(self) -> SenderLog {
         self.log
     }
 }
 
-/// Writes as much of `bytes` as the socket takes now: `Ok(0)` when it takes
-/// nothing (would block).
-fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match socket.write(&bytes[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(written)
-}
-
 /// The running clock.
 #[derive(Debug)]
 pub struct Clock {
+    /// The clock thread; it hands the senders back when it ends.
     thread: JoinHandle<Vec<Sender>>,
+    /// Set to stop the clock.
     stop: Arc<AtomicBool>,
+    /// Set by the clock once every slot was written or queued.
     scheduled: Arc<AtomicBool>,
 }
 
@@ -278,17 +271,22 @@ fn flush_all(senders: &mut [Sender]) -> usize {
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     use clap::Parser as _;
 
     use super::*;
     use crate::config::Config;
     use crate::message::parse_delivery;
+    use crate::transport::Transport;
 
     fn shared(args: &[&str]) -> Arc<Shared> {
         let config = Config::parse_from(std::iter::once("loadgen").chain(args.iter().copied()));
-        Arc::new(Shared::new(config, "127.0.0.1:1".parse().unwrap()))
+        Arc::new(Shared::new(
+            config,
+            "127.0.0.1:1".parse().unwrap(),
+            Transport::Plain,
+        ))
     }
 
     /// A connected pair: the sending socket (non-blocking, like loadgen's)
@@ -309,7 +307,7 @@ mod tests {
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-            match protocol::decode_payload::<ClientFrame>(&rest[4..4 + len]).unwrap() {
+            match codec::decode_payload::<ClientFrame>(&rest[4..4 + len]).unwrap() {
                 ClientFrame::Chat(line) => lines.push(line),
                 other => panic!("unexpected {other:?}"),
             }
@@ -324,7 +322,8 @@ mod tests {
         lines
             .iter()
             .map(|line| {
-                let text = format!("> {:>10}: {line}", format!("lg{sender}"));
+                let delivered = logosnet::protocol::public_line(&format!("lg{sender}"), line);
+                let text = delivered.text().expect("a chat line carries its text");
                 parse_delivery(text.as_bytes(), "lg", 2, None, size)
                     .unwrap()
                     .seq
@@ -346,7 +345,10 @@ mod tests {
         ]);
         let (a, a_far) = pair();
         let (b, b_far) = pair();
-        let senders = vec![Sender::new(0, a, 1), Sender::new(1, b, 1)];
+        let senders = vec![
+            Sender::new(0, Outlet::socket(a), 1),
+            Sender::new(1, Outlet::socket(b), 1),
+        ];
         let clock = start(shared.clone(), senders, Instant::now());
         while !clock.finished_schedule() {
             std::thread::sleep(Duration::from_millis(1));
@@ -370,19 +372,27 @@ mod tests {
 
     #[test]
     fn lines_the_server_does_not_take_yet_wait_in_order() {
-        // 4,000 lines of 1,000 characters: more than loopback buffers hold
-        // while the far end reads nothing, so some of them queue.
+        // Lines of 1,000 characters while the far end reads nothing, until
+        // the socket pushes back (the kernel may grow loopback buffers to
+        // tens of MB first), then more behind the ones queued.
+        const MOST: u32 = 100_000;
         let shared = shared(&["--participants", "1", "--size", "1000", "--private", "0"]);
         let (near, far) = pair();
-        let mut sender = Sender::new(0, near, 1);
+        let mut sender = Sender::new(0, Outlet::socket(near), 1);
         let mut lag = LatencyBuffer::default();
-        for _ in 0..4000 {
+        let mut sent = 0;
+        while !sender.has_queued() && sent < MOST {
             sender.send(&shared, Instant::now(), &mut lag);
+            sent += 1;
         }
         assert!(
             sender.has_queued(),
-            "loopback took 4 MB without pushing back"
+            "loopback took {MOST} lines without pushing back"
         );
+        for _ in 0..100 {
+            sender.send(&shared, Instant::now(), &mut lag);
+            sent += 1;
+        }
         let reader = std::thread::spawn(move || lines_from(far));
         while !sender.flush() {
             std::thread::sleep(RETRY);
@@ -390,7 +400,7 @@ mod tests {
         sender.leave();
         drop(sender);
         let lines = reader.join().unwrap();
-        assert_eq!(sequence(&lines, 0, 1000), (0..4000).collect::<Vec<_>>());
+        assert_eq!(sequence(&lines, 0, 1000), (0..sent).collect::<Vec<_>>());
     }
 
     #[test]
@@ -399,7 +409,7 @@ mod tests {
         let (near, _far) = pair();
         let clock = start(
             shared.clone(),
-            vec![Sender::new(0, near, 1)],
+            vec![Sender::new(0, Outlet::socket(near), 1)],
             Instant::now(),
         );
         clock.stop();

@@ -13,10 +13,15 @@ const PLAIN_INTERVAL: Duration = Duration::from_secs(1);
 /// One phase's progress display.
 #[derive(Debug)]
 pub struct Progress {
+    /// The bar on a terminal; `None` for plain lines.
     bar: Option<ProgressBar>,
+    /// The phase, as lines name it (`traffic`).
     name: &'static str,
+    /// The count the phase works towards.
     total: u64,
+    /// What is counted (`messages sent`).
     unit: &'static str,
+    /// When the last plain line was written.
     last_line: Instant,
 }
 

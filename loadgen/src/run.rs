@@ -29,6 +29,7 @@ use crate::pacer;
 use crate::progress::Progress;
 use crate::shared::{Phase, ProblemKind, Shared};
 use crate::stats::{self, CpuTime};
+use crate::transport::Transport;
 
 mod verdict;
 
@@ -203,10 +204,12 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         .with_context(|| format!("cannot resolve {}", config.ip))?
         .next()
         .with_context(|| format!("no address for {}", config.ip))?;
+    let transport =
+        Transport::new(config.trust().as_ref(), &config.ip).context("cannot set up TLS")?;
     let phase_timeout = Duration::from_secs_f64(config.phase_timeout);
     let participants = config.participants as u64;
     let observers = config.observers as u64;
-    let shared = Arc::new(Shared::new(config.clone(), addr));
+    let shared = Arc::new(Shared::new(config.clone(), addr, transport));
     let counters = &shared.counters;
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let server_cpu = || config.server_pid.and_then(stats::process_cpu);
@@ -261,11 +264,12 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let (probe_participants, probe_observers) = config.probes();
     let mut probe = (None, None);
     if stopped.is_none() {
+        let transport = &shared.transport;
         if probe_participants {
-            probe.0 = Some(client::probe(addr, Role::Participant, phase_timeout).await);
+            probe.0 = Some(client::probe(transport, addr, Role::Participant, phase_timeout).await);
         }
         if probe_observers {
-            probe.1 = Some(client::probe(addr, Role::Observer, phase_timeout).await);
+            probe.1 = Some(client::probe(transport, addr, Role::Observer, phase_timeout).await);
         }
     }
 
@@ -278,15 +282,15 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut server_cpu_traffic = None;
     let mut sender_logs = vec![check::SenderLog::new(); config.participants];
     if stopped.is_none() {
-        // Every participant joined, so every sending socket is there, each
-        // at its participant's index as the clock expects.
+        // Every participant joined, so every outlet is there, each at its
+        // participant's index as the clock expects.
         let senders: Vec<pacer::Sender> = shared
-            .take_sending_sockets()
+            .take_outlets()
             .into_iter()
             .enumerate()
-            .map(|(i, socket)| Some(pacer::Sender::new(i as u16, socket?, config.seed)))
+            .map(|(i, outlet)| Some(pacer::Sender::new(i as u16, outlet?, config.seed)))
             .collect::<Option<_>>()
-            .context("a participant that joined left no sending socket")?;
+            .context("a participant that joined left no outlet")?;
         let server_before = server_cpu();
         let own_before = own_cpu();
         let start = Instant::now() + TRAFFIC_LEAD;
@@ -318,7 +322,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         traffic_and_drain = Instant::now().saturating_duration_since(start);
         clock.stop();
         // It exits within one nap.
-        let senders = tokio::task::spawn_blocking(move || clock.join())
+        let mut senders = tokio::task::spawn_blocking(move || clock.join())
             .await
             .context("the send clock failed")?;
         own_cpu_traffic = own_cpu().since(&own_before);
@@ -330,7 +334,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         // the "has left" notices.
         shared.phase.set(Phase::Leave);
         let _ = probe_task.await;
-        for sender in &senders {
+        for sender in &mut senders {
             sender.leave();
         }
         wait_for(
@@ -356,7 +360,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     shared.phase.set(Phase::Close);
     drop(stops);
 
-    drop(shared.take_sending_sockets());
+    drop(shared.take_outlets());
     let mut receivers = Vec::with_capacity(tasks.len());
     let mut notice_faults = NoticeFaults::default();
     for task in tasks {

@@ -1,6 +1,6 @@
 //! What the client tasks, the send clock and the orchestrator share: the
 //! run's phase, the counters the orchestrator waits on, the problems found,
-//! the latency histograms, the participants' sending sockets and the
+//! the latency histograms, the participants' outlets, the transport and the
 //! settings. Everything here is updated with atomics or a
 //! short lock taken on a rare path (a problem, a full latency batch, a phase
 //! change); nothing a delivery does takes a lock.
@@ -13,7 +13,9 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::outlet::Outlet;
 use crate::stats::Latencies;
+use crate::transport::Transport;
 
 /// Where the run is; clients follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,6 +68,7 @@ impl std::fmt::Display for Phase {
 /// its own signal, and the send clock is told directly.
 #[derive(Debug)]
 pub struct PhaseBoard {
+    /// The [`Phase`] now, as its `u8`.
     now: AtomicU8,
     /// Set when participants were told to leave (the `Close` that follows
     /// stays distinguishable from a run stopped while joining).
@@ -175,7 +178,9 @@ const EXAMPLES_PER_KIND: u64 = 4;
 /// What went wrong, by kind, with a few examples of each.
 #[derive(Debug, Default)]
 pub struct Problems {
+    /// Problems seen, by kind (indexed by the kind's discriminant).
     counts: [AtomicU64; ProblemKind::ALL.len()],
+    /// The first [`EXAMPLES_PER_KIND`] descriptions of each kind, in order.
     examples: Mutex<Vec<(ProblemKind, String)>>,
 }
 
@@ -214,6 +219,8 @@ pub struct Shared {
     pub config: Config,
     /// The server.
     pub addr: SocketAddr,
+    /// Plain TCP or TLS: how every connection is opened.
+    pub transport: Transport,
     /// Every participant's name, by index (built once, so addressing a
     /// private message allocates nothing).
     pub names: Vec<String>,
@@ -244,22 +251,24 @@ pub struct Shared {
     pub connect: Latencies,
     /// `Hello` written → `UsernameAccepted`.
     pub join: Latencies,
-    /// Each joined participant's sending socket (a duplicate of the one its
-    /// reader holds), by index, until the send clock takes them.
-    sending_sockets: Mutex<Vec<Option<std::net::TcpStream>>>,
+    /// Each joined participant's outlet (a duplicate of the socket its
+    /// reader holds, or its TLS writer), by index, until the send clock
+    /// takes them.
+    outlets: Mutex<Vec<Option<Outlet>>>,
 }
 
 impl Shared {
-    /// State for a run of `config` against `addr`.
-    pub fn new(config: Config, addr: SocketAddr) -> Self {
+    /// State for a run of `config` against `addr` over `transport`.
+    pub fn new(config: Config, addr: SocketAddr, transport: Transport) -> Self {
         Self {
             connecting: Semaphore::new(config.connect_concurrency),
             names: (0..config.participants)
                 .map(|i| crate::message::participant_name(&config.name_prefix, i as u16))
                 .collect(),
-            sending_sockets: Mutex::new((0..config.participants).map(|_| None).collect()),
+            outlets: Mutex::new((0..config.participants).map(|_| None).collect()),
             config,
             addr,
+            transport,
             epoch: Instant::now(),
             phase: PhaseBoard::default(),
             counters: Counters::default(),
@@ -289,26 +298,17 @@ impl Shared {
         true
     }
 
-    /// Keeps participant `index`'s sending socket for the send clock.
-    pub fn keep_sending_socket(&self, index: u16, socket: std::net::TcpStream) {
-        let mut sockets = self
-            .sending_sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = sockets.get_mut(usize::from(index)) {
-            *slot = Some(socket);
+    /// Keeps participant `index`'s outlet for the send clock.
+    pub fn keep_outlet(&self, index: u16, outlet: Outlet) {
+        let mut outlets = self.outlets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = outlets.get_mut(usize::from(index)) {
+            *slot = Some(outlet);
         }
     }
 
-    /// Takes every participant's sending socket (`None` where one did not
-    /// join).
-    pub fn take_sending_sockets(&self) -> Vec<Option<std::net::TcpStream>> {
-        std::mem::take(
-            &mut *self
-                .sending_sockets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+    /// Takes every participant's outlet (`None` where one did not join).
+    pub fn take_outlets(&self) -> Vec<Option<Outlet>> {
+        std::mem::take(&mut *self.outlets.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The foreign names seen, in order.

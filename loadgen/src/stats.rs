@@ -30,6 +30,7 @@ pub fn new_histogram() -> Histogram<u64> {
 /// A histogram shared by the connection tasks.
 #[derive(Debug)]
 pub struct Latencies {
+    /// Every value merged so far, µs.
     hist: Mutex<Histogram<u64>>,
 }
 
@@ -72,6 +73,7 @@ impl Latencies {
 /// A connection task's pending latencies: allocated once, reused.
 #[derive(Debug)]
 pub struct LatencyBuffer {
+    /// Values not merged yet, µs (at most [`BUFFER_LEN`]).
     values: Vec<u64>,
 }
 

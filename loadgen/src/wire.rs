@@ -4,14 +4,16 @@
 //! million frames a second. [`FrameBuffer`] reads into one buffer per
 //! connection, allocated once, and hands out each frame as a view into it:
 //! a chat message as its text bytes (no `String`, no copy, no reference
-//! count), anything else decoded by [`logosnet::protocol::decode_payload`].
-//! Header lengths go through the protocol's own
-//! [`check_length`](logosnet::protocol::check_length) before a byte of the
-//! payload is waited for.
+//! count), anything else decoded by [`codec::decode_payload`]. Header
+//! lengths go through the protocol's own
+//! [`check_length`](protocol::check_length) before a byte of the payload is
+//! waited for. It reads [`READ_CHUNK_BYTES`] at a time and reports
+//! [`ReadError`]s, both [`logosnet::connection`]'s, like the library's own
+//! reader; it does not use that reader because it hands out owned frames.
 //!
-//! What it knows of the encoding beyond `logosnet::protocol`: a
+//! What it knows of the encoding beyond [`logosnet::codec`]: a
 //! `ServerFrame::Message` payload is the variant's tag (learned from
-//! `protocol::encode` at start, not written here) followed by the text as
+//! [`codec::encode`] at start, not written here) followed by the text as
 //! postcard writes a string, a LEB128 length then the bytes. Only a payload of
 //! exactly that shape with a one- or two-byte length takes the fast path;
 //! everything else goes to the strict decoder, and a test checks the fast
@@ -20,13 +22,13 @@
 //! [`MessageView::decode`], which rejects it.
 //!
 //! Memory: the buffer holds at most one partial frame plus one read, like
-//! [`logosnet::framed::FrameReader`].
+//! [`logosnet::connection::Connection`]'s.
 
 use std::io;
 use std::sync::LazyLock;
 
-use logosnet::codec::MAX_BUFFERED_FRAME;
-use logosnet::framed::{READ_CHUNK_BYTES, ReadError};
+use logosnet::codec::{self, MAX_BUFFERED_FRAME};
+use logosnet::connection::{READ_CHUNK_BYTES, ReadError};
 use logosnet::protocol::{self, FrameError, HEADER_BYTES, ServerFrame};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -37,9 +39,13 @@ const INITIAL_CAPACITY: usize = 2 * READ_CHUNK_BYTES;
 /// The most a buffer ever holds: one partial frame plus one read.
 pub const MAX_CAPACITY: usize = MAX_BUFFERED_FRAME + READ_CHUNK_BYTES;
 
-/// The first payload byte of every `ServerFrame::Message`.
-static MESSAGE_TAG: LazyLock<u8> =
-    LazyLock::new(|| protocol::encode(&ServerFrame::Message(String::new()))[HEADER_BYTES]);
+/// The first payload byte of every `ServerFrame::Message`; `None` (never,
+/// for an empty message) would send every frame to the strict decoder.
+static MESSAGE_TAG: LazyLock<Option<u8>> = LazyLock::new(|| {
+    codec::encode(&ServerFrame::Message(String::new()))
+        .ok()
+        .and_then(|frame| frame.get(HEADER_BYTES).copied())
+});
 
 /// One frame, borrowed from the buffer until the next call.
 #[derive(Debug)]
@@ -53,7 +59,9 @@ pub enum Frame<'a> {
 /// A `Message` frame seen in place.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageView<'a> {
+    /// The frame's whole payload, tag first.
     payload: &'a [u8],
+    /// Where the text starts in it, after the tag and the length.
     text_at: usize,
 }
 
@@ -61,7 +69,7 @@ impl<'a> MessageView<'a> {
     /// Recognises the payload of a `Message` in its canonical layout.
     fn parse(payload: &'a [u8]) -> Option<Self> {
         let (&tag, rest) = payload.split_first()?;
-        if tag != *MESSAGE_TAG {
+        if Some(tag) != *MESSAGE_TAG {
             return None;
         }
         let (len, length_bytes) = match *rest {
@@ -84,13 +92,15 @@ impl<'a> MessageView<'a> {
     /// The strict decoding of the same payload: the frame, or why it is not
     /// one (text that is not UTF-8).
     pub fn decode(&self) -> Result<ServerFrame, FrameError> {
-        protocol::decode_payload(self.payload)
+        codec::decode_payload(self.payload)
     }
 }
 
 /// Reads a byte stream and yields its frames without copying them out.
 #[derive(Debug)]
 pub struct FrameBuffer {
+    /// Bytes read: two reads' worth to start with, grown only for a frame
+    /// larger than that, to at most [`MAX_CAPACITY`].
     buf: Vec<u8>,
     /// Bytes before this are frames already handed out.
     start: usize,
@@ -167,7 +177,7 @@ impl FrameBuffer {
         if let Some(view) = MessageView::parse(payload) {
             return Ok(Some(Frame::Message(view)));
         }
-        match protocol::decode_payload(payload) {
+        match codec::decode_payload(payload) {
             Ok(frame) => Ok(Some(Frame::Other(frame))),
             Err(e) => {
                 self.failed = true;
@@ -208,7 +218,14 @@ impl FrameBuffer {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+
+    /// The frame's bytes; every frame these tests encode fits.
+    fn encode(frame: &ServerFrame) -> Bytes {
+        codec::encode(frame).expect("a frame within the limit")
+    }
 
     fn frames_of(buffer: &mut FrameBuffer) -> Vec<Result<ServerFrame, FrameError>> {
         let mut out = Vec::new();
@@ -254,7 +271,7 @@ mod tests {
                 })
                 .collect();
             let frame = ServerFrame::Message(text);
-            let mut buffer = buffer_with(&protocol::encode(&frame)).await;
+            let mut buffer = buffer_with(&encode(&frame)).await;
             assert_eq!(frames_of(&mut buffer), vec![Ok(frame)], "length {len}");
             assert!(!buffer.is_mid_frame());
         }
@@ -273,7 +290,7 @@ mod tests {
             ServerFrame::Message("> a: hi".into()),
             ServerFrame::ProtocolError("bye".into()),
         ];
-        let bytes: Vec<u8> = frames.iter().flat_map(protocol::encode).collect();
+        let bytes: Vec<u8> = frames.iter().flat_map(encode).collect();
         let mut buffer = buffer_with(&bytes).await;
         let got: Vec<_> = frames_of(&mut buffer)
             .into_iter()
@@ -286,7 +303,7 @@ mod tests {
     /// the strict decoder does.
     #[tokio::test]
     async fn odd_message_payloads_get_the_strict_verdict() {
-        let tag = *MESSAGE_TAG;
+        let tag = MESSAGE_TAG.expect("the message tag");
         let payloads: &[&[u8]] = &[
             &[tag, 2, 0xff, 0xfe],          // not UTF-8
             &[tag, 2, b'a'],                // ends early
@@ -301,7 +318,7 @@ mod tests {
             frame.extend_from_slice(payload);
             let mut buffer = buffer_with(&frame).await;
             let got = frames_of(&mut buffer);
-            let strict = protocol::decode_payload::<ServerFrame>(payload);
+            let strict = codec::decode_payload::<ServerFrame>(payload);
             assert_eq!(got, vec![strict], "{payload:?}");
         }
     }
@@ -318,7 +335,7 @@ mod tests {
         let frames: Vec<ServerFrame> = (0..200)
             .map(|i| ServerFrame::Message("x".repeat(i * 300 % 65_000)))
             .collect();
-        let bytes: Vec<u8> = frames.iter().flat_map(protocol::encode).collect();
+        let bytes: Vec<u8> = frames.iter().flat_map(encode).collect();
         let (mut writer, mut reader) = tokio::io::duplex(7_777);
         let feed = tokio::spawn(async move {
             tokio::io::AsyncWriteExt::write_all(&mut writer, &bytes)

@@ -1,114 +1,47 @@
-//! End-to-end: loadgen against the real `logosnet_server` binary on a free
-//! port. The server binary belongs to another crate, so it is built here with
-//! the same cargo and profile and found next to loadgen's own binary. The
-//! server's and loadgen's output is kept and shown only when a test fails.
+//! End-to-end: the loadgen binary against the real server, which runs in
+//! this test's own process (`testkit::spawn_server` on `127.0.0.1:0`, or
+//! `spawn_tls_server` with a certificate `devcerts` makes, with the binary's
+//! default settings) on a multi-thread runtime, so it keeps serving while
+//! the test waits for loadgen. loadgen is a process because
+//! its exit status, its stdout table and its stderr lines are under test;
+//! it is found through Cargo's `CARGO_BIN_EXE_loadgen`, and no test builds
+//! anything. loadgen's output is shown only when a test fails, the server's
+//! log likewise (the test harness captures it).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
+use devcerts::{KeyKind, TempSet};
+use logosnet::server::ServerConfig;
+use logosnet::tls::{self, TlsAcceptor};
+use testkit::{Peer, ServerHandle, spawn_server, spawn_tls_server};
+use tokio::net::TcpStream;
 
 /// Longest any loadgen run here may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// Builds `logosnet_server` (once per test binary) into the directory that
-/// holds loadgen's binary and returns its path.
-fn server_binary() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let loadgen = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"));
-        let dir = loadgen.parent().expect("loadgen binary has a directory");
-        let profile = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "logosnet",
-                "--bin",
-                "logosnet_server",
-            ])
-            // The directory above the profile's, so the binary lands next to
-            // loadgen's whatever target directory the outer cargo used.
-            .arg("--target-dir")
-            .arg(dir.parent().expect("profile directory has a parent"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build for logosnet_server");
-        assert!(status.success(), "building logosnet_server failed");
-        let server = dir.join("logosnet_server");
-        assert!(server.exists(), "{} was not built", server.display());
-        server
-    })
+/// The server in this process with the binary's defaults: its address, and
+/// the handle that stops it when dropped.
+async fn server() -> (SocketAddr, ServerHandle) {
+    spawn_server(ServerConfig::default()).await
 }
 
-/// A running server, killed on drop. Its stderr goes to a file that is
-/// printed only if the test fails, so a passing run is quiet.
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+/// The server in this process serving TLS only, with a certificate for
+/// this machine's names signed by a CA made for the test: its address, the
+/// handle, and the files (`ca.pem` is what loadgen's `--tls-ca` trusts),
+/// removed when dropped.
+async fn tls_server() -> (SocketAddr, ServerHandle, TempSet) {
+    let certs = TempSet::local(KeyKind::EcdsaP256).expect("make certificates");
+    let config = tls::server_config(&certs.paths.cert, &certs.paths.key).expect("the server's TLS");
+    let (addr, handle) = spawn_tls_server(ServerConfig::default(), TlsAcceptor::from(config)).await;
+    (addr, handle, certs)
 }
 
-impl Server {
-    fn start() -> Self {
-        let log = temp_path(&format!("server-{}.log", unique()));
-        let mut child = Command::new(server_binary())
-            .args(["--ip", "127.0.0.1", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).expect("create the server log"))
-            .spawn()
-            .expect("start logosnet_server");
-        let stdout = child.stdout.take().expect("server stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        let port = addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port in the listening line");
-        Server { child, port, log }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- server stderr ---\n{log}");
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// One loadgen run's exit status and output. Its stderr (progress lines)
-/// is printed only if the test fails.
+/// One loadgen run's exit status and output. Its output is printed only if
+/// the test fails.
 struct Run {
     ok: bool,
     stdout: String,
@@ -126,44 +59,23 @@ impl Drop for Run {
     }
 }
 
-/// Runs loadgen with `args`, bounded by [`RUN_LIMIT`].
-fn loadgen(args: &[&str]) -> Run {
-    let name = unique();
-    let stdout_path = temp_path(&format!("loadgen-{name}.out"));
-    let stderr_path = temp_path(&format!("loadgen-{name}.err"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+/// Runs loadgen with `args`, bounded by [`RUN_LIMIT`] (killed past it). The
+/// wait is asynchronous, so the in-process server goes on serving.
+async fn loadgen(args: &[&str]) -> Run {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
-        .stdout(File::create(&stdout_path).expect("create loadgen stdout"))
-        .stderr(File::create(&stderr_path).expect("create loadgen stderr"))
-        .spawn()
-        .expect("start loadgen");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll loadgen") {
-            break Some(status);
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let take = |path: &Path| {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let _ = std::fs::remove_file(path);
-        text
-    };
-    let run = Run {
-        ok: status.is_some_and(|s| s.success()),
-        stdout: take(&stdout_path),
-        stderr: take(&stderr_path),
-    };
-    assert!(
-        status.is_some(),
-        "loadgen did not finish within {RUN_LIMIT:?}"
-    );
-    run
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(RUN_LIMIT, child)
+        .await
+        .unwrap_or_else(|_| panic!("loadgen did not finish within {RUN_LIMIT:?}"))
+        .expect("run loadgen");
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// A name no other test of this process uses.
@@ -193,7 +105,11 @@ fn reported(stderr: &str) -> Vec<&str> {
 }
 
 fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("loadgen-test-{}-{name}", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "loadgen-test-{}-{}-{name}",
+        std::process::id(),
+        unique()
+    ))
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -208,14 +124,15 @@ fn u(v: &serde_json::Value, pointer: &str) -> u64 {
         .unwrap_or_else(|| panic!("{pointer} missing or not a number in {v:#}"))
 }
 
-#[test]
-fn small_room_has_zero_loss_and_a_well_formed_report() {
-    let server = Server::start();
-    let port = server.port.to_string();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_room_has_zero_loss_and_a_well_formed_report() {
+    let (addr, _server) = server().await;
+    let port = addr.port().to_string();
     let json = temp_path("small.json");
     let hgrm = temp_path("small.hgrm");
     let svg = temp_path("small.svg");
-    let pid = server.child.id().to_string();
+    // The server runs in this process: its figures are this process's.
+    let pid = std::process::id().to_string();
     let run = loadgen(&[
         "--ip",
         "127.0.0.1",
@@ -238,7 +155,8 @@ fn small_room_has_zero_loss_and_a_well_formed_report() {
         hgrm.to_str().unwrap(),
         "--svg",
         svg.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert!(run.ok, "loadgen failed");
     assert!(run.stdout.contains("result: PASS"));
     assert_eq!(reported(&run.stderr), Vec::<&str>::new());
@@ -271,7 +189,7 @@ fn small_room_has_zero_loss_and_a_well_formed_report() {
         assert!(p50 <= max, "{which}: p50 {p50} > max {max}");
     }
     assert!(u(&report, "/server/peak_rss_kib") > 0);
-    assert_eq!(u(&report, "/server/pid"), u64::from(server.child.id()));
+    assert_eq!(u(&report, "/server/pid"), u64::from(std::process::id()));
     assert!(u(&report, "/loadgen/pid") > 0);
     for who in ["loadgen", "server"] {
         let ns = report[who]["cpu_per_delivery_ns"].as_f64();
@@ -289,10 +207,130 @@ fn small_room_has_zero_loss_and_a_well_formed_report() {
     assert!(svg_text.starts_with("<svg") && svg_text.contains("<polyline"));
 }
 
-#[test]
-fn full_room_refuses_the_256th_of_each_role() {
-    let server = Server::start();
-    let port = server.port.to_string();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_room_over_tls_has_zero_loss() {
+    let (addr, _server, certs) = tls_server().await;
+    let port = addr.port().to_string();
+    let ca = certs.paths.ca.to_str().expect("UTF-8 temp path");
+    let json = temp_path("tls.json");
+    // 4 lines a second each: under the default flood rate, so the figures
+    // are the server's pace, not flood control's.
+    let run = loadgen(&[
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls-ca",
+        ca,
+        "--participants",
+        "10",
+        "--observers",
+        "10",
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--skip-capacity-probe",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert!(run.ok, "loadgen over TLS failed");
+    assert!(run.stdout.contains(&format!("server {addr} over TLS")));
+    assert!(run.stdout.contains("result: PASS"));
+    assert_eq!(reported(&run.stderr), Vec::<&str>::new());
+
+    let report = read_json(&json);
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["config"]["tls"], true);
+    assert_eq!(u(&report, "/room/participants_joined"), 10);
+    assert_eq!(u(&report, "/room/observers_joined"), 10);
+    let sent = u(&report, "/traffic/messages_sent");
+    let private = u(&report, "/traffic/private_sent");
+    assert_eq!(sent, 80, "40 msgs/s for 2 s");
+    assert!(private > 0, "the default 10 % private");
+    // A public line reaches 9 participants and 10 observers; a private one
+    // its target only.
+    let expected = (sent - private) * 19 + private;
+    assert_eq!(u(&report, "/deliveries/expected"), expected);
+    assert_eq!(u(&report, "/deliveries/delivered"), expected);
+    for field in ["lost", "duplicated", "out_of_order", "misdelivered"] {
+        assert_eq!(u(&report, &format!("/deliveries/{field}")), 0, "{field}");
+    }
+    let no_problems = serde_json::to_value(loadgen::run::ProblemCounts::default()).unwrap();
+    assert_eq!(report["problems"], no_problems);
+    assert_eq!(u(&report, "/latency/delivery/count"), expected);
+    // Every line's send lag, recorded by the writer tasks over TLS.
+    assert_eq!(u(&report, "/latency/send_lag/count"), sent);
+    assert_eq!(u(&report, "/latency/connect/count"), 20);
+    assert_eq!(u(&report, "/latency/join/count"), 10);
+    assert!(
+        report["room"]["join_time_s"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_stops_the_run_with_one_line() {
+    let (addr, _server, certs) = tls_server().await;
+    let stranger = devcerts::Ca::new("Someone else's CA", KeyKind::EcdsaP256).expect("a CA");
+    let stranger_file = certs.dir().join("stranger.pem");
+    std::fs::write(&stranger_file, stranger.cert_pem()).expect("write the CA file");
+    let port = addr.port().to_string();
+    let run = loadgen(&[
+        "--port",
+        &port,
+        "--tls-ca",
+        stranger_file.to_str().expect("UTF-8 temp path"),
+        "--participants",
+        "1",
+        "--observers",
+        "1",
+        "--duration",
+        "1",
+    ])
+    .await;
+    assert!(!run.ok, "loadgen trusted a certificate it should not have");
+    assert_eq!(run.stdout, "", "no table for a run that never started");
+    assert_eq!(
+        reported(&run.stderr),
+        vec![
+            "loadgen: 2 of 2 clients could not join the room; the first: observer 0: \
+             cannot verify the server: its certificate is not signed by a trusted CA"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_run_at_a_tls_port_stops_with_one_line() {
+    let (addr, _server, _certs) = tls_server().await;
+    let port = addr.port().to_string();
+    let run = loadgen(&[
+        "--port",
+        &port,
+        "--participants",
+        "1",
+        "--observers",
+        "1",
+        "--duration",
+        "1",
+    ])
+    .await;
+    assert!(!run.ok, "a plaintext run passed at a TLS port");
+    assert_eq!(
+        reported(&run.stderr),
+        vec![
+            "loadgen: 2 of 2 clients could not join the room; the first: observer 0: \
+             the server speaks TLS: add --tls (or --tls-ca FILE for a private CA)"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_room_refuses_the_256th_of_each_role() {
+    let (addr, _server) = server().await;
+    let port = addr.port().to_string();
     let json = temp_path("full.json");
     let run = loadgen(&[
         "--port",
@@ -303,7 +341,8 @@ fn full_room_refuses_the_256th_of_each_role() {
         "1",
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert!(run.ok, "loadgen failed");
     let report = read_json(&json);
     assert_eq!(u(&report, "/room/participants_joined"), 255);
@@ -317,8 +356,8 @@ fn full_room_refuses_the_256th_of_each_role() {
     );
 }
 
-#[test]
-fn no_server_is_one_line_naming_the_address() {
+#[tokio::test]
+async fn no_server_is_one_line_naming_the_address() {
     // Bind and drop a listener to get a port that (very likely) refuses.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -339,7 +378,8 @@ fn no_server_is_one_line_naming_the_address() {
         "2",
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert!(!run.ok, "loadgen passed with no server");
     assert_eq!(run.stdout, "", "no table for a run that never started");
     let line = format!("cannot connect to 127.0.0.1:{port}: connection refused");
@@ -350,48 +390,24 @@ fn no_server_is_one_line_naming_the_address() {
     assert_eq!(u(&report, "/problems/join_failures"), 3);
 }
 
-/// Someone already in the room: participants with names, observers.
-struct Occupants(#[allow(dead_code)] Vec<TcpStream>);
-
 /// Joins `names` as participants and `observers` observers, the way any
-/// client would.
-fn occupy(port: u16, names: &[&str], observers: usize) -> Occupants {
-    let mut streams = Vec::new();
-    let mut join = |role: Role, name: Option<&str>| {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        let mut exchange = |frame: ClientFrame, want: ServerFrame| {
-            stream.write_all(&protocol::encode(&frame)).expect("write");
-            let want = protocol::encode(&want);
-            let mut got = vec![0; want.len()];
-            stream.read_exact(&mut got).expect("answer");
-            assert_eq!(got, want, "answer to {frame:?}");
-        };
-        exchange(ClientFrame::Hello(role), ServerFrame::Accepted);
-        if let Some(name) = name {
-            exchange(
-                ClientFrame::Username(name.to_owned()),
-                ServerFrame::UsernameAccepted,
-            );
-        }
-        streams.push(stream);
-    };
-    for _ in 0..observers {
-        join(Role::Observer, None);
+/// client would; they stay in the room while the returned peers live.
+async fn occupy(addr: SocketAddr, names: &[&str], observers: usize) -> Vec<Peer<TcpStream>> {
+    let mut occupants = Vec::new();
+    for i in 0..observers {
+        occupants.push(Peer::observer(addr, &format!("occupant observer {i}")).await);
     }
     for name in names {
-        join(Role::Participant, Some(name));
+        occupants.push(Peer::participant(addr, name).await);
     }
-    Occupants(streams)
+    occupants
 }
 
-#[test]
-fn occupied_room_stops_with_one_line_and_nothing_else() {
-    let server = Server::start();
-    let _occupants = occupy(server.port, &["alice", "bob"], 1);
-    let port = server.port.to_string();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupied_room_stops_with_one_line_and_nothing_else() {
+    let (addr, _server) = server().await;
+    let _occupants = occupy(addr, &["alice", "bob"], 1).await;
+    let port = addr.port().to_string();
     let json = temp_path("occupied.json");
     let run = loadgen(&[
         "--port",
@@ -402,7 +418,8 @@ fn occupied_room_stops_with_one_line_and_nothing_else() {
         "1",
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert!(!run.ok, "loadgen passed in an occupied room");
     assert_eq!(run.stdout, "", "no table for a run that never started");
     let line = "the room is not empty: 2 participants / 1 observer already there; \

@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use logosnet::codec::FrameDecoder;
-use logosnet::protocol::{ClientFrame, Role, encode};
+use logosnet::codec::{self, FrameDecoder};
+use logosnet::protocol::{ClientFrame, Role};
 use logosnet::room::{ConnId, Output, Room, RoomConfig};
 
 /// A room with 255 named participants and 255 observers, output drained.
@@ -49,7 +49,7 @@ fn fanout(c: &mut Criterion) {
 }
 
 fn decode(c: &mut Criterion) {
-    let frame = encode(&ClientFrame::Chat("y".repeat(64)));
+    let frame = codec::encode(&ClientFrame::Chat("y".repeat(64))).expect("a 64-byte line fits");
     let stream: Vec<u8> = frame
         .iter()
         .copied()

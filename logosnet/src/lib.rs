@@ -21,7 +21,6 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod connection;
-pub mod framed;
 pub mod protocol;
 pub mod room;
 pub mod server;

@@ -8,7 +8,6 @@
 //! stream is [`crate::codec`]'s job. The variant order of both enums is the
 //! wire format: never reorder or insert, only append.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::username::MAX_REQUESTED_BYTES;
@@ -159,24 +158,10 @@ pub fn check_length(len: u32) -> Result<usize, FrameError> {
     }
 }
 
-/// Where [`crate::codec::decode_payload`] used to live; kept until loadgen
-/// imports it from there (the last step of issue 12).
-pub use crate::codec::decode_payload;
-
-/// Transitional: [`crate::codec::encode`] for the callers that have not
-/// moved to it yet (the server's driver and accept loop, loadgen), which
-/// encode only short frames of their own.
-///
-/// # Panics
-///
-/// Where [`crate::codec::encode`] returns an error: a payload over
-/// [`MAX_FRAME_BYTES`]. New code calls that instead.
-pub fn encode<T: Serialize>(message: &T) -> Bytes {
-    crate::codec::encode(message).unwrap_or_else(|e| panic!("cannot encode a frame: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
     use crate::codec::decode_payload;
 

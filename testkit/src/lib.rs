@@ -4,7 +4,8 @@
 //!
 //! - [`peer`]: one peer that speaks frames over any byte stream (real TCP,
 //!   TLS, turmoil's TCP), every wait bounded;
-//! - [`server`]: the real server, in process, on `127.0.0.1:0`;
+//! - [`server`]: the real server, in process, on `127.0.0.1:0`, plain or
+//!   TLS;
 //! - [`audit`]: the oracles the property tests and the fuzz targets share.
 
 pub mod audit;
@@ -12,4 +13,4 @@ pub mod peer;
 pub mod server;
 
 pub use peer::{Got, PATIENCE, Peer, Trace};
-pub use server::{ServerHandle, spawn_server, unthrottled};
+pub use server::{ServerHandle, spawn_server, spawn_tls_server, unthrottled};

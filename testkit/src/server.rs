@@ -1,7 +1,8 @@
 //! The real server in the test's own process, the way mini-redis's
 //! `tests/server.rs` starts its own: bind `127.0.0.1:0`, spawn
 //! [`serve`], hand back the address. No binary, no build, no port race;
-//! the server's log goes to the test's captured output.
+//! the server's log goes to the test's captured output. [`spawn_server`]
+//! serves plain TCP, [`spawn_tls_server`] TLS.
 //!
 //! Tests that need a process — an exit status, a signal, `--help`, memory
 //! or descriptors read from `/proc` — start the binary instead (each suite's
@@ -10,7 +11,8 @@
 use std::net::SocketAddr;
 use std::sync::Once;
 
-use logosnet::server::{ServerConfig, serve};
+use logosnet::server::{Listener, ServerConfig, TlsListener, serve};
+use logosnet::tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,20 +48,43 @@ impl Drop for ServerHandle {
 /// Starts `serve` with `config` on `127.0.0.1` and a free port, on the
 /// current tokio runtime; returns the address it listens on.
 pub async fn spawn_server(config: ServerConfig) -> (SocketAddr, ServerHandle) {
+    let (listener, addr) = bind_loopback().await;
+    (addr, spawn_serving(listener, config))
+}
+
+/// [`spawn_server`] serving TLS only, with `acceptor`'s certificate (make
+/// one with `devcerts`): a [`TlsListener`] whose handshakes must end within
+/// the Hello timeout, as the binary's `--tls-port` does.
+pub async fn spawn_tls_server(
+    config: ServerConfig,
+    acceptor: TlsAcceptor,
+) -> (SocketAddr, ServerHandle) {
+    let (listener, addr) = bind_loopback().await;
+    let handshake_timeout = config.room.hello_timeout;
+    let secure = TlsListener::new(listener, acceptor, handshake_timeout);
+    (addr, spawn_serving(secure, config))
+}
+
+/// A listener on `127.0.0.1` and a free port, and its address.
+async fn bind_loopback() -> (TcpListener, SocketAddr) {
     capture_logs();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("the listener's address");
+    (listener, addr)
+}
+
+/// Spawns `serve` on `listener` on the current runtime.
+fn spawn_serving<L: Listener>(listener: L, config: ServerConfig) -> ServerHandle {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, config, async {
         let _ = stopped.await;
     }));
-    let handle = ServerHandle {
+    ServerHandle {
         stop: Some(stop),
         task,
-    };
-    (addr, handle)
+    }
 }
 
 /// [`ServerConfig::default`] with flood control off: for tests that send

@@ -1,14 +1,20 @@
 //! One participant's or observer's connection, through every phase.
 //!
-//! A client joins here (connect, `Hello`, and for a participant its name);
-//! then [`receive`], the reader both roles share, owns the socket for
-//! reading. It does one pass over each read, checking every frame in place;
-//! it is the hot path and takes no lock. A participant's lines are written by
-//! the send clock ([`crate::pacer`]) on a duplicate of the socket's
-//! descriptor, kept in [`Shared`] until traffic starts, so the reader's
-//! wake-ups never involve sending and a send never waits for a reader. What
-//! the reader sees goes into its own [`ReceiverLog`]; only counters, batched
-//! latencies and problems are shared.
+//! A client joins here (connect through the [`Transport`], plain or TLS,
+//! then `Hello`, and for a participant its name); then [`receive`], the
+//! reader both roles share, owns the stream for reading. It does one pass
+//! over each read, checking every frame in place; it is the hot path and
+//! takes no lock. A participant's lines are written by the send clock
+//! ([`crate::pacer`]) through its [`Outlet`] — over plain TCP a duplicate of
+//! the socket's descriptor, over TLS the connection's writer task holding
+//! the write half — kept in [`Shared`] until traffic starts, so the
+//! reader's wake-ups never involve sending. What the reader sees goes into
+//! its own [`ReceiverLog`]; only counters, batched latencies and problems
+//! are shared.
+//!
+//! Everything here is generic over the stream; the choice between plain TCP
+//! and TLS is made once per connection, so the plaintext reader is compiled
+//! for tokio's `TcpStream` itself.
 
 mod receive;
 
@@ -18,14 +24,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use logosnet::protocol::{self, ClientFrame, Role, ServerFrame};
-use tokio::io::AsyncWriteExt;
-
+use logosnet::connection::{Connection, ReadError};
+use logosnet::protocol::{ClientFrame, FrameError, Role, ServerFrame};
+use logosnet::tls;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::check::{Receiver, ReceiverLog};
+use crate::outlet::Outlet;
 use crate::shared::{ProblemKind, Shared};
+use crate::transport::{ConnectError, Connected, TlsStream, Transport};
 use crate::wire::FrameBuffer;
 
 pub use receive::NoticeCounts;
@@ -49,16 +58,15 @@ pub async fn participant(
     let name = shared.names.get(usize::from(index))?.clone();
     let label = format!("participant {name}");
     let joined = join(&shared, Role::Participant, Some((index, &name)), &label).await?;
-    let (received, _) = receive::run(
-        &shared,
-        &label,
-        Receiver::Participant(index),
-        Some(&name),
-        joined.stream,
-        joined.buffer,
-        stop,
-    )
-    .await;
+    let (received, _) = joined
+        .read(
+            &shared,
+            &label,
+            Receiver::Participant(index),
+            Some(&name),
+            stop,
+        )
+        .await;
     Some(Outcome {
         received,
         notices: None,
@@ -74,16 +82,9 @@ pub async fn observer(
 ) -> Option<Outcome> {
     let label = format!("observer {index}");
     let joined = join(&shared, Role::Observer, None, &label).await?;
-    let (received, notices) = receive::run(
-        &shared,
-        &label,
-        Receiver::Observer,
-        None,
-        joined.stream,
-        joined.buffer,
-        stop,
-    )
-    .await;
+    let (received, notices) = joined
+        .read(&shared, &label, Receiver::Observer, None, stop)
+        .await;
     Some(Outcome { received, notices })
 }
 
@@ -96,29 +97,42 @@ pub enum ProbeAnswer {
     Other(String),
 }
 
-/// Asks for one more slot of `role` and reports the answer; the connection is
-/// closed either way.
-pub async fn probe(addr: SocketAddr, role: Role, timeout: Duration) -> ProbeAnswer {
+/// Asks for one more slot of `role` over `transport` and reports the
+/// answer; the connection is closed either way.
+pub async fn probe(
+    transport: &Transport,
+    addr: SocketAddr,
+    role: Role,
+    timeout: Duration,
+) -> ProbeAnswer {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("could not connect ({})", e.kind()))?;
-        let _ = stream.set_nodelay(true);
-        stream
-            .write_all(&protocol::encode(&ClientFrame::Hello(role)))
-            .await
-            .map_err(|e| format!("could not send Hello ({})", e.kind()))?;
-        match FrameBuffer::new().read_frame(&mut stream).await {
-            Ok(Some(ServerFrame::Full)) => Ok(()),
-            Ok(Some(other)) => Err(format!("answered {}", frame_name(&other))),
-            Ok(None) => Err("the server closed the connection without an answer".to_owned()),
-            Err(e) => Err(e.to_string()),
+        match transport.connect(addr).await {
+            Ok(Connected::Plain(mut stream)) => ask_for_a_slot(&mut stream, role).await,
+            Ok(Connected::Tls(mut stream)) => ask_for_a_slot(&mut *stream, role).await,
+            Err(ConnectError::Tcp(e)) => Err(format!("could not connect ({})", e.kind())),
+            Err(ConnectError::Handshake(why)) => Err(why),
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(())) => ProbeAnswer::Full,
         Ok(Err(e)) => ProbeAnswer::Other(e),
         Err(_) => ProbeAnswer::Other(format!("no answer within {} s", timeout.as_secs_f64())),
+    }
+}
+
+/// Says `Hello(role)` and expects `Full`.
+async fn ask_for_a_slot<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    role: Role,
+) -> Result<(), String> {
+    write_frame(stream, &ClientFrame::Hello(role))
+        .await
+        .map_err(|e| format!("could not send Hello ({})", e.kind()))?;
+    match FrameBuffer::new().read_frame(stream).await {
+        Ok(Some(ServerFrame::Full)) => Ok(()),
+        Ok(Some(other)) => Err(format!("answered {}", frame_name(&other))),
+        Ok(None) => Err("the server closed the connection without an answer".to_owned()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -137,11 +151,49 @@ pub(crate) fn frame_name(frame: &ServerFrame) -> &'static str {
     }
 }
 
+/// What a client in the room reads from.
+enum ReadSide {
+    /// Plain TCP: the socket itself (a participant's lines go out on a
+    /// duplicate of it).
+    Plain(TcpStream),
+    /// TLS with nothing else writing: an observer's whole stream.
+    Tls(Box<TlsStream>),
+    /// TLS, the read half: a participant's writer task holds the other.
+    TlsHalf(ReadHalf<TlsStream>),
+}
+
 /// A client in the room.
 struct Joined {
-    stream: TcpStream,
+    /// Where its reader reads.
+    reader: ReadSide,
     /// Holds whatever the server sent right after the handshake.
     buffer: FrameBuffer,
+}
+
+impl Joined {
+    /// Runs the reader until the connection ends or `stop` fires, on the
+    /// stream's own type.
+    async fn read(
+        self,
+        shared: &Shared,
+        label: &str,
+        who: Receiver,
+        me: Option<&str>,
+        stop: oneshot::Receiver<()>,
+    ) -> (ReceiverLog, Option<NoticeCounts>) {
+        let Joined { reader, buffer } = self;
+        match reader {
+            ReadSide::Plain(stream) => {
+                receive::run(shared, label, who, me, stream, buffer, stop).await
+            }
+            ReadSide::Tls(stream) => {
+                receive::run(shared, label, who, me, stream, buffer, stop).await
+            }
+            ReadSide::TlsHalf(half) => {
+                receive::run(shared, label, who, me, half, buffer, stop).await
+            }
+        }
+    }
 }
 
 /// Why a client did not get into the room.
@@ -159,7 +211,7 @@ enum JoinError {
 /// Joins with the concurrency limit and the phase timeout; on failure counts
 /// and describes why, and returns `None`.
 async fn join(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     role: Role,
     participant: Option<(u16, &str)>,
     label: &str,
@@ -210,57 +262,108 @@ async fn join(
     None
 }
 
+/// Connects, says `Hello` (and the participant's name) and, for a
+/// participant, keeps its outlet for the send clock.
 async fn handshake(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     role: Role,
     participant: Option<(u16, &str)>,
 ) -> Result<Joined, JoinError> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(shared.addr)
-        .await
-        .map_err(JoinError::Connect)?;
-    let _ = stream.set_nodelay(true);
+    let connected = match shared.transport.connect(shared.addr).await {
+        Ok(connected) => connected,
+        Err(ConnectError::Tcp(e)) => return Err(JoinError::Connect(e)),
+        Err(ConnectError::Handshake(why)) => return Err(JoinError::Other(why)),
+    };
     let mut buffer = FrameBuffer::new();
+    let reader = match connected {
+        Connected::Plain(mut stream) => {
+            greet(shared, role, participant, started, &mut stream, &mut buffer).await?;
+            if let Some((index, _)) = participant {
+                // The send clock writes on a duplicate descriptor of the
+                // same (non-blocking) socket; the reader keeps this one.
+                let sending = stream.as_fd().try_clone_to_owned().map_err(|e| {
+                    JoinError::Other(format!("cannot duplicate the socket ({})", e.kind()))
+                })?;
+                let outlet = Outlet::socket(std::net::TcpStream::from(sending));
+                shared.keep_outlet(index, outlet);
+            }
+            ReadSide::Plain(stream)
+        }
+        Connected::Tls(mut stream) => {
+            greet(
+                shared,
+                role,
+                participant,
+                started,
+                &mut *stream,
+                &mut buffer,
+            )
+            .await?;
+            match participant {
+                Some((index, _)) => {
+                    let (read, write) = tokio::io::split(*stream);
+                    shared.keep_outlet(index, Outlet::writer(shared.clone(), write));
+                    ReadSide::TlsHalf(read)
+                }
+                None => ReadSide::Tls(stream),
+            }
+        }
+    };
+    Ok(Joined { reader, buffer })
+}
+
+/// Says `Hello`, and for a participant its name, on a connected `stream`
+/// and waits for each answer; records the connect time (from `started`)
+/// and the join time.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    role: Role,
+    participant: Option<(u16, &str)>,
+    started: Instant,
+    stream: &mut S,
+    buffer: &mut FrameBuffer,
+) -> Result<(), JoinError> {
     let hello_at = Instant::now();
-    send(&mut stream, &ClientFrame::Hello(role)).await?;
-    expect(&mut buffer, &mut stream, ServerFrame::Accepted).await?;
+    send(stream, &ClientFrame::Hello(role)).await?;
+    expect(buffer, stream, ServerFrame::Accepted).await?;
     shared.connect.record(started.elapsed().as_micros() as u64);
     let accepted = match role {
         Role::Participant => &shared.counters.participants_accepted,
         Role::Observer => &shared.counters.observers_accepted,
     };
     accepted.fetch_add(1, Ordering::Relaxed);
-    if let Some((index, name)) = participant {
-        send(&mut stream, &ClientFrame::Username(name.to_owned())).await?;
-        expect(&mut buffer, &mut stream, ServerFrame::UsernameAccepted).await?;
+    if let Some((_, name)) = participant {
+        send(stream, &ClientFrame::Username(name.to_owned())).await?;
+        expect(buffer, stream, ServerFrame::UsernameAccepted).await?;
         shared.join.record(hello_at.elapsed().as_micros() as u64);
-        // The send clock writes on a duplicate descriptor of the same
-        // (non-blocking) socket; the reader keeps this one.
-        let sending = stream
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| JoinError::Other(format!("cannot duplicate the socket ({})", e.kind())))?;
-        shared.keep_sending_socket(index, std::net::TcpStream::from(sending));
     }
-    Ok(Joined { stream, buffer })
+    Ok(())
 }
 
-async fn send(stream: &mut TcpStream, frame: &ClientFrame) -> Result<(), JoinError> {
-    stream
-        .write_all(&protocol::encode(frame))
-        .await
-        .map_err(|e| {
-            JoinError::Other(format!(
-                "the connection failed while joining ({})",
-                e.kind()
-            ))
-        })
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, frame: &ClientFrame) -> Result<(), JoinError> {
+    write_frame(stream, frame).await.map_err(|e| {
+        JoinError::Other(format!(
+            "the connection failed while joining ({})",
+            e.kind()
+        ))
+    })
+}
+
+/// Writes one frame and flushes it, with the library's writer
+/// ([`Connection::write_frame`]): the handshake's few frames, off the hot
+/// path.
+async fn write_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    frame: &ClientFrame,
+) -> std::io::Result<()> {
+    Connection::new(stream).write_frame(frame).await
 }
 
 /// Reads the next frame and fails unless it is `want`.
-async fn expect(
+async fn expect<S: AsyncRead + Unpin>(
     buffer: &mut FrameBuffer,
-    stream: &mut TcpStream,
+    stream: &mut S,
     want: ServerFrame,
 ) -> Result<(), JoinError> {
     let wanted = frame_name(&want);
@@ -278,6 +381,14 @@ async fn expect(
         Ok(None) => Err(JoinError::Other(format!(
             "the server closed the connection while loadgen waited for {wanted}"
         ))),
+        // A TLS server's alert read as a frame header: say what it means.
+        Err(ReadError::Frame(FrameError::TooLong(header)))
+            if tls::is_tls_record_header(header.to_be_bytes()) =>
+        {
+            Err(JoinError::Other(
+                "the server speaks TLS: add --tls (or --tls-ca FILE for a private CA)".to_owned(),
+            ))
+        }
         Err(e) => Err(JoinError::Other(format!("while waiting for {wanted}: {e}"))),
     }
 }

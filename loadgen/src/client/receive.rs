@@ -13,8 +13,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use logosnet::protocol::ServerFrame;
-use tokio::net::TcpStream;
+use logosnet::protocol::{self, Presence, ServerFrame};
+use tokio::io::AsyncRead;
 use tokio::sync::oneshot;
 
 use crate::check::{Receipt, Receiver, ReceiverLog};
@@ -28,20 +28,21 @@ use super::frame_name;
 /// Join and leave notices seen by one observer, per participant.
 #[derive(Debug, Clone)]
 pub struct NoticeCounts {
-    /// "User X has joined", per participant index.
+    /// Join notices ([`protocol::joined`]), per participant index.
     pub joined: Vec<u32>,
-    /// "User X has left", per participant index.
+    /// Leave notices ([`protocol::left`]), per participant index.
     pub left: Vec<u32>,
 }
 
-/// Reads until the connection ends or `stop` fires; returns what arrived
-/// and, for an observer, the notices it counted.
-pub(super) async fn run(
+/// Reads `read` (a socket, a TLS stream or its read half) until the
+/// connection ends or `stop` fires; returns what arrived and, for an
+/// observer, the notices it counted.
+pub(super) async fn run<R: AsyncRead + Unpin>(
     shared: &Shared,
     label: &str,
     who: Receiver,
     me: Option<&str>,
-    mut read: TcpStream,
+    mut read: R,
     mut buffer: FrameBuffer,
     mut stop: oneshot::Receiver<()>,
 ) -> (ReceiverLog, Option<NoticeCounts>) {
@@ -81,13 +82,19 @@ pub(super) async fn run(
     reader.finish()
 }
 
+/// One client's receive side: what it checks against and what it keeps.
 struct Reader<'a> {
+    /// The run's shared state.
     shared: &'a Shared,
+    /// Who this is, for problem lines (`observer 3`, `participant lg7`).
     label: &'a str,
     /// This client's name, for private messages addressed to it.
     me: Option<&'a str>,
+    /// Every message received, by sender and sequence number.
     log: ReceiverLog,
+    /// Delivery latencies not yet merged into the shared histogram.
     latencies: LatencyBuffer,
+    /// Observers: the join and leave notices counted.
     notices: Option<NoticeCounts>,
     /// A participant whose connection the server closed after it left.
     closed_after_leave: bool,
@@ -212,10 +219,19 @@ impl Reader<'_> {
                 return false;
             }
         };
-        if why == Garbled::Sender
-            && let Some(sender) = sender_column(&text)
-            && !sender.is_empty()
+        // A chat line from someone who is not one of ours: a stranger in
+        // the room, not a fault of the server. (Prefix: a name that is not
+        // ASCII does not fit the prefix as loadgen's names do.)
+        if matches!(why, Garbled::Prefix | Garbled::Sender)
+            && let Some(line) = protocol::parse_line(&text)
+            && message::participant_index(
+                &shared.config.name_prefix,
+                line.sender,
+                shared.config.participants,
+            )
+            .is_none()
         {
+            let sender = line.sender;
             shared.note_foreign_name(sender);
             problems.report(ProblemKind::Foreign, || {
                 format!("{label}: a message from {sender}, who is not a loadgen client")
@@ -260,14 +276,10 @@ impl Reader<'_> {
         let config = &shared.config;
         let problems = &shared.problems;
         let label = self.label;
-        let announced = |suffix: &str| {
-            text.strip_prefix("User ")
-                .and_then(|rest| rest.strip_suffix(suffix))
-        };
-        let (name, joined) = match (announced(" has joined"), announced(" has left")) {
-            (Some(name), _) => (name, true),
-            (None, Some(name)) => (name, false),
-            (None, None) => {
+        let (name, joined) = match protocol::parse_presence(text) {
+            Some(Presence::Joined(name)) => (name, true),
+            Some(Presence::Left(name)) => (name, false),
+            None => {
                 problems.report(ProblemKind::UnexpectedFrame, || {
                     format!(
                         "{label}: unexpected notice during {phase}: \"{}\"",
@@ -333,14 +345,6 @@ impl Reader<'_> {
     }
 }
 
-/// The sender's name in a delivered message's 10-column name field.
-fn sender_column(text: &str) -> Option<&str> {
-    Some(
-        text.get(2..2 + message::NAME_COLUMNS)?
-            .trim_start_matches(' '),
-    )
-}
-
 /// The first characters of a received text, with control characters
 /// escaped, for a problem line.
 fn excerpt(text: &str) -> String {
@@ -365,11 +369,5 @@ mod tests {
         assert_eq!(excerpt("a\u{1b}b"), "a\\u{1b}b");
         let long = "x".repeat(100);
         assert_eq!(excerpt(&long), format!("{}…", "x".repeat(80)));
-    }
-
-    #[test]
-    fn the_sender_column_is_read_without_padding() {
-        assert_eq!(sender_column(">      alice: hi"), Some("alice"));
-        assert_eq!(sender_column("> x"), None);
     }
 }

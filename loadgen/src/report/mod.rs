@@ -97,6 +97,10 @@ pub struct ConfigReport {
     pub seed: u64,
     /// Runtime worker threads.
     pub threads: usize,
+    /// Every connection was TLS (`--tls` or `--tls-ca`): the connect and
+    /// join latencies include the TLS handshake, and the participants'
+    /// lines were written by their connections' writer tasks.
+    pub tls: bool,
 }
 
 /// Filling the room.
@@ -164,15 +168,17 @@ pub struct LatencyReport {
     /// Scheduled send time → receipt, every delivery (no coordinated
     /// omission: a late send counts against latency).
     pub delivery: Summary,
-    /// Scheduled send time → the send clock handed the line to the socket
-    /// (or queued it behind bytes the server had not accepted yet): loadgen's
-    /// own lag, included in `delivery`.
+    /// Scheduled send time → the line handed to the socket: by the send
+    /// clock over plain TCP (or queued behind bytes the server had not
+    /// accepted yet), by the connection's writer task over TLS once written.
+    /// loadgen's own lag, included in `delivery`.
     pub send_lag: Summary,
     /// A task made ready → run by loadgen's runtime, sampled every 10 ms
     /// during traffic and drain: how long a reader waits its turn (loadgen's
     /// receive side busy, or denied a core).
     pub runtime_delay: Summary,
-    /// TCP connect started → `Accepted` received, every client.
+    /// TCP connect started (and over TLS, the handshake) → `Accepted`
+    /// received, every client.
     pub connect: Summary,
     /// `Hello` written → `UsernameAccepted` received (so it includes the
     /// `Accepted` round trip and the `Username` one), every participant.
@@ -300,6 +306,7 @@ impl Report {
                 private_fraction: c.private,
                 seed: c.seed,
                 threads: c.threads,
+                tls: c.trust().is_some(),
             },
             room: RoomReport {
                 participants_joined: data.joined.0,

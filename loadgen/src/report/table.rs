@@ -21,14 +21,15 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "loadgen report: {} participants + {} observers at {} msgs/s for {} s, {} chars, {:.0}% private, server {}",
+            "loadgen report: {} participants + {} observers at {} msgs/s for {} s, {} chars, {:.0}% private, server {}{}",
             c.participants,
             c.observers,
             c.rate,
             c.duration_s,
             c.size,
             c.private_fraction * 100.0,
-            c.server
+            c.server,
+            if c.tls { " over TLS" } else { "" }
         );
         row(
             &mut out,

@@ -10,8 +10,9 @@
 
 use std::sync::atomic::Ordering;
 
+use logosnet::protocol::{MAX_OBSERVERS, MAX_PARTICIPANTS};
+
 use crate::client::ProbeAnswer;
-use crate::config::ROOM_CAPACITY;
 use crate::shared::{ProblemKind, Shared};
 
 use super::RunData;
@@ -60,8 +61,8 @@ impl RoomCensus {
     pub fn take(shared: &Shared) -> Self {
         let c = &shared.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let capacity = ROOM_CAPACITY as u64;
-        let count = |requested: usize, accepted: u64, refused: u64, seen: u64| {
+        let count = |capacity: usize, requested: usize, accepted: u64, refused: u64, seen: u64| {
+            let capacity = capacity as u64;
             if refused > 0 {
                 Count::Exactly(capacity.saturating_sub(accepted).max(1))
             } else if seen > 0 {
@@ -75,12 +76,14 @@ impl RoomCensus {
         let strangers_seen = shared.foreign_names().len() as u64 + load(&c.names_taken);
         Self {
             participants: count(
+                MAX_PARTICIPANTS,
                 shared.config.participants,
                 load(&c.participants_accepted),
                 load(&c.participants_refused),
                 strangers_seen,
             ),
             observers: count(
+                MAX_OBSERVERS,
                 shared.config.observers,
                 load(&c.observers_accepted),
                 load(&c.observers_refused),

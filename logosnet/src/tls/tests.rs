@@ -5,7 +5,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::protocol::{self, ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame};
+use crate::codec;
+use crate::protocol::{ClientFrame, MAX_FRAME_BYTES, Role, ServerFrame};
+
+/// The frame's bytes; every frame these tests encode fits.
+fn encode(message: &impl serde::Serialize) -> bytes::Bytes {
+    codec::encode(message).expect("a frame within the limit")
+}
 
 fn set() -> TempSet {
     TempSet::local(KeyKind::EcdsaP256).expect("make certificates")
@@ -118,7 +124,7 @@ async fn a_plaintext_answer_is_not_tls_and_a_silent_close_is_a_close() {
         let mut hello = [0u8; 4];
         stream.read_exact(&mut hello).await.unwrap();
         let refusal = ServerFrame::ProtocolError("frame length too long".into());
-        stream.write_all(&protocol::encode(&refusal)).await.unwrap();
+        stream.write_all(&encode(&refusal)).await.unwrap();
         let _ = stream.shutdown().await;
         let _ = stream.read(&mut [0u8; 1024]).await;
         // Second: closed without a word.
@@ -146,9 +152,9 @@ fn tls_record_headers_are_told_from_frame_headers() {
     let largest = u32::try_from(MAX_FRAME_BYTES).unwrap().to_be_bytes();
     assert!(!is_tls_record_header(largest));
     for frame in [
-        protocol::encode(&ClientFrame::Hello(Role::Participant)),
-        protocol::encode(&ServerFrame::Accepted),
-        protocol::encode(&ServerFrame::Message("x".repeat(1000))),
+        encode(&ClientFrame::Hello(Role::Participant)),
+        encode(&ServerFrame::Accepted),
+        encode(&ServerFrame::Message("x".repeat(1000))),
     ] {
         let header: [u8; 4] = frame[..4].try_into().unwrap();
         assert!(!is_tls_record_header(header), "{header:?}");

@@ -10,6 +10,7 @@ use logosnet::protocol::{
     parse_line, parse_presence, public_line, too_far_behind,
 };
 use logosnet::server::WRITE_DEADLINE;
+use testkit::peer::frame_bytes;
 use tokio::time::Instant;
 
 use crate::harness::{
@@ -266,10 +267,7 @@ fn timers_fire_on_time_beside_sixteen_flooders() {
         for (mut flooder, name) in flooders {
             writers.push(tokio::spawn(async move {
                 // A dropped flooder's write may fail: that is its problem.
-                let bytes: Vec<u8> = flood(&name, EACH)
-                    .iter()
-                    .flat_map(|frame| logosnet::protocol::encode(frame).to_vec())
-                    .collect();
+                let bytes: Vec<u8> = flood(&name, EACH).iter().flat_map(frame_bytes).collect();
                 let _ = flooder.try_send_raw(&bytes).await;
                 flooder
             }));

@@ -5,10 +5,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::protocol::{self, ClientFrame, Role};
+use crate::codec;
+use crate::protocol::{ClientFrame, Role};
 use crate::tls::{self, TlsConnector, Trust, is_tls_record_header};
 
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
+
+/// The frame's bytes; every frame these tests encode fits.
+fn encode(message: &ClientFrame) -> bytes::Bytes {
+    codec::encode(message).expect("a frame within the limit")
+}
 
 struct Fixture {
     /// The server's side, with the test certificate.
@@ -55,7 +61,7 @@ async fn accept_returns_at_once_and_the_handshake_runs_on_first_read() {
         let name = tls::server_name("localhost").unwrap();
         let mut secure = connector.connect(name, raw).await.unwrap();
         secure
-            .write_all(&protocol::encode(&ClientFrame::Hello(Role::Observer)))
+            .write_all(&encode(&ClientFrame::Hello(Role::Observer)))
             .await
             .unwrap();
         secure
@@ -63,7 +69,7 @@ async fn accept_returns_at_once_and_the_handshake_runs_on_first_read() {
     let mut header = [0u8; 4];
     accepted.read_exact(&mut header).await.unwrap();
     assert!(accepted.is_established());
-    let hello = protocol::encode(&ClientFrame::Hello(Role::Observer));
+    let hello = encode(&ClientFrame::Hello(Role::Observer));
     assert_eq!(header, hello[..4]);
     drop(client.await.unwrap());
 }
@@ -90,7 +96,7 @@ async fn a_plaintext_peer_gets_an_alert_and_the_server_a_read_error() {
     let fixture = fixture();
     let (mut stream, mut client) = over_pipe(&fixture, Duration::from_secs(60));
     client
-        .write_all(&protocol::encode(&ClientFrame::Hello(Role::Participant)))
+        .write_all(&encode(&ClientFrame::Hello(Role::Participant)))
         .await
         .unwrap();
     let error = stream.read(&mut [0u8; 16]).await.unwrap_err();
