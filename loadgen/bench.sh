@@ -12,7 +12,10 @@
 #              default "--flood-rate 0": flood control off, because the
 #              benchmark measures the engine, not the spam rule. Set it to
 #              something else, or to nothing (SERVER_ARGS=), for a server
-#              without that option or for A/B runs, e.g. "--write-gap-ms 0").
+#              without that option or for A/B runs, e.g. "--write-gap-ms 0"),
+#              TLS=1 (loadgen connects over TLS: the script makes a CA and a
+#              certificate for 127.0.0.1 in $OUT/certs, gives the server a
+#              TLS port beside its plaintext one, and loadgen --tls-ca).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +24,21 @@ DURATION=${DURATION:-10}
 EXTRA=${EXTRA:-}
 # Unset means the default; set but empty means no arguments.
 SERVER_ARGS=${SERVER_ARGS---flood-rate 0}
+TLS=${TLS:-}
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 5000 10000)
 
 cargo build --release -p logosnet --bin logosnet_server
 cargo build --release -p loadgen --bin loadgen
 mkdir -p "$OUT"
+if [ -n "$TLS" ]; then
+    cargo run --release -q -p devcerts --example make_certs -- "$OUT/certs" 127.0.0.1 >&2
+    SERVER_ARGS="$SERVER_ARGS --tls-port 0 --tls-cert $OUT/certs/cert.pem --tls-key $OUT/certs/key.pem"
+    EXTRA="$EXTRA --tls-ca $OUT/certs/ca.pem"
+    listening=' (tls)'
+else
+    listening=''
+fi
 SERVER=target/release/logosnet_server
 LOADGEN=target/release/loadgen
 
@@ -45,10 +57,14 @@ for rate in "${RATES[@]}"; do
     "$SERVER" --ip 127.0.0.1 --port 0 $SERVER_ARGS >"$OUT/server-$rate.out" 2>"$OUT/server-$rate.log" &
     server_pid=$!
     for _ in $(seq 100); do
-        grep -q '^listening on ' "$OUT/server-$rate.out" 2>/dev/null && break
+        grep -q "^listening on .*:[0-9]*${listening}$" "$OUT/server-$rate.out" 2>/dev/null && break
         sleep 0.05
     done
-    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/server-$rate.out")
+    if [ -n "$TLS" ]; then
+        port=$(sed -n 's/^listening on .*:\([0-9]*\) (tls)$/\1/p' "$OUT/server-$rate.out")
+    else
+        port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/server-$rate.out")
+    fi
     if [ -z "$port" ]; then
         echo "the server did not start with arguments '$SERVER_ARGS':" >&2
         cat "$OUT/server-$rate.log" >&2
@@ -78,7 +94,7 @@ if [[ " $SERVER_ARGS " == *" --flood-rate 0 "* ]]; then
 else
     flood="flood control at the server's default"
 fi
-echo "server arguments: '${SERVER_ARGS}'; $flood; loadgen arguments: '${EXTRA}'"
+echo "server arguments: '${SERVER_ARGS}'; $flood; loadgen arguments: '${EXTRA}'${TLS:+; over TLS}"
 echo
 echo "| offered msgs/s | sent/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | send lag p99 ms | lost/dup/ooo | loadgen CPU (cores) | server CPU (cores) | loadgen ns/delivery | server ns/delivery | loadgen the bottleneck | server peak RSS MiB | load avg before | pass |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
