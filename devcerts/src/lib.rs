@@ -42,8 +42,11 @@ impl KeyKind {
 
 /// A certificate authority that exists only for the caller.
 pub struct Ca {
+    /// The CA's certificate parameters and key, to sign with.
     issuer: Issuer<'static, KeyPair>,
+    /// The kind of key the CA (and what it signs) uses.
     kind: KeyKind,
+    /// The CA's certificate, PEM, for a client to trust.
     pem: String,
 }
 
@@ -129,6 +132,7 @@ pub fn write_set(dir: &Path, names: &[&str], kind: KeyKind) -> io::Result<Paths>
 pub struct TempSet {
     /// The files.
     pub paths: Paths,
+    /// The directory the files live in; deleting it on drop is its job.
     dir: tempfile::TempDir,
 }
 

@@ -228,8 +228,10 @@ struct Task<S> {
     reported_too_slow: bool,
     /// After a failed write, reading stops at this instant at the latest.
     give_up_reading_at: Option<Instant>,
-    /// The one timer for every deadline, and the instant it is armed for.
+    /// The one timer for every deadline.
     timer: Pin<Box<Sleep>>,
+    /// The instant `timer` is armed for (`None`: no deadline pending); the
+    /// timer is reset only when the earliest deadline moves.
     timer_at: Option<Instant>,
     /// Bytes were written since the stream last flushed. A TLS stream may
     /// still hold part of them; the writer is not idle until it flushed.
