@@ -113,6 +113,24 @@ pub enum ServerFrame {
     ProtocolError(String),
 }
 
+impl ServerFrame {
+    /// The variant's name as docs/PROTOCOL.md writes it, for messages
+    /// about a frame that came out of place.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::Accepted => "Accepted",
+            ServerFrame::Full => "Full",
+            ServerFrame::UsernameAccepted => "UsernameAccepted",
+            ServerFrame::UsernameTaken => "UsernameTaken",
+            ServerFrame::UsernameInvalid => "UsernameInvalid",
+            ServerFrame::UsernameTimeout => "UsernameTimeout",
+            ServerFrame::Notice(_) => "Notice",
+            ServerFrame::Message(_) => "Message",
+            ServerFrame::ProtocolError(_) => "ProtocolError",
+        }
+    }
+}
+
 /// Why a frame could not be read: each one is a protocol violation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -214,6 +232,10 @@ mod tests {
             assert_eq!(bytes[HEADER_BYTES] as usize, index, "{frame:?}");
             let back: ServerFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
             assert_eq!(&back, frame);
+            // Its name is the variant's own.
+            let debug = format!("{frame:?}");
+            let variant = debug.split('(').next().unwrap_or_default();
+            assert_eq!(frame.name(), variant);
         }
     }
 

@@ -136,18 +136,13 @@ async fn ask_for_a_slot<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// A frame's name as the protocol documents it, for problem lines.
+/// A frame's name for problem lines: the protocol's name, or in words for
+/// the two that carry text.
 pub(crate) fn frame_name(frame: &ServerFrame) -> &'static str {
     match frame {
-        ServerFrame::Accepted => "Accepted",
-        ServerFrame::Full => "Full",
-        ServerFrame::UsernameAccepted => "UsernameAccepted",
-        ServerFrame::UsernameTaken => "UsernameTaken",
-        ServerFrame::UsernameInvalid => "UsernameInvalid",
-        ServerFrame::UsernameTimeout => "UsernameTimeout",
         ServerFrame::Notice(_) => "a notice",
         ServerFrame::Message(_) => "a chat message",
-        ServerFrame::ProtocolError(_) => "ProtocolError",
+        other => other.name(),
     }
 }
 

@@ -232,7 +232,7 @@ impl Session {
                 self.end(Ending::UsernameTimeout);
             }
             (unexpected, _) => {
-                let reason = format!("unexpected {} from the server", frame_name(&unexpected));
+                let reason = format!("unexpected {} from the server", unexpected.name());
                 self.end(Ending::Protocol {
                     addr: self.server.clone(),
                     reason,
@@ -396,20 +396,6 @@ fn invalid_name_reason(sent: &str) -> String {
         Ok(_) => "max 10 characters, no whitespace or control characters",
     };
     format!("Invalid username: {why}")
-}
-
-fn frame_name(frame: &ServerFrame) -> &'static str {
-    match frame {
-        ServerFrame::Accepted => "Accepted",
-        ServerFrame::Full => "Full",
-        ServerFrame::UsernameAccepted => "UsernameAccepted",
-        ServerFrame::UsernameTaken => "UsernameTaken",
-        ServerFrame::UsernameInvalid => "UsernameInvalid",
-        ServerFrame::UsernameTimeout => "UsernameTimeout",
-        ServerFrame::Notice(_) => "Notice",
-        ServerFrame::Message(_) => "Message",
-        ServerFrame::ProtocolError(_) => "ProtocolError",
-    }
 }
 
 #[cfg(test)]
