@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::username::MAX_REQUESTED_BYTES;
 
 pub mod text;
 
@@ -35,6 +34,12 @@ pub const MAX_MESSAGE_CHARS: usize = 1000;
 /// Most characters (Unicode scalar values, after NFC) a username may have,
 /// from the spec. The name rule itself is [`crate::username`].
 pub const MAX_USERNAME_CHARS: usize = 10;
+
+/// Longest username request, in bytes, that is normalized at all: ten
+/// characters of at most 4 UTF-8 bytes each, times 3 because NFC never more
+/// than triples a string's length. A longer request cannot become a valid
+/// name.
+pub const MAX_REQUESTED_BYTES: usize = MAX_USERNAME_CHARS * 4 * 3;
 
 /// Bytes in a frame header: the payload length as a big-endian `u32`.
 pub const HEADER_BYTES: usize = 4;

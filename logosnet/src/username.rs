@@ -36,12 +36,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 use unicode_security::skeleton;
 
-use crate::protocol::MAX_USERNAME_CHARS;
-
-/// Longest request, in bytes, that is normalized at all: ten characters of
-/// at most 4 UTF-8 bytes each, times 3 because NFC never more than triples
-/// a string's length. A longer request cannot become a valid name.
-pub const MAX_REQUESTED_BYTES: usize = MAX_USERNAME_CHARS * 4 * 3;
+use crate::protocol::{MAX_REQUESTED_BYTES, MAX_USERNAME_CHARS};
 
 /// The name the room shows for a participant that leaves before choosing
 /// one (`User Anonymous has left`). No one may take it, in any case or any
