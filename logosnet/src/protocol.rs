@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 pub mod text;
 
 pub use text::{
