@@ -20,8 +20,8 @@
 //! - a member is dropped, with a `ProtocolError` if its socket takes one,
 //!   only for its own failing: its queue passed its hard bound, its writer
 //!   made no progress for the write deadline, it held the room paused for a
-//!   write deadline without draining [`MIN_DRAIN_PER_DEADLINE`] (a sixteenth
-//!   of its queue's bound), or it
+//!   write deadline without draining [`MIN_DRAIN_PER_DEADLINE`] (from heavy
+//!   back to light: three eighths of its queue's bound), or it
 //!   stalled while the server-wide budget ran short.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::inbox::{Inbox, Input};
-use super::outbox::{MAX_QUEUED_BYTES, Outbox, Totals};
+use super::outbox::{HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, Outbox, Totals};
 use super::{Event, ServerConfig};
 use crate::room::{ConnId, EndReason, Output, Room};
 use crate::{codec, protocol};
@@ -46,11 +46,13 @@ const TURN_INPUTS: usize = 64;
 const TURN_EVENTS: usize = 256;
 
 /// What a member holding the room paused must drain in each write deadline
-/// to go on holding it, as a fraction of its queue's bound: 1/16, so 64 KiB
-/// per 10 s by default (6.4 KiB/s). A floor under the room's pace, so that a
-/// reader that reads just enough to look alive cannot stall everyone for
-/// ever.
-pub const MIN_DRAIN_PER_DEADLINE: usize = MAX_QUEUED_BYTES / 16;
+/// to go on holding it: from heavy back to light, 384 KiB per 10 s by
+/// default (about 38 KiB/s). A floor under the room's pace, paid by the
+/// reader that cannot meet it: it is dropped, rather than everyone waiting
+/// at the pace of a reader that reads just enough to look alive (a reader
+/// this slow could not keep up with one participant's full flood allowance
+/// of 1,000-character lines in four-byte characters anyway).
+pub const MIN_DRAIN_PER_DEADLINE: usize = HEAVY_QUEUED_BYTES - LIGHT_QUEUED_BYTES;
 
 /// A member holding the room paused, and how much it had queued when its
 /// current deadline window began.
@@ -305,12 +307,14 @@ impl Driver {
             .map(|(&conn, _)| conn)
             .collect();
         for conn in due {
-            let queued = self.conns.get(&conn).map_or(0, |h| h.outbox.queued_bytes());
+            let Some(outbox) = self.conns.get(&conn).map(|h| h.outbox.clone()) else {
+                continue;
+            };
+            let queued = outbox.queued_bytes();
             let Some(hold) = self.holding.get_mut(&conn) else {
                 continue;
             };
-            let min_drain = self.config.max_queued_bytes / 16;
-            if hold.queued_then.saturating_sub(queued) < min_drain {
+            if hold.queued_then.saturating_sub(queued) < outbox.catch_up_bytes() {
                 tracing::info!(conn, queued, "held the room paused without draining enough");
                 self.drop_member(conn);
             } else {

@@ -294,6 +294,12 @@ impl Outbox {
         self.cancel.cancelled().await;
     }
 
+    /// What a heavy queue drains to become light again: what its member
+    /// must drain in a write deadline to go on holding the room.
+    pub(crate) fn catch_up_bytes(&self) -> usize {
+        self.heavy_mark() - self.light_mark()
+    }
+
     fn heavy_mark(&self) -> usize {
         self.limit / 2
     }

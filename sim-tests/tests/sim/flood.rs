@@ -48,6 +48,8 @@ struct Seen {
     arrivals: Vec<Instant>,
     /// "User sloth has left" notices, and how many lines had arrived then.
     sloth_left: Vec<usize>,
+    /// The same for "User slow has left".
+    slow_left: Vec<usize>,
 }
 
 /// Reads until `lines` flood lines from `sender` have arrived, checking
@@ -61,12 +63,14 @@ async fn read_flood(
     patience: Duration,
 ) -> Seen {
     let sloth_left = left("sloth");
+    let slow_left = left("slow");
     let mut seen = Seen::default();
     while seen.arrivals.len() < lines {
         let got = client.next(patience).await;
         let k = seen.arrivals.len();
         match got {
             Got::Frame(frame) if frame == sloth_left => seen.sloth_left.push(k),
+            Got::Frame(frame) if frame == slow_left => seen.slow_left.push(k),
             Got::Frame(frame) => {
                 assert_eq!(frame, delivered(sender, k), "{}: line {k}", client.label());
                 seen.arrivals.push(Instant::now());
@@ -239,6 +243,72 @@ fn without_flood_control_back_pressure_keeps_every_reader() {
             "the flood took only {took:?}"
         );
         check_sloth_got_a_prefix_of_the_flood(sloth).await;
+        Ok(())
+    });
+}
+
+/// A reader that reads, but too slowly for the room, pays for it alone.
+/// Flood control off, one participant writes 1,200 lines of 1,000
+/// characters in one go; beside an observer that keeps up, a participant
+/// reads 10 bytes a millisecond (10 KB/s): enough to look alive, far too
+/// little for the room. Once its queue is heavy it may hold the room
+/// paused for one write deadline, in which it must drain back to light
+/// (384 KiB); it drains about 100 KB, so it is dropped and told why, and
+/// the observer gets every line within about one deadline of pause, not
+/// at the slow reader's pace (1.2 MB at 10 KB/s would take two minutes).
+#[test]
+fn a_reader_too_slow_for_the_room_is_dropped_instead_of_holding_it() {
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(120);
+    world.config.room.flood = None;
+    world.pieces = PieceSize::AtMost(64);
+    world.run_script(|log| async move {
+        let (mut watch, mut slow, _sloth, mut flooder) =
+            cast(&log, 10, Duration::from_millis(1)).await;
+        let start = Instant::now();
+        let writer = tokio::spawn(async move {
+            flooder.send_batch(&flood("flood", LINES)).await;
+            flooder
+        });
+        let slow_reader = tokio::spawn(async move {
+            // A prefix of the flood (and the sloth's departure), possibly
+            // the reason (if its socket took it), then the close.
+            let mut lines = 0;
+            let mut told = false;
+            loop {
+                match slow.next(Duration::from_secs(30)).await {
+                    Got::Frame(frame) if frame == left("sloth") => {}
+                    Got::Frame(frame) if frame == too_far_behind() => told = true,
+                    Got::Frame(frame) => {
+                        assert!(!told, "a line after the reason");
+                        assert_eq!(frame, delivered("flood", lines), "slow: line {lines}");
+                        lines += 1;
+                    }
+                    Got::Closed | Got::Failed(_) => break,
+                    Got::Nothing => {
+                        // turmoil parks the server's end behind a full
+                        // window; a write of ours lets it through.
+                        let _ = slow.try_send(&ClientFrame::Chat("hello?".into())).await;
+                    }
+                }
+            }
+            lines
+        });
+        let watched = read_flood(&mut watch, "flood", LINES, Duration::from_secs(15)).await;
+        let slow_got = slow_reader.await.expect("the slow reader");
+        let _flooder = writer.await.expect("the flooder");
+        assert_eq!(watched.slow_left.len(), 1, "the slow reader left once");
+        assert!(slow_got < LINES, "the slow reader kept up after all");
+        let dropped_at = watched.arrivals[watched.slow_left[0].min(LINES - 1)];
+        assert!(
+            dropped_at - start >= WRITE_DEADLINE,
+            "the slow reader was dropped before it had a deadline to catch up"
+        );
+        let took = *watched.arrivals.last().expect("lines") - start;
+        assert!(
+            took <= 2 * WRITE_DEADLINE + Duration::from_secs(5),
+            "the room moved at the slow reader's pace: the flood took {took:?}"
+        );
         Ok(())
     });
 }
