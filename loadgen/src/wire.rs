@@ -1,51 +1,22 @@
 //! One connection's read buffer, with every frame parsed where it lies.
 //!
 //! Reading is loadgen's hot path: at 5,000 msgs/s a full room receives 2.5
-//! million frames a second. [`FrameBuffer`] reads into one buffer per
-//! connection, allocated once, and hands out each frame as a view into it:
-//! a chat message as its text bytes (no `String`, no copy, no reference
-//! count), anything else decoded by [`codec::decode_payload`]. Header
-//! lengths go through the protocol's own
-//! [`check_length`](protocol::check_length) before a byte of the payload is
-//! waited for. It reads [`READ_CHUNK_BYTES`] at a time and reports
-//! [`ReadError`]s, both [`logosnet::connection`]'s, like the library's own
-//! reader; it does not use that reader because it hands out owned frames.
-//!
-//! What it knows of the encoding beyond [`logosnet::codec`]: a
-//! `ServerFrame::Message` payload is the variant's tag (learned from
-//! [`codec::encode`] at start, not written here) followed by the text as
-//! postcard writes a string, a LEB128 length then the bytes. Only a payload of
-//! exactly that shape with a one- or two-byte length takes the fast path;
-//! everything else goes to the strict decoder, and a test checks the fast
-//! path against it. It can be faster than the strict decoder, never more
-//! lenient: a fast-path text that is not UTF-8 is re-decoded strictly by
-//! [`MessageView::decode`], which rejects it.
-//!
-//! Memory: the buffer holds at most one partial frame plus one read, like
-//! [`logosnet::connection::Connection`]'s.
+//! million frames a second. [`FrameBuffer`] is the library's own reader
+//! with nothing copied out: [`logosnet::connection::read_into`] reads into
+//! a [`FrameDecoder`] (the one codec, its header checks and its bound of
+//! one frame plus one read), [`FrameDecoder::next_payload_in_place`] lends
+//! each payload where it lies, and [`codec::message_text`] finds a chat
+//! message's text in it (no `String`, no copy, no reference count).
+//! Anything else is decoded strictly by [`codec::decode_payload`], and so
+//! is a message whose text must be shown ([`MessageView::decode`]), which
+//! rejects text that is not UTF-8.
 
 use std::io;
-use std::sync::LazyLock;
 
-use logosnet::codec::{self, MAX_BUFFERED_FRAME};
-use logosnet::connection::{READ_CHUNK_BYTES, ReadError};
-use logosnet::protocol::{self, FrameError, HEADER_BYTES, ServerFrame};
-use tokio::io::{AsyncRead, AsyncReadExt};
-
-/// Bytes a buffer starts with: two reads' worth, so a connection that only
-/// ever receives small frames never grows it.
-const INITIAL_CAPACITY: usize = 2 * READ_CHUNK_BYTES;
-
-/// The most a buffer ever holds: one partial frame plus one read.
-pub const MAX_CAPACITY: usize = MAX_BUFFERED_FRAME + READ_CHUNK_BYTES;
-
-/// The first payload byte of every `ServerFrame::Message`; `None` (never,
-/// for an empty message) would send every frame to the strict decoder.
-static MESSAGE_TAG: LazyLock<Option<u8>> = LazyLock::new(|| {
-    codec::encode(&ServerFrame::Message(String::new()))
-        .ok()
-        .and_then(|frame| frame.get(HEADER_BYTES).copied())
-});
+use logosnet::codec::{self, FrameDecoder};
+use logosnet::connection::{self, ReadError};
+use logosnet::protocol::{FrameError, ServerFrame};
+use tokio::io::AsyncRead;
 
 /// One frame, borrowed from the buffer until the next call.
 #[derive(Debug)]
@@ -61,32 +32,15 @@ pub enum Frame<'a> {
 pub struct MessageView<'a> {
     /// The frame's whole payload, tag first.
     payload: &'a [u8],
-    /// Where the text starts in it, after the tag and the length.
-    text_at: usize,
+    /// The message text's bytes within it.
+    text: &'a [u8],
 }
 
 impl<'a> MessageView<'a> {
-    /// Recognises the payload of a `Message` in its canonical layout.
-    fn parse(payload: &'a [u8]) -> Option<Self> {
-        let (&tag, rest) = payload.split_first()?;
-        if Some(tag) != *MESSAGE_TAG {
-            return None;
-        }
-        let (len, length_bytes) = match *rest {
-            [b0, ..] if b0 < 0x80 => (usize::from(b0), 1),
-            [b0, b1, ..] if b1 != 0 && b1 < 0x80 => {
-                (usize::from(b0 & 0x7f) | usize::from(b1) << 7, 2)
-            }
-            _ => return None,
-        };
-        let text_at = 1 + length_bytes;
-        (payload.len() - text_at == len).then_some(Self { payload, text_at })
-    }
-
     /// The message text's bytes: what the strict decoder returns as the
     /// `String` when they are UTF-8.
     pub fn text(&self) -> &'a [u8] {
-        &self.payload[self.text_at..]
+        self.text
     }
 
     /// The strict decoding of the same payload: the frame, or why it is not
@@ -97,93 +51,34 @@ impl<'a> MessageView<'a> {
 }
 
 /// Reads a byte stream and yields its frames without copying them out.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct FrameBuffer {
-    /// Bytes read: two reads' worth to start with, grown only for a frame
-    /// larger than that, to at most [`MAX_CAPACITY`].
-    buf: Vec<u8>,
-    /// Bytes before this are frames already handed out.
-    start: usize,
-    /// Set once a violation is seen: the stream cannot be resynchronised.
-    failed: bool,
-}
-
-impl Default for FrameBuffer {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The bytes read and not yet handed out.
+    decoder: FrameDecoder,
 }
 
 impl FrameBuffer {
     /// An empty buffer.
     pub fn new() -> Self {
-        Self {
-            buf: Vec::with_capacity(INITIAL_CAPACITY),
-            start: 0,
-            failed: false,
-        }
+        Self::default()
     }
 
-    /// Reads once from `source` (at most [`READ_CHUNK_BYTES`]); 0 means end of
-    /// stream. Cancel-safe: a cancelled read loses no bytes.
+    /// Reads once from `source`; 0 means end of stream. Cancel-safe: a
+    /// cancelled read loses no bytes.
     pub async fn fill<R: AsyncRead + Unpin>(&mut self, source: &mut R) -> io::Result<usize> {
-        self.make_room();
-        source
-            .read_buf(&mut bytes::BufMut::limit(&mut self.buf, READ_CHUNK_BYTES))
-            .await
+        connection::read_into(&mut self.decoder, source).await
     }
 
-    /// Ensures room for one more read: drops the frames handed out (a move
-    /// of at most one partial frame) and grows only for a frame larger than
-    /// what is left.
-    fn make_room(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK_BYTES {
-            self.buf.drain(..self.start);
-            self.start = 0;
-            let spare = self.buf.capacity() - self.buf.len();
-            if spare < READ_CHUNK_BYTES {
-                self.buf.reserve_exact(READ_CHUNK_BYTES - spare);
-            }
-        }
-    }
-
-    /// The next whole frame, `Ok(None)` if more bytes are needed. After an
-    /// error the buffer stays failed.
+    /// The next whole frame, `Ok(None)` if more bytes are needed. After a
+    /// bad header the buffer stays failed.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
-        if self.failed {
-            return Err(FrameError::Undecodable("stream already failed"));
-        }
-        let Some(header) = self.buf[self.start..].first_chunk::<HEADER_BYTES>() else {
+        let Some(payload) = self.decoder.next_payload_in_place()? else {
             return Ok(None);
         };
-        let len = match protocol::check_length(u32::from_be_bytes(*header)) {
-            Ok(len) => len,
-            Err(e) => {
-                self.failed = true;
-                return Err(e);
-            }
-        };
-        let payload_at = self.start + HEADER_BYTES;
-        let end = payload_at + len;
-        if self.buf.len() < end {
-            return Ok(None);
+        if let Some(text) = codec::message_text(payload) {
+            return Ok(Some(Frame::Message(MessageView { payload, text })));
         }
-        self.start = end;
-        let payload = &self.buf[payload_at..end];
-        if let Some(view) = MessageView::parse(payload) {
-            return Ok(Some(Frame::Message(view)));
-        }
-        match codec::decode_payload(payload) {
-            Ok(frame) => Ok(Some(Frame::Other(frame))),
-            Err(e) => {
-                self.failed = true;
-                Err(e)
-            }
-        }
+        codec::decode_payload(payload).map(|frame| Some(Frame::Other(frame)))
     }
 
     /// Reads until the next whole frame and returns it decoded strictly, or
@@ -212,13 +107,16 @@ impl FrameBuffer {
     /// True when a frame has started but not finished: an end of stream now
     /// means the peer left mid-frame.
     pub fn is_mid_frame(&self) -> bool {
-        self.start < self.buf.len()
+        self.decoder.is_mid_frame()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+
+    use logosnet::codec::MAX_BUFFERED_FRAME;
+    use logosnet::connection::READ_CHUNK_BYTES;
 
     use super::*;
 
@@ -303,7 +201,7 @@ mod tests {
     /// the strict decoder does.
     #[tokio::test]
     async fn odd_message_payloads_get_the_strict_verdict() {
-        let tag = MESSAGE_TAG.expect("the message tag");
+        let tag = codec::MESSAGE_TAG;
         let payloads: &[&[u8]] = &[
             &[tag, 2, 0xff, 0xfe],          // not UTF-8
             &[tag, 2, b'a'],                // ends early
@@ -346,7 +244,8 @@ mod tests {
         let mut got = Vec::new();
         while let Some(frame) = buffer.read_frame(&mut reader).await.unwrap() {
             got.push(frame);
-            assert!(buffer.buf.capacity() <= MAX_CAPACITY);
+            let capacity = buffer.decoder.buffer_mut().capacity();
+            assert!(capacity <= MAX_BUFFERED_FRAME + READ_CHUNK_BYTES);
         }
         feed.await.unwrap();
         assert_eq!(got, frames);

@@ -65,6 +65,31 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameErr
     }
 }
 
+/// The first payload byte of every `ServerFrame::Message`: its variant
+/// index (7) as postcard writes it, one varint byte.
+pub const MESSAGE_TAG: u8 = 7;
+
+/// The text of a `ServerFrame::Message` payload where it lies, its bytes
+/// not yet checked to be UTF-8: for a reader that must not allocate per
+/// message (loadgen). `None` for any other payload, or one that is no
+/// whole message; [`decode_payload`] then gives the verdict. It reads the
+/// length exactly as the strict decoder does, so it is never more lenient
+/// than it: a text it returns is the strict decoder's `String` whenever
+/// that is UTF-8.
+pub fn message_text(payload: &[u8]) -> Option<&[u8]> {
+    match payload {
+        // A length under 128 is one varint byte: the common case, read here.
+        [MESSAGE_TAG, len @ 0..0x80, text @ ..] => {
+            (usize::from(*len) == text.len()).then_some(text)
+        }
+        [MESSAGE_TAG, rest @ ..] => match postcard::take_from_bytes::<&[u8]>(rest) {
+            Ok((text, [])) => Some(text),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The violation's words for a postcard decoding error.
 fn postcard_reason(e: &postcard::Error) -> &'static str {
     use postcard::Error as E;
@@ -136,6 +161,9 @@ pub struct FrameDecoder {
     skipping: Option<Skipping>,
     /// Set once a violation is seen: the stream cannot be resynchronised.
     failed: bool,
+    /// Bytes of the frame last handed out in place (header and payload),
+    /// still at the front of `buf`; dropped by the next call.
+    in_place: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,32 +182,76 @@ impl FrameDecoder {
 
     /// Appends bytes received from the peer.
     pub fn extend(&mut self, data: &[u8]) {
+        self.release_in_place();
         self.buf.extend_from_slice(data);
     }
 
     /// The buffer to read into directly (e.g. with `read_buf`), avoiding a copy.
     pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        self.release_in_place();
         &mut self.buf
     }
 
     /// Bytes held that are not yet part of a returned frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.in_place
     }
 
     /// True when a frame has started but not finished: an end of stream now
     /// means the peer left mid-frame.
     pub fn is_mid_frame(&self) -> bool {
-        !self.buf.is_empty() || self.skipping.is_some()
+        self.buffered() > 0 || self.skipping.is_some()
     }
 
     /// The length the next frame's header announces, once all four bytes
     /// of it are in (and no frame is being skipped).
     pub fn announced(&self) -> Option<u32> {
-        match (self.skipping, self.buf.get(..HEADER_BYTES)) {
+        let header = self.buf.get(self.in_place..self.in_place + HEADER_BYTES);
+        match (self.skipping, header) {
             (None, Some(&[a, b, c, d])) => Some(u32::from_be_bytes([a, b, c, d])),
             _ => None,
         }
+    }
+
+    /// Drops the frame last handed out in place.
+    fn release_in_place(&mut self) {
+        self.buf.advance(std::mem::take(&mut self.in_place));
+    }
+
+    /// The next complete payload under the protocol's own limit, lent where
+    /// it lies until the next call: no copy, no allocation, no reference
+    /// count. `Ok(None)` if more bytes are needed; after an error the
+    /// decoder stays failed, as with [`FrameDecoder::next_payload`].
+    pub fn next_payload_in_place(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        self.release_in_place();
+        match self.judge_header(FrameLimit::ANY)? {
+            Some(Judged::Take(len)) => {
+                // One advance per frame, at the next call: header and all.
+                self.in_place = HEADER_BYTES + len;
+                Ok(Some(&self.buf[HEADER_BYTES..HEADER_BYTES + len]))
+            }
+            // `ANY` refuses, never skips.
+            Some(Judged::Skip(_)) | None => Ok(None),
+        }
+    }
+
+    /// Judges the next header against `limit` once it is in; for a frame
+    /// to take, waits until its whole payload is buffered. The header is
+    /// left in place.
+    fn judge_header(&mut self, limit: FrameLimit) -> Result<Option<Judged>, FrameError> {
+        if self.failed {
+            return Err(FrameError::Undecodable("stream already failed"));
+        }
+        let Some(announced) = self.announced() else {
+            return Ok(None);
+        };
+        let judged = judge(announced, limit).inspect_err(|_| self.failed = true)?;
+        if let Judged::Take(len) = judged
+            && self.buf.len() < HEADER_BYTES + len
+        {
+            return Ok(None);
+        }
+        Ok(Some(judged))
     }
 
     /// Takes the next complete payload under the protocol's own limit,
@@ -199,26 +271,18 @@ impl FrameDecoder {
         &mut self,
         limit: FrameLimit,
     ) -> Result<Option<Decoded<Bytes>>, FrameError> {
+        self.release_in_place();
         if self.failed {
             return Err(FrameError::Undecodable("stream already failed"));
         }
         if self.skipping.is_none() {
-            let Some(announced) = self.announced() else {
-                return Ok(None);
-            };
-            match judge(announced, limit) {
-                Err(e) => {
-                    self.failed = true;
-                    return Err(e);
-                }
-                Ok(Judged::Take(len)) => {
-                    if self.buf.len() < HEADER_BYTES + len {
-                        return Ok(None);
-                    }
+            match self.judge_header(limit)? {
+                None => return Ok(None),
+                Some(Judged::Take(len)) => {
                     self.buf.advance(HEADER_BYTES);
                     return Ok(Some(Decoded::Frame(self.buf.split_to(len).freeze())));
                 }
-                Ok(Judged::Skip(len)) => {
+                Some(Judged::Skip(len)) => {
                     self.buf.advance(HEADER_BYTES);
                     self.skipping = Some(Skipping { len, left: len });
                 }
@@ -338,6 +402,81 @@ mod tests {
         for piece in 1..=bytes.len() {
             assert_eq!(decode_in_pieces(&bytes, piece), frames, "piece {piece}");
         }
+    }
+
+    #[test]
+    fn payloads_lent_in_place_are_those_handed_out_whole_at_every_piece_size() {
+        let (bytes, frames) = sample_stream();
+        for piece in 1..=bytes.len() {
+            let mut decoder = FrameDecoder::new();
+            let mut out: Vec<ClientFrame> = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                decoder.extend(chunk);
+                while let Some(payload) = decoder.next_payload_in_place().unwrap() {
+                    out.push(decode_payload(payload).unwrap());
+                }
+            }
+            assert_eq!(out, frames, "piece {piece}");
+            assert!(!decoder.is_mid_frame());
+            assert_eq!(decoder.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_payload_lent_in_place_counts_as_handed_out() {
+        let frame = encode(&ServerFrame::Message("hi".into()));
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&frame);
+        decoder.extend(&frame[..3]);
+        assert!(decoder.next_payload_in_place().unwrap().is_some());
+        // Only the second frame's first three bytes are still to come.
+        assert_eq!(decoder.buffered(), 3);
+        assert!(decoder.is_mid_frame());
+        assert_eq!(decoder.announced(), None);
+        decoder.extend(&frame[3..]);
+        assert_eq!(decoder.announced(), Some(frame.len() as u32 - 4));
+        let payload = decoder.next_payload_in_place().unwrap().unwrap();
+        assert_eq!(payload, &frame[HEADER_BYTES..]);
+        assert!(!decoder.is_mid_frame());
+    }
+
+    #[test]
+    fn a_bad_header_fails_the_in_place_reader_for_good() {
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&[0, 0, 0, 0, 1, 2]);
+        assert_eq!(decoder.next_payload_in_place(), Err(FrameError::Empty));
+        assert!(decoder.next_payload_in_place().is_err());
+    }
+
+    #[test]
+    fn the_message_tag_is_the_first_byte_of_every_message_payload() {
+        for text in ["", "hi", &"x".repeat(300)] {
+            let frame = encode(&ServerFrame::Message(text.into()));
+            assert_eq!(frame[HEADER_BYTES], MESSAGE_TAG);
+            assert_eq!(message_text(&frame[HEADER_BYTES..]), Some(text.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn message_text_is_none_where_the_strict_decoder_gives_no_message() {
+        let notice = encode(&ServerFrame::Notice("hi".into()));
+        assert_eq!(message_text(&notice[HEADER_BYTES..]), None);
+        for payload in [
+            &[MESSAGE_TAG, 2, b'a'][..],          // ends early
+            &[MESSAGE_TAG, 1, b'a', b'b'][..],    // trailing byte
+            &[MESSAGE_TAG][..],                   // no length
+            &[MESSAGE_TAG, 0xff, 0xff, 0xff][..], // bad length
+        ] {
+            assert_eq!(message_text(payload), None, "{payload:?}");
+            assert!(
+                decode_payload::<ServerFrame>(payload).is_err(),
+                "{payload:?}"
+            );
+        }
+        // Not UTF-8: the bytes are lent; the strict decoder refuses them.
+        let payload = [MESSAGE_TAG, 2, 0xff, 0xfe];
+        assert_eq!(message_text(&payload), Some(&[0xff, 0xfe][..]));
+        assert!(decode_payload::<ServerFrame>(&payload).is_err());
     }
 
     #[test]

@@ -111,28 +111,40 @@ impl<S: AsyncRead + Unpin> Connection<S> {
 
     /// Reads once from the stream into the decoder; 0 means end of stream.
     /// Cancel-safe: a cancelled read loses no bytes.
-    ///
-    /// Once a header is in, room for the whole frame it announces (at most
-    /// [`MAX_BUFFERED_FRAME`]) is reserved at once, so a large frame is read
-    /// into one allocation rather than a doubling series. That is this
-    /// reader's choice, made for a peer it chose to talk to (the client's
-    /// server); the decoder itself reserves nothing.
     async fn fill(&mut self) -> io::Result<usize> {
-        let announced = self.decoder.announced();
-        let buf = self.decoder.buffer_mut();
-        if let Some(len) = announced {
-            let total = (HEADER_BYTES + len as usize).min(MAX_BUFFERED_FRAME);
-            reserve_no_more_than(buf, total.saturating_sub(buf.len()));
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 2 {
-            reserve_no_more_than(buf, READ_CHUNK_BYTES);
-        }
-        // At most one chunk per read, even when the decoder has reserved
-        // room for a whole large frame: the buffer then never holds more
-        // than one maximum frame plus one chunk.
-        let mut limited = bytes::BufMut::limit(buf, READ_CHUNK_BYTES);
-        self.stream.read_buf(&mut limited).await
+        read_into(&mut self.decoder, &mut self.stream).await
     }
+}
+
+/// Reads once from `source` into `decoder` (at most [`READ_CHUNK_BYTES`]);
+/// 0 means end of stream. Cancel-safe: a cancelled read loses no bytes.
+/// [`Connection`]'s own read, for a caller that keeps the stream and the
+/// decoder apart (loadgen reads frames in place with
+/// [`FrameDecoder::next_payload_in_place`]).
+///
+/// Once a header is in, room for the whole frame it announces (at most
+/// [`MAX_BUFFERED_FRAME`]) is reserved at once, so a large frame is read
+/// into one allocation rather than a doubling series. That is this
+/// reader's choice, made for a peer it chose to talk to (the client's
+/// server); the decoder itself reserves nothing.
+pub async fn read_into<R: AsyncRead + Unpin>(
+    decoder: &mut FrameDecoder,
+    source: &mut R,
+) -> io::Result<usize> {
+    let announced = decoder.announced();
+    let buf = decoder.buffer_mut();
+    if let Some(len) = announced {
+        let total = (HEADER_BYTES + len as usize).min(MAX_BUFFERED_FRAME);
+        reserve_no_more_than(buf, total.saturating_sub(buf.len()));
+    }
+    if buf.capacity() - buf.len() < READ_CHUNK_BYTES {
+        reserve_no_more_than(buf, READ_CHUNK_BYTES);
+    }
+    // At most one chunk per read, even when room for a whole large frame
+    // is reserved: the buffer then never holds more than one maximum frame
+    // plus one chunk.
+    let mut limited = bytes::BufMut::limit(buf, READ_CHUNK_BYTES);
+    source.read_buf(&mut limited).await
 }
 
 /// Makes room for `additional` more bytes, allocating no more than what is
