@@ -23,14 +23,13 @@
 
 use std::fmt::Write as _;
 
-use logosnet::protocol::{self, MAX_MESSAGE_CHARS, PRIVATE_PREFIX, PUBLIC_MARK, SENDER_COLUMNS};
+use logosnet::protocol::{self, CHAT_PREFIX_CHARS, MAX_MESSAGE_CHARS, PRIVATE_PREFIX};
 
 /// Bytes before the line in a message delivered from one of loadgen's
-/// participants (whose names are ASCII): the mark, a space, the sender
-/// column, `": "` — the spec's 14-character prefix, as
-/// [`protocol::public_line`] and [`protocol::private_line`] write it (both
-/// marks are one byte; a test checks both).
-pub const DELIVERY_PREFIX_BYTES: usize = PUBLIC_MARK.len_utf8() + 1 + SENDER_COLUMNS + 2;
+/// participants: the protocol's [`CHAT_PREFIX_CHARS`], one byte each, since
+/// loadgen's names are ASCII and both marks are one byte (a test checks
+/// both).
+pub const DELIVERY_PREFIX_BYTES: usize = CHAT_PREFIX_CHARS;
 
 /// [`PRIVATE_PREFIX`] as the byte it is in a received line (it is ASCII;
 /// the build fails if the protocol ever says otherwise).

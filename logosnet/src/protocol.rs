@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 pub mod text;
 
 pub use text::{
-    ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence, SENDER_COLUMNS, already_named,
-    choose_a_username_first, first_frame_must_be_hello, hello_again, is_blank, joined, left,
-    no_hello_within, no_such_user, observers_only_read, parse_line, parse_presence, private_line,
-    private_needs_a_space, public_line, server_busy, shutdown_notice, too_far_behind,
-    too_long_warning, too_many_connections_from, too_many_names,
+    CHAT_PREFIX_CHARS, ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence,
+    SENDER_COLUMNS, already_named, choose_a_username_first, first_frame_must_be_hello, hello_again,
+    is_blank, joined, left, no_hello_within, no_such_user, observers_only_read, parse_line,
+    parse_presence, private_line, private_needs_a_space, public_line, server_busy, shutdown_notice,
+    too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
 };
 
 /// Most participants at once, from the spec.

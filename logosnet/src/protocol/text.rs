@@ -49,6 +49,10 @@ pub fn is_blank(line: &str) -> bool {
     line.trim().is_empty()
 }
 
+/// Characters before the text in every chat line: the mark, a space, the
+/// sender's field of [`SENDER_COLUMNS`], `": "` (the spec's 14).
+pub const CHAT_PREFIX_CHARS: usize = 2 + SENDER_COLUMNS + 2;
+
 /// A line as delivered: the mark, the sender right-aligned in
 /// [`SENDER_COLUMNS`], `": "`, the text as sent.
 fn chat_line(mark: char, sender: &str, text: &str) -> String {
@@ -240,6 +244,19 @@ pub fn too_many_connections_from(source: impl Display) -> ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_chat_line_has_the_prefix_length_it_is_said_to_have() {
+        for frame in [public_line("alice", "hi"), private_line("bob", "@alice hi")] {
+            let line = frame.text().unwrap_or_default();
+            let text = parse_line(line).map(|l| l.text).unwrap_or_default();
+            assert_eq!(
+                line.chars().count() - text.chars().count(),
+                CHAT_PREFIX_CHARS
+            );
+        }
+        assert_eq!(CHAT_PREFIX_CHARS, 14);
+    }
 
     fn text(frame: ServerFrame) -> String {
         frame.text().map(str::to_owned).unwrap_or_default()
