@@ -99,7 +99,10 @@ impl Transport {
 fn handshake_failure(error: &io::Error) -> String {
     match tls::classify_handshake_error(error) {
         HandshakeFailure::NotTls => {
-            "the server answered without TLS (a plaintext port? leave out --tls)".to_owned()
+            format!(
+                "the server answered without TLS ({})",
+                logosnet::tls::LEAVE_OUT_TLS_HINT
+            )
         }
         HandshakeFailure::Certificate(why) => format!("cannot verify the server: {why}"),
         HandshakeFailure::Closed => {

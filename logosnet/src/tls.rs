@@ -21,6 +21,13 @@ pub use tokio_rustls::client::TlsStream as ClientTlsStream;
 pub use tokio_rustls::rustls;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+/// What a plaintext peer that met a TLS port should do, as the client and
+/// loadgen both say it.
+pub const ADD_TLS_HINT: &str = "add --tls (or --tls-ca FILE for a private CA)";
+
+/// What a TLS peer that met a plaintext port should do.
+pub const LEAVE_OUT_TLS_HINT: &str = "for a plaintext port leave out --tls";
+
 /// Why TLS could not be set up: each names the file or source at fault, in
 /// one line.
 #[derive(Debug, thiserror::Error)]

@@ -380,9 +380,10 @@ async fn expect<S: AsyncRead + Unpin>(
         Err(ReadError::Frame(FrameError::TooLong(header)))
             if tls::is_tls_record_header(header.to_be_bytes()) =>
         {
-            Err(JoinError::Other(
-                "the server speaks TLS: add --tls (or --tls-ca FILE for a private CA)".to_owned(),
-            ))
+            Err(JoinError::Other(format!(
+                "the server speaks TLS: {}",
+                logosnet::tls::ADD_TLS_HINT
+            )))
         }
         Err(e) => Err(JoinError::Other(format!("while waiting for {wanted}: {e}"))),
     }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::tls::{ADD_TLS_HINT, LEAVE_OUT_TLS_HINT};
+
 /// The exit statuses, as `--help` prints them after the options.
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -163,14 +165,11 @@ impl fmt::Display for Ending {
                 write!(f, "{addr} is not a LogosNet server (protocol v1)")
             }
             Ending::SpeaksTls { addr } => {
-                write!(
-                    f,
-                    "{addr} speaks TLS: add --tls (or --tls-ca FILE for a private CA)"
-                )
+                write!(f, "{addr} speaks TLS: {ADD_TLS_HINT}")
             }
             Ending::NotTlsServer { addr } => write!(
                 f,
-                "{addr} is not a TLS server (it answered without TLS; for a plaintext port leave out --tls)"
+                "{addr} is not a TLS server (it answered without TLS; {LEAVE_OUT_TLS_HINT})"
             ),
             Ending::CertificateRefused { addr, reason } => {
                 write!(f, "Cannot verify the server at {addr}: {reason}")
