@@ -303,16 +303,16 @@ mod tests {
     fn lines_from(mut far: TcpStream) -> Vec<String> {
         let mut bytes = Vec::new();
         far.read_to_end(&mut bytes).unwrap();
+        let mut decoder = codec::FrameDecoder::new();
+        decoder.extend(&bytes);
         let mut lines = Vec::new();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-            match codec::decode_payload::<ClientFrame>(&rest[4..4 + len]).unwrap() {
+        while let Some(frame) = decoder.next_frame::<ClientFrame>().unwrap() {
+            match frame {
                 ClientFrame::Chat(line) => lines.push(line),
                 other => panic!("unexpected {other:?}"),
             }
-            rest = &rest[4 + len..];
         }
+        assert!(!decoder.is_mid_frame(), "a frame cut short");
         lines
     }
 

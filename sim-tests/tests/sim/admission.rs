@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use logosnet::protocol::{
-    ClientFrame, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined, left, public_line,
-    too_long_warning, too_many_connections_from, too_many_names,
+    ClientFrame, HEADER_BYTES, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined,
+    left, public_line, too_long_warning, too_many_connections_from, too_many_names,
 };
 use logosnet::room::flood::FloodLimit;
 use logosnet::room::{MAX_REFUSED_NAMES, NAMING_CEILING};
@@ -214,7 +214,7 @@ fn a_frame_paused_by_flood_control_past_the_deadline_is_not_cut() {
         // 65,000 bytes cost 64 tokens (one per KiB and one).
         let oversized = {
             let mut bytes = 65_000u32.to_be_bytes().to_vec();
-            bytes.resize(4 + 65_000, b'x');
+            bytes.resize(HEADER_BYTES + 65_000, b'x');
             bytes
         };
         // Lines of 1,000 characters, 3,997 bytes: two fill an inbox.

@@ -26,10 +26,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use logosnet::codec::decode_payload;
+use logosnet::codec::{FrameDecoder, decode_payload};
 use logosnet::protocol::{
-    self, ClientFrame, FrameError, HEADER_BYTES, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS,
-    PRIVATE_PREFIX, Role, ServerFrame,
+    self, ClientFrame, FrameError, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PRIVATE_PREFIX, Role,
+    ServerFrame,
 };
 use logosnet::room::{
     ConnId, EndReason, HELLO_LIMIT, MEMBER_LIMIT, NAMING_LIMIT, Output, Room, RoomConfig,
@@ -831,10 +831,13 @@ impl Auditor {
                         (1..self.next_id).contains(&to),
                         "frame to never-opened conn {to}, on {event:?}"
                     );
-                    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-                    assert_eq!(len as usize + HEADER_BYTES, frame.len(), "one whole frame");
-                    let decoded: ServerFrame = decode_payload(&frame[HEADER_BYTES..])
-                        .expect("the room sends only decodable frames");
+                    let mut decoder = FrameDecoder::new();
+                    decoder.extend(&frame);
+                    let decoded: ServerFrame = decoder
+                        .next_frame()
+                        .expect("the room sends only decodable frames")
+                        .expect("one whole frame");
+                    assert_eq!(decoder.buffered(), 0, "one whole frame, nothing after it");
                     got.send(to, decoded);
                 }
                 Output::Close { conn, .. } => {
