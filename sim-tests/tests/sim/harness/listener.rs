@@ -14,6 +14,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::lock;
 use super::log::EventLog;
 use super::rng::SplitMix;
 
@@ -187,8 +188,4 @@ impl logosnet::server::Listener for SimListener {
             peer,
         ))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

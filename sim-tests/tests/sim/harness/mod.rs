@@ -221,6 +221,8 @@ fn panics_on_this_thread() -> usize {
     PANICS.with(Cell::get)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, carrying on past a panic elsewhere (the panic itself fails
+/// the simulation).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

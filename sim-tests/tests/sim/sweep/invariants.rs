@@ -6,7 +6,7 @@
 //! Nothing here predicts the server's output beyond those invariants.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logosnet::protocol::{ClientFrame, Role};
@@ -112,9 +112,7 @@ pub struct Observed {
 
 pub type Shared = Arc<Mutex<Observed>>;
 
-pub fn lock(shared: &Shared) -> MutexGuard<'_, Observed> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use crate::harness::lock;
 
 pub fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
