@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use logosnet::protocol::{
     ClientFrame, MAX_MESSAGE_CHARS, Presence, Role, ServerFrame, no_hello_within, parse_line,
-    parse_presence, public_line,
+    parse_presence, public_line, too_far_behind,
 };
 use logosnet::server::{
     IDLE_BUFFER_BYTES, INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL, ServerConfig,
@@ -99,6 +99,92 @@ async fn read_lines(who: String, mut reader: Reader, expected: usize) -> (String
         }
     }
     (who, tally)
+}
+
+/// Readers that read, but too slowly for the room, pay for their pace:
+/// the attack at full size and unpaced, on real sockets. Flood control
+/// off, a 4 MiB budget (the room pauses at 2 MiB queued), a 2 s write
+/// deadline; eight participants read one line every 50 ms (about 20 KB/s)
+/// through a small receive buffer, and one participant writes 1,200 lines
+/// of 1,000 characters in one go. Each slow queue stays under the heavy
+/// mark, so it is the budget that pauses the room. Each slow reader is
+/// dropped as too far behind before the flood is over (its writer is seen
+/// stalled while the budget runs short), rather than the room moving at
+/// its pace (1.2 MB at 20 KB/s: a minute), and the observer beside them
+/// gets every line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_pay_for_their_pace_and_the_room_goes_on() {
+    const SLOW: usize = 8;
+    const LINES: usize = 1200;
+    let mut config = ServerConfig::default();
+    config.room.flood = None;
+    config.max_queued_total = 4 << 20;
+    config.write_deadline = Duration::from_secs(2);
+    let (addr, _server) = spawn_server(config).await;
+    bounded(Duration::from_secs(300), async {
+        let (mut watch, _watch_writer) = Peer::observer(addr, "watch").await.split();
+        let mut slow = JoinSet::new();
+        for i in 0..SLOW {
+            let name = format!("slow{i}");
+            let mut reader = never_reader(addr, Role::Participant, Some(&name)).await;
+            slow.spawn(async move {
+                // One frame every 50 ms until the server closes; whether it
+                // said why first.
+                let mut told = false;
+                loop {
+                    match reader.next(STEP_LIMIT).await {
+                        Got::Frame(frame) => {
+                            told |= frame == too_far_behind();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Got::Nothing => panic!("{name}: never closed"),
+                        _ => return (name, told),
+                    }
+                }
+            });
+        }
+        let mut flooder = Peer::participant(addr, "flood").await;
+        let lines: Vec<ClientFrame> = (0..LINES)
+            .map(|k| ClientFrame::Chat(flood_line("flood", k)))
+            .collect();
+        flooder.send_batch(&lines).await;
+        // The observer: every line, in order, byte for byte; the slow
+        // readers' departures, and how many lines it had by each.
+        let mut tally = Tally::default();
+        let mut left_at = Vec::new();
+        while tally.lines() < LINES || left_at.len() < SLOW {
+            match watch.next(STEP_LIMIT).await {
+                Got::Frame(ServerFrame::Message(text)) => tally.line("watch", &text),
+                Got::Frame(ServerFrame::Notice(text)) => {
+                    if let Some(Presence::Left(name)) = parse_presence(&text) {
+                        left_at.push((name.to_owned(), tally.lines()));
+                    } else {
+                        tally.notice(&text);
+                    }
+                }
+                Got::Nothing => panic!(
+                    "watch stalled after {} lines, {} slow readers gone",
+                    tally.lines(),
+                    left_at.len()
+                ),
+                other => panic!("watch: got {other:?}"),
+            }
+        }
+        println!("slow readers left after these many lines: {left_at:?}");
+        assert_eq!(left_at.len(), SLOW, "every slow reader was dropped");
+        for (name, lines) in &left_at {
+            assert!(name.starts_with("slow"), "{name} was dropped");
+            assert!(
+                *lines < LINES,
+                "{name} was dropped only after the whole flood had gone at its pace"
+            );
+        }
+        while let Some(done) = slow.join_next().await {
+            let (name, told) = done.expect("a slow reader");
+            println!("{name}: told why: {told}");
+        }
+    })
+    .await;
 }
 
 /// A participant whose socket takes in little and who never reads.

@@ -46,10 +46,20 @@ fn flood(sender: &str, lines: usize) -> Vec<ClientFrame> {
 struct Seen {
     /// When each line arrived, by line number.
     arrivals: Vec<Instant>,
-    /// "User sloth has left" notices, and how many lines had arrived then.
-    sloth_left: Vec<usize>,
-    /// The same for "User slow has left".
-    slow_left: Vec<usize>,
+    /// Every "User … has left" notice: who, and how many lines had arrived
+    /// then.
+    left: Vec<(String, usize)>,
+}
+
+impl Seen {
+    /// When `name` left: how many lines had arrived, once per notice.
+    fn left_of(&self, name: &str) -> Vec<usize> {
+        self.left
+            .iter()
+            .filter(|(who, _)| who == name)
+            .map(|&(_, k)| k)
+            .collect()
+    }
 }
 
 /// Reads until `lines` flood lines from `sender` have arrived, checking
@@ -62,15 +72,18 @@ async fn read_flood(
     lines: usize,
     patience: Duration,
 ) -> Seen {
-    let sloth_left = left("sloth");
-    let slow_left = left("slow");
     let mut seen = Seen::default();
     while seen.arrivals.len() < lines {
         let got = client.next(patience).await;
         let k = seen.arrivals.len();
         match got {
-            Got::Frame(frame) if frame == sloth_left => seen.sloth_left.push(k),
-            Got::Frame(frame) if frame == slow_left => seen.slow_left.push(k),
+            Got::Frame(ServerFrame::Notice(notice))
+                if matches!(parse_presence(&notice), Some(Presence::Left(_))) =>
+            {
+                if let Some(Presence::Left(name)) = parse_presence(&notice) {
+                    seen.left.push((name.to_owned(), k));
+                }
+            }
             Got::Frame(frame) => {
                 assert_eq!(frame, delivered(sender, k), "{}: line {k}", client.label());
                 seen.arrivals.push(Instant::now());
@@ -187,14 +200,11 @@ fn a_flooder_is_slowed_to_its_allowance_and_every_reader_gets_every_line() {
         // The sloth was dropped once, by the write deadline: far too early
         // for its queue to have reached its bound (about 960 lines).
         for seen in [&watched, &slowly] {
-            assert_eq!(seen.sloth_left.len(), 1, "the sloth left once");
-            assert!(
-                seen.sloth_left[0] < 400,
-                "dropped late: {:?}",
-                seen.sloth_left
-            );
+            let sloth_left = seen.left_of("sloth");
+            assert_eq!(sloth_left.len(), 1, "the sloth left once");
+            assert!(sloth_left[0] < 400, "dropped late: {sloth_left:?}");
         }
-        let dropped_at = watched.arrivals[watched.sloth_left[0]];
+        let dropped_at = watched.arrivals[watched.left_of("sloth")[0]];
         assert!(
             dropped_at - start >= WRITE_DEADLINE,
             "dropped before its deadline"
@@ -234,7 +244,7 @@ fn without_flood_control_back_pressure_keeps_every_reader() {
         let (_slow, slowly) = slow_reader.await.expect("the slow reader");
         let _flooder = writer.await.expect("the flooder");
         for seen in [&watched, &slowly] {
-            assert_eq!(seen.sloth_left.len(), 1, "the sloth left once");
+            assert_eq!(seen.left_of("sloth").len(), 1, "the sloth left once");
         }
         // The slow reader set the pace: 1.2 MB at 300 KB/s.
         let took = *slowly.arrivals.last().expect("lines") - slowly.arrivals[0];
@@ -297,9 +307,10 @@ fn a_reader_too_slow_for_the_room_is_dropped_instead_of_holding_it() {
         let watched = read_flood(&mut watch, "flood", LINES, Duration::from_secs(15)).await;
         let slow_got = slow_reader.await.expect("the slow reader");
         let _flooder = writer.await.expect("the flooder");
-        assert_eq!(watched.slow_left.len(), 1, "the slow reader left once");
+        let slow_left = watched.left_of("slow");
+        assert_eq!(slow_left.len(), 1, "the slow reader left once");
         assert!(slow_got < LINES, "the slow reader kept up after all");
-        let dropped_at = watched.arrivals[watched.slow_left[0].min(LINES - 1)];
+        let dropped_at = watched.arrivals[slow_left[0].min(LINES - 1)];
         assert!(
             dropped_at - start >= WRITE_DEADLINE,
             "the slow reader was dropped before it had a deadline to catch up"
@@ -308,6 +319,63 @@ fn a_reader_too_slow_for_the_room_is_dropped_instead_of_holding_it() {
         assert!(
             took <= 2 * WRITE_DEADLINE + Duration::from_secs(5),
             "the room moved at the slow reader's pace: the flood took {took:?}"
+        );
+        Ok(())
+    });
+}
+
+/// Readers too slow for the room cannot hide under the heavy mark and keep
+/// the server-wide budget spent instead. Flood control off, a budget of
+/// 2 MiB (the room pauses at 1 MiB queued), four participants reading
+/// 10 KB/s each and an observer that keeps up; one participant writes
+/// 1,200 lines of 1,000 characters in one go. Each slow queue stops near
+/// 256 KiB, under the heavy mark, so none of them holds the room: the
+/// budget does. No slow reader is dropped before a write deadline, every
+/// one is by the end of the second (here by the write deadline itself:
+/// its socket took nothing for it), and the observer gets every line
+/// within two deadlines, not at 10 KB/s (two minutes).
+#[test]
+fn slow_readers_cannot_keep_the_budget_spent() {
+    const SLOW: usize = 4;
+    let mut world = World::new(SEED);
+    world.duration = Duration::from_secs(120);
+    world.config.room.flood = None;
+    world.config.max_queued_total = 2 << 20;
+    world.pieces = PieceSize::AtMost(64);
+    world.run_script(|log| async move {
+        let mut watch = observer("watch", &log).await;
+        let mut slow = Vec::new();
+        for i in 0..SLOW {
+            let name = format!("slow{i}");
+            let tick = Duration::from_millis(1);
+            let mut reader = connect_paced(&name, &log, PieceSize::AtMost(64), 10, tick).await;
+            reader.join(&name).await;
+            watch.expect(joined(&name)).await;
+            slow.push(reader);
+        }
+        let mut flooder = participant("flood", &log).await;
+        watch.expect(joined("flood")).await;
+        let start = Instant::now();
+        let writer = tokio::spawn(async move {
+            flooder.send_batch(&flood("flood", LINES)).await;
+            flooder
+        });
+        let watched = read_flood(&mut watch, "flood", LINES, Duration::from_secs(15)).await;
+        let _flooder = writer.await.expect("the flooder");
+        drop(slow);
+        for i in 0..SLOW {
+            let left = watched.left_of(&format!("slow{i}"));
+            assert_eq!(left.len(), 1, "slow{i} left once");
+            let dropped_at = watched.arrivals[left[0].min(LINES - 1)];
+            assert!(
+                dropped_at - start >= WRITE_DEADLINE,
+                "slow{i} was dropped before it had a deadline to catch up"
+            );
+        }
+        let took = *watched.arrivals.last().expect("lines") - start;
+        assert!(
+            took <= 2 * WRITE_DEADLINE + Duration::from_secs(5),
+            "the room moved at the slow readers' pace: the flood took {took:?}"
         );
         Ok(())
     });
