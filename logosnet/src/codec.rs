@@ -65,6 +65,15 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameErr
     }
 }
 
+/// The payload length the header at the start of `bytes` announces, once
+/// all four of its bytes are there.
+pub fn announced_len(bytes: &[u8]) -> Option<u32> {
+    bytes
+        .first_chunk::<HEADER_BYTES>()
+        .copied()
+        .map(u32::from_be_bytes)
+}
+
 /// The first payload byte of every `ServerFrame::Message`: its variant
 /// index (7) as postcard writes it, one varint byte.
 pub const MESSAGE_TAG: u8 = 7;
@@ -206,10 +215,9 @@ impl FrameDecoder {
     /// The length the next frame's header announces, once all four bytes
     /// of it are in (and no frame is being skipped).
     pub fn announced(&self) -> Option<u32> {
-        let header = self.buf.get(self.in_place..self.in_place + HEADER_BYTES);
-        match (self.skipping, header) {
-            (None, Some(&[a, b, c, d])) => Some(u32::from_be_bytes([a, b, c, d])),
-            _ => None,
+        match self.skipping {
+            None => announced_len(&self.buf[self.in_place..]),
+            Some(_) => None,
         }
     }
 

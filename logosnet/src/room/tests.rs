@@ -42,7 +42,7 @@ impl Harness {
             match out {
                 Output::Send { to, frame } => {
                     assert!(!self.closed.contains_key(&to), "send to {to} after close");
-                    let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+                    let len = crate::codec::announced_len(&frame).expect("a header") as usize;
                     assert_eq!(len + HEADER_BYTES, frame.len(), "one whole frame");
                     let decoded = decode_payload(&frame[HEADER_BYTES..]).unwrap();
                     self.inbox.entry(to).or_default().push(decoded);

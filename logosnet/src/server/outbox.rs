@@ -26,6 +26,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::codec;
 use crate::protocol::HEADER_BYTES;
 
 /// Most bytes queued for one connection: 1 MiB. That is about 240
@@ -347,7 +348,11 @@ impl Batch {
         let done = self.written_total;
         let mut frame_end = 0;
         while frame_end < done {
-            frame_end += HEADER_BYTES + announced_len(&self.taken[frame_end..]);
+            // Only whole frames are queued, so a header is always there; a
+            // stub must still not loop for ever.
+            let len = codec::announced_len(&self.taken[frame_end..])
+                .map_or(self.taken.len(), |len| len as usize);
+            frame_end += HEADER_BYTES + len;
         }
         let mut rest = Vec::with_capacity(frame_end - done + last.len());
         rest.extend_from_slice(&self.taken[done..frame_end.min(self.taken.len())]);
@@ -361,16 +366,6 @@ impl Batch {
         self.taken = taken;
         self.frames = frames;
         self.written_total = 0;
-    }
-}
-
-/// The payload length a frame header at the start of `frame` announces.
-fn announced_len(frame: &[u8]) -> usize {
-    match frame {
-        [a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]) as usize,
-        // Only whole frames are queued; a stub cannot happen, but must not
-        // loop for ever if it did.
-        _ => frame.len().max(1),
     }
 }
 
