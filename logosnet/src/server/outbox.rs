@@ -40,11 +40,19 @@ pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 /// draining it, the room stops taking chat lines until it is light. Half
 /// the hard bound, so what is already taken when the room pauses fits below
 /// the bound.
-pub const HEAVY_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / 2;
+pub const HEAVY_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / HEAVY_DIVISOR;
 
 /// A heavy queue is light again once it drains below this: a quarter of the
 /// heavy mark, so the room does not flap between paused and running.
-pub const LIGHT_QUEUED_BYTES: usize = HEAVY_QUEUED_BYTES / 4;
+pub const LIGHT_QUEUED_BYTES: usize = MAX_QUEUED_BYTES / LIGHT_DIVISOR;
+
+/// The heavy mark as a part of a queue's bound, whatever the bound is set
+/// to (a half).
+const HEAVY_DIVISOR: usize = 2;
+
+/// The light mark as a part of a queue's bound (an eighth: a quarter of the
+/// heavy mark).
+const LIGHT_DIVISOR: usize = 8;
 
 /// An emptied buffer that grew past this gives its memory back, so an idle
 /// connection keeps at most this much for its queue.
@@ -302,11 +310,11 @@ impl Outbox {
     }
 
     fn heavy_mark(&self) -> usize {
-        self.limit / 2
+        self.limit / HEAVY_DIVISOR
     }
 
     fn light_mark(&self) -> usize {
-        self.limit / 8
+        self.limit / LIGHT_DIVISOR
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
