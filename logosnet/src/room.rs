@@ -738,7 +738,7 @@ impl Room {
 /// `now + timeout`, never panicking: a timeout past what `Instant` can
 /// hold becomes [`FAR_FUTURE`] (and, should even that overflow, `now`
 /// itself, which only makes the deadline fire at once).
-fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout)
         .or_else(|| now.checked_add(FAR_FUTURE))
         .unwrap_or(now)

@@ -28,12 +28,17 @@ pub const MAX_HELLO_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// target; a longer gap could only make a busy connection lag.
 pub const MAX_WRITE_GAP: Duration = Duration::from_secs(1);
 
-/// Shortest `--write-deadline`: one second, the stall grace (a member is
-/// stalled before it can be past its deadline).
-pub const MIN_WRITE_DEADLINE: Duration = Duration::from_secs(1);
+/// Shortest `--max-lag`: a second. Shorter, and a reader on an ordinary
+/// link that lost one packet (a retransmission waits 200 ms to a second)
+/// would be dropped for it.
+pub const MIN_MAX_LAG: Duration = Duration::from_secs(1);
 
-/// Longest `--write-deadline`: an hour; a reader silent that long is gone.
-pub const MAX_WRITE_DEADLINE: Duration = Duration::from_secs(3600);
+/// Longest `--max-lag`: an hour; a reader that far behind is gone.
+pub const MAX_MAX_LAG: Duration = Duration::from_secs(3600);
+
+/// Longest `--hold-budget-ms`: the whole 10 s window, in which the room
+/// could wait on readers all the time (the pace of the slowest again).
+pub const MAX_HOLD_BUDGET: Duration = crate::server::HOLD_WINDOW;
 
 /// Smallest `--max-queued-total`: 4 MiB, room for the fan-out of a few
 /// maximum lines to a full room.
@@ -127,15 +132,26 @@ pub struct ServerArgs {
     )]
     pub flood_burst: u32,
 
-    /// Seconds a member may make no write progress, or hold the room paused, before it is dropped as too far behind
+    /// Seconds a member's oldest undelivered line may wait before it is dropped as too far behind
     #[arg(
         long,
+        alias = "write-deadline",
         value_name = "SECS",
         allow_negative_numbers = true,
         default_value = "10",
-        value_parser = seconds_between(MIN_WRITE_DEADLINE, MAX_WRITE_DEADLINE)
+        value_parser = seconds_between(MIN_MAX_LAG, MAX_MAX_LAG)
     )]
-    pub write_deadline: Duration,
+    pub max_lag: Duration,
+
+    /// Milliseconds the room may wait at once for readers that fell behind, earned back over 10 s (0: never waits)
+    #[arg(
+        long = "hold-budget-ms",
+        value_name = "MS",
+        allow_negative_numbers = true,
+        default_value = "500",
+        value_parser = millis_between(Duration::ZERO, MAX_HOLD_BUDGET)
+    )]
+    pub hold_budget: Duration,
 
     /// Bytes all outgoing queues together may hold; reading pauses at half of it
     #[arg(
@@ -198,7 +214,8 @@ impl ServerArgs {
         config.room.hello_timeout = self.hello_timeout;
         config.write_gap = self.write_gap;
         config.room.flood = FloodLimit::new(self.flood_rate, self.flood_burst);
-        config.write_deadline = self.write_deadline;
+        config.max_lag = self.max_lag;
+        config.hold_budget = self.hold_budget;
         config.max_queued_total = usize::try_from(self.max_queued_total).unwrap_or(usize::MAX);
         config.max_per_address = usize::try_from(self.max_per_ip).unwrap_or(usize::MAX);
         config.limit_loopback = self.limit_loopback;
@@ -228,7 +245,8 @@ mod tests {
         let default = ServerConfig::default();
         assert_eq!(config.room, default.room);
         assert_eq!(config.write_gap, default.write_gap);
-        assert_eq!(config.write_deadline, default.write_deadline);
+        assert_eq!(config.max_lag, default.max_lag);
+        assert_eq!(config.hold_budget, default.hold_budget);
         assert_eq!(config.max_queued_total, default.max_queued_total);
         assert_eq!(config.max_per_address, default.max_per_address);
         assert_eq!(config.limit_loopback, default.limit_loopback);
@@ -244,15 +262,27 @@ mod tests {
         let parsed = args(&[
             "--flood-rate",
             "0",
-            "--write-deadline",
+            "--max-lag",
             "2.5",
+            "--hold-budget-ms",
+            "0",
             "--max-queued-total",
             "8388608",
         ])
         .unwrap();
         let config = parsed.config();
         assert_eq!(config.room.flood, None);
-        assert_eq!(config.write_deadline, Duration::from_millis(2500));
+        assert_eq!(config.max_lag, Duration::from_millis(2500));
+        assert_eq!(config.hold_budget, Duration::ZERO);
+        // The option's old name still works.
+        let aliased = args(&["--write-deadline", "3"]).unwrap().config();
+        assert_eq!(aliased.max_lag, Duration::from_secs(3));
+        for bad in [
+            &["--max-lag", "0.5"][..],
+            &["--hold-budget-ms", "10001"][..],
+        ] {
+            assert_eq!(args(bad).unwrap_err().status, EXIT_USAGE, "{bad:?}");
+        }
         assert_eq!(config.max_queued_total, 8 << 20);
         let config = args(&["--flood-rate", "2", "--flood-burst", "3"])
             .unwrap()

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
-use super::connection::{self, Link, Policy};
+use super::connection::{self, Link, Policy, Signals};
 use super::driver::Handles;
 use super::inbox::Inbox;
 use super::outbox::{Outbox, Totals};
@@ -56,6 +56,7 @@ pub(super) async fn accept_loop<L: Listener>(
     events: mpsc::UnboundedSender<Event>,
     totals: Arc<Totals>,
     tracker: TaskTracker,
+    signals: Signals,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
@@ -68,8 +69,7 @@ pub(super) async fn accept_loop<L: Listener>(
         busy_frames: config.busy_write_frames.max(1),
         gap: config.write_gap,
         linger: config.close_linger,
-        stall_grace: config.stall_grace,
-        write_deadline: config.write_deadline,
+        close_deadline: config.max_lag,
         frame_deadline: config.frame_deadline,
     };
     let mut next_id: ConnId = 1;
@@ -122,7 +122,7 @@ pub(super) async fn accept_loop<L: Listener>(
         next_id += 1;
         tracing::debug!(conn, %peer, "accepted");
         let inbox = Arc::new(Inbox::default());
-        let outbox = Arc::new(Outbox::new(config.max_queued_bytes, totals.clone()));
+        let outbox = Arc::new(Outbox::new(config.queue_marks(), totals.clone()));
         let handles = Handles {
             inbox: inbox.clone(),
             outbox: outbox.clone(),
@@ -135,6 +135,7 @@ pub(super) async fn accept_loop<L: Listener>(
             inbox,
             outbox,
             events: events.clone(),
+            signals: signals.clone(),
         };
         tracker.spawn(async move {
             connection::run(stream, link, policy).await;

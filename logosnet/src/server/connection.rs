@@ -1,27 +1,22 @@
-//! One connection's task: socket bytes → frames → its [`Inbox`]; its
-//! [`Outbox`] → the socket, in batches.
-//!
-//! Each header is judged by the frame limit of the connection's state,
-//! which the room settles in the inbox (see [`super::inbox`]): a frame over
-//! it is refused at the header or skipped as it streams in, so the decoder
-//! never holds more than [`MAX_DECODER_BYTES`]. A frame begun must be
-//! finished within the frame deadline of *reading* time: the clock runs
-//! only while the task is willing to read (not while flood control or a
-//! full inbox has stopped it), so a peer stuck mid-frame, or dribbling one,
-//! is told why and closed, and a peer the server is not reading is never
-//! blamed for it.
+//! One connection's task: socket bytes → frames → its [`Inbox`] (the
+//! [read side](read)); its [`Outbox`] → the socket, in batches (the [write
+//! side](write)).
 //!
 //! Reading and writing are polled together on the one stream, so a pending
 //! write never stops the task reading and a full inbox never stops it
 //! writing: the task waits on nobody but its own peer. It reports to the
-//! room task only what the room must act on — input to take, a writer that
-//! stalled or recovered, a writer past its deadline — and never waits for
-//! the room to answer.
+//! room task only what the room must act on — input to take, a queue that
+//! turned light — and never waits for the room to answer.
 //!
 //! The task ends when the room closes the connection (flush, half-close,
 //! linger briefly so the last frames are not overtaken by a reset), drops it
-//! (one last `ProtocolError` if the socket takes it), or the peer goes away
-//! (every whole frame already read is handed to the room first).
+//! (one last `ProtocolError` if the socket takes it), the peer goes away
+//! (every whole frame already read is handed to the room first), or the
+//! server stops: every task hears the stop, whether the room ever knew the
+//! connection or not ([`Signals`]).
+
+mod read;
+mod write;
 
 use std::future::poll_fn;
 use std::io;
@@ -35,13 +30,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
+use tokio_util::sync::CancellationToken;
 
 use super::Event;
 use super::inbox::{Inbox, Input};
-use super::outbox::{Batch, Next, Outbox};
-use crate::codec::{Decoded, FrameDecoder};
-use crate::protocol::{ClientFrame, FrameError, HEADER_BYTES, MAX_CHAT_PAYLOAD, MAX_FRAME_BYTES};
+use super::outbox::Outbox;
+use crate::codec::FrameDecoder;
+use crate::protocol::{HEADER_BYTES, MAX_CHAT_PAYLOAD};
 use crate::room::ConnId;
+use read::ReadSide;
+use write::{TakeOutcome, WriteSide};
 
 /// Bytes asked of the socket per read. Input is a few short frames at a
 /// time, and the inbox holds 4 KiB: a bigger read would only sit in the
@@ -65,12 +63,21 @@ pub(super) struct Policy {
     pub(super) gap: Duration,
     /// See [`super::CLOSE_LINGER`].
     pub(super) linger: Duration,
-    /// See [`super::STALL_GRACE`].
-    pub(super) stall_grace: Duration,
-    /// See [`super::WRITE_DEADLINE`].
-    pub(super) write_deadline: Duration,
+    /// How long a closing connection's socket may take nothing (the lag
+    /// bound: a connection the room has forgotten gets no longer).
+    pub(super) close_deadline: Duration,
     /// See [`super::FRAME_DEADLINE`].
     pub(super) frame_deadline: Duration,
+}
+
+/// What the server tells every connection task when it stops.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Signals {
+    /// Past half the shutdown grace: drop every frame not yet begun but
+    /// the last one queued (the shutdown notice), send that, and close.
+    pub(super) cut: CancellationToken,
+    /// The grace is over: stop at once.
+    pub(super) abort: CancellationToken,
 }
 
 /// What a connection shares with the room task.
@@ -84,6 +91,8 @@ pub(super) struct Link {
     pub(super) outbox: Arc<Outbox>,
     /// Where the connection tells the room something changed.
     pub(super) events: mpsc::UnboundedSender<Event>,
+    /// The server's stop.
+    pub(super) signals: Signals,
 }
 
 impl Link {
@@ -97,6 +106,11 @@ impl Link {
         if self.inbox.push(input) {
             self.tell(Event::Ready(self.conn));
         }
+    }
+
+    /// The queue turned light.
+    fn tell_light(&self) {
+        self.tell(Event::Light(self.conn));
     }
 }
 
@@ -117,26 +131,13 @@ where
     let _retire = RetireOnDrop(link.outbox.clone());
     let mut task = Task {
         stream,
-        decoder: FrameDecoder::new(),
-        batch: Batch::default(),
+        read: ReadSide::new(policy.frame_deadline),
+        write: WriteSide::new(policy.busy_frames, policy.gap, policy.close_deadline),
         link,
         policy,
-        reading: true,
-        eof: false,
-        awaiting_limit: false,
-        drained: true,
-        frame_clock: FrameClock::default(),
-        writing: true,
-        closing: false,
-        hold_until: None,
-        batch_frames: 0,
-        last_progress: Instant::now(),
-        stalled: false,
-        reported_too_slow: false,
-        give_up_reading_at: None,
+        cut: false,
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         timer_at: None,
-        unflushed: false,
     };
     task.run().await;
 }
@@ -145,36 +146,18 @@ where
 enum Step {
     /// The room dropped the connection.
     Dropped,
+    /// The server's grace is over.
+    Aborted,
+    /// The server is stopping and this connection is not done.
+    Cut,
     /// The socket did something.
     Io(IoOutcome),
     /// There may be frames to take from the outbox.
     Take,
-    /// The inbox may have space again.
+    /// The inbox may have space again, or a limit settled.
     Space,
-    /// The earliest of the task's [`Deadlines`] came.
+    /// The earliest deadline came.
     Timer,
-}
-
-/// The instants a connection's task must act at, whatever its socket does.
-#[derive(Debug, Clone, Copy)]
-struct Deadlines {
-    /// The waiting writer's stall grace or write deadline.
-    write: Option<Instant>,
-    /// The end of a coalescing gap.
-    hold: Option<Instant>,
-    /// After a failed write, the last moment to read what the peer sent.
-    give_up_reading: Option<Instant>,
-    /// The frame in progress must be finished by then.
-    frame: Option<Instant>,
-}
-
-impl Deadlines {
-    fn earliest(&self) -> Option<Instant> {
-        [self.write, self.hold, self.give_up_reading, self.frame]
-            .into_iter()
-            .flatten()
-            .min()
-    }
 }
 
 /// The results of one poll of the socket in each direction.
@@ -184,129 +167,103 @@ struct IoOutcome {
     read: Option<io::Result<usize>>,
     /// What a write took, if one was ready.
     wrote: Option<io::Result<usize>>,
-    /// The stream pushed out what it had buffered (see `Task::unflushed`).
+    /// The stream pushed out what it had buffered (TLS).
     flushed: Option<io::Result<()>>,
 }
 
 struct Task<S> {
     /// The socket (or TLS stream).
     stream: S,
-    /// What has been read of frames not yet in the inbox.
-    decoder: FrameDecoder,
-    /// The frames taken from the outbox for the write in progress.
-    batch: Batch,
-    /// The connection's id, inbox, outbox and line to the room.
+    /// Socket → inbox.
+    read: ReadSide,
+    /// Outbox → socket.
+    write: WriteSide,
+    /// The connection's id, inbox, outbox, line to the room and the
+    /// server's stop.
     link: Link,
-    /// The server's write and close settings.
+    /// The server's read, write and close settings.
     policy: Policy,
-    /// Still taking input for the room (the end has not been handed in).
-    reading: bool,
-    /// The socket has no more to give (end of stream, an error, or reading
-    /// given up); what the decoder holds still goes to the room.
-    eof: bool,
-    /// The next header is over a limit that is not settled yet.
-    awaiting_limit: bool,
-    /// The last [`Task::forward`] handed in every whole frame the decoder
-    /// held (it did not stop for a full inbox).
-    drained: bool,
-    /// Reading time spent on the frame in progress.
-    frame_clock: FrameClock,
-    /// Still writing (false once a write failed).
-    writing: bool,
-    /// The room asked for a flush and close; the batch is the last.
-    closing: bool,
-    /// Coalescing: the next take waits until then.
-    hold_until: Option<Instant>,
-    /// Frames in the batch when it was taken.
-    batch_frames: usize,
-    /// When a write last made progress (or the writer last had nothing to
-    /// do).
-    last_progress: Instant,
-    /// The outbox has been told the writer is stalled.
-    stalled: bool,
-    /// The room has been told the write deadline passed.
-    reported_too_slow: bool,
-    /// After a failed write, reading stops at this instant at the latest.
-    give_up_reading_at: Option<Instant>,
+    /// The server's cut has been carried out.
+    cut: bool,
     /// The one timer for every deadline.
     timer: Pin<Box<Sleep>>,
     /// The instant `timer` is armed for (`None`: no deadline pending); the
     /// timer is reset only when the earliest deadline moves.
     timer_at: Option<Instant>,
-    /// Bytes were written since the stream last flushed. A TLS stream may
-    /// still hold part of them; the writer is not idle until it flushed.
-    unflushed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn run(&mut self) {
         loop {
-            self.forward();
-            // Read only once every whole frame read is handed in: the room
-            // may free inbox space at any moment, but what the decoder holds
-            // must stay under one frame plus the next read.
-            let want_read = self.reading
-                && !self.eof
-                && !self.awaiting_limit
-                && self.drained
-                && self.link.inbox.has_space();
+            self.read.forward(&self.link);
+            let want_read = self.read.wants_read(&self.link);
             let now = Instant::now();
-            let frame_due = self.frame_clock.track(
-                want_read && self.decoder.is_mid_frame(),
-                now,
-                self.policy.frame_deadline,
-            );
+            let frame_due = self.read.frame_due(now, want_read);
             if frame_due.is_some_and(|due| due <= now) {
-                self.frame_deadline_passed();
+                self.read.frame_deadline_passed(&self.link);
                 continue;
             }
-            let want_write = self.writing && (self.batch.has_remaining() || self.unflushed);
-            if !self.reading && !want_write && !self.writing {
-                break;
+            let want_write = self.write.wants_write();
+            if self.read.is_ended() && self.write.has_failed() {
+                return;
             }
-            let idle_writer = self.writing && !self.closing && !want_write;
-            let deadlines = Deadlines {
-                write: if want_write {
-                    self.next_write_timer()
-                } else {
-                    None
-                },
-                hold: self.hold_until.filter(|_| idle_writer),
-                give_up_reading: self.give_up_reading_at,
-                frame: frame_due,
-            };
-            // One timer for all four, reset only when the earliest moves:
-            // a busy connection must not register a timer on every turn.
-            let next = deadlines.earliest();
+            if self.write.is_done_closing() {
+                let abort = self.link.signals.abort.clone();
+                tokio::select! {
+                    biased;
+                    () = abort.cancelled() => {}
+                    () = close_gracefully(&mut self.stream, self.policy.linger) => {}
+                }
+                return;
+            }
+            let deadlines = [
+                frame_due,
+                self.read.give_up_deadline(),
+                self.write.deadline(),
+            ];
+            // One timer for all, reset only when the earliest moves: a busy
+            // connection must not register a timer on every turn.
+            let next = deadlines.into_iter().flatten().min();
             if next != self.timer_at {
                 self.timer_at = next;
                 if let Some(at) = next {
                     self.timer.as_mut().reset(at);
                 }
             }
-            let (hold_until, reading, timer_armed) =
-                (self.hold_until, self.reading, self.timer_at.is_some());
+            let awaits_frames = self.write.awaits_frames();
+            let awaits_room = self.read.awaits_room(&self.link);
+            let (timer_armed, cut) = (self.timer_at.is_some(), self.cut);
             let step = {
                 let Self {
                     stream,
-                    decoder,
-                    batch,
+                    read,
+                    write,
                     link,
                     timer,
                     ..
                 } = self;
+                let decoder = &mut read.decoder;
+                let batch = &mut write.batch;
                 let io = poll_fn(|cx| poll_io(cx, stream, decoder, batch, want_read, want_write));
                 tokio::select! {
                     biased;
                     () = link.outbox.cancelled() => Step::Dropped,
+                    () = link.signals.abort.cancelled() => Step::Aborted,
+                    () = link.signals.cut.cancelled(), if !cut => Step::Cut,
                     outcome = io, if want_read || want_write => Step::Io(outcome),
-                    () = link.outbox.ready(), if idle_writer && hold_until.is_none() => Step::Take,
-                    () = link.inbox.space(), if reading && !want_read => Step::Space,
+                    () = link.outbox.ready(), if awaits_frames => Step::Take,
+                    () = link.inbox.space(), if awaits_room => Step::Space,
                     () = timer.as_mut(), if timer_armed => Step::Timer,
                 }
             };
             match step {
                 Step::Dropped => return self.farewell().await,
+                Step::Aborted => return,
+                Step::Cut => {
+                    self.cut = true;
+                    self.read.stop();
+                    self.write.cut(&self.link);
+                }
                 Step::Io(outcome) => self.handle_io(outcome),
                 Step::Take => self.take(),
                 Step::Space => {}
@@ -315,240 +272,99 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     self.timer_at = None;
                     let now = Instant::now();
                     let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-                    if due(deadlines.frame) {
-                        self.frame_deadline_passed();
+                    if due(deadlines[0]) {
+                        self.read.frame_deadline_passed(&self.link);
                     }
-                    if due(deadlines.give_up_reading) {
-                        self.end_input();
+                    if due(deadlines[1]) {
+                        self.read.end_of_input(&self.link);
                     }
-                    if due(deadlines.hold) {
-                        self.take();
-                    }
-                    if due(deadlines.write) && self.on_write_timer() {
+                    if due(deadlines[2]) && self.write.on_deadline(&self.link, now) {
                         return;
                     }
                 }
             }
-            if self.closing && !self.batch.has_remaining() {
-                close_gracefully(&mut self.stream, self.policy.linger).await;
-                return;
-            }
         }
     }
 
-    /// Hands the room every whole frame already read, while it has space,
-    /// each judged by the limit the room settled; once the socket has no
-    /// more to give and the decoder no whole frame, the end.
-    fn forward(&mut self) {
-        self.awaiting_limit = false;
-        self.drained = false;
-        while self.reading && self.link.inbox.has_space() {
-            let (limit, settled) = self.link.inbox.frame_limit();
-            let over = self.decoder.announced().is_some_and(|len| {
-                (limit.max_payload + 1..=MAX_FRAME_BYTES).contains(&(len as usize))
-            });
-            if over && !settled {
-                // The frames ahead of this one may raise the limit: wait
-                // for the room to take them, or read it again if it has.
-                if self.link.inbox.await_settle() {
-                    self.awaiting_limit = true;
-                    return;
-                }
-                continue;
-            }
-            match self.decoder.next_frame_within::<ClientFrame>(limit) {
-                Ok(None) => {
-                    self.drained = true;
-                    if self.eof {
-                        self.reading = false;
-                        self.link.hand_in(Input::End);
-                    }
-                    return;
-                }
-                Ok(Some(Decoded::Frame(frame))) => {
-                    self.frame_clock.reset();
-                    self.link.hand_in(Input::Frame(frame));
-                }
-                Ok(Some(Decoded::Skipped(len))) => {
-                    self.frame_clock.reset();
-                    tracing::debug!(conn = self.link.conn, len, "skipped an oversized frame");
-                    self.link.hand_in(Input::Oversized(len));
-                }
-                Err(e) => {
-                    self.reading = false;
-                    self.link.hand_in(Input::Violation(e));
-                }
-            }
-        }
-    }
-
-    /// The frame in progress has had its deadline: the room is told, as of
-    /// a violation, and nothing more is read.
-    fn frame_deadline_passed(&mut self) {
-        self.frame_clock.reset();
-        if self.reading {
-            tracing::info!(
-                conn = self.link.conn,
-                "frame not finished within the deadline"
-            );
-            self.reading = false;
-            self.link.hand_in(Input::Violation(FrameError::Unfinished(
-                self.policy.frame_deadline,
-            )));
+    fn take(&mut self) {
+        if self.write.take(&self.link) == TakeOutcome::Closing {
+            // The room has forgotten the connection: input is discarded
+            // from here on (by the close's linger).
+            self.read.stop();
         }
     }
 
     fn handle_io(&mut self, outcome: IoOutcome) {
         match outcome.wrote {
-            Some(Ok(n)) if n > 0 => self.progress(),
+            Some(Ok(n)) if n > 0 => self.write.wrote(&self.link),
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 tracing::debug!(conn = self.link.conn, error = %e, "write failed");
-                self.stop_writing();
+                self.write_failed();
             }
             None => {}
         }
         match outcome.flushed {
-            Some(Ok(())) => self.unflushed = false,
+            Some(Ok(())) => self.write.flushed(),
             Some(Err(e)) => {
                 tracing::debug!(conn = self.link.conn, error = %e, "flush failed");
-                self.stop_writing();
+                self.write_failed();
             }
             None => {}
         }
         match outcome.read {
             Some(Ok(0)) => {
-                if self.decoder.is_mid_frame() {
+                if self.read.decoder.is_mid_frame() {
                     tracing::debug!(conn = self.link.conn, "peer closed mid-frame");
                 }
-                self.end_input();
+                self.read.end_of_input(&self.link);
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 tracing::debug!(conn = self.link.conn, error = %e, "read failed");
-                self.end_input();
+                self.read.end_of_input(&self.link);
             }
             None => {}
         }
     }
 
-    /// Something was written: the writer is moving.
-    fn progress(&mut self) {
-        self.unflushed = true;
-        self.last_progress = Instant::now();
-        let done = self.batch.take_written();
-        if self.link.outbox.written(done) {
-            self.link.tell(Event::Pressure(self.link.conn));
-        }
-        self.set_stalled(false);
-        if !self.batch.has_remaining() && self.batch_frames >= self.policy.busy_frames {
-            self.hold_until = Some(Instant::now() + self.policy.gap);
+    /// The socket cannot be written: stop, and read what the peer already
+    /// sent (bounded by the linger) so that none of its lines is lost.
+    fn write_failed(&mut self) {
+        if !self.write.has_failed() {
+            self.write.fail(&self.link);
+            self.read.give_up_at(Instant::now() + self.policy.linger);
         }
     }
 
-    /// The socket cannot be written: stop, drop what was queued, and read
-    /// what the peer already sent (bounded by the linger) so that none of
-    /// its lines is lost.
-    fn stop_writing(&mut self) {
-        self.writing = false;
-        self.batch = Batch::default();
-        self.link.outbox.retire();
-        if self.reading {
-            self.give_up_reading_at = Some(Instant::now() + self.policy.linger);
-        }
-    }
-
-    /// No more input from the socket: the room gets the end behind every
-    /// whole frame already read, as it takes them.
-    fn end_input(&mut self) {
-        self.eof = true;
-        self.give_up_reading_at = None;
-        self.forward();
-    }
-
-    fn take(&mut self) {
-        self.hold_until = None;
-        match self.link.outbox.take(&mut self.batch) {
-            Next::Wait => {}
-            Next::Write => {}
-            Next::WriteThenClose => {
-                // The room has forgotten the connection: input is discarded
-                // from here on (by the close's linger).
-                self.closing = true;
-                self.reading = false;
-                self.give_up_reading_at = None;
-            }
-        }
-        self.batch_frames = self.batch.frames();
-        self.last_progress = Instant::now();
-    }
-
-    /// When the waiting writer next needs a look: at the stall grace, then
-    /// at the deadline, then never (the room has been told).
-    fn next_write_timer(&self) -> Option<Instant> {
-        if !self.stalled {
-            Some(self.last_progress + self.policy.stall_grace)
-        } else if !self.reported_too_slow || self.closing {
-            Some(self.last_progress + self.policy.write_deadline)
-        } else {
-            None
-        }
-    }
-
-    /// Tells the outbox (and, on a change, the room) whether the writer is
-    /// stalled.
-    fn set_stalled(&mut self, stalled: bool) {
-        if self.stalled != stalled {
-            self.stalled = stalled;
-            if self.link.outbox.set_stalled(stalled) {
-                self.link.tell(Event::Pressure(self.link.conn));
-            }
-        }
-    }
-
-    /// The writer has waited long: report a stall, then the deadline. True
-    /// if the task should end now.
-    fn on_write_timer(&mut self) -> bool {
-        let waited = self.last_progress.elapsed();
-        if waited >= self.policy.stall_grace {
-            self.set_stalled(true);
-        }
-        if waited >= self.policy.write_deadline {
-            if self.closing {
-                // Nobody is waiting for this connection any more.
-                tracing::debug!(conn = self.link.conn, "closing flush timed out");
-                return true;
-            }
-            if !self.reported_too_slow {
-                self.reported_too_slow = true;
-                self.link.tell(Event::TooSlow(self.link.conn));
-            }
-        }
-        false
-    }
-
-    /// The room dropped the connection: cut the queue, and send its last
-    /// frame if the socket takes it within the linger.
+    /// The room dropped the connection: cut the batch at a frame boundary,
+    /// and send its last frame if the socket takes it within the linger.
     async fn farewell(&mut self) {
         let Some(last) = self.link.outbox.take_farewell() else {
             return;
         };
-        if !self.writing {
+        if self.write.has_failed() {
             return;
         }
-        self.batch.cut_and_append(last);
+        self.write.batch.cut_and_append(&last);
         let linger = self.policy.linger;
         let stream = &mut self.stream;
-        let batch = &mut self.batch;
-        let _ = tokio::time::timeout(linger, async {
+        let batch = &mut self.write.batch;
+        let abort = self.link.signals.abort.clone();
+        let send = async {
             while batch.has_remaining() {
                 if stream.write_buf(batch).await.unwrap_or(0) == 0 {
                     return;
                 }
             }
+            let _ = stream.flush().await;
             close_gracefully(stream, linger).await;
-        })
-        .await;
+        };
+        tokio::select! {
+            biased;
+            () = abort.cancelled() => {}
+            _ = tokio::time::timeout(linger, send) => {}
+        }
     }
 }
 
@@ -558,7 +374,7 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
     stream: &mut S,
     decoder: &mut FrameDecoder,
-    batch: &mut Batch,
+    batch: &mut super::outbox::Batch,
     read: bool,
     write: bool,
 ) -> Poll<IoOutcome> {
@@ -602,38 +418,6 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The frame deadline's clock: reading time spent on the frame in
-/// progress. It runs only while the task is willing to read and a frame is
-/// incomplete.
-#[derive(Debug, Default)]
-struct FrameClock {
-    /// Time counted before the clock last paused.
-    spent: Duration,
-    /// When it last started running, if it is running.
-    since: Option<Instant>,
-}
-
-impl FrameClock {
-    /// A frame was finished (or the deadline acted): start from zero.
-    fn reset(&mut self) {
-        *self = Self::default();
-    }
-
-    /// Runs the clock while `running` and pauses it otherwise; returns the
-    /// instant the deadline falls at while it runs.
-    fn track(&mut self, running: bool, now: Instant, deadline: Duration) -> Option<Instant> {
-        match (running, self.since) {
-            (true, None) => self.since = Some(now),
-            (false, Some(since)) => {
-                self.spent += now.saturating_duration_since(since);
-                self.since = None;
-            }
-            _ => {}
-        }
-        self.since?.checked_add(deadline.saturating_sub(self.spent))
-    }
-}
-
 /// Half-closes, then reads and discards until the peer closes or `linger`
 /// passes, so the frames just written are not destroyed by a reset that
 /// unread incoming data would otherwise cause.
@@ -651,36 +435,4 @@ where
         }
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DEADLINE: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn the_frame_clock_counts_only_time_spent_willing_to_read() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut clock = FrameClock::default();
-        assert_eq!(clock.track(false, t0, DEADLINE), None, "no frame begun");
-        // Reading a frame for 20 s...
-        assert_eq!(clock.track(true, t0, DEADLINE), Some(t0 + s(60)));
-        assert_eq!(clock.track(true, t0 + s(20), DEADLINE), Some(t0 + s(60)));
-        // ...then paused (flood control, a full inbox) for 100 s...
-        assert_eq!(clock.track(false, t0 + s(20), DEADLINE), None);
-        assert_eq!(clock.track(false, t0 + s(120), DEADLINE), None);
-        // ...then reading again: 40 s of the deadline are left.
-        assert_eq!(clock.track(true, t0 + s(120), DEADLINE), Some(t0 + s(160)));
-        // A finished frame starts the next from zero.
-        clock.reset();
-        assert_eq!(clock.track(true, t0 + s(130), DEADLINE), Some(t0 + s(190)));
-    }
-
-    #[test]
-    fn a_deadline_too_long_for_the_clock_is_never() {
-        let mut clock = FrameClock::default();
-        assert_eq!(clock.track(true, Instant::now(), Duration::MAX), None);
-    }
 }

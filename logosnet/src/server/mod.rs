@@ -22,8 +22,9 @@ mod connection;
 mod driver;
 mod inbox;
 mod listeners;
-pub mod outbox;
-pub mod per_address;
+pub(crate) mod outbox;
+pub(crate) mod per_address;
+mod pressure;
 mod tls;
 
 use std::future::Future;
@@ -37,12 +38,9 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
-pub use driver::MIN_DRAIN_PER_DEADLINE;
 pub use inbox::INBOX_BYTES;
 pub use listeners::Both;
-pub use outbox::{
-    HEAVY_QUEUED_BYTES, IDLE_BUFFER_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
-};
+pub use outbox::{IDLE_BUFFER_BYTES, LAG_GRAIN};
 pub use per_address::MAX_PER_ADDRESS;
 pub use tls::{TlsListener, TlsOnAccept};
 
@@ -68,26 +66,48 @@ pub const BUSY_WRITE_FRAMES: usize = 4;
 /// never paid by a connection that keeps up.
 pub const WRITE_GAP: Duration = Duration::from_millis(5);
 
-/// How long shutdown waits for every queue to flush.
+/// How long shutdown waits for every queue to flush. Past half of it, each
+/// connection still flushing has its queue cut after the frame in progress
+/// and gets only the shutdown notice; past all of it, every connection is
+/// dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A writer that has made no progress for this long is *stalled*: its heavy
-/// queue no longer holds the room paused, and it is the first to go if the
-/// server-wide budget runs short. One second: a reader that is merely slow,
-/// or starved of CPU for a moment, drains something within it; one that
-/// stopped reading just as its queue turned heavy delays the others by this
-/// much at most, once.
-pub const STALL_GRACE: Duration = Duration::from_secs(1);
+/// A connection whose oldest frame not yet written was queued this long ago
+/// is dropped as too far behind: the lag bound, in seconds of room traffic
+/// rather than bytes, so that a member that keeps up with what the room
+/// actually sends is never dropped, whatever its bytes per second. 10 s:
+/// NATS' write deadline (a subscriber whose socket write blocks that long is
+/// a slow consumer); Redis lets a pub/sub client sit over its soft output
+/// limit for 60 s; an IRC server's send queue is a byte count (typically
+/// some hundreds of KiB), which at a busy room's 1.3 MB/s is under a second
+/// of traffic. Ten seconds behind, a chat is no longer a conversation.
+pub const MAX_LAG: Duration = Duration::from_secs(10);
 
-/// A member whose writer makes no progress for this long, or whose heavy
-/// queue holds the room paused this long, is dropped as too far behind.
-/// NATS' `write_deadline` is 10 s; so is ours.
-pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// The most the room waits at once for members whose queues turned heavy,
+/// and, separately, for the server-wide budget (see
+/// [`pressure`](pressure::HoldBudget)): half a second, a pause a person
+/// reading barely notices, and long enough for a reader that hiccuped
+/// (a scheduling stall, a lost packet's retransmission) to catch up.
+pub const HOLD_BUDGET: Duration = Duration::from_millis(500);
+
+/// The time over which a spent [`HOLD_BUDGET`] is earned back: 10 s, so the
+/// room waits for others at most 5 % of the time.
+pub const HOLD_WINDOW: Duration = Duration::from_secs(10);
+
+/// A queue charged past this is *heavy*: its reader fell well behind (at a
+/// busy room's 1.3 MB/s, about 0.4 s), and the room may pause for it, within
+/// the hold budget.
+pub const HEAVY_QUEUED_BYTES: usize = 512 * 1024;
+
+/// A heavy queue charged below this is light again: a quarter of the heavy
+/// mark, so the room does not flap between paused and running.
+pub const LIGHT_QUEUED_BYTES: usize = 128 * 1024;
 
 /// Bytes that may be charged to all queues together: 64 MiB. The room
-/// stops taking chat lines at half of it, and sheds stalled members first,
-/// so the charged total stays near half. (NATS' per-client `max_pending` is
-/// 64 MiB; ours is for the whole server.)
+/// stops taking chat lines at half of it (within its hold budget; past it
+/// the connection furthest behind is dropped until the total is under three
+/// eighths), so the charged total stays near half. (NATS' per-client
+/// `max_pending` is 64 MiB; ours is for the whole server.)
 pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 
 /// Reading time a connection has to finish a frame it has begun; past it,
@@ -122,7 +142,7 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// probe or two lost on a lossy link does not cut a live peer, and a dead
 /// one is found [`KEEPALIVE_IDLE`] + 3 × [`KEEPALIVE_INTERVAL`] = 90 s
 /// after it last spoke. (While data is unacknowledged the kernel's
-/// retransmission timeout applies instead; the write deadline bounds that
+/// retransmission timeout applies instead; the lag bound bounds that
 /// case first.)
 pub const KEEPALIVE_PROBES: u32 = 3;
 
@@ -175,8 +195,16 @@ impl Listener for tokio::net::TcpListener {
 pub struct ServerConfig {
     /// The room's rules.
     pub room: RoomConfig,
-    /// See [`MAX_QUEUED_BYTES`].
-    pub max_queued_bytes: usize,
+    /// See [`MAX_LAG`].
+    pub max_lag: Duration,
+    /// See [`HOLD_BUDGET`]; zero: the room never waits for anyone.
+    pub hold_budget: Duration,
+    /// See [`HOLD_WINDOW`].
+    pub hold_window: Duration,
+    /// See [`HEAVY_QUEUED_BYTES`].
+    pub heavy_queued_bytes: usize,
+    /// See [`LIGHT_QUEUED_BYTES`].
+    pub light_queued_bytes: usize,
     /// See [`MAX_QUEUED_TOTAL`].
     pub max_queued_total: usize,
     /// See [`MAX_CONNECTIONS`].
@@ -189,10 +217,6 @@ pub struct ServerConfig {
     pub busy_write_frames: usize,
     /// See [`WRITE_GAP`]; zero turns coalescing off.
     pub write_gap: Duration,
-    /// See [`STALL_GRACE`].
-    pub stall_grace: Duration,
-    /// See [`WRITE_DEADLINE`].
-    pub write_deadline: Duration,
     /// See [`FRAME_DEADLINE`].
     pub frame_deadline: Duration,
     /// Connections one IPv4 address or IPv6 /64 may have open (see
@@ -206,18 +230,43 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             room: RoomConfig::default(),
-            max_queued_bytes: MAX_QUEUED_BYTES,
+            max_lag: MAX_LAG,
+            hold_budget: HOLD_BUDGET,
+            hold_window: HOLD_WINDOW,
+            heavy_queued_bytes: HEAVY_QUEUED_BYTES,
+            light_queued_bytes: LIGHT_QUEUED_BYTES,
             max_queued_total: MAX_QUEUED_TOTAL,
             max_connections: MAX_CONNECTIONS,
             close_linger: CLOSE_LINGER,
             shutdown_grace: SHUTDOWN_GRACE,
             busy_write_frames: BUSY_WRITE_FRAMES,
             write_gap: WRITE_GAP,
-            stall_grace: STALL_GRACE,
-            write_deadline: WRITE_DEADLINE,
             frame_deadline: FRAME_DEADLINE,
             max_per_address: MAX_PER_ADDRESS,
             limit_loopback: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The pressure policy's numbers: the budget's mark is half the total,
+    /// its resume mark three quarters of that.
+    fn pressure(&self) -> pressure::PressureConfig {
+        let mark = self.max_queued_total / 2;
+        pressure::PressureConfig {
+            max_lag: self.max_lag,
+            hold: self.hold_budget,
+            hold_window: self.hold_window,
+            budget_mark: mark,
+            budget_resume: mark / 4 * 3,
+        }
+    }
+
+    /// Where each queue turns heavy and light.
+    fn queue_marks(&self) -> outbox::QueueMarks {
+        outbox::QueueMarks {
+            heavy: self.heavy_queued_bytes,
+            light: self.light_queued_bytes.min(self.heavy_queued_bytes),
         }
     }
 }
@@ -226,7 +275,7 @@ impl Default for ServerConfig {
 /// carries a frame: frames wait in each connection's inbox until the room
 /// takes them, so these never queue behind a flood. Each connection sends
 /// at most one `Ready` until the room has found its inbox empty, and one
-/// `Pressure` per change of its queue's state, so the channel holds a few
+/// `Light` per batch that made its queue light, so the channel holds a few
 /// events per connection at most.
 #[derive(Debug)]
 enum Event {
@@ -234,12 +283,13 @@ enum Event {
     Opened(ConnId, driver::Handles),
     /// The connection has input for the room.
     Ready(ConnId),
-    /// The connection's queue became light, or its writer stalled or
-    /// recovered.
-    Pressure(ConnId),
-    /// The connection's writer made no progress for the write deadline.
-    TooSlow(ConnId),
+    /// The connection's queue became light.
+    Light(ConnId),
 }
+
+/// How long the last wait of a shutdown may take, after every connection
+/// task has been told to stop at once (they stop at their next poll).
+const ABORT_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves the room on `listener` until `shutdown` resolves; then tells every
 /// client, flushes (bounded by [`ServerConfig::shutdown_grace`]) and returns.
@@ -250,6 +300,7 @@ where
 {
     let (events_tx, events) = mpsc::unbounded_channel();
     let tracker = TaskTracker::new();
+    let signals = connection::Signals::default();
     let totals = Arc::new(outbox::Totals::default());
     let accept = tokio::spawn(accept::accept_loop(
         listener,
@@ -257,20 +308,31 @@ where
         events_tx,
         totals.clone(),
         tracker.clone(),
+        signals.clone(),
     ));
-    let mut driver = driver::Driver::new(config.clone(), events, totals);
-    let outboxes = driver.run(shutdown).await;
+    let mut driver = driver::Driver::new(&config, events, totals);
+    driver.run(shutdown).await;
+    // Nothing new is accepted from here on, so the room hears of every
+    // connection there will ever be before it says goodbye.
     accept.abort();
+    let _ = accept.await;
+    driver.finish();
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace ran out; dropping unflushed connections");
-        for outbox in outboxes {
-            outbox.abort(None);
+    let half = config.shutdown_grace / 2;
+    if tokio::time::timeout(half, tracker.wait()).await.is_err() {
+        tracing::info!("cutting the queues of connections still flushing");
+        signals.cut.cancel();
+        let rest = config.shutdown_grace.saturating_sub(half);
+        if tokio::time::timeout(rest, tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown grace ran out; dropping unflushed connections");
+            signals.abort.cancel();
+            if tokio::time::timeout(ABORT_WAIT, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!("connection tasks did not stop; leaving them");
+            }
         }
-        tracker.wait().await;
     }
     tracing::info!("server stopped");
 }

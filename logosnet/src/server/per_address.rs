@@ -28,12 +28,12 @@ pub const MAX_PER_ADDRESS: usize = 16;
 
 /// IPv6 addresses that share this many leading bits count as one source:
 /// a /64, the smallest prefix a site or a host is normally assigned.
-pub const IPV6_GROUP_PREFIX_BITS: u32 = 64;
+pub(crate) const IPV6_GROUP_PREFIX_BITS: u32 = 64;
 
 /// Peers that count as one source. Shown as an IPv4 address or an IPv6
 /// prefix (`2001:db8::/64`) in the refusal's reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AddressGroup {
+pub(crate) enum AddressGroup {
     /// One IPv4 address (also reached as IPv4-mapped IPv6).
     V4(Ipv4Addr),
     /// One IPv6 /64: the address with its last 64 bits cleared.
@@ -42,7 +42,7 @@ pub enum AddressGroup {
 
 impl AddressGroup {
     /// The source `ip` belongs to.
-    pub fn of(ip: IpAddr) -> Self {
+    pub(crate) fn of(ip: IpAddr) -> Self {
         match ip.to_canonical() {
             IpAddr::V4(v4) => AddressGroup::V4(v4),
             IpAddr::V6(v6) => {
@@ -65,7 +65,7 @@ impl fmt::Display for AddressGroup {
 /// The operator's settings: how many per source, and whether loopback
 /// counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressLimit {
+pub(crate) struct AddressLimit {
     /// Connections one source may have open; 0 turns the limit off.
     pub max_per_address: usize,
     /// Whether loopback peers are limited too.
@@ -75,7 +75,7 @@ pub struct AddressLimit {
 impl AddressLimit {
     /// The group `ip` is counted in, or `None` if the limit does not apply
     /// to it (it is off, or `ip` is loopback and loopback is exempt).
-    pub fn group_for(&self, ip: IpAddr) -> Option<AddressGroup> {
+    pub(crate) fn group_for(&self, ip: IpAddr) -> Option<AddressGroup> {
         let exempt = ip.to_canonical().is_loopback() && !self.limit_loopback;
         (self.max_per_address > 0 && !exempt).then(|| AddressGroup::of(ip))
     }
@@ -83,7 +83,7 @@ impl AddressLimit {
 
 /// The connections each source has open.
 #[derive(Debug, Default)]
-pub struct AddressCounts {
+pub(crate) struct AddressCounts {
     /// Connections open per source; a source with none has no entry.
     open: BTreeMap<AddressGroup, usize>,
 }
@@ -92,7 +92,7 @@ impl AddressCounts {
     /// Counts a new connection from `ip` if the limit allows it: `Ok` with
     /// the group to [`release`](Self::release) when it ends (`None` if it
     /// is not counted), or `Err` with the group that is full.
-    pub fn admit(
+    pub(crate) fn admit(
         &mut self,
         limit: &AddressLimit,
         ip: IpAddr,
@@ -109,7 +109,7 @@ impl AddressCounts {
     }
 
     /// A counted connection from `group` has ended.
-    pub fn release(&mut self, group: AddressGroup) {
+    pub(crate) fn release(&mut self, group: AddressGroup) {
         if let Some(open) = self.open.get_mut(&group) {
             *open = open.saturating_sub(1);
             if *open == 0 {
@@ -119,12 +119,14 @@ impl AddressCounts {
     }
 
     /// Connections `group` has open.
-    pub fn open(&self, group: AddressGroup) -> usize {
+    #[cfg(test)]
+    fn open(&self, group: AddressGroup) -> usize {
         self.open.get(&group).copied().unwrap_or(0)
     }
 
     /// Sources with a connection open.
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    fn sources(&self) -> usize {
         self.open.len()
     }
 }
