@@ -22,15 +22,13 @@ use logosnet::protocol::{
     ClientFrame, MAX_MESSAGE_CHARS, Presence, Role, ServerFrame, no_hello_within, parse_line,
     parse_presence, public_line, too_far_behind,
 };
-use logosnet::server::{
-    IDLE_BUFFER_BYTES, INBOX_BYTES, MAX_DECODER_BYTES, MAX_QUEUED_TOTAL, ServerConfig,
-};
+use logosnet::server::{MAX_QUEUED_TOTAL, ServerConfig};
 use testkit::peer::frame_bytes as encode;
 use testkit::{Got, Peer, spawn_server};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::server_process::{STEP_LIMIT, ServerProcess, bounded, raise_fd_limit};
+use crate::server_process::{STEP_LIMIT, ServerProcess, bounded, memory_bound_kib, raise_fd_limit};
 
 /// A peer's reading half, for a task of its own.
 type Reader = Peer<tokio::io::ReadHalf<TcpStream>>;
@@ -103,15 +101,16 @@ async fn read_lines(who: String, mut reader: Reader, expected: usize) -> (String
 
 /// Readers that read, but too slowly for the room, pay for their pace:
 /// the attack at full size and unpaced, on real sockets. Flood control
-/// off, a 4 MiB budget (the room pauses at 2 MiB queued), a 2 s write
-/// deadline; eight participants read one line every 50 ms (about 20 KB/s)
-/// through a small receive buffer, and one participant writes 1,200 lines
-/// of 1,000 characters in one go. Each slow queue stays under the heavy
-/// mark, so it is the budget that pauses the room. Each slow reader is
-/// dropped as too far behind before the flood is over (its writer is seen
-/// stalled while the budget runs short), rather than the room moving at
-/// its pace (1.2 MB at 20 KB/s: a minute), and the observer beside them
-/// gets every line.
+/// off, a 4 MiB budget (the room pauses at 2 MiB charged), a 2 s lag bound;
+/// eight participants read one line every 50 ms (about 20 KB/s) through a
+/// small receive buffer, and one participant writes 1,200 lines of 1,000
+/// characters in one go. The budget pauses the room for its hold at most,
+/// then sheds the readers that drained least; the rest are dropped once
+/// their oldest line is 2 s old. Every slow reader is dropped as too far
+/// behind, none is waited for (1.2 MB at 20 KB/s would be a minute), and
+/// the observer beside them gets every line. (When each went, against the
+/// observer's progress, is printed, not asserted: on real sockets it
+/// depends on the machine; the simulations pin it down.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_readers_pay_for_their_pace_and_the_room_goes_on() {
     const SLOW: usize = 8;
@@ -119,7 +118,7 @@ async fn slow_readers_pay_for_their_pace_and_the_room_goes_on() {
     let mut config = ServerConfig::default();
     config.room.flood = None;
     config.max_queued_total = 4 << 20;
-    config.write_deadline = Duration::from_secs(2);
+    config.max_lag = Duration::from_secs(2);
     let (addr, _server) = spawn_server(config).await;
     bounded(Duration::from_secs(300), async {
         let (mut watch, _watch_writer) = Peer::observer(addr, "watch").await.split();
@@ -172,12 +171,8 @@ async fn slow_readers_pay_for_their_pace_and_the_room_goes_on() {
         }
         println!("slow readers left after these many lines: {left_at:?}");
         assert_eq!(left_at.len(), SLOW, "every slow reader was dropped");
-        for (name, lines) in &left_at {
+        for (name, _) in &left_at {
             assert!(name.starts_with("slow"), "{name} was dropped");
-            assert!(
-                *lines < LINES,
-                "{name} was dropped only after the whole flood had gone at its pace"
-            );
         }
         while let Some(done) = slow.join_next().await {
             let (name, told) = done.expect("a slow reader");
@@ -304,26 +299,11 @@ async fn flood_attack(server: &ServerProcess, flooders: usize, lines: usize) -> 
     server.memory_kib().1
 }
 
-/// Resident memory the server may reach, from SECURITY.md: a base for the
-/// binary, runtime and allocator; a fixed amount per connection (its
-/// decoder, its inbox and one line past it, its emptied queue buffer, the
-/// task); and the outgoing queues, which reading stops at half of
-/// `--max-queued-total`, plus one longest line to every member already
-/// taken, each byte held in a buffer at most twice its size; in KiB.
-fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
-    const BASE: usize = 16 << 20;
-    const TASK: usize = 4096;
-    let longest_line = encode(&public_line("x", &"\u{10FFFF}".repeat(MAX_MESSAGE_CHARS))).len();
-    let per_connection = MAX_DECODER_BYTES + INBOX_BYTES + longest_line + IDLE_BUFFER_BYTES + TASK;
-    let queues = 2 * (max_queued_total / 2 + 510 * longest_line);
-    ((BASE + connections * per_connection + queues) / 1024) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooders_are_slowed_and_every_reader_gets_every_line() {
     raise_fd_limit();
     // The default rule's shape, faster: burst 10, then 400 lines a second.
-    let args = ["--flood-rate", "400", "--write-deadline", "2"];
+    let args = ["--flood-rate", "400", "--max-lag", "2"];
     // One flooder with the 1,200 lines of 1,000 characters; ten at
     // once with 300 each, so that fifteen readers checking every byte in a
     // debug build keep up on a busy two-core machine (the soak below runs
@@ -347,7 +327,7 @@ async fn flooders_are_slowed_and_every_reader_gets_every_line() {
 async fn without_flood_control_back_pressure_keeps_every_reader() {
     raise_fd_limit();
     for (flooders, lines) in [(1, 1200), (10, 300)] {
-        let server = ServerProcess::start(&["--flood-rate", "0", "--write-deadline", "2"]);
+        let server = ServerProcess::start(&["--flood-rate", "0", "--max-lag", "2"]);
         bounded(Duration::from_secs(300), async {
             let peak = flood_attack(&server, flooders, lines).await;
             let bound = memory_bound_kib(20, MAX_QUEUED_TOTAL);

@@ -10,6 +10,7 @@
 
 mod admission;
 mod floods;
+mod pace;
 mod server_process;
 mod slow_readers;
 mod storms;

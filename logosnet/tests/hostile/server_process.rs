@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+use logosnet::protocol::{MAX_MESSAGE_CHARS, public_line};
+use logosnet::server::{IDLE_BUFFER_BYTES, INBOX_BYTES, MAX_DECODER_BYTES};
+use testkit::peer::frame_bytes as encode;
+
 /// Longest any single expected step may take before the test gives up. It
 /// only bounds a hung test; nothing asserts how fast anything is.
 pub const STEP_LIMIT: Duration = Duration::from_secs(30);
@@ -76,4 +80,21 @@ pub async fn bounded<F: std::future::Future<Output = ()>>(limit: Duration, scena
     tokio::time::timeout(limit, scenario)
         .await
         .unwrap_or_else(|_| panic!("scenario did not finish within {limit:?}"));
+}
+
+/// Resident memory the server may reach, from SECURITY.md: a base for the
+/// binary, runtime and allocator; a fixed amount per connection (its
+/// decoder, its inbox and one line past it, its two emptied queue buffers,
+/// the task); and the outgoing queues, charged by the memory that holds
+/// them, which the room stops filling at half of `--max-queued-total`,
+/// plus one longest line to every member already taken — the last push
+/// may double one buffer, so twice that; in KiB.
+pub fn memory_bound_kib(connections: usize, max_queued_total: usize) -> u64 {
+    const BASE: usize = 16 << 20;
+    const TASK: usize = 4096;
+    let longest_line = encode(&public_line("x", &"\u{10FFFF}".repeat(MAX_MESSAGE_CHARS))).len();
+    let per_connection =
+        MAX_DECODER_BYTES + INBOX_BYTES + longest_line + 2 * IDLE_BUFFER_BYTES + TASK;
+    let queues = 2 * (max_queued_total / 2 + 510 * longest_line);
+    ((BASE + connections * per_connection + queues) / 1024) as u64
 }

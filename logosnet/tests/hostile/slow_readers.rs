@@ -13,7 +13,7 @@ use logosnet::protocol::{
     ClientFrame, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, Presence, Role, ServerFrame, parse_line,
     parse_presence, public_line,
 };
-use logosnet::server::MAX_QUEUED_BYTES;
+use logosnet::server::SEND_BUFFER_BYTES;
 use testkit::Peer;
 use testkit::peer::frame_bytes as encode;
 use tokio::io::ReadHalf;
@@ -164,13 +164,14 @@ fn flood_bytes_per_reader() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dribbler_and_non_readers_do_not_stall_a_flood_and_memory_stays_bounded() {
     raise_fd_limit();
-    // The flood must be able to overflow a non-reader's queue and kernel
-    // buffers many times over, or the test proves nothing.
-    assert!(flood_bytes_per_reader() > 4 * MAX_QUEUED_BYTES);
+    // The flood must overflow a non-reader's kernel buffers many times over,
+    // so that its frames wait in the server, or the test proves nothing.
+    assert!(flood_bytes_per_reader() > 16 * SEND_BUFFER_BYTES);
     assert!(flood_line(0, 1).len() < MAX_FRAME_BYTES);
     // Flood control off: this is the back-pressure path, a flood at the
-    // speed of the readers, with no rate rule to slow it first.
-    let server = ServerProcess::start(&["--flood-rate", "0"]);
+    // speed of the readers, with no rate rule to slow it first. A lag bound
+    // of one second drops the non-readers well within the flood.
+    let server = ServerProcess::start(&["--flood-rate", "0", "--max-lag", "1"]);
     let addr = server.addr;
     let (rss_before, _) = server.memory_kib();
     bounded(Duration::from_secs(300), async {

@@ -7,6 +7,8 @@
 mod admission;
 mod flood;
 mod harness;
+mod pace;
 mod scenarios;
+mod shutdown;
 mod sweep;
 mod tls;

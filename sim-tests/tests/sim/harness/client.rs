@@ -124,6 +124,18 @@ pub fn label_seed(label: &str) -> u64 {
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
+/// Connects with whole-frame writes and uncapped reads, and records only
+/// the connection, not each frame: for crowds whose every frame would
+/// swamp the log (the run is as deterministic; the log is only shorter).
+pub async fn connect_quiet(label: &str, log: &EventLog) -> SimClient {
+    let (reader, writer) = tcp(label, log)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: connect failed: {e}"));
+    let reader = capped(label, reader, PieceSize::Any);
+    let stream: Box<dyn SimStream> = Box::new(tokio::io::join(reader, writer));
+    Peer::new(label, stream).with_patience(EXPECT_WITHIN)
+}
+
 /// Connects a participant named `name` (label = name) and joins the room.
 pub async fn participant(name: &str, log: &EventLog) -> SimClient {
     let mut client = connect(name, log).await;

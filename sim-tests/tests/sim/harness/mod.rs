@@ -18,7 +18,9 @@ use std::time::Duration;
 use logosnet::server::{ServerConfig, serve};
 use turmoil::{Builder, Sim};
 
-pub use client::{Got, SimClient, connect, connect_paced, connect_with, observer, participant};
+pub use client::{
+    Got, SimClient, connect, connect_paced, connect_quiet, connect_with, observer, participant,
+};
 pub use listener::{PieceSize, PieceStats, SimListener};
 pub use log::EventLog;
 

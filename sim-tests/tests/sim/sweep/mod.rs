@@ -46,9 +46,9 @@ const SWEEP_MAX_OBSERVERS: usize = 3;
 /// Simulated time let pass after each step before the checks.
 const SETTLE: Duration = Duration::from_millis(80);
 
-/// Each connection's queue bound in the sweep: a flood of long lines
-/// passes its heavy mark (half of it).
-const SWEEP_QUEUE_BYTES: usize = 16 * 1024;
+/// Where each connection's queue turns heavy in the sweep: a flood of long
+/// lines passes it (light again at a quarter of it).
+const SWEEP_HEAVY_BYTES: usize = 8 * 1024;
 
 /// The sweep's flood rule: the default burst, at ten times the default
 /// rate, so that a flood is held and released many times within a session
@@ -117,7 +117,8 @@ pub fn run_session(seed: u64) -> u64 {
     };
     // Small queues, so that a flood makes readers' queues heavy and the
     // back-pressure path runs in most sessions.
-    world.config.max_queued_bytes = SWEEP_QUEUE_BYTES;
+    world.config.heavy_queued_bytes = SWEEP_HEAVY_BYTES;
+    world.config.light_queued_bytes = SWEEP_HEAVY_BYTES / 4;
     let mut run = world.build();
     let log = run.log.clone();
     log.record(
