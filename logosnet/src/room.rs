@@ -668,10 +668,18 @@ impl Room {
         }
     }
 
-    /// Removes every trace of the connection and frees its slot.
+    /// Removes every trace of the connection and frees its slot. This is
+    /// the instant the connection stops being part of the room: its slot
+    /// and name are free for the next `Hello` or `Username` at once,
+    /// whatever its socket still does (a dropped member's farewell may
+    /// wait on its peer for the close linger). It is logged as `let go`
+    /// with the connection's id, once per connection: the simulations read
+    /// that event to judge who is in the room when a client cannot yet
+    /// see its own close.
     fn forget(&mut self, conn: ConnId) -> Option<State> {
         self.clear_deadline(conn);
         let state = self.conns.remove(&conn)?.state;
+        tracing::debug!(conn, "let go");
         self.releases.retain(|&(_, c)| c != conn);
         self.members.remove(&conn);
         match &state {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod listener;
 pub mod log;
 pub mod rng;
+pub mod room_record;
 pub mod tls;
 
 use std::cell::Cell;

@@ -33,6 +33,14 @@ pub async fn client_host(
                     close(&shared, id, &log, "connect failed");
                     continue;
                 };
+                // The address the server sees it from: how the room's record
+                // of who it let go is matched to this client.
+                if let Ok(addr) = stream.local_addr() {
+                    log.record(&format!("#{id}"), format_args!("connected from {addr}"));
+                    if let Some(c) = lock(&shared).clients.get_mut(&id) {
+                        c.addr = Some(addr);
+                    }
+                }
                 let (read, mut write) = stream.into_split();
                 let mut hello = frame_bytes(&ClientFrame::Hello(role));
                 if let Some(name) = name {

@@ -4,8 +4,17 @@
 //! target, over-long lines never, nobody that kept reading dropped, and —
 //! where no held link can still delay it — every line owed delivered.
 //! Nothing here predicts the server's output beyond those invariants.
+//!
+//! Who is in the room is judged as the protocol defines it: a member is
+//! gone once the server has let it go — freed its slot and name, sent its
+//! `left` and queued its close — even if the client has not seen the close
+//! yet (a held link delays the close; a full window keeps the farewell
+//! from even being written). The clients cannot see that instant, so the
+//! checks take it from the room's own record (`harness::room_record`),
+//! and check that record against what the clients saw.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +23,7 @@ use logosnet::room::flood;
 
 use super::{HOSTS, SWEEP_MAX_OBSERVERS, SWEEP_MAX_PARTICIPANTS};
 use crate::harness::EventLog;
+use crate::harness::room_record::SharedRecord;
 
 /// Before the final check, a line is owed to a member only this long after
 /// it was sent and after any held link on its way was released: under
@@ -67,6 +77,9 @@ impl FloodClock {
 #[derive(Debug, Default)]
 pub struct Client {
     pub host: usize,
+    /// The address the server sees it from, once connected: the key to
+    /// the room's record of it.
+    pub addr: Option<SocketAddr>,
     pub role: Option<Role>,
     pub admitted: bool,
     /// When it became part of the room (observer `Accepted`, participant
@@ -127,12 +140,14 @@ pub struct Links {
     pub now: Option<Duration>,
 }
 
-/// The invariants of issue 4, checked on what the clients saw. Delivery is
+/// The invariants of issue 4, checked on what the clients saw and on the
+/// room's record of whom it let go (see the module docs). Delivery is
 /// required only where no held link can still be delaying it, and before
 /// the final check only [`DELIVERY_BOUND`] after the line could move.
-pub fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
+pub fn check(shared: &Shared, record: &SharedRecord, links: &Links, when: &str, log: &EventLog) {
     let held = &links.held;
     let observed = lock(shared);
+    let room = lock(record);
     let fail = |why: String| -> ! {
         panic!(
             "{when}: {why}\ntrace hash so far {:016x} ({} events)\n--- last events ---\n{}",
@@ -144,7 +159,16 @@ pub fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
     if let Some(v) = observed.violations.first() {
         fail(v.clone());
     }
-    let live = |c: &&Client| c.closed_at.is_none();
+    if let Some(fault) = room.faults.first() {
+        fail(format!("the room's record is broken: {fault}"));
+    }
+    // When the room let the client go, by its own record.
+    let let_go = |c: &Client| c.addr.and_then(|addr| room.let_go(addr));
+    // Live: admitted (as the client saw it) and still in the room — its
+    // connection has not ended as far as it has seen, and the room has
+    // not let it go (it may not have seen that yet: the close waits behind
+    // a held link).
+    let live = |c: &&Client| c.closed_at.is_none() && let_go(c).is_none();
     // Names unique among live named participants.
     let mut names = BTreeSet::new();
     for c in observed.clients.values().filter(live) {
@@ -183,6 +207,49 @@ pub fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
                 ));
             }
         }
+        // The room's record against what the client saw: after the room let
+        // a connection go, nothing sent later reaches it (its queue holds
+        // only what was broadcast before).
+        if let Some(gone) = let_go(client)
+            && let Some(&line) = client
+                .messages
+                .iter()
+                .find(|&&m| observed.sent[m].at > gone)
+        {
+            fail(format!(
+                "#{id} got m{line}, sent at {:?}, after the room let it go at {gone:?}",
+                observed.sent[line].at
+            ));
+        }
+        // And once everything has settled: every client the server
+        // answered is in the record; every connection the room let go has
+        // ended; and every admitted connection that ended was let go (no
+        // slot outlives its connection) — but for one cut off by a
+        // partition, whose end the server may never see (keepalive is not
+        // simulated).
+        if links.now.is_none() {
+            let known = client.addr.and_then(|addr| room.conn(addr)).is_some();
+            if (client.admitted || client.refused) && !known {
+                fail(format!(
+                    "the room's record has no connection for #{id} (from {:?})",
+                    client.addr
+                ));
+            }
+            if let (Some(gone), None) = (let_go(client), client.closed_at) {
+                fail(format!(
+                    "the room let #{id} go at {gone:?}, but its connection never ended"
+                ));
+            }
+            if client.admitted
+                && !client.cut
+                && client.closed_at.is_some()
+                && let_go(client).is_none()
+            {
+                fail(format!(
+                    "#{id}'s connection ended, but the room never let it go"
+                ));
+            }
+        }
         // Exactly once at most, in per-sender order; private only to the
         // target; over-long lines never; never one's own public line.
         let mut seen = BTreeSet::new();
@@ -215,7 +282,8 @@ pub fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
         }
         // Every deliverable public line reaches every member present from
         // its sending until now, unless a held link may still delay it.
-        if client.closed_at.is_some() || client.cut || held[client.host] {
+        if client.closed_at.is_some() || let_go(client).is_some() || client.cut || held[client.host]
+        {
             continue;
         }
         let Some(since) = client.member_since else {
@@ -237,8 +305,10 @@ pub fn check(shared: &Shared, links: &Links, when: &str, log: &EventLog) {
                 })
                 && sender.member_since.is_some_and(|s| s <= sent.at)
                 // A sender the server dropped (its link was held or cut, so
-                // it stopped reading) may lose the lines it had in flight.
+                // it stopped reading) may lose the lines it had in flight,
+                // and nothing it sends after the room let it go is taken.
                 && sender.error.is_none()
+                && let_go(sender).is_none_or(|gone| sent.at < gone)
                 && match &sent.target {
                     None => true,
                     Some(target) => client.name.as_deref() == Some(target.as_str()),

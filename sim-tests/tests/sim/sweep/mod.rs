@@ -11,7 +11,9 @@
 //! simulation run until things settle, then checks what every client saw
 //! ([`invariants`]). Clients record everything in one shared `Observed`;
 //! nothing here predicts the server's output beyond the invariants of
-//! issue 4.
+//! issue 4. Who is still in the room is the room's own word (its `let go`
+//! events, read by `harness::room_record`), checked against what the
+//! clients saw: a client whose link is held cannot see it was dropped.
 //!
 //! `SIM_SEEDS=N` sets how many seeds run (default [`DEFAULT_SEEDS`]);
 //! `SIM_SEED=S` runs seed `S` alone (the replay a failure prints).
@@ -28,6 +30,7 @@ use logosnet::room::{RoomConfig, flood};
 use tokio::sync::mpsc;
 
 use crate::harness::rng::SplitMix;
+use crate::harness::room_record::{SharedRecord, tap_room};
 use crate::harness::{PieceSize, SERVER, World};
 use hosts::client_host;
 use invariants::{Links, Shared, check, lock};
@@ -121,6 +124,9 @@ pub fn run_session(seed: u64) -> u64 {
     world.config.light_queued_bytes = SWEEP_HEAVY_BYTES / 4;
     let mut run = world.build();
     let log = run.log.clone();
+    // The room's own account of whom it let go, for the liveness checks.
+    let record: SharedRecord = Arc::default();
+    let _tap = tap_room(record.clone(), log.clone());
     log.record(
         "sweep",
         format_args!(
@@ -164,7 +170,13 @@ pub fn run_session(seed: u64) -> u64 {
             released_at: driver.released_at,
             now: Some(run.sim.elapsed()),
         };
-        check(&shared, &links, &format!("seed {seed} step {step}"), &log);
+        check(
+            &shared,
+            &record,
+            &links,
+            &format!("seed {seed} step {step}"),
+            &log,
+        );
     }
     // Repair and release every link, let everything arrive, check completely.
     for h in 0..HOSTS {
@@ -191,7 +203,13 @@ pub fn run_session(seed: u64) -> u64 {
         released_at: driver.released_at,
         now: None,
     };
-    check(&shared, &links, &format!("seed {seed} final"), &log);
+    check(
+        &shared,
+        &record,
+        &links,
+        &format!("seed {seed} final"),
+        &log,
+    );
     drop(driver);
     {
         let observed = lock(&shared);
