@@ -142,7 +142,7 @@ async fn frame_limits_follow_the_state_and_pipelined_frames_are_judged_in_order(
         assert_eq!(
             naming.until_closed().await,
             vec![ServerFrame::ProtocolError(
-                "frame length 256 exceeds the limit of 135 bytes before a username is accepted"
+                "frame length 256 exceeds the limit of 122 bytes before a username is accepted"
                     .into()
             )]
         );
