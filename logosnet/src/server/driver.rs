@@ -35,7 +35,7 @@ use tokio::time::Sleep;
 
 use super::inbox::{Inbox, Input};
 use super::outbox::{HEAVY_QUEUED_BYTES, LIGHT_QUEUED_BYTES, Outbox, Totals};
-use super::{Event, ServerConfig};
+use super::{Event, ServerConfig, Table};
 use crate::room::{ConnId, EndReason, Output, Room};
 use crate::{codec, protocol};
 
@@ -199,9 +199,12 @@ impl Driver {
 
     fn handle_event(&mut self, event: Event) {
         match event {
-            Event::Opened(conn, handles) => {
+            Event::Opened(conn, handles, table) => {
                 if self.room.handle_open(now(), conn) {
                     self.conns.insert(conn, handles);
+                    if table == Table::Full {
+                        self.room.make_room_for(now(), conn);
+                    }
                     self.apply();
                 } else {
                     // A reused id: the room refused it, so the socket it
