@@ -18,8 +18,8 @@ pub use text::{
     closed_to_make_room_before_naming, first_frame_must_be_hello, hello_again, is_blank, joined,
     left, no_hello_within, no_such_user, observers_only_read, parse_line, parse_presence,
     private_line, private_needs_a_name, private_needs_a_space, public_line, server_busy,
-    shutdown_notice, too_far_behind, too_long_warning, too_many_connections_from,
-    too_many_names, too_many_new_connections_from,
+    shutdown_notice, too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
+    too_many_new_connections_from,
 };
 
 /// Most participants at once, from the spec.

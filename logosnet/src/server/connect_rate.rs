@@ -211,10 +211,7 @@ mod tests {
             Err(Duration::from_nanos(1))
         );
         assert_eq!(rates.admit(&limit, t0 + interval, source(7)), Ok(()));
-        assert_eq!(
-            rates.admit(&limit, t0 + interval, source(7)),
-            Err(interval)
-        );
+        assert_eq!(rates.admit(&limit, t0 + interval, source(7)), Err(interval));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+pub use connect_rate::{MAX_NEW_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit};
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use driver::MIN_DRAIN_PER_DEADLINE;
 pub use inbox::INBOX_BYTES;
@@ -44,7 +45,6 @@ pub use listeners::Both;
 pub use outbox::{
     HEAVY_QUEUED_BYTES, IDLE_BUFFER_BYTES, LIGHT_QUEUED_BYTES, MAX_QUEUED_BYTES, Outbox,
 };
-pub use connect_rate::{MAX_NEW_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit};
 pub use per_address::MAX_PER_ADDRESS;
 pub use tls::{MAX_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT, TlsListener, TlsOnAccept};
 

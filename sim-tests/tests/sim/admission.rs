@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use logosnet::protocol::{
     ClientFrame, HEADER_BYTES, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame,
-    closed_to_make_room_before_hello, closed_to_make_room_before_naming, joined, left,
-    public_line, server_busy, too_long_warning, too_many_connections_from, too_many_names,
+    closed_to_make_room_before_hello, closed_to_make_room_before_naming, joined, left, public_line,
+    server_busy, too_long_warning, too_many_connections_from, too_many_names,
     too_many_new_connections_from,
 };
 use logosnet::room::flood::FloodLimit;
 use logosnet::room::{MAX_REFUSED_NAMES, NAMING_CEILING};
 use logosnet::server::{
-    FRAME_DEADLINE, MAX_NEW_PER_ADDRESS, MAX_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit,
-    WRITE_DEADLINE,
+    FRAME_DEADLINE, MAX_MAKING_ROOM, MAX_NEW_PER_ADDRESS, MAX_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW,
+    RateLimit, WRITE_DEADLINE,
 };
 use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
@@ -520,4 +520,36 @@ fn the_rate_refuses_the_thirty_third_in_a_burst_and_admits_after_refill() {
         Ok(())
     });
     run.run();
+}
+
+/// Sockets past the table are bounded too: with a table of two and the
+/// sockets closed to make room lingering (their peers neither read nor
+/// close), the first `MAX_MAKING_ROOM` past the table each close the
+/// oldest silent socket, and the next is told `server busy` at once.
+#[test]
+fn past_the_room_being_made_a_socket_is_refused_at_once() {
+    let mut world = World::new(SEED);
+    world.config.max_connections = 2;
+    world.config.close_linger = Duration::from_secs(30);
+    world.tcp_capacity = 1024;
+    world.run_script(|log| async move {
+        let total = 2 + MAX_MAKING_ROOM + 1;
+        let mut sockets = Vec::with_capacity(total);
+        for i in 0..total {
+            sockets.push(connect(&format!("s{i}"), &log).await);
+        }
+        let mut sockets = sockets.into_iter();
+        for mut made_room in sockets.by_ref().take(MAX_MAKING_ROOM) {
+            made_room.expect(closed_to_make_room_before_hello()).await;
+            made_room.expect_closed().await;
+        }
+        let mut kept: Vec<_> = sockets.by_ref().take(2).collect();
+        let mut refused = sockets.next().expect("the last socket");
+        refused.expect(server_busy()).await;
+        refused.expect_closed().await;
+        for socket in &mut kept {
+            socket.expect_quiet(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    });
 }

@@ -221,7 +221,10 @@ async fn past_the_client_hello_a_handshake_waits_for_a_slot_in_order() {
     let timeout = Duration::from_secs(10);
     let slots = handshakes(&fixture, timeout, 1);
     let (mut stalled, mut stalled_client) = over_pipe_with(slots.clone());
-    stalled_client.write_all(&client_hello(&fixture)).await.unwrap();
+    stalled_client
+        .write_all(&client_hello(&fixture))
+        .await
+        .unwrap();
     let stalled_deadline = Instant::now() + timeout;
     let stalled_read = tokio::spawn(async move { stalled.read(&mut [0u8; 4]).await });
     // Let it take the slot.
