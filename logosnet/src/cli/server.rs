@@ -42,8 +42,9 @@ pub const MIN_QUEUED_TOTAL: u64 = 4 << 20;
 /// Largest `--max-queued-total`: 64 GiB, far past any machine this runs on.
 pub const MAX_QUEUED_TOTAL_SETTING: u64 = 64 << 30;
 
-/// Largest `--max-per-ip`: the server's whole socket limit, past which a
-/// per-source limit limits nothing.
+/// Largest `--max-per-ip`: the default socket table, past which a
+/// per-source limit limits nothing at the default `--max-connections` (one
+/// who raises that and wants no per-source limit sets 0).
 pub const MAX_PER_IP_SETTING: u64 = MAX_CONNECTIONS as u64;
 
 /// Most `--max-connections`: 65,536 sockets, thirty-two times the default
