@@ -19,6 +19,7 @@
 //! the types, the limits — is [`crate::protocol`]'s.
 
 use bytes::{Buf, Bytes, BytesMut};
+use postcard::ser_flavors::Size;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -56,14 +57,31 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, EncodeError> {
 }
 
 /// Decodes one payload (the bytes after the header) into exactly one value:
-/// unknown variants, bad varints, invalid UTF-8 and trailing bytes are errors.
-pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+/// unknown variants, bad varints, invalid UTF-8 and trailing bytes are errors,
+/// and so is an *overlong* varint (one padded with `80` bytes past what its
+/// value needs, such as `80 00` for 0), which postcard itself would take.
+///
+/// Why refuse padding: one message then has exactly one encoding, the one
+/// [`encode`] writes, so the frame limits ([`crate::protocol::MAX_HELLO_PAYLOAD`]
+/// and the rest) are the lengths of the longest real messages rather than
+/// of padded ones, and a peer that pads is found out at once instead of
+/// being taken for a conforming one. Checked by re-measuring the value:
+/// the payload was consumed exactly, and the only freedom postcard leaves
+/// in these types is varint padding, so a payload longer than the value's
+/// own encoding padded a varint.
+pub fn decode_payload<T: Serialize + DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes::<T>(payload) {
-        Ok((value, [])) => Ok(value),
+        Ok((value, [])) => match postcard::serialize_with_flavor(&value, Size::default()) {
+            Ok(len) if len == payload.len() => Ok(value),
+            _ => Err(FrameError::Undecodable(OVERLONG_VARINT)),
+        },
         Ok((_, _rest)) => Err(FrameError::Undecodable("trailing bytes after the message")),
         Err(e) => Err(FrameError::Undecodable(postcard_reason(&e))),
     }
 }
+
+/// The violation's words for a padded varint.
+const OVERLONG_VARINT: &str = "overlong varint";
 
 /// The payload length the header at the start of `bytes` announces, once
 /// all four of its bytes are there.
@@ -91,8 +109,12 @@ pub fn message_text(payload: &[u8]) -> Option<&[u8]> {
         [MESSAGE_TAG, len @ 0..0x80, text @ ..] => {
             (usize::from(*len) == text.len()).then_some(text)
         }
+        // Longer: exact, and its length written in as few bytes as it
+        // needs (the strict decoder refuses a padded one).
         [MESSAGE_TAG, rest @ ..] => match postcard::take_from_bytes::<&[u8]>(rest) {
-            Ok((text, [])) => Some(text),
+            Ok((text, [])) if rest.len() == protocol::varint_len(text.len()) + text.len() => {
+                Some(text)
+            }
             _ => None,
         },
         _ => None,
@@ -316,7 +338,7 @@ impl FrameDecoder {
 
     /// Takes and decodes the next complete frame under the protocol's own
     /// limit, `Ok(None)` if more bytes are needed.
-    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_frame<T: Serialize + DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         match self.next_frame_within(FrameLimit::ANY)? {
             Some(Decoded::Frame(frame)) => Ok(Some(frame)),
             Some(Decoded::Skipped(_)) | None => Ok(None),
@@ -326,7 +348,7 @@ impl FrameDecoder {
     /// Takes and decodes the next complete frame, or word of a skipped one,
     /// judging a new header against `limit`; `Ok(None)` if more bytes are
     /// needed.
-    pub fn next_frame_within<T: DeserializeOwned>(
+    pub fn next_frame_within<T: Serialize + DeserializeOwned>(
         &mut self,
         limit: FrameLimit,
     ) -> Result<Option<Decoded<T>>, FrameError> {
@@ -474,6 +496,7 @@ mod tests {
             &[MESSAGE_TAG, 1, b'a', b'b'][..],    // trailing byte
             &[MESSAGE_TAG][..],                   // no length
             &[MESSAGE_TAG, 0xff, 0xff, 0xff][..], // bad length
+            &[MESSAGE_TAG, 0x81, 0x00, b'a'][..], // padded length
         ] {
             assert_eq!(message_text(payload), None, "{payload:?}");
             assert!(
@@ -485,6 +508,45 @@ mod tests {
         let payload = [MESSAGE_TAG, 2, 0xff, 0xfe];
         assert_eq!(message_text(&payload), Some(&[0xff, 0xfe][..]));
         assert!(decode_payload::<ServerFrame>(&payload).is_err());
+    }
+
+    /// The varint decision on a byte stream, one way: the issue's
+    /// `00 00 00 03 80 00 00` (a `Hello` whose index is padded to two
+    /// bytes) is a violation, named, and the decoder takes nothing after it.
+    #[test]
+    fn a_frame_with_an_overlong_varint_fails_the_stream() {
+        let mut decoder = FrameDecoder::new();
+        decoder.extend(&[0, 0, 0, 3, 0x80, 0x00, 0x00]);
+        decoder.extend(&encode(&ClientFrame::Hello(Role::Participant)));
+        let error = decoder.next_frame::<ClientFrame>().unwrap_err();
+        assert_eq!(error, FrameError::Undecodable("overlong varint"));
+        assert_eq!(
+            error.reason(),
+            "undecodable payload: overlong varint",
+            "the ProtocolError text"
+        );
+        assert_eq!(
+            decoder.next_frame::<ClientFrame>(),
+            Err(FrameError::Undecodable("stream already failed")),
+            "the good Hello behind it is not taken"
+        );
+    }
+
+    /// And the other way: the same `Hello` written as short as it can be,
+    /// `00 00 00 02 00 00`, and a line whose length needs two bytes
+    /// (`c8 01`), decode in pieces of every size.
+    #[test]
+    fn frames_with_minimal_varints_decode_in_any_pieces() {
+        let mut bytes = vec![0, 0, 0, 2, 0x00, 0x00];
+        bytes.extend_from_slice(&[0, 0, 0, 203, 2, 0xc8, 0x01]);
+        bytes.extend_from_slice(&[b'x'; 200]);
+        let want = vec![
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Chat("x".repeat(200)),
+        ];
+        for piece in 1..=bytes.len() {
+            assert_eq!(decode_in_pieces(&bytes, piece), want, "piece {piece}");
+        }
     }
 
     #[test]
@@ -566,7 +628,7 @@ mod tests {
         let error = decoder.next_payload_within(BEFORE_HELLO).unwrap_err();
         assert_eq!(
             error.reason(),
-            "frame length 65536 exceeds the limit of 10 bytes before Hello"
+            "frame length 65536 exceeds the limit of 2 bytes before Hello"
         );
         assert!(
             decoder.next_payload_within(BEFORE_HELLO).is_err(),
@@ -576,18 +638,17 @@ mod tests {
 
         // At the limit, the frame is taken; one byte over, refused.
         let mut decoder = FrameDecoder::new();
-        decoder.extend(&[0, 0, 0, 10]);
-        decoder.extend(&[0x80, 0x80, 0x80, 0x80, 0, 0x80, 0x80, 0x80, 0x80, 0]);
+        decoder.extend(&[0, 0, 0, 2, 0, 0]);
         assert_eq!(
             decoder.next_frame_within::<ClientFrame>(BEFORE_HELLO),
             Ok(Some(Decoded::Frame(ClientFrame::Hello(Role::Participant))))
         );
-        decoder.extend(&[0, 0, 0, 11]);
+        decoder.extend(&[0, 0, 0, 3]);
         assert!(matches!(
             decoder.next_payload_within(BEFORE_HELLO),
             Err(FrameError::OverLimit {
-                len: 11,
-                limit: 10,
+                len: 3,
+                limit: 2,
                 ..
             })
         ));

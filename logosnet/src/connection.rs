@@ -94,7 +94,9 @@ impl<S: AsyncRead + Unpin> Connection<S> {
     /// frames. Cancel-safe: a cancelled call loses no bytes, and the next
     /// one carries on where it stopped (so it may sit in a `select!` or
     /// under a timeout).
-    pub async fn read_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ReadError> {
+    pub async fn read_frame<T: Serialize + DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<T>, ReadError> {
         loop {
             if let Some(frame) = self.decoder.next_frame()? {
                 return Ok(Some(frame));

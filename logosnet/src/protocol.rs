@@ -14,10 +14,12 @@ pub mod text;
 
 pub use text::{
     CHAT_PREFIX_CHARS, ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence,
-    SENDER_COLUMNS, already_named, choose_a_username_first, first_frame_must_be_hello, hello_again,
-    is_blank, joined, left, no_hello_within, no_such_user, observers_only_read, parse_line,
-    parse_presence, private_line, private_needs_a_space, public_line, server_busy, shutdown_notice,
-    too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
+    SENDER_COLUMNS, already_named, choose_a_username_first, closed_to_make_room_before_hello,
+    closed_to_make_room_before_naming, first_frame_must_be_hello, hello_again, is_blank, joined,
+    left, no_hello_within, no_such_user, observers_only_read, parse_line, parse_presence,
+    private_line, private_needs_a_name, private_needs_a_space, public_line, server_busy,
+    shutdown_notice, too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
+    too_many_new_connections_from,
 };
 
 /// Most participants at once, from the spec.
@@ -48,31 +50,41 @@ pub const HEADER_BYTES: usize = 4;
 /// bounding what a peer can make a reader buffer.
 pub const MAX_FRAME_BYTES: usize = 65_536;
 
-/// Most bytes postcard spends on an enum's variant index: a `u32` varint.
-/// postcard also accepts a varint longer than it needs to be (`80 00` for
-/// 0), so a payload that decodes may spend all five.
-pub const MAX_VARIANT_BYTES: usize = 5;
+/// Bytes a varint takes for `value` written as it must be: the fewest
+/// that hold it (see [`crate::codec::decode_payload`]: a longer, padded
+/// varint is a violation). Seven bits a byte: `varint_len(127) == 1`,
+/// `varint_len(128) == 2`.
+pub const fn varint_len(value: usize) -> usize {
+    let mut len = 1;
+    let mut rest = value >> 7;
+    while rest > 0 {
+        len += 1;
+        rest >>= 7;
+    }
+    len
+}
 
-/// Most bytes postcard spends on a string's length: a `usize` varint, ten
-/// bytes on a 64-bit target (five on a 32-bit one), padded ones included.
-pub const MAX_LENGTH_PREFIX_BYTES: usize = 10;
+/// Bytes an enum's variant index takes: one, since both message enums and
+/// [`Role`] have far fewer than 128 variants (appending past 127 would
+/// need this to grow).
+pub const MAX_VARIANT_BYTES: usize = 1;
 
 /// The longest payload that can decode as a `Hello`: two variant indexes
-/// (the message's and the role's). The shortest is 2 bytes.
+/// (the message's and the role's), one byte each.
 pub const MAX_HELLO_PAYLOAD: usize = 2 * MAX_VARIANT_BYTES;
 
 /// The longest `Username` payload the name rule reads at all: a variant
-/// index, a string length and [`MAX_REQUESTED_BYTES`] of text (ten 4-byte
-/// characters, with room for them to arrive decomposed, before NFC). 135
-/// bytes; a longer request cannot be a valid name.
+/// index, the length of [`MAX_REQUESTED_BYTES`] and that much text (ten
+/// 4-byte characters, with room for them to arrive decomposed, before
+/// NFC). 122 bytes; a longer request cannot be a valid name.
 pub const MAX_USERNAME_PAYLOAD: usize =
-    MAX_VARIANT_BYTES + MAX_LENGTH_PREFIX_BYTES + MAX_REQUESTED_BYTES;
+    MAX_VARIANT_BYTES + varint_len(MAX_REQUESTED_BYTES) + MAX_REQUESTED_BYTES;
 
-/// The longest `Chat` payload that can be delivered: a variant index, a
-/// string length and [`MAX_MESSAGE_CHARS`] characters of 4 bytes each.
-/// 4,015 bytes; a longer line is refused whatever it says.
+/// The longest `Chat` payload that can be delivered: a variant index, the
+/// length of [`MAX_MESSAGE_CHARS`] characters of 4 bytes each, and those
+/// bytes. 4,003 bytes; a longer line is refused whatever it says.
 pub const MAX_CHAT_PAYLOAD: usize =
-    MAX_VARIANT_BYTES + MAX_LENGTH_PREFIX_BYTES + 4 * MAX_MESSAGE_CHARS;
+    MAX_VARIANT_BYTES + varint_len(4 * MAX_MESSAGE_CHARS) + 4 * MAX_MESSAGE_CHARS;
 
 /// Which kind of connection a `Hello` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -285,6 +297,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn varint_len_counts_seven_bits_a_byte() {
+        for (value, len) in [
+            (0, 1),
+            (127, 1),
+            (128, 2),
+            (4000, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (usize::MAX, 10),
+        ] {
+            assert_eq!(varint_len(value), len, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_payload_limits_are_the_longest_payloads_that_decode() {
+        // Hello: two one-byte indexes.
+        let hello = encode(&ClientFrame::Hello(Role::Observer));
+        assert_eq!(hello.len() - HEADER_BYTES, MAX_HELLO_PAYLOAD);
+
+        // Username: the longest request the name rule reads.
+        let name = "\u{1F980}".repeat(MAX_REQUESTED_BYTES / 4);
+        let username = encode(&ClientFrame::Username(name.clone()));
+        assert_eq!(username.len() - HEADER_BYTES, MAX_USERNAME_PAYLOAD);
+        assert_eq!(
+            decode_payload::<ClientFrame>(&username[HEADER_BYTES..]),
+            Ok(ClientFrame::Username(name))
+        );
+
+        // Chat: the longest deliverable line.
+        let line = "\u{1F980}".repeat(MAX_MESSAGE_CHARS);
+        let chat = encode(&ClientFrame::Chat(line.clone()));
+        assert_eq!(chat.len() - HEADER_BYTES, MAX_CHAT_PAYLOAD);
+        assert_eq!(
+            decode_payload::<ClientFrame>(&chat[HEADER_BYTES..]),
+            Ok(ClientFrame::Chat(line))
+        );
+        assert_eq!(
+            (MAX_HELLO_PAYLOAD, MAX_USERNAME_PAYLOAD, MAX_CHAT_PAYLOAD),
+            (2, 122, 4003)
+        );
+    }
+
     /// `value` as a postcard varint padded to exactly `width` bytes.
     fn padded_varint(value: u64, width: usize) -> Vec<u8> {
         (0..width)
@@ -295,50 +351,76 @@ mod tests {
             .collect()
     }
 
+    /// The decision, one way: a varint longer than it needs to be is a
+    /// violation wherever it stands (the message's index, the role's, a
+    /// string's length), whatever value it pads; the issue's own bytes
+    /// `80 00 00` (a `Hello` with its index padded) among them.
     #[test]
-    fn the_payload_limits_are_the_longest_payloads_that_decode() {
-        // Hello: both indexes padded to five bytes still decode; a sixth
-        // byte is a bad varint.
-        let mut hello = padded_varint(0, MAX_VARIANT_BYTES);
-        hello.extend(padded_varint(1, MAX_VARIANT_BYTES));
-        assert_eq!(hello.len(), MAX_HELLO_PAYLOAD);
+    fn overlong_varints_are_violations() {
+        let overlong = FrameError::Undecodable("overlong varint");
+        // PROTOCOL.md's examples first: a padded `Hello` index, a padded
+        // role, and `Chat("hi")` with its length padded.
+        let mut cases: Vec<Vec<u8>> = vec![
+            vec![0x80, 0x00, 0x00],
+            vec![0x00, 0x81, 0x00],
+            vec![0x02, 0x82, 0x00, b'h', b'i'],
+        ];
+        for width in 2..=5 {
+            let mut hello = padded_varint(0, width);
+            hello.push(0);
+            cases.push(hello);
+            let mut chat = padded_varint(2, width);
+            chat.extend(padded_varint(2, width));
+            chat.extend(b"hi");
+            cases.push(chat);
+            let mut name = vec![1];
+            name.extend(padded_varint(3, width));
+            name.extend(b"bob");
+            cases.push(name);
+        }
+        // A 200-byte line's length padded from two bytes to three.
+        let mut long = vec![2];
+        long.extend(padded_varint(200, 3));
+        long.extend([b'x'; 200]);
+        cases.push(long);
+        for payload in &cases {
+            assert_eq!(
+                decode_payload::<ClientFrame>(payload),
+                Err(overlong.clone()),
+                "{payload:02x?}"
+            );
+        }
+        // The server's frames are held to the same rule.
         assert_eq!(
-            decode_payload::<ClientFrame>(&hello),
+            decode_payload::<ServerFrame>(&[0x86, 0x00, 0x02, b'h', b'i']),
+            Err(overlong)
+        );
+    }
+
+    /// And the other way: every varint as short as it can be decodes,
+    /// including the multi-byte lengths at each width's edges, and it is
+    /// exactly what the encoder writes.
+    #[test]
+    fn minimal_varints_decode_at_every_width() {
+        for len in [0, 1, 127, 128, 200, 4000, 16_383, 16_384, 60_000] {
+            let line = "x".repeat(len);
+            let mut payload = vec![2];
+            payload.extend(padded_varint(len as u64, varint_len(len)));
+            payload.extend(line.as_bytes());
+            assert_eq!(
+                decode_payload::<ClientFrame>(&payload),
+                Ok(ClientFrame::Chat(line.clone())),
+                "{len}"
+            );
+            assert_eq!(
+                &encode(&ClientFrame::Chat(line))[HEADER_BYTES..],
+                &payload[..],
+                "{len}"
+            );
+        }
+        assert_eq!(
+            decode_payload::<ClientFrame>(&[0, 1]),
             Ok(ClientFrame::Hello(Role::Observer))
-        );
-        let mut six = padded_varint(0, MAX_VARIANT_BYTES + 1);
-        six.push(0);
-        assert!(decode_payload::<ClientFrame>(&six).is_err());
-
-        // Username: the longest request the name rule reads, all padded.
-        let name = "\u{1F980}".repeat(MAX_REQUESTED_BYTES / 4);
-        let mut username = padded_varint(1, MAX_VARIANT_BYTES);
-        username.extend(padded_varint(name.len() as u64, MAX_LENGTH_PREFIX_BYTES));
-        username.extend(name.as_bytes());
-        assert_eq!(username.len(), MAX_USERNAME_PAYLOAD);
-        assert_eq!(
-            decode_payload::<ClientFrame>(&username),
-            Ok(ClientFrame::Username(name))
-        );
-
-        // Chat: the longest deliverable line, padded and as encoded.
-        let line = "\u{1F980}".repeat(MAX_MESSAGE_CHARS);
-        let mut chat = padded_varint(2, MAX_VARIANT_BYTES);
-        chat.extend(padded_varint(line.len() as u64, MAX_LENGTH_PREFIX_BYTES));
-        chat.extend(line.as_bytes());
-        assert_eq!(chat.len(), MAX_CHAT_PAYLOAD);
-        assert_eq!(
-            decode_payload::<ClientFrame>(&chat),
-            Ok(ClientFrame::Chat(line.clone()))
-        );
-        assert!(encode(&ClientFrame::Chat(line)).len() - HEADER_BYTES < MAX_CHAT_PAYLOAD);
-        // One more byte of padding on the length is a bad varint.
-        let mut eleven = vec![2];
-        eleven.extend(padded_varint(1, MAX_LENGTH_PREFIX_BYTES + 1));
-        eleven.push(b'x');
-        assert_eq!(
-            decode_payload::<ClientFrame>(&eleven),
-            Err(FrameError::Undecodable("bad varint"))
         );
     }
 

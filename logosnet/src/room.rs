@@ -25,6 +25,7 @@ use crate::protocol::{
 };
 use crate::username::{self, NameKey, Username};
 
+pub mod eviction;
 pub mod flood;
 
 use flood::{Bucket, FLOOD_BURST, FLOOD_LINES_PER_SEC, FloodLimit};
@@ -104,6 +105,12 @@ pub enum CloseReason {
     Violation,
     /// The server is shutting down.
     Shutdown,
+    /// Every socket was taken, and it was closed to make room for a newer
+    /// connection (see [`Room::make_room_for`]).
+    MadeRoom,
+    /// Every socket was taken by members or by newer connections: the
+    /// newcomer itself was refused.
+    Busy,
 }
 
 /// Why a connection ended from the driver's side (for logs).
@@ -153,6 +160,17 @@ enum State {
     Active { name: Username },
     /// An observer, in the room.
     Observer,
+}
+
+impl State {
+    /// How far it has come, for [`eviction`].
+    fn stage(&self) -> eviction::Stage {
+        match self {
+            State::AwaitingHello { .. } => eviction::Stage::BeforeHello,
+            State::Naming { .. } => eviction::Stage::Naming,
+            State::Active { .. } | State::Observer => eviction::Stage::Member,
+        }
+    }
 }
 
 /// One connection as the room sees it.
@@ -281,6 +299,36 @@ impl Room {
         self.conns.insert(conn, fresh);
         self.deadlines.insert((deadline, conn));
         true
+    }
+
+    /// The newly opened `newcomer` was accepted while every socket was
+    /// taken: the room closes the oldest connection still before `Hello`,
+    /// else the oldest participant still without a name, telling it why
+    /// (see [`eviction`]), and returns it. If every older connection is a
+    /// member, the newcomer itself is told `server busy` and closed, and
+    /// the answer is `None` (also for an unknown newcomer, which is left
+    /// alone). Members are never closed for this.
+    pub fn make_room_for(&mut self, _now: Instant, newcomer: ConnId) -> Option<ConnId> {
+        if !self.conns.contains_key(&newcomer) {
+            return None;
+        }
+        let stages = self.conns.iter().map(|(&id, c)| (id, c.state.stage()));
+        match eviction::choose(newcomer, stages) {
+            Some((victim, stage)) => {
+                tracing::info!(conn = victim, newcomer, ?stage, "closed to make room");
+                let reason = match stage {
+                    eviction::Stage::Naming => protocol::closed_to_make_room_before_naming(),
+                    _ => protocol::closed_to_make_room_before_hello(),
+                };
+                self.close_with(victim, &reason, CloseReason::MadeRoom);
+                Some(victim)
+            }
+            None => {
+                tracing::warn!(conn = newcomer, "every socket is taken by members; refused");
+                self.close_with(newcomer, &protocol::server_busy(), CloseReason::Busy);
+                None
+            }
+        }
     }
 
     /// A whole frame arrived from a connection. Past `Hello`, a frame the
@@ -634,6 +682,10 @@ impl Room {
             self.broadcast(Some(conn), &protocol::public_line(sender, line));
             return;
         };
+        if rest.is_empty() || rest.starts_with(' ') {
+            self.send_frame(conn, &protocol::private_needs_a_name());
+            return;
+        }
         let Some((typed, _text)) = rest.split_once(' ') else {
             self.send_frame(conn, &protocol::private_needs_a_space());
             return;
@@ -762,6 +814,8 @@ fn encode(frame: &ServerFrame) -> Option<Bytes> {
         .ok()
 }
 
+#[cfg(test)]
+mod make_room_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -185,12 +185,38 @@ async fn hostile_lengths_get_a_protocol_error_and_the_server_keeps_serving() {
             &[0, 0, 0, 1, 9][..],
             "undecodable payload: unknown message or role variant",
         ),
+        // A `Hello` with trailing bytes, or with its index padded (the
+        // issue's bytes): longer than any `Hello`, refused at the header.
         (
             &[0, 0, 0, 3, 0, 0, 0][..],
-            "undecodable payload: trailing bytes after the message",
+            "frame length 3 exceeds the limit of 2 bytes before Hello",
+        ),
+        (
+            &[0, 0, 0, 3, 0x80, 0, 0][..],
+            "frame length 3 exceeds the limit of 2 bytes before Hello",
         ),
     ] {
         let mut hostile = Peer::connect("hostile", addr).await;
+        hostile.send_raw(bytes).await;
+        assert_eq!(
+            hostile.until_closed().await,
+            vec![ServerFrame::ProtocolError(reason.into())]
+        );
+    }
+    // From a member, whose frames may be longer: `Chat("")` with a byte
+    // after it, and `Chat("hi")` with its length padded to two bytes.
+    for (bytes, reason) in [
+        (
+            &[0u8, 0, 0, 3, 2, 0, 0][..],
+            "undecodable payload: trailing bytes after the message",
+        ),
+        (
+            &[0, 0, 0, 5, 2, 0x82, 0, b'h', b'i'][..],
+            "undecodable payload: overlong varint",
+        ),
+    ] {
+        let mut hostile = Peer::connect("hostile", addr).await;
+        hostile.hello(Role::Observer).await;
         hostile.send_raw(bytes).await;
         assert_eq!(
             hostile.until_closed().await,

@@ -166,7 +166,9 @@ impl<S: AsyncRead + AsyncWrite, In, Out> Peer<S, In, Out> {
     }
 }
 
-impl<S: AsyncRead + Unpin, In: DeserializeOwned + Debug + PartialEq, Out> Peer<S, In, Out> {
+impl<S: AsyncRead + Unpin, In: Serialize + DeserializeOwned + Debug + PartialEq, Out>
+    Peer<S, In, Out>
+{
     /// The next frame, `Ok(None)` at a clean end of stream, or why the
     /// stream cannot go on; waits as long as it takes. For callers that
     /// tell a broken frame from a broken connection; the rest use

@@ -41,7 +41,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // TLS handshakes run on a runtime of their own, so that their CPU never
+    // delays the room's event loop (see `server::TlsListener`).
+    let handshakes = match args.tls() {
+        Some(_) => match handshake_runtime() {
+            Ok(handshakes) => Some(handshakes),
+            Err(e) => {
+                eprintln!("logosnet_server: cannot start the TLS handshake runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let handle = handshakes.as_ref().map(|rt| rt.handle().clone());
+    let result = runtime.block_on(run(args, handle));
+    if let Some(handshakes) = handshakes {
+        handshakes.shutdown_background();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("logosnet_server: {message}");
@@ -50,7 +67,25 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: ServerArgs) -> Result<(), String> {
+/// Threads that run TLS handshakes: one. A core's worth of handshakes is
+/// about a thousand a second with an RSA-2048 key (several times that
+/// with ECDSA), more than the whole room (510) reconnecting at once needs,
+/// and it leaves the room's thread a core of its own on a two-core machine.
+const HANDSHAKE_THREADS: usize = 1;
+
+/// The runtime TLS handshakes run on: [`HANDSHAKE_THREADS`] workers and a
+/// timer (for the handshake deadline). It needs no I/O driver of its own:
+/// the sockets stay registered with the room's runtime, which only relays
+/// their readiness while they shake hands.
+fn handshake_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(HANDSHAKE_THREADS)
+        .thread_name("tls-handshake")
+        .enable_time()
+        .build()
+}
+
+async fn run(args: ServerArgs, handshakes: Option<tokio::runtime::Handle>) -> Result<(), String> {
     raise_open_file_limit();
     // Certificates first: a bad file stops the server before it listens.
     let tls = match args.tls() {
@@ -77,17 +112,25 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         announce(listener, " (tls)")?;
     }
     let config = args.config();
-    // The handshake is part of the time a new connection has to say Hello.
-    let handshake_timeout = config.room.hello_timeout;
+    // The handshake is part of the time a new connection has to say Hello,
+    // and has a deadline of its own besides.
+    let handshake_timeout = config.room.hello_timeout.min(server::TLS_HANDSHAKE_TIMEOUT);
+    let tls_listener = |listener, acceptor| {
+        let secure = TlsListener::new(listener, acceptor, handshake_timeout);
+        match handshakes.clone() {
+            Some(runtime) => secure.on_runtime(runtime),
+            None => secure,
+        }
+    };
     let stop = shutdown_signal();
     match (plain, secure) {
         (Some(plain), Some((secure, acceptor))) => {
-            let secure = TlsListener::new(secure, acceptor, handshake_timeout);
+            let secure = tls_listener(secure, acceptor);
             server::serve(Both::new(plain, secure), config, stop).await;
         }
         (Some(plain), None) => server::serve(plain, config, stop).await,
         (None, Some((secure, acceptor))) => {
-            let secure = TlsListener::new(secure, acceptor, handshake_timeout);
+            let secure = tls_listener(secure, acceptor);
             server::serve(secure, config, stop).await;
         }
         (None, None) => return Err("nothing to listen on: give --port or --tls-port".into()),

@@ -10,10 +10,13 @@ use proptest::prelude::*;
 
 use super::client::{ClientArgs, MAX_CONNECT_TIMEOUT, MIN_CONNECT_TIMEOUT};
 use super::server::{
-    MAX_HELLO_TIMEOUT, MAX_PER_IP_SETTING, MAX_WRITE_GAP, MIN_HELLO_TIMEOUT, ServerArgs,
+    MAX_CONNECTIONS_SETTING, MAX_HELLO_TIMEOUT, MAX_NEW_PER_IP_WINDOW, MAX_PER_IP_SETTING,
+    MAX_WRITE_GAP, MIN_HELLO_TIMEOUT, ServerArgs,
 };
 use super::{EXIT_USAGE, Stop, parse};
 use crate::room::Room;
+use crate::server::connect_rate::ConnectRates;
+use crate::server::per_address::AddressGroup;
 
 /// Every option either binary knows, and a few shapes clap treats specially.
 const FLAGS: &[&str] = &[
@@ -30,6 +33,9 @@ const FLAGS: &[&str] = &[
     "--max-per-ip",
     "--limit-loopback",
     "--limit-loopback=true",
+    "--max-connections",
+    "--max-new-per-ip",
+    "--new-per-ip-window",
     "--help",
     "-h",
     "--version",
@@ -63,6 +69,8 @@ const VALUES: &[&str] = &[
     "3600",
     "86400",
     "86400.0001",
+    "65537",
+    "100001",
     "1e19",
     "1e20",
     "1e400",
@@ -129,6 +137,14 @@ proptest! {
                 room.handle_timeout(now);
                 prop_assert!(room.poll_timeout().is_some_and(|at| at > now));
                 prop_assert!(now.checked_add(config.write_gap).is_some());
+                prop_assert!((1..=MAX_CONNECTIONS_SETTING).contains(&parsed.max_connections));
+                prop_assert!(parsed.new_per_ip_window <= MAX_NEW_PER_IP_WINDOW);
+                // The rate runs too: a burst spent, then a refusal.
+                let mut rates = ConnectRates::default();
+                let source = AddressGroup::of(std::net::Ipv4Addr::LOCALHOST.into());
+                for _ in 0..=config.connect_rate.burst.min(100) {
+                    let _ = rates.admit(&config.connect_rate, now, source);
+                }
             }
             Err(stop) => check_stop("logosnet_server", &stop)?,
         }

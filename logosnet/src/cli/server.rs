@@ -13,7 +13,7 @@ use clap::Parser;
 
 use super::{millis_between, seconds_between};
 use crate::room::flood::{FloodLimit, MAX_FLOOD_SETTING};
-use crate::server::{MAX_CONNECTIONS, ServerConfig};
+use crate::server::{MAX_CONNECTIONS, RateLimit, ServerConfig};
 
 /// Shortest `--hello-timeout`: one millisecond (anything shorter would close
 /// every connection before it could speak).
@@ -47,9 +47,22 @@ pub const MIN_QUEUED_TOTAL: u64 = 4 << 20;
 /// Largest `--max-queued-total`: 64 GiB, far past any machine this runs on.
 pub const MAX_QUEUED_TOTAL_SETTING: u64 = 64 << 30;
 
-/// Largest `--max-per-ip`: the server's whole socket limit, past which a
-/// per-source limit limits nothing.
+/// Largest `--max-per-ip`: the default socket table, past which a
+/// per-source limit limits nothing at the default `--max-connections` (one
+/// who raises that and wants no per-source limit sets 0).
 pub const MAX_PER_IP_SETTING: u64 = MAX_CONNECTIONS as u64;
+
+/// Most `--max-connections`: 65,536 sockets, thirty-two times the default
+/// and far past what one room of 510 can use (each costs a descriptor and
+/// kernel buffers).
+pub const MAX_CONNECTIONS_SETTING: u64 = 65_536;
+
+/// Most `--max-new-per-ip`: a hundred thousand a window, which limits
+/// nothing a person would notice; 0 turns the rate off.
+pub const MAX_NEW_PER_IP_SETTING: u64 = 100_000;
+
+/// Longest `--new-per-ip-window`: a day.
+pub const MAX_NEW_PER_IP_WINDOW: Duration = Duration::from_secs(86_400);
 
 /// Most `--threads`: past the cores a machine has, more threads only add
 /// switching.
@@ -180,9 +193,37 @@ pub struct ServerArgs {
     )]
     pub max_per_ip: u64,
 
-    /// Apply --max-per-ip to loopback clients too (they are exempt by default)
+    /// Apply --max-per-ip and --max-new-per-ip to loopback clients too (they are exempt by default)
     #[arg(long)]
     pub limit_loopback: bool,
+
+    /// New connections one IPv4 address or IPv6 /64 may open at once, then one more each --new-per-ip-window / N; past it, refused (0: no limit)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "32",
+        value_parser = clap::value_parser!(u32).range(0..=MAX_NEW_PER_IP_SETTING as i64)
+    )]
+    pub max_new_per_ip: u32,
+
+    /// Seconds in which a source's whole --max-new-per-ip comes back
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value = "600",
+        value_parser = seconds_between(Duration::from_secs(1), MAX_NEW_PER_IP_WINDOW)
+    )]
+    pub new_per_ip_window: Duration,
+
+    /// Sockets open at once before a newcomer makes room by closing the oldest that has not said Hello (else the oldest without a name)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "2048",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_SETTING)
+    )]
+    pub max_connections: u64,
 }
 
 /// Where the server listens with TLS, and with which certificate.
@@ -219,6 +260,11 @@ impl ServerArgs {
         config.max_queued_total = usize::try_from(self.max_queued_total).unwrap_or(usize::MAX);
         config.max_per_address = usize::try_from(self.max_per_ip).unwrap_or(usize::MAX);
         config.limit_loopback = self.limit_loopback;
+        config.connect_rate = RateLimit {
+            burst: self.max_new_per_ip,
+            window: self.new_per_ip_window,
+        };
+        config.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         config
     }
 }
@@ -251,6 +297,44 @@ mod tests {
         assert_eq!(config.max_per_address, default.max_per_address);
         assert_eq!(config.limit_loopback, default.limit_loopback);
         assert!(!config.limit_loopback, "loopback is exempt by default");
+        assert_eq!(config.connect_rate, default.connect_rate);
+        assert_eq!(config.max_connections, default.max_connections);
+        assert_eq!(config.max_connections, MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn the_doors_options_reach_the_config_and_bad_values_are_usage_errors() {
+        let config = args(&[
+            "--max-connections",
+            "100",
+            "--max-new-per-ip",
+            "5",
+            "--new-per-ip-window",
+            "60",
+        ])
+        .unwrap()
+        .config();
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(
+            config.connect_rate,
+            RateLimit {
+                burst: 5,
+                window: Duration::from_secs(60)
+            }
+        );
+        let off = args(&["--max-new-per-ip", "0"]).unwrap().config();
+        assert!(!off.connect_rate.is_on());
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--max-connections", "65537"][..],
+            &["--max-new-per-ip", "-1"][..],
+            &["--max-new-per-ip", "100001"][..],
+            &["--new-per-ip-window", "0"][..],
+            &["--new-per-ip-window", "86401"][..],
+        ] {
+            let stop = args(bad).unwrap_err();
+            assert_eq!(stop.status, EXIT_USAGE, "{bad:?}");
+        }
     }
 
     #[test]

@@ -203,6 +203,13 @@ pub fn private_needs_a_space() -> ServerFrame {
     )
 }
 
+/// The warning for `@` with no name after it (`@ hi`, or `@` alone).
+pub fn private_needs_a_name() -> ServerFrame {
+    ServerFrame::Notice(
+        "Warning: a private message needs a name after the @: @name text".to_owned(),
+    )
+}
+
 /// The warning for a private line to a name no active participant has (or
 /// looks like), `typed` as the sender typed it.
 pub fn no_such_user(typed: &str) -> ServerFrame {
@@ -233,6 +240,34 @@ pub fn too_far_behind() -> ServerFrame {
 /// The reason for a socket past the server's connection limit.
 pub fn server_busy() -> ServerFrame {
     ServerFrame::ProtocolError("server busy".to_owned())
+}
+
+/// The reason for a connection closed, before it said `Hello`, to make
+/// room for a newer one while every socket was taken.
+pub fn closed_to_make_room_before_hello() -> ServerFrame {
+    ServerFrame::ProtocolError(
+        "server full: closed to make room for a new connection (no Hello yet)".to_owned(),
+    )
+}
+
+/// The reason for a participant closed, before it had a name, to make room
+/// for a newer connection while every socket was taken.
+pub fn closed_to_make_room_before_naming() -> ServerFrame {
+    ServerFrame::ProtocolError(
+        "server full: closed to make room for a new connection (no username yet)".to_owned(),
+    )
+}
+
+/// The reason for a socket past its source's connection rate; `source` is
+/// the address (or IPv6 /64) as the server counts it, and `retry_in` how
+/// long until the rate admits one more, shown in whole seconds rounded up
+/// (never "0 s": trying again at once would be refused again).
+pub fn too_many_new_connections_from(source: impl Display, retry_in: Duration) -> ServerFrame {
+    let whole = retry_in.as_secs() + u64::from(retry_in.subsec_nanos() > 0);
+    ServerFrame::ProtocolError(format!(
+        "too many new connections from {source}; try again in {} s",
+        whole.max(1)
+    ))
 }
 
 /// The reason for a socket past its source's connection limit; `source` is
@@ -298,7 +333,43 @@ mod tests {
             too_many_connections_from("192.0.2.7"),
             ServerFrame::ProtocolError("too many connections from 192.0.2.7".into())
         );
+        assert_eq!(
+            text(too_many_new_connections_from(
+                "192.0.2.7",
+                Duration::from_millis(18_750)
+            )),
+            "too many new connections from 192.0.2.7; try again in 19 s"
+        );
+        assert_eq!(
+            text(closed_to_make_room_before_hello()),
+            "server full: closed to make room for a new connection (no Hello yet)"
+        );
+        assert_eq!(
+            text(closed_to_make_room_before_naming()),
+            "server full: closed to make room for a new connection (no username yet)"
+        );
+        assert_eq!(
+            text(private_needs_a_name()),
+            "Warning: a private message needs a name after the @: @name text"
+        );
         assert_eq!(">      alice: ".chars().count(), 4 + SENDER_COLUMNS);
+    }
+
+    #[test]
+    fn the_retry_time_is_whole_seconds_rounded_up_and_never_zero() {
+        for (retry, shown) in [
+            (Duration::ZERO, 1),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1001), 2),
+            (Duration::from_secs(600), 600),
+        ] {
+            assert_eq!(
+                text(too_many_new_connections_from("::/64", retry)),
+                format!("too many new connections from ::/64; try again in {shown} s"),
+                "{retry:?}"
+            );
+        }
     }
 
     #[test]

@@ -813,7 +813,7 @@ fn the_frame_limit_follows_the_state_and_only_grows() {
             NAMING_LIMIT.max_payload,
             MEMBER_LIMIT.max_payload
         ),
-        (10, 135, 4015)
+        (2, 122, 4003)
     );
     // Only a member's long frames are skipped; before that they are fatal.
     assert_eq!(HELLO_LIMIT.oversize, Oversize::Refuse);
@@ -851,7 +851,7 @@ fn an_oversized_frame_before_naming_is_a_violation() {
     assert_eq!(
         h.take(p),
         vec![ServerFrame::ProtocolError(
-            "frame length 5000 exceeds the limit of 135 bytes before a username is accepted".into()
+            "frame length 5000 exceeds the limit of 122 bytes before a username is accepted".into()
         )]
     );
     assert_eq!(h.closed.get(&p), Some(&CloseReason::Violation));
@@ -899,4 +899,24 @@ fn blank_lines_are_dropped_without_a_word() {
     assert!(h.inbox.is_empty(), "{:?}", h.inbox);
     h.chat(a, " x ");
     assert_eq!(h.take(o), vec![public_line("alice", " x ")]);
+}
+
+/// `@` followed by a space, or alone, names nobody: the sender is told a
+/// name is missing (not that the user "" doesn't exist), and nothing is
+/// delivered to anyone.
+#[test]
+fn private_line_without_a_name_says_the_name_is_missing() {
+    let mut h = Harness::new();
+    let a = h.participant("alice");
+    let b = h.participant("bob");
+    h.take_all();
+    for line in ["@ hi", "@", "@  bob hi"] {
+        h.chat(a, line);
+        assert_eq!(
+            h.take(a),
+            vec![crate::protocol::private_needs_a_name()],
+            "{line:?}"
+        );
+        assert_eq!(h.take(b), vec![], "{line:?}");
+    }
 }

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use super::inbox::{Inbox, Input};
 use super::outbox::{Outbox, Totals};
 use super::pressure::{self, DropReason, Pressure, Verdict};
-use super::{Event, ServerConfig};
+use super::{Event, ServerConfig, Table};
 use crate::room::{ConnId, EndReason, Output, Room};
 use crate::{codec, protocol};
 
@@ -168,8 +168,8 @@ impl Driver {
     pub(super) fn finish(&mut self) {
         tracing::info!("shutting down");
         while let Ok(event) = self.events.try_recv() {
-            if let Event::Opened(conn, handles) = event {
-                self.open(conn, handles);
+            if let Event::Opened(conn, handles, table) = event {
+                self.open(conn, handles, table);
             }
         }
         self.room.shutdown(now());
@@ -186,7 +186,7 @@ impl Driver {
         }
         for event in batch.drain(..) {
             match event {
-                Event::Opened(conn, handles) => self.open(conn, handles),
+                Event::Opened(conn, handles, table) => self.open(conn, handles, table),
                 Event::Ready(conn) => self.pressure.input_ready(conn),
                 Event::Light(conn) => {
                     if let Some(handles) = self.links.conns.get(&conn) {
@@ -199,11 +199,14 @@ impl Driver {
         self.event_batch = batch;
     }
 
-    fn open(&mut self, conn: ConnId, handles: Handles) {
+    fn open(&mut self, conn: ConnId, handles: Handles, table: Table) {
         let now = now();
         if self.room.handle_open(now, conn) {
             self.links.conns.insert(conn, handles);
             self.pressure.opened(now, conn);
+            if table == Table::Full {
+                self.room.make_room_for(now, conn);
+            }
             self.apply(now);
         } else {
             // A reused id: the room refused it, so the socket it names is

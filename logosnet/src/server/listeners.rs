@@ -69,6 +69,13 @@ impl<A: Listener, B: Listener> Listener for Both<A, B> {
         self.second_goes_first = matches!(accepted, Ok((Either::Left(_), _)));
         accepted
     }
+
+    fn is_plaintext(stream: &Self::Stream) -> bool {
+        match stream {
+            Either::Left(stream) => A::is_plaintext(stream),
+            Either::Right(stream) => B::is_plaintext(stream),
+        }
+    }
 }
 
 /// Which listener is polled.

@@ -18,6 +18,7 @@
 //! handed `now` and asked when it next needs waking.
 
 mod accept;
+pub(crate) mod connect_rate;
 mod connection;
 mod driver;
 mod inbox;
@@ -37,20 +38,34 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+pub use connect_rate::{MAX_NEW_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit};
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use inbox::INBOX_BYTES;
 pub use listeners::Both;
 pub use outbox::{IDLE_BUFFER_BYTES, LAG_GRAIN};
 pub use per_address::MAX_PER_ADDRESS;
-pub use tls::{TlsListener, TlsOnAccept};
+pub use tls::{MAX_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT, TlsListener, TlsOnAccept};
 
 use crate::room::{ConnId, RoomConfig};
 
-/// Most sockets open at once, admitted or not. Above the room's 510 slots so
-/// that `Full` can be said to the 256th of each role, but bounded so a
-/// connection storm cannot exhaust file descriptors; excess sockets are told
-/// the server is busy and closed as soon as they are accepted.
+/// The socket table: sockets open at once before a newcomer has to make
+/// room. Above the room's 510 slots so that `Full` can be said to the 256th
+/// of each role. When it is full a newcomer is still accepted, and the room
+/// closes the oldest connection that has not said `Hello` (else the oldest
+/// participant without a name) to make room for it
+/// ([`Room::make_room_for`](crate::room::Room::make_room_for)); only when
+/// every older socket is a member's is the newcomer told `server busy`.
+/// `--max-connections`.
 pub const MAX_CONNECTIONS: usize = 2048;
+
+/// Sockets past the table that may be open at once: newcomers whose
+/// places are being made, and the connections closed for them while they
+/// linger (up to [`CLOSE_LINGER`], or a TLS handshake's deadline). A
+/// quarter of the default table: enough that keeping it full takes 256 new
+/// connections a second, sustained, and few enough that a storm cannot
+/// exhaust file descriptors. Past it a socket is told `server busy` and
+/// closed as soon as it is accepted.
+pub const MAX_MAKING_ROOM: usize = 512;
 
 /// How long a closing connection waits for its peer to finish after the last
 /// frame is written, so that a reset cannot overtake that frame.
@@ -120,7 +135,8 @@ pub const MAX_QUEUED_TOTAL: usize = 64 << 20;
 /// not count.
 pub const FRAME_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Sockets refused past [`MAX_CONNECTIONS`] that may be lingering at once
+/// Sockets refused at accept (past [`MAX_MAKING_ROOM`], the per-address
+/// limit or the connection rate) that may be lingering at once
 /// while they are told the server is busy; beyond that they are just closed.
 pub const MAX_REFUSING: usize = 64;
 
@@ -160,8 +176,29 @@ pub trait Listener: Send + 'static {
     /// One accepted connection.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    /// Waits for the next connection.
+    /// Waits for the next connection. It must do no work for the stream
+    /// beyond accepting it (no TLS handshake): the accept loop judges the
+    /// peer first, and a refused one must cost as little as possible.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// Whether a frame written to `stream` reaches the peer as it is, so a
+    /// connection refused at accept can be told why for the price of one
+    /// write. True for plain TCP; false for TLS, where saying anything
+    /// takes a handshake, which a refusal for rate must not cost: such a
+    /// stream is refused by closing it.
+    fn is_plaintext(stream: &Self::Stream) -> bool {
+        let _ = stream;
+        true
+    }
+}
+
+/// Whether the socket table had a place free when a socket was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// It took a free place.
+    HadRoom,
+    /// Every place was taken: the room makes one for it (or refuses it).
+    Full,
 }
 
 /// The kernel send buffer asked for on every accepted socket (Linux
@@ -222,8 +259,12 @@ pub struct ServerConfig {
     /// Connections one IPv4 address or IPv6 /64 may have open (see
     /// [`per_address`]); 0 turns the limit off.
     pub max_per_address: usize,
-    /// Whether loopback peers are limited too (they are exempt by default).
+    /// Whether loopback peers are limited too (they are exempt by default):
+    /// by the per-address limit and the connection rate alike.
     pub limit_loopback: bool,
+    /// New connections one IPv4 address or IPv6 /64 may open (see
+    /// [`connect_rate`]); a burst of 0 turns the rate off.
+    pub connect_rate: RateLimit,
 }
 
 impl Default for ServerConfig {
@@ -244,6 +285,7 @@ impl Default for ServerConfig {
             frame_deadline: FRAME_DEADLINE,
             max_per_address: MAX_PER_ADDRESS,
             limit_loopback: false,
+            connect_rate: RateLimit::DEFAULT,
         }
     }
 }
@@ -279,8 +321,8 @@ impl ServerConfig {
 /// events per connection at most.
 #[derive(Debug)]
 enum Event {
-    /// A socket was accepted.
-    Opened(ConnId, driver::Handles),
+    /// A socket was accepted, into a free place in the table or not.
+    Opened(ConnId, driver::Handles, Table),
     /// The connection has input for the room.
     Ready(ConnId),
     /// The connection's queue became light.

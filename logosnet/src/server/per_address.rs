@@ -76,9 +76,16 @@ impl AddressLimit {
     /// The group `ip` is counted in, or `None` if the limit does not apply
     /// to it (it is off, or `ip` is loopback and loopback is exempt).
     pub(crate) fn group_for(&self, ip: IpAddr) -> Option<AddressGroup> {
-        let exempt = ip.to_canonical().is_loopback() && !self.limit_loopback;
-        (self.max_per_address > 0 && !exempt).then(|| AddressGroup::of(ip))
+        (self.max_per_address > 0 && !is_exempt(ip, self.limit_loopback))
+            .then(|| AddressGroup::of(ip))
     }
+}
+
+/// Whether `ip` is exempt from the per-source limits (this one and the
+/// connection rate, [`super::connect_rate`]): loopback is, unless the
+/// operator asked for `limit_loopback`.
+pub(crate) fn is_exempt(ip: IpAddr, limit_loopback: bool) -> bool {
+    ip.to_canonical().is_loopback() && !limit_loopback
 }
 
 /// The connections each source has open.

@@ -1,50 +1,127 @@
 //! TLS as a [`Listener`]: [`TlsListener`] wraps any listener (real TCP,
-//! turmoil's) and hands out [`TlsOnAccept`] streams whose handshake runs
-//! when the connection's own task first reads or writes, never in the
-//! accept loop, so a client that stalls its handshake delays nobody else.
+//! turmoil's) and hands out [`TlsOnAccept`] streams. Accepting does no TLS
+//! work at all, so the accept loop can judge (and refuse) a peer for the
+//! price of an accept. The handshake starts when the connection's own task
+//! first reads or writes, and runs as a task of its own — on a runtime of
+//! its own when the binary gives one ([`TlsListener::on_runtime`]) — so its
+//! CPU (a signature, a key exchange: about a millisecond with RSA-2048) is
+//! never spent on the room's event loop. The finished stream is handed
+//! back to the connection's task.
 //!
-//! The handshake counts against the Hello timeout: it must finish by the
-//! same instant the room's Hello deadline falls (both start at accept), or
-//! the stream fails with `TimedOut` and its socket is closed. A failed or
-//! timed-out handshake is, to the connection task, a read error like any
-//! other: the room forgets a connection that never said Hello, and the
-//! failure is logged at debug. Past the handshake the stream is the plain
-//! frame stream, encrypted; nothing above this module knows the difference.
+//! Which reactor: the socket stays registered with the runtime that
+//! accepted it (the room's) from start to finish. While handshaking, that
+//! reactor only relays the socket's few readiness events to the handshake
+//! task (an event and a cross-thread wake each, a few per handshake); once
+//! the stream is handed back, every read and write is the room runtime's
+//! own, exactly as for a plaintext socket, with no thread hop on the way.
+//! (Registering it with the handshake runtime instead would make every
+//! later read and write of a member wait for a wake from that thread.)
+//!
+//! Bounds: a handshake must finish within its deadline from accept
+//! ([`TLS_HANDSHAKE_TIMEOUT`], cut to the Hello timeout if that is
+//! shorter), or the stream fails with `TimedOut` and its socket is closed:
+//! a stalled ClientHello is cut. The ClientHello is read without a slot
+//! (waiting costs nothing but a few hundred bytes of buffer); the rest of
+//! the handshake, where the CPU goes, needs one of [`MAX_HANDSHAKES`]
+//! slots, waited for in order within the same deadline.
+//!
+//! A failed or timed-out handshake is, to the connection task, a read
+//! error like any other: the room forgets a connection that never said
+//! Hello, and the failure is logged at debug. Past the handshake the
+//! stream is the plain frame stream, encrypted; nothing above this module
+//! knows the difference.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
-use tokio_rustls::server::{FallibleAccept, TlsStream};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::rustls::server::Acceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::Listener;
 use crate::tls::TlsAcceptor;
+use crate::tls::rustls::ServerConfig;
+
+/// The longest a TLS handshake may take from accept: 10 s, Go's
+/// `http.Transport` default. A client on any real link finishes in a few
+/// round trips; a peer that has not sent its ClientHello, or stopped
+/// half-way, is cut then rather than holding a socket for the whole Hello
+/// timeout. The binary passes the shorter of this and the Hello timeout.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes past their ClientHello that may be in progress at once: the
+/// part that costs CPU and rustls state (tens of KiB each while under way,
+/// so a few MiB in all). Past it a handshake waits for a slot, in order,
+/// within its deadline; nobody is refused for it. 256: half the room's
+/// slots, so that every client of a restarted server reconnects within a
+/// few rounds, and an attacker who stalls its handshakes after the
+/// ClientHello needs 16 sources at the default `--max-per-ip` to hold them
+/// all, and then a new stalled handshake every 40 ms to keep them held
+/// (the rate limit allows one per 18.75 s per source).
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// How the listener's connections do their handshakes; shared by all of
+/// them.
+#[derive(Clone)]
+struct Handshakes {
+    /// The server's certificate and TLS settings.
+    config: Arc<ServerConfig>,
+    /// Where handshakes run; `None`: on the runtime the connection's task
+    /// runs on (tests and simulations, which have one).
+    runtime: Option<Handle>,
+    /// Slots for handshakes past their ClientHello.
+    slots: Arc<Semaphore>,
+    /// How long after accept a handshake may take.
+    timeout: Duration,
+}
 
 /// A listener whose connections speak TLS.
 pub struct TlsListener<L> {
     /// The listener whose connections are wrapped.
     inner: L,
-    /// The server's certificate and TLS settings.
-    acceptor: TlsAcceptor,
-    /// How long after accept a handshake may take.
-    handshake_timeout: Duration,
+    /// Shared by every connection.
+    handshakes: Handshakes,
 }
 
 impl<L: Listener> TlsListener<L> {
     /// Serves TLS on `inner`'s connections with `acceptor`'s certificate;
-    /// a handshake not finished `handshake_timeout` after accept fails
-    /// (give it the Hello timeout).
+    /// a handshake not finished `handshake_timeout` after accept fails.
+    /// Handshakes run as tasks on the current runtime until
+    /// [`TlsListener::on_runtime`] says otherwise.
     pub fn new(inner: L, acceptor: TlsAcceptor, handshake_timeout: Duration) -> Self {
         Self {
             inner,
-            acceptor,
-            handshake_timeout,
+            handshakes: Handshakes {
+                config: acceptor.config().clone(),
+                runtime: None,
+                slots: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+                timeout: handshake_timeout,
+            },
         }
+    }
+
+    /// Runs every handshake on `runtime` (one whose threads the room does
+    /// not use) and hands the finished stream back.
+    pub fn on_runtime(mut self, runtime: Handle) -> Self {
+        self.handshakes.runtime = Some(runtime);
+        self
+    }
+
+    /// At most `max` handshakes past their ClientHello at once (at least
+    /// one), instead of [`MAX_HANDSHAKES`].
+    pub fn max_handshakes(mut self, max: usize) -> Self {
+        self.handshakes.slots = Arc::new(Semaphore::new(max.max(1)));
+        self
     }
 }
 
@@ -53,11 +130,15 @@ impl<L: Listener> Listener for TlsListener<L> {
 
     async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
         let (stream, peer) = self.inner.accept().await?;
-        let handshake = self.acceptor.accept(stream).into_fallible();
         let deadline = Instant::now()
-            .checked_add(self.handshake_timeout)
+            .checked_add(self.handshakes.timeout)
             .unwrap_or_else(far_future);
-        Ok((TlsOnAccept::new(handshake, deadline, peer), peer))
+        let handshakes = self.handshakes.clone();
+        Ok((TlsOnAccept::new(stream, handshakes, deadline, peer), peer))
+    }
+
+    fn is_plaintext(_stream: &Self::Stream) -> bool {
+        false
     }
 }
 
@@ -69,20 +150,39 @@ fn far_future() -> Instant {
 
 /// An accepted connection that completes its TLS handshake on first use.
 pub struct TlsOnAccept<S> {
-    /// Handshaking, or the established stream.
+    /// Not started, handshaking, or the established stream.
     state: State<S>,
-    /// Set while handshaking: when the handshake gives up.
-    deadline: Option<Pin<Box<Sleep>>>,
     /// Whom it came from, for the log.
     peer: SocketAddr,
 }
 
+/// What a handshake task gives back: the stream, or why not and the socket
+/// (when it is still open, so that it can be closed gracefully).
+type Outcome<S> = Result<TlsStream<S>, (io::Error, Option<S>)>;
+
+/// A handshake task; dropping it stops the handshake and closes its socket.
+struct Handshake<S>(JoinHandle<Outcome<S>>);
+
+impl<S> Drop for Handshake<S> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum State<S> {
-    /// The handshake is under way. (Both rustls states are boxed: a
-    /// connection's state is over a kilobyte either way, and the failed and
-    /// closed ones are small.)
-    Handshaking(Box<FallibleAccept<S>>),
-    /// The handshake finished: application data flows.
+    /// Accepted; no TLS work done yet.
+    Fresh {
+        /// The socket.
+        io: S,
+        /// Where and how the handshake will run.
+        handshakes: Handshakes,
+        /// When it must be done.
+        deadline: Instant,
+    },
+    /// The handshake task is under way.
+    Handshaking(Handshake<S>),
+    /// The handshake finished: application data flows. (Boxed: a rustls
+    /// connection's state is over a kilobyte, the other states are small.)
     Ready(Box<TlsStream<S>>),
     /// The handshake failed; rustls has tried to send its alert. The socket
     /// is kept so that it can be closed gracefully.
@@ -98,10 +198,13 @@ enum State<S> {
 }
 
 impl<S> TlsOnAccept<S> {
-    fn new(handshake: FallibleAccept<S>, deadline: Instant, peer: SocketAddr) -> Self {
+    fn new(io: S, handshakes: Handshakes, deadline: Instant, peer: SocketAddr) -> Self {
         Self {
-            state: State::Handshaking(Box::new(handshake)),
-            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            state: State::Fresh {
+                io,
+                handshakes,
+                deadline,
+            },
             peer,
         }
     }
@@ -110,53 +213,104 @@ impl<S> TlsOnAccept<S> {
     pub fn is_established(&self) -> bool {
         matches!(self.state, State::Ready(_))
     }
+
+    /// True until the handshake has been started (no TLS work done yet).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.state, State::Fresh { .. })
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> TlsOnAccept<S> {
+/// The handshake, from the first byte of the ClientHello to the finished
+/// stream, all within `deadline`.
+async fn handshake<S>(io: S, handshakes: Handshakes, deadline: Instant) -> Outcome<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake not finished within its deadline",
+        )
+    };
+    // The ClientHello, without a slot: waiting for it costs no CPU.
+    let mut hello = LazyConfigAcceptor::new(Acceptor::default(), io);
+    let start = match tokio::time::timeout_at(deadline, &mut hello).await {
+        Ok(Ok(start)) => start,
+        // Not TLS (an alert has been sent), or the peer went away.
+        Ok(Err(error)) => return Err((error, hello.take_io())),
+        Err(_) => return Err((timed_out(), None)),
+    };
+    let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, handshakes.slots.acquire()).await else {
+        return Err((timed_out(), None));
+    };
+    let rest = start.into_stream(handshakes.config).into_fallible();
+    match tokio::time::timeout_at(deadline, rest).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err((error, io))) => Err((error, Some(io))),
+        Err(_) => Err((timed_out(), None)),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> TlsOnAccept<S> {
+    /// Starts the handshake task, if it has not started.
+    fn start(&mut self) {
+        let state = std::mem::replace(&mut self.state, State::Closed { error: None });
+        self.state = match state {
+            State::Fresh {
+                io,
+                handshakes,
+                deadline,
+            } => {
+                let runtime = handshakes.runtime.clone();
+                let task = handshake(io, handshakes, deadline);
+                let handle = match runtime {
+                    Some(runtime) => runtime.spawn(task),
+                    None => tokio::spawn(task),
+                };
+                State::Handshaking(Handshake(handle))
+            }
+            other => other,
+        };
+    }
+
     /// Drives the handshake: ready once it is over, with an error (taken
     /// once; later calls say the stream is unusable) if it did not succeed.
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let State::Handshaking(handshake) = &mut self.state else {
+        if matches!(self.state, State::Fresh { .. }) {
+            self.start();
+        }
+        let State::Handshaking(Handshake(task)) = &mut self.state else {
             return Poll::Ready(self.take_failure());
         };
-        match Pin::new(handshake.as_mut()).poll(cx) {
-            Poll::Ready(Ok(stream)) => {
+        match ready!(Pin::new(task).poll(cx)) {
+            Ok(Ok(stream)) => {
                 tracing::debug!(peer = %self.peer, "TLS handshake done");
                 self.state = State::Ready(Box::new(stream));
-                self.deadline = None;
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err((error, io))) => {
+            Ok(Err((error, io))) => {
                 tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
-                self.state = State::Failed {
-                    io,
-                    error: Some(error),
+                self.state = match io {
+                    Some(io) => State::Failed {
+                        io,
+                        error: Some(error),
+                    },
+                    None => State::Closed { error: Some(error) },
                 };
-                self.deadline = None;
                 Poll::Ready(self.take_failure())
             }
-            Poll::Pending => {
-                let expired = self
-                    .deadline
-                    .as_mut()
-                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
-                if !expired {
-                    return Poll::Pending;
-                }
-                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
-                self.abandon(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "TLS handshake not finished within the Hello timeout",
-                ));
+            Err(join) => {
+                // Only if the handshake runtime went away (shutdown).
+                tracing::debug!(peer = %self.peer, error = %join, "TLS handshake task ended");
+                self.abandon(io::Error::other("the TLS handshake was stopped"));
                 Poll::Ready(self.take_failure())
             }
         }
     }
 
-    /// Drops the handshake and its socket.
+    /// Drops the handshake (or the socket not yet shaken hands with).
     fn abandon(&mut self, error: io::Error) {
         self.state = State::Closed { error: Some(error) };
-        self.deadline = None;
     }
 
     /// The stored failure, once; after that a generic one. `Ok` if the
@@ -164,7 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsOnAccept<S> {
     fn take_failure(&mut self) -> io::Result<()> {
         let stored = match &mut self.state {
             State::Ready(_) => return Ok(()),
-            State::Handshaking(_) => None,
+            State::Fresh { .. } | State::Handshaking(_) => None,
             State::Failed { error, .. } | State::Closed { error } => error.take(),
         };
         Err(stored.unwrap_or_else(|| {
@@ -173,14 +327,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsOnAccept<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsOnAccept<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for TlsOnAccept<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if matches!(this.state, State::Handshaking(_)) {
+        if matches!(this.state, State::Fresh { .. } | State::Handshaking(_)) {
             ready!(this.poll_handshake(cx))?;
         }
         match &mut this.state {
@@ -191,12 +345,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsOnAccept<S> {
             // Reported already: what the peer still sends is discarded until
             // it closes, so a graceful close can wait for its end.
             State::Failed { io, error: None } => poll_discard(io, cx),
-            State::Closed { error: None } | State::Handshaking(_) => Poll::Ready(Ok(())),
+            State::Closed { error: None } | State::Fresh { .. } | State::Handshaking(_) => {
+                Poll::Ready(Ok(()))
+            }
         }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsOnAccept<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for TlsOnAccept<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -242,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsOnAccept<S> {
             // close_notify, then the socket's own shutdown.
             State::Ready(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
             State::Failed { io, .. } => Pin::new(io).poll_shutdown(cx),
-            State::Handshaking(_) => {
+            State::Fresh { .. } | State::Handshaking(_) => {
                 // Nothing was said over TLS yet: just close the socket.
                 tracing::debug!(peer = %this.peer, "closed during the TLS handshake");
                 this.abandon(io::Error::new(

@@ -1,6 +1,7 @@
 //! End-to-end hostile-client tests on loopback: connection storms, idle
 //! sockets past the room's capacity, the per-address limit and frames
-//! announced too big before Hello, slow and non-reading clients beside a
+//! announced too big before Hello, many addresses holding every socket and
+//! a TLS handshake churn (`doors`), slow and non-reading clients beside a
 //! flood, and malformed or deceptive Unicode. The tests that read the
 //! server's descriptors or memory from `/proc` run the real
 //! `logosnet_server` binary; the rest run the server in process
@@ -9,6 +10,7 @@
 //! answers.
 
 mod admission;
+mod doors;
 mod floods;
 mod pace;
 mod server_process;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use logosnet::protocol::{
-    ClientFrame, MAX_FRAME_BYTES, Role, joined, no_hello_within, public_line, server_busy,
+    ClientFrame, MAX_FRAME_BYTES, Role, closed_to_make_room_before_hello, joined, no_hello_within,
+    public_line,
 };
 use logosnet::server::MAX_CONNECTIONS;
 use testkit::Peer;
@@ -170,12 +171,12 @@ async fn silent_sockets_beyond_capacity_do_not_block_the_room_and_close_at_the_h
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
+async fn sockets_past_the_table_make_room_by_closing_the_oldest_silent_ones() {
     raise_fd_limit();
-    // The spec's Hello timeout: no slot is freed by a timeout while the test
-    // runs, so exactly the sockets past the cap are refused, however slowly
-    // a loaded machine makes the connects. (Closing at the Hello timeout is
-    // the next test's subject.)
+    // The spec's Hello timeout: no socket is closed by a timeout while the
+    // test runs, so exactly the oldest sockets past the table's size are
+    // closed to make room, however slowly a loaded machine makes the
+    // connects. (Closing at the Hello timeout is the next test's subject.)
     let server = ServerProcess::start(&["--hello-timeout", "60"]);
     let addr = server.addr;
     let extra = 52;
@@ -186,28 +187,41 @@ async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
             sockets.push(Peer::connect("socket", addr).await);
         }
         let mut ends = JoinSet::new();
-        for mut client in sockets {
-            ends.spawn(async move { client.until_closed().await });
+        for (age, mut client) in sockets.into_iter().enumerate() {
+            ends.spawn(async move { (age, client.until_closed().await) });
         }
-        // Over the limit: told why as soon as accepted, then closed. The
-        // rest stay open, so the first `extra` to end are the refused ones.
-        for refused in 0..extra {
-            let frames = ends.join_next().await.expect("a socket").expect("socket task");
+        // Each of the `extra` newest made room: the `extra` oldest are told
+        // why and closed. The rest stay open, so the first `extra` to end
+        // are those.
+        let mut closed = Vec::new();
+        for _ in 0..extra {
+            let (age, frames) = ends
+                .join_next()
+                .await
+                .expect("a socket")
+                .expect("socket task");
             assert_eq!(
                 frames,
-                [server_busy()],
-                "refused socket {refused} was not told why"
+                [closed_to_make_room_before_hello()],
+                "socket {age} was not told why"
             );
+            closed.push(age);
         }
+        closed.sort_unstable();
+        assert_eq!(closed, (0..extra).collect::<Vec<_>>(), "not the oldest");
         let held = server.settled_fds().await;
-        println!("{extra} sockets refused at accept, server held {held} descriptors (baseline {baseline})");
+        println!("{extra} sockets made room, server held {held} descriptors (baseline {baseline})");
         assert_eq!(
             held,
             baseline + MAX_CONNECTIONS,
-            "the server should hold exactly one descriptor per slot"
+            "the server should hold exactly one descriptor per place in the table"
         );
-        assert_eq!(ends.len(), MAX_CONNECTIONS, "a socket within the cap was closed");
-        // Closing ours gives every slot back.
+        assert_eq!(
+            ends.len(),
+            MAX_CONNECTIONS,
+            "a socket was closed for no reason"
+        );
+        // Closing ours gives every descriptor back.
         ends.abort_all();
         while ends.join_next().await.is_some() {}
 
@@ -216,7 +230,7 @@ async fn sockets_past_max_connections_are_closed_at_once_and_slots_come_back() {
             after <= baseline,
             "{after} descriptors held, {baseline} before"
         );
-        // Every slot came back.
+        // Every place came back.
         probe_session(addr, "after").await;
     })
     .await;

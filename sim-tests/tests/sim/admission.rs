@@ -2,7 +2,10 @@
 //! the naming ceiling, a connection stuck in the middle of a frame (or
 //! dribbling one) is closed at the frame deadline while one the server has
 //! stopped reading is not, a participant cut off for good loses its slot,
-//! and one host cannot hold more than its share of connections.
+//! one host cannot hold more than its share of connections nor open them
+//! faster than its rate, and a full socket table makes room for an honest
+//! newcomer at the expense of a connection that has not got far — never a
+//! member's.
 //!
 //! Keepalive is not here: turmoil's TCP has no probes, so a peer that dies
 //! in a room where nothing is written to it cannot be found by the
@@ -13,12 +16,17 @@
 use std::time::Duration;
 
 use logosnet::protocol::{
-    ClientFrame, HEADER_BYTES, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined,
-    left, public_line, too_long_warning, too_many_connections_from, too_many_names,
+    ClientFrame, HEADER_BYTES, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame,
+    closed_to_make_room_before_hello, closed_to_make_room_before_naming, joined, left, public_line,
+    server_busy, too_long_warning, too_many_connections_from, too_many_names,
+    too_many_new_connections_from,
 };
 use logosnet::room::flood::FloodLimit;
 use logosnet::room::{MAX_REFUSED_NAMES, NAMING_CEILING};
-use logosnet::server::{FRAME_DEADLINE, MAX_LAG, MAX_PER_ADDRESS};
+use logosnet::server::{
+    FRAME_DEADLINE, MAX_LAG, MAX_MAKING_ROOM, MAX_NEW_PER_ADDRESS, MAX_PER_ADDRESS,
+    NEW_PER_ADDRESS_WINDOW, RateLimit,
+};
 use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -359,4 +367,186 @@ fn one_host_holds_at_most_its_share_of_connections() {
         Ok(())
     });
     run.run();
+}
+
+/// A small socket table (32) so the crowd stays cheap; the rule is the
+/// same at 2,048.
+const TABLE: usize = 32;
+
+/// Every socket is held — a watcher and 31 silent sockets from one host —
+/// when an honest participant arrives from another: it gets in and
+/// chats, and the oldest silent socket is told why it was closed; the
+/// other silent ones and the watcher keep their places.
+#[test]
+fn a_full_table_of_silent_sockets_makes_room_for_an_honest_participant() {
+    let mut world = World::new(SEED);
+    world.config.max_connections = TABLE;
+    let mut run = world.build();
+    let log = run.log.clone();
+    let honest_log = log.clone();
+    let (go, ready) = tokio::sync::oneshot::channel::<()>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    run.sim.client("squatters", async move {
+        let mut watcher = observer("watcher", &log).await;
+        let mut silent = Vec::new();
+        for i in 0..TABLE - 1 {
+            silent.push(connect(&format!("silent{i}"), &log).await);
+        }
+        // Let the server accept them all before the newcomer comes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = go.send(());
+        let mut oldest = silent.remove(0);
+        oldest.expect(closed_to_make_room_before_hello()).await;
+        oldest.expect_closed().await;
+        watcher.expect(joined("honest")).await;
+        watcher.expect(public_line("honest", "made it")).await;
+        let _ = finished.await;
+        // Nobody else was told anything: each still holds its socket.
+        for mut held in silent {
+            held.expect_quiet(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    });
+    run.sim.client("honest", async move {
+        let _ = ready.await;
+        let mut honest = participant("honest", &honest_log).await;
+        honest.chat("made it").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = done.send(());
+        Ok(())
+    });
+    run.run();
+}
+
+/// A table of members only: a newcomer is told `server busy` and closed,
+/// and every member stays and is served. With one participant still
+/// unnamed among them, that one makes room (told why, announced as
+/// leaving), not a member.
+#[test]
+fn members_are_never_closed_to_make_room() {
+    let mut world = World::new(SEED);
+    world.config.max_connections = 4;
+    world.run_script(|log| async move {
+        let mut alice = participant("alice", &log).await;
+        let mut bob = participant("bob", &log).await;
+        alice.expect(joined("bob")).await;
+        let mut watcher = observer("watcher", &log).await;
+        let mut unnamed = connect("unnamed", &log).await;
+        unnamed.hello(Role::Participant).await;
+        // Every socket is taken; only `unnamed` is not a member.
+        let mut first = connect("first", &log).await;
+        unnamed.expect(closed_to_make_room_before_naming()).await;
+        unnamed.expect_closed().await;
+        for member in [&mut alice, &mut bob, &mut watcher] {
+            member.expect(left("Anonymous")).await;
+        }
+        first.hello(Role::Observer).await;
+        // Now every socket is a member's: the next is refused.
+        let mut second = connect("second", &log).await;
+        second.expect(server_busy()).await;
+        second.expect_closed().await;
+        alice.chat("still here").await;
+        for member in [&mut bob, &mut watcher, &mut first] {
+            member.expect(public_line("alice", "still here")).await;
+        }
+        Ok(())
+    });
+}
+
+/// With the default rate on, 33 connections at once from one host: 32 are
+/// admitted and one is told to come back in 19 s (600 s / 32 = 18.75 s,
+/// rounded up). A connection at 18 s is still refused; one after 18.75 s
+/// is admitted, and the one right behind it refused again. Another host
+/// is not affected at any point.
+#[test]
+fn the_rate_refuses_the_thirty_third_in_a_burst_and_admits_after_refill() {
+    let mut world = World::timers(SEED, Duration::from_secs(30));
+    world.config.connect_rate = RateLimit::DEFAULT;
+    let mut run = world.build();
+    let log = run.log.clone();
+    let other_log = log.clone();
+    let refill = NEW_PER_ADDRESS_WINDOW / MAX_NEW_PER_ADDRESS;
+    run.sim.client("burst", async move {
+        let me = turmoil::lookup("burst");
+        let told = too_many_new_connections_from(me, refill);
+        assert_eq!(
+            told.text(),
+            Some(format!("too many new connections from {me}; try again in 19 s").as_str())
+        );
+        let started = Instant::now();
+        let mut burst = JoinSet::new();
+        for i in 0..=MAX_NEW_PER_ADDRESS {
+            let log = log.clone();
+            burst.spawn(async move {
+                let mut client = connect(&format!("b{i}"), &log).await;
+                client.send(&ClientFrame::Hello(Role::Observer)).await;
+                (client.next(Duration::from_secs(1)).await, client)
+            });
+        }
+        let (mut admitted, mut refused) = (Vec::new(), Vec::new());
+        while let Some(answer) = burst.join_next().await {
+            match answer.expect("burst task") {
+                (Got::Frame(ServerFrame::Accepted), client) => admitted.push(client),
+                (Got::Frame(frame), _) => refused.push(frame),
+                (other, client) => panic!("{}: {other:?}", client.label()),
+            }
+        }
+        assert_eq!(admitted.len(), MAX_NEW_PER_ADDRESS as usize);
+        assert_eq!(refused, vec![told.clone()]);
+        // Before the token is back: still refused.
+        tokio::time::sleep_until(started + Duration::from_secs(18)).await;
+        let mut early = connect("early", &log).await;
+        assert!(matches!(
+            early.next(Duration::from_secs(1)).await,
+            Got::Frame(ServerFrame::ProtocolError(reason))
+                if reason == "too many new connections from ".to_owned() + &me.to_string() + "; try again in 1 s"
+        ));
+        // After it: one is admitted, the next refused for another interval.
+        tokio::time::sleep_until(started + refill + Duration::from_millis(50)).await;
+        let mut late = connect("late", &log).await;
+        late.hello(Role::Observer).await;
+        let mut greedy = connect("greedy", &log).await;
+        greedy.expect(told).await;
+        greedy.expect_closed().await;
+        Ok(())
+    });
+    run.sim.client("other", async move {
+        // In the middle of the burst's refusals, another host is admitted.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _other = observer("other", &other_log).await;
+        Ok(())
+    });
+    run.run();
+}
+
+/// Sockets past the table are bounded too: with a table of two and the
+/// sockets closed to make room lingering (their peers neither read nor
+/// close), the first `MAX_MAKING_ROOM` past the table each close the
+/// oldest silent socket, and the next is told `server busy` at once.
+#[test]
+fn past_the_room_being_made_a_socket_is_refused_at_once() {
+    let mut world = World::new(SEED);
+    world.config.max_connections = 2;
+    world.config.close_linger = Duration::from_secs(30);
+    world.tcp_capacity = 1024;
+    world.run_script(|log| async move {
+        let total = 2 + MAX_MAKING_ROOM + 1;
+        let mut sockets = Vec::with_capacity(total);
+        for i in 0..total {
+            sockets.push(connect(&format!("s{i}"), &log).await);
+        }
+        let mut sockets = sockets.into_iter();
+        for mut made_room in sockets.by_ref().take(MAX_MAKING_ROOM) {
+            made_room.expect(closed_to_make_room_before_hello()).await;
+            made_room.expect_closed().await;
+        }
+        let mut kept: Vec<_> = sockets.by_ref().take(2).collect();
+        let mut refused = sockets.next().expect("the last socket");
+        refused.expect(server_busy()).await;
+        refused.expect_closed().await;
+        for socket in &mut kept {
+            socket.expect_quiet(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    });
 }

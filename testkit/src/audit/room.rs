@@ -650,6 +650,12 @@ impl Auditor {
             }
             return;
         };
+        // The name runs to the first space; `@ hi` and `@` alone name
+        // nobody (PROTOCOL.md, section 6).
+        if rest.split(' ').next().is_none_or(str::is_empty) {
+            want.send(conn, protocol::private_needs_a_name());
+            return;
+        }
         let Some((typed, _)) = rest.split_once(' ') else {
             want.send(conn, protocol::private_needs_a_space());
             return;

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use logosnet::server::{ServerConfig, serve};
+use logosnet::server::{RateLimit, ServerConfig, serve};
 use turmoil::{Builder, Sim};
 
 pub use client::{
@@ -51,11 +51,11 @@ pub struct World {
 
 impl World {
     /// A world with 1 ms ticks, a fixed 1 ms latency, 60 s of time and the
-    /// server's default limits, but for the per-address limit: it is off,
-    /// because scenarios put their crowds on one simulated host (hosts cost
-    /// quadratically; see the README), where the real server would count
-    /// them as one source. `admission.rs` turns it on where it is the
-    /// subject.
+    /// server's default limits, but for the per-address limit and the
+    /// connection rate: they are off, because scenarios put their crowds on
+    /// one simulated host (hosts cost quadratically; see the README), where
+    /// the real server would count them as one source. `admission.rs`
+    /// turns them on where they are the subject.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -65,6 +65,10 @@ impl World {
             latency: Duration::from_millis(1),
             config: ServerConfig {
                 max_per_address: 0,
+                connect_rate: RateLimit {
+                    burst: 0,
+                    ..RateLimit::DEFAULT
+                },
                 ..ServerConfig::default()
             },
             pieces: PieceSize::Any,
