@@ -6,7 +6,11 @@
 //! many of each role, how long a line or a name) and, in [`text`], every
 //! text the server sends. It does no I/O; reassembling frames from a byte
 //! stream is [`crate::codec`]'s job. The variant order of both enums is the
-//! wire format: never reorder or insert, only append.
+//! wire format: never reorder or insert, only append. The presence frames
+//! ([`ClientFrame::Who`], [`ServerFrame::Roster`]) were appended that way:
+//! every frame that existed before them keeps its bytes, and a server sends
+//! `Roster` only to a client that asked with `Who`, so a client that knows
+//! neither never receives a variant it cannot decode.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,9 +19,10 @@ pub mod text;
 pub use text::{
     CHAT_PREFIX_CHARS, ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence,
     SENDER_COLUMNS, already_named, choose_a_username_first, first_frame_must_be_hello, hello_again,
-    is_blank, joined, left, no_hello_within, no_such_user, observers_only_read, parse_line,
-    parse_presence, private_line, private_needs_a_space, public_line, server_busy, shutdown_notice,
-    too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
+    invalid_username, is_blank, is_name_refusal, joined, left, name_reserved, name_too_similar,
+    no_hello_within, no_such_user, observers_only_read, parse_line, parse_presence, private_line,
+    private_needs_a_space, public_line, server_busy, shutdown_notice, too_far_behind,
+    too_long_warning, too_many_connections_from, too_many_names, who_before_a_name,
 };
 
 /// Most participants at once, from the spec.
@@ -68,6 +73,18 @@ pub const MAX_HELLO_PAYLOAD: usize = 2 * MAX_VARIANT_BYTES;
 pub const MAX_USERNAME_PAYLOAD: usize =
     MAX_VARIANT_BYTES + MAX_LENGTH_PREFIX_BYTES + MAX_REQUESTED_BYTES;
 
+/// The longest `Roster` payload the server sends: a variant index, the
+/// list's length, [`MAX_PARTICIPANTS`] names of [`MAX_USERNAME_CHARS`]
+/// four-byte characters each with its length, and the observer count, every
+/// varint at its longest. 12,770 bytes: far under [`MAX_FRAME_BYTES`], so a
+/// full room's roster is always one frame.
+pub const MAX_ROSTER_PAYLOAD: usize = MAX_VARIANT_BYTES
+    + MAX_LENGTH_PREFIX_BYTES
+    + MAX_PARTICIPANTS * (MAX_LENGTH_PREFIX_BYTES + 4 * MAX_USERNAME_CHARS)
+    + MAX_VARIANT_BYTES;
+
+const _: () = assert!(MAX_ROSTER_PAYLOAD <= MAX_FRAME_BYTES);
+
 /// The longest `Chat` payload that can be delivered: a variant index, a
 /// string length and [`MAX_MESSAGE_CHARS`] characters of 4 bytes each.
 /// 4,015 bytes; a longer line is refused whatever it says.
@@ -92,6 +109,9 @@ pub enum ClientFrame {
     Username(String),
     /// An active participant's chat line; `@name text` is private (index 2).
     Chat(String),
+    /// A member asks who is in the room; answered with
+    /// [`ServerFrame::Roster`], to the asker only (index 3).
+    Who,
 }
 
 /// A message from the server to a client.
@@ -115,6 +135,15 @@ pub enum ServerFrame {
     Message(String),
     /// Why the server is closing this connection (index 8).
     ProtocolError(String),
+    /// Who is in the room, the answer to [`ClientFrame::Who`] (index 9).
+    Roster {
+        /// The active participants' names as shown, in the order they
+        /// joined (the asker's own included, if it is one).
+        participants: Vec<String>,
+        /// How many observers are in the room (the asker included, if it
+        /// is one).
+        observers: u32,
+    },
 }
 
 impl ServerFrame {
@@ -131,6 +160,7 @@ impl ServerFrame {
             ServerFrame::Notice(_) => "Notice",
             ServerFrame::Message(_) => "Message",
             ServerFrame::ProtocolError(_) => "ProtocolError",
+            ServerFrame::Roster { .. } => "Roster",
         }
     }
 }
@@ -265,7 +295,7 @@ mod tests {
     #[test]
     fn undecodable_payloads_are_violations() {
         let cases: &[(&[u8], &str)] = &[
-            (&[3], "unknown message or role variant"),
+            (&[4], "unknown message or role variant"),
             (&[0, 2], "unknown message or role variant"),
             (&[0], "message ends early"),
             (&[0, 0, 0], "trailing bytes after the message"),

@@ -8,7 +8,7 @@ mod client_harness;
 
 use std::process::{Command, Stdio};
 
-use client_harness::{CLIENT, Client, ScriptedServer, accept, listen};
+use client_harness::{CLIENT, Client, ScriptedServer, accept, listen, shown};
 use logosnet::protocol::{
     ClientFrame, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined, left,
     no_such_user, private_line, public_line, shutdown_notice,
@@ -37,6 +37,7 @@ fn observer(port: u16) -> Client {
     let observer = Client::start("observer", port, &["--observe"]);
     // Printed on Accepted: from here on the observer is in the room.
     assert_eq!(observer.next_error_line(), OBSERVING);
+    observer.expect_roster();
     observer
 }
 
@@ -133,6 +134,74 @@ async fn taken_and_invalid_names_are_asked_for_again() {
     second.expect_shown(joined("bob"));
     second.send("exit()");
     assert_eq!(second.wait().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refusal_says_which_rule_refused_the_name() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _alice = Client::join("alice", addr.port());
+    let mut second = Client::start("second", addr.port(), &[]);
+    for (name, says) in [
+        ("Alice", "Username already in use"),
+        (
+            "a1ice",
+            "Username refused: too similar to alice, who is in the room",
+        ),
+        (
+            "anonymous",
+            "Username refused: Anonymous is reserved for participants who leave before choosing a name",
+        ),
+        (
+            "@bob",
+            "Invalid username: it cannot start with @ (a private message to it could not be written)",
+        ),
+        (
+            ">bob:",
+            "Invalid username: it cannot start with > (lines from the room start with > or %)",
+        ),
+        (
+            "bob:",
+            "Invalid username: it cannot contain : (a line from the room puts : after the sender's name)",
+        ),
+        (
+            "bo\u{200b}b",
+            "Invalid username: no control or invisible characters (U+200B)",
+        ),
+    ] {
+        second.send(name);
+        assert_eq!(second.next_error_line(), says, "{name:?}");
+    }
+    second.send("bob");
+    second.expect_shown(joined("bob"));
+    assert_eq!(second.expect_roster(), "In the room: alice");
+    // The reasons were the client's remarks, not room lines.
+    second.close_stdin();
+    assert_eq!(second.wait().code(), Some(0));
+    assert_eq!(second.rest_of_stdout(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_lists_the_room_on_joining_and_when_asked_and_is_never_sent() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port();
+    let _watching = observer(port);
+    let mut alice = Client::join("alice", port);
+    let mut bob = Client::start("bob", port, &[]);
+    bob.send("bob");
+    bob.expect_shown(joined("bob"));
+    assert_eq!(bob.expect_roster(), "In the room: alice and 1 observer");
+    alice.expect_shown(joined("bob"));
+    alice.send("/who");
+    assert_eq!(alice.expect_roster(), "In the room: bob and 1 observer");
+    // Only the exact line is the command: anything else is chat.
+    alice.send("/who ");
+    bob.expect_shown(public_line("alice", "/who "));
+    // bob never saw the first: the next line he gets is alice's next one.
+    alice.send("after");
+    bob.expect_shown(public_line("alice", "after"));
+    alice.close_stdin();
+    assert_eq!(alice.wait().code(), Some(0));
+    assert_eq!(alice.rest_of_stderr(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +354,7 @@ async fn observer_in_pipe_mode_logs_without_reading_its_input() {
         .stdin(Stdio::null());
     let mut observer = Client::from_command("observer", command);
     assert_eq!(observer.next_error_line(), OBSERVING);
+    observer.expect_roster();
     let mut alice = Client::join("alice", addr.port());
     observer.expect_shown(joined("alice"));
     alice.send("hello log");
@@ -307,6 +377,7 @@ async fn observer_started_with_sighup_ignored_keeps_logging_after_a_hangup() {
         .stdin(Stdio::null());
     let mut observer = Client::from_command("observer", command);
     assert_eq!(observer.next_error_line(), OBSERVING);
+    observer.expect_roster();
     observer.signal("HUP");
     let mut alice = Client::join("alice", addr.port());
     observer.expect_shown(joined("alice"));
@@ -327,9 +398,12 @@ async fn timestamps_start_every_room_line_in_pipe_mode() {
     );
     let mut alice = Client::join("alice", addr.port());
     alice.send("hi");
-    for frame in [joined("alice"), public_line("alice", "hi")] {
+    for rest in [
+        "Nobody else is in the room",
+        shown(&joined("alice")),
+        shown(&public_line("alice", "hi")),
+    ] {
         let line = observer.next_line();
-        let rest = frame.text().expect("a room line");
         assert!(is_stamped(&line, rest), "{line:?}");
     }
 }

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use logosnet::protocol::invalid_username;
 use logosnet::protocol::{
     ClientFrame, HEADER_BYTES, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined,
     left, public_line, too_long_warning, too_many_connections_from, too_many_names,
@@ -19,6 +20,7 @@ use logosnet::protocol::{
 use logosnet::room::flood::FloodLimit;
 use logosnet::room::{MAX_REFUSED_NAMES, NAMING_CEILING};
 use logosnet::server::{FRAME_DEADLINE, MAX_PER_ADDRESS, WRITE_DEADLINE};
+use logosnet::username::UsernameError;
 use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -76,6 +78,9 @@ fn squatters_cannot_hold_the_room_past_the_naming_ceiling() {
                     squatter
                         .send(&ClientFrame::Username("not valid".into()))
                         .await;
+                    squatter
+                        .expect(invalid_username(&UsernameError::Whitespace(' ')))
+                        .await;
                     squatter.expect(ServerFrame::UsernameInvalid).await;
                     refused += 1;
                 }
@@ -118,6 +123,9 @@ fn the_eleventh_refused_name_ends_the_connection() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             cycler
                 .send(&ClientFrame::Username(format!("bad name {i}")))
+                .await;
+            cycler
+                .expect(invalid_username(&UsernameError::Whitespace(' ')))
                 .await;
             cycler.expect(ServerFrame::UsernameInvalid).await;
         }
