@@ -153,6 +153,12 @@ pub struct Session {
     server: String,
     /// Whether a whole frame has come from the server yet.
     answered: bool,
+    /// Whether it got into the room (a name accepted, or an observer
+    /// admitted).
+    admitted: bool,
+    /// A line to show on getting into the room (see
+    /// [`Session::arriving_with`]).
+    arrival: Option<String>,
 }
 
 impl Session {
@@ -172,10 +178,27 @@ impl Session {
             actions: VecDeque::new(),
             server: server.into(),
             answered: false,
+            admitted: false,
+            arrival: None,
         };
         session.push(Action::Prompt(Prompt::Waiting));
         session.push(Action::Send(ClientFrame::Hello(role)));
         session
+    }
+
+    /// The same session, showing `line` as a room line when it gets into
+    /// the room, before the roster; for an observer in place of the banner
+    /// that says how to stop it. A logger coming back after a loss says so
+    /// this way.
+    pub fn arriving_with(mut self, line: String) -> Self {
+        self.arrival = Some(line);
+        self
+    }
+
+    /// Whether the session got into the room: a participant's name was
+    /// accepted, or an observer was admitted.
+    pub fn was_admitted(&self) -> bool {
+        self.admitted
     }
 
     /// The next thing the driver must do, in order.
@@ -256,7 +279,11 @@ impl Session {
                 Role::Participant => self.ask_for_name(),
                 Role::Observer => {
                     self.phase = Phase::Observing;
-                    self.push(Action::Status(observing_banner(self.mode).into()));
+                    self.admitted = true;
+                    match self.arrival.take() {
+                        Some(line) => self.push(Action::Show(line)),
+                        None => self.push(Action::Status(observing_banner(self.mode).into())),
+                    }
                     self.push(Action::Prompt(Prompt::Observing));
                     self.push(Action::Send(ClientFrame::Who));
                 }
@@ -266,6 +293,10 @@ impl Session {
                 let name = username::canonical_username(&sent).unwrap_or(sent);
                 self.push(Action::Prompt(Prompt::Chat(sanitize(&name).into_owned())));
                 self.phase = Phase::Chatting { name };
+                self.admitted = true;
+                if let Some(line) = self.arrival.take() {
+                    self.push(Action::Show(line));
+                }
                 self.push(Action::Send(ClientFrame::Who));
             }
             (ServerFrame::UsernameTaken, Phase::NameSent { reason, .. }) => {
