@@ -14,7 +14,7 @@ use logosnet::protocol::{
     no_such_user, private_line, public_line, shutdown_notice,
 };
 use logosnet::server::ServerConfig;
-use testkit::{Peer, spawn_server};
+use testkit::{Peer, spawn_server, spawn_server_at};
 
 const OBSERVING: &str = "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP";
 
@@ -572,4 +572,81 @@ fn version_names_each_binary() {
             format!("{bin} {}\n", env!("CARGO_PKG_VERSION"))
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_logger_waits_for_its_server_comes_back_after_a_restart_and_stops_on_sigterm()
+ {
+    // A port nothing listens on yet.
+    let (listener, port) = listen().await;
+    let addr = listener.local_addr().expect("an address");
+    drop(listener);
+    let mut logger = Client::start("logger", port, &["--observe", "--reconnect"]);
+    assert_eq!(
+        logger.next_error_line(),
+        format!(
+            "Cannot connect to 127.0.0.1:{port}: connection refused; trying again until it answers"
+        )
+    );
+    // The server comes up: the logger's first line is who is there.
+    let server = spawn_server_at(addr, ServerConfig::default()).await;
+    assert_eq!(logger.next_error_line(), OBSERVING);
+    assert_eq!(logger.expect_roster(), "Nobody else is in the room");
+    let alice = Peer::participant(addr, "alice").await;
+    logger.expect_shown(joined("alice"));
+
+    // A restart: one line for the loss, one for the return, then the room.
+    server.shut_down().await;
+    drop(alice);
+    logger.expect_shown(shutdown_notice());
+    logger.expect_line(&format!(
+        "*** The server at 127.0.0.1:{port} closed the connection; reconnecting"
+    ));
+    let server = spawn_server_at(addr, ServerConfig::default()).await;
+    logger.expect_line(&format!("*** Back in the room at 127.0.0.1:{port}"));
+    assert_eq!(logger.expect_roster(), "Nobody else is in the room");
+    let _bob = Peer::participant(addr, "bob").await;
+    logger.expect_shown(joined("bob"));
+
+    // Lost again, and stopped while it waits: cleanly, at once.
+    server.shut_down().await;
+    logger.expect_shown(shutdown_notice());
+    logger.expect_line(&format!(
+        "*** The server at 127.0.0.1:{port} closed the connection; reconnecting"
+    ));
+    logger.signal("TERM");
+    assert_eq!(logger.wait().code(), Some(0), "SIGTERM stops it cleanly");
+    assert_eq!(logger.rest_of_stdout(), Vec::<String>::new());
+    assert_eq!(logger.rest_of_stderr(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reconnect_an_observer_still_ends_when_its_server_does() {
+    let (addr, server) = spawn_server(ServerConfig::default()).await;
+    let mut logger = observer(addr.port());
+    server.shut_down().await;
+    logger.expect_shown(shutdown_notice());
+    assert_eq!(logger.wait().code(), Some(1));
+    assert_eq!(
+        logger.rest_of_stderr(),
+        [format!(
+            "The server at 127.0.0.1:{} closed the connection",
+            addr.port()
+        )]
+    );
+}
+
+#[test]
+fn participants_do_not_reconnect() {
+    let mut client = Client::spawn(
+        "client",
+        &["--ip", "127.0.0.1", "--port", "1", "--reconnect"],
+    );
+    assert_eq!(client.wait().code(), Some(64));
+    assert_eq!(
+        client.rest_of_stderr(),
+        [
+            "logosnet_client: the following required arguments were not provided: --observe (try --help)"
+        ]
+    );
 }

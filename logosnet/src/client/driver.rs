@@ -146,9 +146,9 @@ pub(crate) struct Behaviour {
     /// Whether someone may be watching (a terminal), so that a slow
     /// connection is announced.
     pub(crate) announce_connecting: bool,
-    /// A room line to show once in the room, in place of the observer's
-    /// banner: a logger's return after a loss.
-    pub(crate) arrival: Option<String>,
+    /// A logger's return after a loss: once in the room it says so, in
+    /// place of the observer's banner ([`super::reconnect::back_line`]).
+    pub(crate) returning: bool,
 }
 
 /// How one run ended, and whether it got into the room on the way.
@@ -232,8 +232,8 @@ pub(crate) async fn run<F: FrontEnd, D: Dialer, S: Stop>(
     let server = addr.to_string();
     let (reader, writer) = Connection::new(stream).split();
     let mut session = Session::with_input(config.role, server, behaviour.mode);
-    if let Some(line) = behaviour.arrival {
-        session = session.arriving_with(line);
+    if behaviour.returning {
+        session = session.arriving_with(super::reconnect::back_line(&addr.to_string()));
     }
     let mut run = Running {
         front,

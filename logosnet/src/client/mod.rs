@@ -133,7 +133,7 @@ async fn run_front_end(config: &Config) -> Ending {
                 let behaviour = Behaviour {
                     mode: InputMode::Terminal,
                     announce_connecting: true,
-                    arrival: None,
+                    returning: false,
                 };
                 let ending = run_with(&mut front, config, behaviour).await;
                 front.finish();
@@ -151,7 +151,7 @@ async fn run_front_end(config: &Config) -> Ending {
     let behaviour = Behaviour {
         mode: InputMode::Script,
         announce_connecting: std::io::stderr().is_terminal(),
-        arrival: None,
+        returning: false,
     };
     let ending = run_with(&mut front, config, behaviour).await;
     front.finish();

@@ -28,7 +28,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::Config;
-use super::connect::target_name;
 use super::driver::{self, Behaviour, Dialer, FrontEnd, Stop};
 use super::ending::Ending;
 use super::pipe::PipeFrontEnd;
@@ -116,9 +115,10 @@ pub fn lost_line(ending: &Ending) -> String {
     format!("{LOG_MARK} {ending}; reconnecting")
 }
 
-/// The log's line when the logger is back in the room at `target`.
-pub fn back_line(target: &str) -> String {
-    format!("{LOG_MARK} Back in the room at {target}")
+/// The log's line when the logger is back in the room, at the server's
+/// address `addr` (as the loss line names it).
+pub fn back_line(addr: &str) -> String {
+    format!("{LOG_MARK} Back in the room at {addr}")
 }
 
 /// The remark (standard error) when the logger cannot get in at the start
@@ -165,7 +165,6 @@ pub(crate) async fn reconnecting<F: FrontEnd, D: Dialer, S: Stop>(
     stop: &mut S,
     seed: u64,
 ) -> Ending {
-    let target = target_name(&config.host, config.port);
     let mut backoff = Backoff::new(seed);
     let mut been_in = false;
     let mut said_waiting = false;
@@ -173,7 +172,7 @@ pub(crate) async fn reconnecting<F: FrontEnd, D: Dialer, S: Stop>(
         let behaviour = Behaviour {
             mode,
             announce_connecting: announce_connecting && !been_in && !said_waiting,
-            arrival: been_in.then(|| back_line(&target)),
+            returning: been_in,
         };
         let outcome = driver::run(front, config, behaviour, dialer, stop).await;
         if outcome.admitted {
