@@ -248,6 +248,100 @@ mod tests {
         assert_eq!(hex(&encode(&ServerFrame::Full)), "00 00 00 01 01");
     }
 
+    /// The frames section 5 of docs/PROTOCOL.md shows byte by byte, as it
+    /// names them.
+    fn documented_examples() -> Vec<(&'static str, Bytes)> {
+        let roster = |participants: &[&str], observers| ServerFrame::Roster {
+            participants: participants.iter().map(|&p| p.to_owned()).collect(),
+            observers,
+        };
+        vec![
+            (
+                "Hello(Participant)",
+                encode(&ClientFrame::Hello(Role::Participant)),
+            ),
+            (
+                "Hello(Observer)",
+                encode(&ClientFrame::Hello(Role::Observer)),
+            ),
+            (
+                "Username(\"bob\")",
+                encode(&ClientFrame::Username("bob".into())),
+            ),
+            ("Chat(\"hi\")", encode(&ClientFrame::Chat("hi".into()))),
+            (
+                "Chat(\"@bob hi\")",
+                encode(&ClientFrame::Chat("@bob hi".into())),
+            ),
+            ("Who", encode(&ClientFrame::Who)),
+            ("Accepted", encode(&ServerFrame::Accepted)),
+            ("Full", encode(&ServerFrame::Full)),
+            ("UsernameAccepted", encode(&ServerFrame::UsernameAccepted)),
+            ("UsernameTaken", encode(&ServerFrame::UsernameTaken)),
+            ("UsernameInvalid", encode(&ServerFrame::UsernameInvalid)),
+            ("UsernameTimeout", encode(&ServerFrame::UsernameTimeout)),
+            (
+                "Message(\">      alice: hi\")",
+                encode(&ServerFrame::Message(">      alice: hi".into())),
+            ),
+            (
+                "Roster { participants: [\"alice\", \"bob\"], observers: 3 }",
+                encode(&roster(&["alice", "bob"], 3)),
+            ),
+            (
+                "Roster { participants: [], observers: 1 }",
+                encode(&roster(&[], 1)),
+            ),
+        ]
+    }
+
+    /// Each example's row in section 5 of docs/PROTOCOL.md is
+    /// `` | `message` | `header` `payload` | ``: the bytes the document gives
+    /// are the bytes the codec writes.
+    #[test]
+    fn the_protocol_documents_byte_examples_are_the_encoded_bytes() {
+        let document = include_str!("../../docs/PROTOCOL.md");
+        for (message, bytes) in documented_examples() {
+            let row = format!(
+                "| `{message}` | `{}` `{}` |",
+                hex(&bytes[..HEADER_BYTES]),
+                hex(&bytes[HEADER_BYTES..])
+            );
+            assert!(
+                document.lines().any(|line| line == row),
+                "docs/PROTOCOL.md has no row {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_client_variant_has_its_index() {
+        let frames = [
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Username(String::new()),
+            ClientFrame::Chat(String::new()),
+            ClientFrame::Who,
+        ];
+        for (index, frame) in frames.iter().enumerate() {
+            let bytes = encode(frame);
+            assert_eq!(bytes[HEADER_BYTES] as usize, index, "{frame:?}");
+            let back: ClientFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
+            assert_eq!(&back, frame);
+        }
+    }
+
+    #[test]
+    fn a_full_rooms_roster_fits_the_bound_it_is_said_to_fit() {
+        let worst = ServerFrame::Roster {
+            participants: vec!["\u{1F980}".repeat(MAX_USERNAME_CHARS); MAX_PARTICIPANTS],
+            observers: u32::MAX,
+        };
+        let bytes = encode(&worst);
+        assert!(bytes.len() - HEADER_BYTES <= MAX_ROSTER_PAYLOAD);
+        let back: ServerFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
+        assert_eq!(back, worst);
+    }
+
     #[test]
     fn every_server_variant_has_its_index() {
         let frames = [
@@ -260,6 +354,10 @@ mod tests {
             ServerFrame::Notice(String::new()),
             ServerFrame::Message(String::new()),
             ServerFrame::ProtocolError(String::new()),
+            ServerFrame::Roster {
+                participants: vec!["alice".into()],
+                observers: 2,
+            },
         ];
         for (index, frame) in frames.iter().enumerate() {
             let bytes = encode(frame);
@@ -268,7 +366,7 @@ mod tests {
             assert_eq!(&back, frame);
             // Its name is the variant's own.
             let debug = format!("{frame:?}");
-            let variant = debug.split('(').next().unwrap_or_default();
+            let variant = debug.split(['(', ' ']).next().unwrap_or_default();
             assert_eq!(frame.name(), variant);
         }
     }

@@ -1008,6 +1008,23 @@ fn blank_lines_are_dropped_without_a_word() {
     assert_eq!(h.take(o), vec![public_line("alice", " x ")]);
 }
 
+#[test]
+fn a_name_the_same_up_to_case_is_reached_before_a_look_alike() {
+    let mut h = Harness::new();
+    let ian = h.participant("ian");
+    let lan = h.participant("lan");
+    let bob = h.participant("bob");
+    h.take_all();
+    // `Ian` is `ian` up to case and looks like `lan`: case wins.
+    h.chat(bob, "@Ian hi");
+    assert_eq!(h.take(ian), vec![private_line("bob", "@Ian hi")]);
+    assert_eq!(h.take(lan), vec![]);
+    h.drop_conn(ian);
+    h.take_all();
+    h.chat(bob, "@Ian hi");
+    assert_eq!(h.take(lan), vec![private_line("bob", "@Ian hi")]);
+}
+
 /// The roster `conn` gets when it asks.
 fn roster_for(h: &mut Harness, conn: ConnId) -> ServerFrame {
     h.take_all();
