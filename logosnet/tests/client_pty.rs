@@ -435,7 +435,7 @@ async fn padded_line_to_a_screen_of(cols: u16) {
         &padding[..usize::from(cols) - CHAT_PREFIX_CHARS]
     );
     assert!(
-        rows.iter().any(|row| *row == first),
+        rows.contains(&first),
         "bob's line starts its own row\n{}",
         alice.dump()
     );

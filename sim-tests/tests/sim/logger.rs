@@ -27,16 +27,14 @@ struct SimDialer;
 impl Dialer for SimDialer {
     type Stream = TcpStream;
 
-    fn dial(&mut self) -> impl Future<Output = Result<(TcpStream, SocketAddr), Ending>> {
-        async {
-            let failed = |e: io::Error| Ending::ConnectFailed {
-                addr: format!("{SERVER}:{PORT}"),
-                reason: e.kind().to_string(),
-            };
-            let stream = TcpStream::connect((SERVER, PORT)).await.map_err(failed)?;
-            let addr = stream.peer_addr().map_err(failed)?;
-            Ok((stream, addr))
-        }
+    async fn dial(&mut self) -> Result<(TcpStream, SocketAddr), Ending> {
+        let failed = |e: io::Error| Ending::ConnectFailed {
+            addr: format!("{SERVER}:{PORT}"),
+            reason: e.kind().to_string(),
+        };
+        let stream = TcpStream::connect((SERVER, PORT)).await.map_err(failed)?;
+        let addr = stream.peer_addr().map_err(failed)?;
+        Ok((stream, addr))
     }
 }
 
