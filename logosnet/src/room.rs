@@ -630,14 +630,15 @@ impl Room {
     fn username(&mut self, now: Instant, conn: ConnId, requested: &str) {
         let (reason, verdict) = match Username::parse(requested) {
             Err(broken) => (
-                Some(protocol::invalid_username(&broken)),
+                Some(protocol::invalid_username(broken)),
                 ServerFrame::UsernameInvalid,
             ),
             // The name the room uses for unnamed participants is held by
             // the room: taken.
-            Ok(name) if name.is_reserved() => {
-                (Some(protocol::name_reserved()), ServerFrame::UsernameTaken)
-            }
+            Ok(name) if name.is_reserved() => (
+                Some(protocol::name_reserved(username::ANONYMOUS)),
+                ServerFrame::UsernameTaken,
+            ),
             Ok(name) => match self.holder(&name).map(|(_, held)| (name.clash(held), held)) {
                 Some((Some(Clash::LookAlike), held)) => (
                     Some(protocol::name_too_similar(held)),

@@ -94,7 +94,7 @@ async fn username_rules_over_the_wire() {
     let _alice = Peer::participant(addr, "alice").await;
     let mut p = Peer::connect("naming", addr).await;
     p.hello(Role::Participant).await;
-    let invalid = |broken| vec![invalid_username(&broken), ServerFrame::UsernameInvalid];
+    let invalid = |broken| vec![invalid_username(broken), ServerFrame::UsernameInvalid];
     for (name, replies) in [
         ("", invalid(UsernameError::Empty)),
         ("elevenchars", invalid(UsernameError::TooLong)),

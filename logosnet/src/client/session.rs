@@ -486,7 +486,7 @@ fn observing_banner(mode: InputMode) -> &'static str {
 /// that sent no reason of its own: the client's reading of the same rule
 /// ([`username::UsernameError`]'s words, which are the server's too).
 fn invalid_name_reason(sent: &str) -> String {
-    let reason = protocol::invalid_username(&match username::canonical_username(sent) {
+    let reason = protocol::invalid_username(match username::canonical_username(sent) {
         Err(broken) => broken,
         // The server's rule and ours disagree: say so rather than guess.
         Ok(_) => return "Invalid username: the server refused it".into(),

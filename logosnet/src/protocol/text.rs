@@ -15,7 +15,6 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use super::{MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, ServerFrame};
-use crate::username::{ANONYMOUS, UsernameError};
 
 /// The first character of a public chat line as delivered.
 pub const PUBLIC_MARK: char = '>';
@@ -224,8 +223,9 @@ const INVALID_NAME_HEAD: &str = "Invalid username: ";
 const REFUSED_NAME_HEAD: &str = "Username refused: ";
 
 /// The notice sent just before `UsernameInvalid`: which rule the name
-/// broke, e.g. `Invalid username: it cannot start with @ (…)`.
-pub fn invalid_username(reason: &UsernameError) -> ServerFrame {
+/// broke, e.g. `Invalid username: it cannot start with @ (…)`; `reason` is
+/// the rule's own words ([`crate::username::UsernameError`]'s `Display`).
+pub fn invalid_username(reason: impl Display) -> ServerFrame {
     ServerFrame::Notice(format!("{INVALID_NAME_HEAD}{reason}"))
 }
 
@@ -238,11 +238,12 @@ pub fn name_too_similar(holder: &str) -> ServerFrame {
     ))
 }
 
-/// The notice sent just before `UsernameTaken` for [`ANONYMOUS`] in any
-/// case or look-alike.
-pub fn name_reserved() -> ServerFrame {
+/// The notice sent just before `UsernameTaken` for a clash with
+/// `reserved`, the name the room gives participants who leave unnamed
+/// ([`crate::username::ANONYMOUS`]), in any case or look-alike.
+pub fn name_reserved(reserved: &str) -> ServerFrame {
     ServerFrame::Notice(format!(
-        "{REFUSED_NAME_HEAD}{ANONYMOUS} is reserved for participants who leave before choosing a name"
+        "{REFUSED_NAME_HEAD}{reserved} is reserved for participants who leave before choosing a name"
     ))
 }
 
@@ -344,7 +345,9 @@ mod tests {
         );
         assert_eq!(">      alice: ".chars().count(), 4 + SENDER_COLUMNS);
         assert_eq!(
-            text(invalid_username(&UsernameError::StartsWithAt('@'))),
+            text(invalid_username(
+                "it cannot start with @ (a private message to it could not be written)"
+            )),
             "Invalid username: it cannot start with @ (a private message to it could not be written)"
         );
         assert_eq!(
@@ -352,7 +355,7 @@ mod tests {
             "Username refused: too similar to alice, who is in the room"
         );
         assert_eq!(
-            text(name_reserved()),
+            text(name_reserved("Anonymous")),
             "Username refused: Anonymous is reserved for participants who leave before choosing a name"
         );
     }
@@ -360,10 +363,10 @@ mod tests {
     #[test]
     fn refusal_reasons_are_recognised_and_nothing_else_is() {
         for reason in [
-            invalid_username(&UsernameError::Empty),
-            invalid_username(&UsernameError::Colon(':')),
+            invalid_username("it is empty"),
+            invalid_username("it cannot contain :"),
             name_too_similar("alice"),
-            name_reserved(),
+            name_reserved("Anonymous"),
         ] {
             assert!(is_name_refusal(&text(reason.clone())), "{reason:?}");
         }

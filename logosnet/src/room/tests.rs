@@ -8,12 +8,12 @@ use crate::protocol::{
     name_too_similar, no_such_user, observers_only_read, private_line, public_line,
     shutdown_notice, too_long_warning, too_many_names, who_before_a_name,
 };
-use crate::username::UsernameError;
+use crate::username::{ANONYMOUS, UsernameError};
 
 /// What a participant gets for a name that breaks the rule: the reason,
 /// then the verdict.
 fn invalid(broken: UsernameError) -> Vec<ServerFrame> {
-    vec![invalid_username(&broken), ServerFrame::UsernameInvalid]
+    vec![invalid_username(broken), ServerFrame::UsernameInvalid]
 }
 
 /// What a participant gets for a name that looks like `holder`'s.
@@ -354,7 +354,7 @@ fn anonymous_is_refused_in_any_case_and_look_alike() {
         h.send(p, ClientFrame::Username(name.into()));
         assert_eq!(
             h.take(p),
-            vec![name_reserved(), ServerFrame::UsernameTaken],
+            vec![name_reserved(ANONYMOUS), ServerFrame::UsernameTaken],
             "{name:?}"
         );
     }

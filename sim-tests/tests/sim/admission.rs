@@ -79,7 +79,7 @@ fn squatters_cannot_hold_the_room_past_the_naming_ceiling() {
                         .send(&ClientFrame::Username("not valid".into()))
                         .await;
                     squatter
-                        .expect(invalid_username(&UsernameError::Whitespace(' ')))
+                        .expect(invalid_username(UsernameError::Whitespace(' ')))
                         .await;
                     squatter.expect(ServerFrame::UsernameInvalid).await;
                     refused += 1;
@@ -125,7 +125,7 @@ fn the_eleventh_refused_name_ends_the_connection() {
                 .send(&ClientFrame::Username(format!("bad name {i}")))
                 .await;
             cycler
-                .expect(invalid_username(&UsernameError::Whitespace(' ')))
+                .expect(invalid_username(UsernameError::Whitespace(' ')))
                 .await;
             cycler.expect(ServerFrame::UsernameInvalid).await;
         }

@@ -215,7 +215,7 @@ fn refused_names_restart_the_timer() {
         carl.hello(Role::Participant).await;
         tokio::time::sleep_until(start + Duration::from_secs(50)).await;
         carl.send(&ClientFrame::Username("not valid".into())).await;
-        carl.expect(invalid_username(&UsernameError::Whitespace(' ')))
+        carl.expect(invalid_username(UsernameError::Whitespace(' ')))
             .await;
         carl.expect(ServerFrame::UsernameInvalid).await;
         tokio::time::sleep_until(start + Duration::from_secs(100)).await;
@@ -787,7 +787,7 @@ fn unnamed_participant_leaves_as_anonymous() {
         tried.hello(Role::Participant).await;
         tried.send(&ClientFrame::Username("two words".into())).await;
         tried
-            .expect(invalid_username(&UsernameError::Whitespace(' ')))
+            .expect(invalid_username(UsernameError::Whitespace(' ')))
             .await;
         tried.expect(ServerFrame::UsernameInvalid).await;
         tried.send(&ClientFrame::Username("alice".into())).await;

@@ -599,12 +599,13 @@ impl Auditor {
             (Phase::Naming, ClientFrame::Username(requested)) => {
                 let (reason, reply) = match Username::parse(requested) {
                     Err(broken) => (
-                        Some(protocol::invalid_username(&broken)),
+                        Some(protocol::invalid_username(broken)),
                         ServerFrame::UsernameInvalid,
                     ),
-                    Ok(name) if name.is_reserved() => {
-                        (Some(protocol::name_reserved()), ServerFrame::UsernameTaken)
-                    }
+                    Ok(name) if name.is_reserved() => (
+                        Some(protocol::name_reserved(ANONYMOUS)),
+                        ServerFrame::UsernameTaken,
+                    ),
                     Ok(name) => match self.holder(&name) {
                         Some((_, held)) => match name.clash(&held) {
                             Some(Clash::LookAlike) => (

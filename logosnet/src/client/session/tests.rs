@@ -5,7 +5,7 @@ use super::*;
 use crate::protocol::{
     invalid_username, joined, left, name_reserved, name_too_similar, public_line,
 };
-use crate::username::UsernameError;
+use crate::username::{ANONYMOUS, UsernameError};
 
 const SERVER: &str = "127.0.0.1:8021";
 
@@ -171,15 +171,19 @@ fn the_servers_reason_for_a_refusal_is_shown_as_the_clients_remark() {
             name_too_similar("alice"),
             ServerFrame::UsernameTaken,
         ),
-        ("anonymous", name_reserved(), ServerFrame::UsernameTaken),
+        (
+            "anonymous",
+            name_reserved(ANONYMOUS),
+            ServerFrame::UsernameTaken,
+        ),
         (
             ">bob:",
-            invalid_username(&UsernameError::LinePrefix('>')),
+            invalid_username(UsernameError::LinePrefix('>')),
             ServerFrame::UsernameInvalid,
         ),
         (
             "fine",
-            invalid_username(&UsernameError::Colon('\u{2236}')),
+            invalid_username(UsernameError::Colon('\u{2236}')),
             ServerFrame::UsernameInvalid,
         ),
     ] {
