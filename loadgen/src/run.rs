@@ -2,9 +2,13 @@
 //! probe capacity, open-loop traffic, drain, leave. Returns everything
 //! measured as [`RunData`] for the report.
 //!
+//! Before anything joins, one observer asks who is there (`Who`): a room
+//! that is not empty stops the run at once with one line, and nobody in it
+//! sees a join or a leave (an observer arrives and goes unannounced).
 //! Observers connect first so that each of them can check it sees every
-//! participant's "has joined" exactly once. If the room turns out not to be
-//! loadgen's alone (a `Full` or a taken name while joining, a stranger's
+//! participant's "has joined" exactly once. If the room still turns out not
+//! to be loadgen's alone (someone came after the question, or the server
+//! predates it: a `Full` or a taken name while joining, a stranger's
 //! notice), or clients cannot join, the run stops there with one line that
 //! says why ([`RunData::stopped`]) instead of sending traffic whose failures
 //! would only be consequences. Between phases the orchestrator polls the
@@ -217,48 +221,58 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let own_cpu_start = own_cpu();
     let server_cpu_start = server_cpu();
 
-    // 1. Connect: observers first, then participants.
+    // 0. Who is there already: one observer asks before anything joins,
+    // and an occupied room stops the run untouched.
     let fill_start = Instant::now();
+    let before = verdict::preflight_stop(
+        &shared,
+        client::preflight(&shared.transport, addr, phase_timeout).await,
+    );
+
+    // 1. Connect: observers first, then participants.
     let mut tasks: Vec<JoinHandle<Option<Outcome>>> = Vec::new();
     let mut stops = Vec::new();
-    for i in 0..config.observers {
-        let (stop, stopped) = oneshot::channel::<()>();
-        stops.push(stop);
-        tasks.push(tokio::spawn(client::observer(shared.clone(), i, stopped)));
-    }
-    wait_for("observers", observers, "joined", phase_timeout * 3, || {
-        let done = load(&counters.ready) + load(&counters.failed);
-        (load(&counters.ready), done >= observers, String::new())
-    })
-    .await;
-    let observers_ready = load(&counters.ready);
-    for i in 0..config.participants {
-        let index = u16::try_from(i).context("too many participants")?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        stops.push(stop);
-        tasks.push(tokio::spawn(client::participant(
-            shared.clone(),
-            index,
-            stopped,
-        )));
-    }
     let total = participants + observers;
-    wait_for(
-        "participants",
-        participants,
-        "joined",
-        phase_timeout * 3,
-        || {
+    let mut observers_ready = 0;
+    if before.is_none() {
+        for i in 0..config.observers {
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            tasks.push(tokio::spawn(client::observer(shared.clone(), i, stopped)));
+        }
+        wait_for("observers", observers, "joined", phase_timeout * 3, || {
             let done = load(&counters.ready) + load(&counters.failed);
-            let joined = load(&counters.ready).saturating_sub(observers_ready);
-            (joined, done >= total, String::new())
-        },
-    )
-    .await;
+            (load(&counters.ready), done >= observers, String::new())
+        })
+        .await;
+        observers_ready = load(&counters.ready);
+        for i in 0..config.participants {
+            let index = u16::try_from(i).context("too many participants")?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            tasks.push(tokio::spawn(client::participant(
+                shared.clone(),
+                index,
+                stopped,
+            )));
+        }
+        wait_for(
+            "participants",
+            participants,
+            "joined",
+            phase_timeout * 3,
+            || {
+                let done = load(&counters.ready) + load(&counters.failed);
+                let joined = load(&counters.ready).saturating_sub(observers_ready);
+                (joined, done >= total, String::new())
+            },
+        )
+        .await;
+    }
     let room_fill = fill_start.elapsed();
     let ready = load(&counters.ready);
     let joined = (ready - observers_ready, observers_ready);
-    let stopped = verdict::join_stop(&shared, ready, total);
+    let stopped = before.or_else(|| verdict::join_stop(&shared, ready, total));
 
     // 2. Capacity probe.
     let (probe_participants, probe_observers) = config.probes();

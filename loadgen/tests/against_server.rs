@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use devcerts::{KeyKind, TempSet};
+use logosnet::protocol::{joined, public_line};
 use logosnet::server::ServerConfig;
 use logosnet::tls::{self, TlsAcceptor};
 use testkit::{Peer, ServerHandle, spawn_server, spawn_tls_server};
@@ -406,7 +407,12 @@ async fn occupy(addr: SocketAddr, names: &[&str], observers: usize) -> Vec<Peer<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn occupied_room_stops_with_one_line_and_nothing_else() {
     let (addr, _server) = server().await;
-    let _occupants = occupy(addr, &["alice", "bob"], 1).await;
+    let mut occupants = occupy(addr, &["alice", "bob"], 1).await;
+    // Everyone has seen every join so far (bob his own, as he joined):
+    // what comes next is loadgen's.
+    for occupant in &mut occupants[..2] {
+        occupant.recv_until(&joined("bob")).await;
+    }
     let port = addr.port().to_string();
     let json = temp_path("occupied.json");
     let run = loadgen(&[
@@ -429,9 +435,10 @@ async fn occupied_room_stops_with_one_line_and_nothing_else() {
     assert_eq!(report["passed"], false);
     assert_eq!(report["failures"], serde_json::json!([line]));
     assert_eq!(u(&report, "/traffic/messages_sent"), 0);
-    assert!(
-        u(&report, "/problems/foreign") >= 3,
-        "two Full participants, one Full observer"
+    assert_eq!(
+        u(&report, "/problems/foreign"),
+        3,
+        "two participants and one observer, counted by the preflight"
     );
     for kind in [
         "unexpected_close",
@@ -441,4 +448,13 @@ async fn occupied_room_stops_with_one_line_and_nothing_else() {
     ] {
         assert_eq!(u(&report, &format!("/problems/{kind}")), 0, "{kind}");
     }
+    // Nobody in the room saw loadgen: no join, no leave, nothing at all.
+    for occupant in &mut occupants {
+        occupant.expect_quiet(Duration::from_millis(300)).await;
+    }
+    // And the room is as it was: alice still reaches bob.
+    occupants[1].chat("still here").await;
+    occupants[2]
+        .expect(public_line("alice", "still here"))
+        .await;
 }

@@ -408,6 +408,7 @@ mod tests {
             ClientFrame::Chat("héllo wörld".into()),
             ClientFrame::Chat("x".repeat(1000)),
             ClientFrame::Chat("@alice psst".into()),
+            ClientFrame::Who,
         ];
         let bytes = frames.iter().flat_map(|f| encode(f).to_vec()).collect();
         (bytes, frames)
@@ -424,6 +425,33 @@ mod tests {
         }
         assert_eq!(decoder.buffered(), 0);
         out
+    }
+
+    #[test]
+    fn a_roster_comes_back_whole_from_pieces_of_every_size() {
+        let frames = [
+            ServerFrame::Roster {
+                participants: vec!["alice".into(), "名前".into(), "🦀".into()],
+                observers: 300,
+            },
+            ServerFrame::Roster {
+                participants: Vec::new(),
+                observers: 0,
+            },
+            ServerFrame::Notice("after".into()),
+        ];
+        let bytes: Vec<u8> = frames.iter().flat_map(|f| encode(f).to_vec()).collect();
+        for piece in 1..=bytes.len() {
+            let mut decoder = FrameDecoder::new();
+            let mut out = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                decoder.extend(chunk);
+                while let Some(frame) = decoder.next_frame::<ServerFrame>().unwrap() {
+                    out.push(frame);
+                }
+            }
+            assert_eq!(out, frames, "pieces of {piece}");
+        }
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! many of each role, how long a line or a name) and, in [`text`], every
 //! text the server sends. It does no I/O; reassembling frames from a byte
 //! stream is [`crate::codec`]'s job. The variant order of both enums is the
-//! wire format: never reorder or insert, only append.
+//! wire format: never reorder or insert, only append. The presence frames
+//! ([`ClientFrame::Who`], [`ServerFrame::Roster`]) were appended that way:
+//! every frame that existed before them keeps its bytes, and a server sends
+//! `Roster` only to a client that asked with `Who`, so a client that knows
+//! neither never receives a variant it cannot decode.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,11 +19,12 @@ pub mod text;
 pub use text::{
     CHAT_PREFIX_CHARS, ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence,
     SENDER_COLUMNS, already_named, choose_a_username_first, closed_to_make_room_before_hello,
-    closed_to_make_room_before_naming, first_frame_must_be_hello, hello_again, is_blank, joined,
-    left, no_hello_within, no_such_user, observers_only_read, parse_line, parse_presence,
-    private_line, private_needs_a_name, private_needs_a_space, public_line, server_busy,
-    shutdown_notice, too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
-    too_many_new_connections_from,
+    closed_to_make_room_before_naming, first_frame_must_be_hello, hello_again, invalid_username,
+    is_blank, is_name_refusal, joined, left, name_reserved, name_too_similar, no_hello_within,
+    no_such_user, observers_only_read, parse_line, parse_presence, private_line,
+    private_needs_a_name, private_needs_a_space, public_line, server_busy, shutdown_notice,
+    too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
+    too_many_new_connections_from, who_before_a_name,
 };
 
 /// Most participants at once, from the spec.
@@ -80,6 +85,18 @@ pub const MAX_HELLO_PAYLOAD: usize = 2 * MAX_VARIANT_BYTES;
 pub const MAX_USERNAME_PAYLOAD: usize =
     MAX_VARIANT_BYTES + varint_len(MAX_REQUESTED_BYTES) + MAX_REQUESTED_BYTES;
 
+/// The longest `Roster` payload the server sends: a variant index, the
+/// list's length, [`MAX_PARTICIPANTS`] names of [`MAX_USERNAME_CHARS`]
+/// four-byte characters each with its length, and the observer count.
+/// 10,460 bytes: far under [`MAX_FRAME_BYTES`], so a full room's roster is
+/// always one frame.
+pub const MAX_ROSTER_PAYLOAD: usize = MAX_VARIANT_BYTES
+    + varint_len(MAX_PARTICIPANTS)
+    + MAX_PARTICIPANTS * (varint_len(4 * MAX_USERNAME_CHARS) + 4 * MAX_USERNAME_CHARS)
+    + varint_len(MAX_OBSERVERS);
+
+const _: () = assert!(MAX_ROSTER_PAYLOAD <= MAX_FRAME_BYTES);
+
 /// The longest `Chat` payload that can be delivered: a variant index, the
 /// length of [`MAX_MESSAGE_CHARS`] characters of 4 bytes each, and those
 /// bytes. 4,003 bytes; a longer line is refused whatever it says.
@@ -104,6 +121,9 @@ pub enum ClientFrame {
     Username(String),
     /// An active participant's chat line; `@name text` is private (index 2).
     Chat(String),
+    /// A member asks who is in the room; answered with
+    /// [`ServerFrame::Roster`], to the asker only (index 3).
+    Who,
 }
 
 /// A message from the server to a client.
@@ -127,6 +147,15 @@ pub enum ServerFrame {
     Message(String),
     /// Why the server is closing this connection (index 8).
     ProtocolError(String),
+    /// Who is in the room, the answer to [`ClientFrame::Who`] (index 9).
+    Roster {
+        /// The active participants' names as shown, in the order they
+        /// joined (the asker's own included, if it is one).
+        participants: Vec<String>,
+        /// How many observers are in the room (the asker included, if it
+        /// is one).
+        observers: u32,
+    },
 }
 
 impl ServerFrame {
@@ -143,6 +172,7 @@ impl ServerFrame {
             ServerFrame::Notice(_) => "Notice",
             ServerFrame::Message(_) => "Message",
             ServerFrame::ProtocolError(_) => "ProtocolError",
+            ServerFrame::Roster { .. } => "Roster",
         }
     }
 }
@@ -230,6 +260,100 @@ mod tests {
         assert_eq!(hex(&encode(&ServerFrame::Full)), "00 00 00 01 01");
     }
 
+    /// The frames section 5 of docs/PROTOCOL.md shows byte by byte, as it
+    /// names them.
+    fn documented_examples() -> Vec<(&'static str, Bytes)> {
+        let roster = |participants: &[&str], observers| ServerFrame::Roster {
+            participants: participants.iter().map(|&p| p.to_owned()).collect(),
+            observers,
+        };
+        vec![
+            (
+                "Hello(Participant)",
+                encode(&ClientFrame::Hello(Role::Participant)),
+            ),
+            (
+                "Hello(Observer)",
+                encode(&ClientFrame::Hello(Role::Observer)),
+            ),
+            (
+                "Username(\"bob\")",
+                encode(&ClientFrame::Username("bob".into())),
+            ),
+            ("Chat(\"hi\")", encode(&ClientFrame::Chat("hi".into()))),
+            (
+                "Chat(\"@bob hi\")",
+                encode(&ClientFrame::Chat("@bob hi".into())),
+            ),
+            ("Who", encode(&ClientFrame::Who)),
+            ("Accepted", encode(&ServerFrame::Accepted)),
+            ("Full", encode(&ServerFrame::Full)),
+            ("UsernameAccepted", encode(&ServerFrame::UsernameAccepted)),
+            ("UsernameTaken", encode(&ServerFrame::UsernameTaken)),
+            ("UsernameInvalid", encode(&ServerFrame::UsernameInvalid)),
+            ("UsernameTimeout", encode(&ServerFrame::UsernameTimeout)),
+            (
+                "Message(\">      alice: hi\")",
+                encode(&ServerFrame::Message(">      alice: hi".into())),
+            ),
+            (
+                "Roster { participants: [\"alice\", \"bob\"], observers: 3 }",
+                encode(&roster(&["alice", "bob"], 3)),
+            ),
+            (
+                "Roster { participants: [], observers: 1 }",
+                encode(&roster(&[], 1)),
+            ),
+        ]
+    }
+
+    /// Each example's row in section 5 of docs/PROTOCOL.md is
+    /// `` | `message` | `header` `payload` | ``: the bytes the document gives
+    /// are the bytes the codec writes.
+    #[test]
+    fn the_protocol_documents_byte_examples_are_the_encoded_bytes() {
+        let document = include_str!("../../docs/PROTOCOL.md");
+        for (message, bytes) in documented_examples() {
+            let row = format!(
+                "| `{message}` | `{}` `{}` |",
+                hex(&bytes[..HEADER_BYTES]),
+                hex(&bytes[HEADER_BYTES..])
+            );
+            assert!(
+                document.lines().any(|line| line == row),
+                "docs/PROTOCOL.md has no row {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_client_variant_has_its_index() {
+        let frames = [
+            ClientFrame::Hello(Role::Participant),
+            ClientFrame::Username(String::new()),
+            ClientFrame::Chat(String::new()),
+            ClientFrame::Who,
+        ];
+        for (index, frame) in frames.iter().enumerate() {
+            let bytes = encode(frame);
+            assert_eq!(bytes[HEADER_BYTES] as usize, index, "{frame:?}");
+            let back: ClientFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
+            assert_eq!(&back, frame);
+        }
+    }
+
+    #[test]
+    fn a_full_rooms_roster_fits_the_bound_it_is_said_to_fit() {
+        let worst = ServerFrame::Roster {
+            participants: vec!["\u{1F980}".repeat(MAX_USERNAME_CHARS); MAX_PARTICIPANTS],
+            observers: MAX_OBSERVERS as u32,
+        };
+        let bytes = encode(&worst);
+        assert_eq!(bytes.len() - HEADER_BYTES, MAX_ROSTER_PAYLOAD, "the bound is exact");
+        let back: ServerFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
+        assert_eq!(back, worst);
+    }
+
     #[test]
     fn every_server_variant_has_its_index() {
         let frames = [
@@ -242,6 +366,10 @@ mod tests {
             ServerFrame::Notice(String::new()),
             ServerFrame::Message(String::new()),
             ServerFrame::ProtocolError(String::new()),
+            ServerFrame::Roster {
+                participants: vec!["alice".into()],
+                observers: 2,
+            },
         ];
         for (index, frame) in frames.iter().enumerate() {
             let bytes = encode(frame);
@@ -250,7 +378,7 @@ mod tests {
             assert_eq!(&back, frame);
             // Its name is the variant's own.
             let debug = format!("{frame:?}");
-            let variant = debug.split('(').next().unwrap_or_default();
+            let variant = debug.split(['(', ' ']).next().unwrap_or_default();
             assert_eq!(frame.name(), variant);
         }
     }
@@ -277,7 +405,7 @@ mod tests {
     #[test]
     fn undecodable_payloads_are_violations() {
         let cases: &[(&[u8], &str)] = &[
-            (&[3], "unknown message or role variant"),
+            (&[4], "unknown message or role variant"),
             (&[0, 2], "unknown message or role variant"),
             (&[0], "message ends early"),
             (&[0, 0, 0], "trailing bytes after the message"),

@@ -23,7 +23,7 @@ use crate::protocol::{
     self, ClientFrame, FrameError, MAX_CHAT_PAYLOAD, MAX_HELLO_PAYLOAD, MAX_MESSAGE_CHARS,
     MAX_OBSERVERS, MAX_PARTICIPANTS, MAX_USERNAME_PAYLOAD, PRIVATE_PREFIX, Role, ServerFrame,
 };
-use crate::username::{self, NameKey, Username};
+use crate::username::{self, Clash, NameKey, Username};
 
 pub mod eviction;
 pub mod flood;
@@ -156,8 +156,13 @@ enum State {
         /// Names refused so far, against [`MAX_REFUSED_NAMES`].
         refused: u32,
     },
-    /// A named participant, in the room.
-    Active { name: Username },
+    /// A named participant, in the room; `joined` orders the roster.
+    Active {
+        /// Its name.
+        name: Username,
+        /// When it joined, as a sequence number of the room's joins.
+        joined: u64,
+    },
     /// An observer, in the room.
     Observer,
 }
@@ -199,7 +204,7 @@ impl Incoming {
     /// The bytes of text it carries, for its flood cost.
     fn text_bytes(&self) -> usize {
         match self {
-            Incoming::Frame(ClientFrame::Hello(_)) => 0,
+            Incoming::Frame(ClientFrame::Hello(_) | ClientFrame::Who) => 0,
             Incoming::Frame(ClientFrame::Username(text) | ClientFrame::Chat(text)) => text.len(),
             Incoming::Oversized(len) => *len,
         }
@@ -246,9 +251,14 @@ pub struct Room {
     config: RoomConfig,
     /// Every connection the room knows, in any state.
     conns: BTreeMap<ConnId, Conn>,
-    /// Active participants by the comparison key of their name, so that no
-    /// two active names look alike. The display form is in their `State`.
+    /// Active participants by every comparison key of their name (see
+    /// [`Username::keys`]), so that no two active names clash: no key
+    /// belongs to two of them. The display form is in their `State`.
     names: BTreeMap<NameKey, ConnId>,
+    /// Active participants in the order they joined, for the roster.
+    roster: BTreeMap<u64, ConnId>,
+    /// The sequence number the next join gets.
+    next_join: u64,
     /// Everyone who receives the room's traffic: active participants and
     /// observers.
     members: BTreeSet<ConnId>,
@@ -272,6 +282,8 @@ impl Room {
             config,
             conns: BTreeMap::new(),
             names: BTreeMap::new(),
+            roster: BTreeMap::new(),
+            next_join: 0,
             members: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             releases: BTreeSet::new(),
@@ -441,7 +453,14 @@ impl Room {
             (State::Naming { .. }, ClientFrame::Chat(_)) => {
                 self.send_frame(conn, &protocol::choose_a_username_first());
             }
-            (State::Active { name }, ClientFrame::Chat(line)) => {
+            (State::Naming { .. }, ClientFrame::Who) => {
+                self.send_frame(conn, &protocol::who_before_a_name());
+            }
+            (State::Active { .. } | State::Observer, ClientFrame::Who) => {
+                let roster = self.roster();
+                self.send_frame(conn, &roster);
+            }
+            (State::Active { name, .. }, ClientFrame::Chat(line)) => {
                 let name = name.clone();
                 self.chat(conn, &name, &line);
             }
@@ -581,15 +600,39 @@ impl Room {
         self.conns.len()
     }
 
-    /// The names of active participants as shown (NFC), in the order of
-    /// their comparison keys.
+    /// The names of active participants as shown (NFC), in the order they
+    /// joined.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names
+        self.roster
             .values()
-            .filter_map(|conn| match self.conns.get(conn).map(|c| &c.state) {
-                Some(State::Active { name }) => Some(name.as_str()),
-                _ => None,
-            })
+            .filter_map(|conn| self.active_name(*conn).map(Username::as_str))
+    }
+
+    /// Who is in the room, as a `Roster` frame: the participants in the
+    /// order they joined and the number of observers.
+    fn roster(&self) -> ServerFrame {
+        ServerFrame::Roster {
+            participants: self.names().map(str::to_owned).collect(),
+            observers: u32::try_from(self.observers).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The name of `conn`, if it is an active participant.
+    fn active_name(&self, conn: ConnId) -> Option<&Username> {
+        match self.conns.get(&conn).map(|c| &c.state) {
+            Some(State::Active { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The active participant whose name clashes with `name`, tried key by
+    /// key (the first key first: a name that is the same up to case is found
+    /// before one that only looks alike).
+    fn holder(&self, name: &Username) -> Option<(ConnId, &Username)> {
+        name.keys().iter().find_map(|key| {
+            let conn = *self.names.get(key)?;
+            Some((conn, self.active_name(conn)?))
+        })
     }
 
     fn hello(&mut self, now: Instant, conn: ConnId, role: Role) {
@@ -630,24 +673,28 @@ impl Room {
         }
     }
 
+    /// A name attempt: accepted, or refused with the verdict frame and,
+    /// unless the name is simply in use, a notice that says why first.
     fn username(&mut self, now: Instant, conn: ConnId, requested: &str) {
-        let reply = match Username::parse(requested) {
-            Err(_) => ServerFrame::UsernameInvalid,
-            // A look-alike of an active name, or of the name the room uses
-            // for unnamed participants, is taken.
-            Ok(name) if name.is_reserved() || self.names.contains_key(name.key()) => {
-                ServerFrame::UsernameTaken
-            }
-            Ok(name) => {
-                self.clear_deadline(conn);
-                self.names.insert(name.key().clone(), conn);
-                self.members.insert(conn);
-                self.send_frame(conn, &ServerFrame::UsernameAccepted);
-                tracing::info!(conn, user = %name, "joined");
-                self.broadcast(None, &protocol::joined(&name));
-                self.set_state(conn, State::Active { name });
-                return;
-            }
+        let (reason, verdict) = match Username::parse(requested) {
+            Err(broken) => (
+                Some(protocol::invalid_username(broken)),
+                ServerFrame::UsernameInvalid,
+            ),
+            // The name the room uses for unnamed participants is held by
+            // the room: taken.
+            Ok(name) if name.is_reserved() => (
+                Some(protocol::name_reserved(username::ANONYMOUS)),
+                ServerFrame::UsernameTaken,
+            ),
+            Ok(name) => match self.holder(&name).map(|(_, held)| (name.clash(held), held)) {
+                Some((Some(Clash::LookAlike), held)) => (
+                    Some(protocol::name_too_similar(held)),
+                    ServerFrame::UsernameTaken,
+                ),
+                Some(_) => (None, ServerFrame::UsernameTaken),
+                None => return self.accept_name(conn, name),
+            },
         };
         let Some(State::Naming {
             ceiling, refused, ..
@@ -667,7 +714,26 @@ impl Room {
         // A refused attempt restarts the clock, up to the ceiling.
         self.clear_deadline(conn);
         self.set_state(conn, self.naming(now, ceiling, refused));
-        self.send_frame(conn, &reply);
+        if let Some(reason) = reason {
+            self.send_frame(conn, &reason);
+        }
+        self.send_frame(conn, &verdict);
+    }
+
+    /// `conn` is in the room as `name`.
+    fn accept_name(&mut self, conn: ConnId, name: Username) {
+        self.clear_deadline(conn);
+        for key in name.keys() {
+            self.names.insert(key.clone(), conn);
+        }
+        let joined = self.next_join;
+        self.next_join += 1;
+        self.roster.insert(joined, conn);
+        self.members.insert(conn);
+        self.send_frame(conn, &ServerFrame::UsernameAccepted);
+        tracing::info!(conn, user = %name, "joined");
+        self.broadcast(None, &protocol::joined(&name));
+        self.set_state(conn, State::Active { name, joined });
     }
 
     fn chat(&mut self, conn: ConnId, sender: &str, line: &str) {
@@ -690,7 +756,11 @@ impl Room {
             self.send_frame(conn, &protocol::private_needs_a_space());
             return;
         };
-        let target = username::lookup_key(typed).and_then(|key| self.names.get(&key).copied());
+        // Addressed by the same comparison as names: `@Alice` and `@аlice`
+        // reach `alice`.
+        let target = Username::parse(typed)
+            .ok()
+            .and_then(|name| self.holder(&name).map(|(target, _)| target));
         match target {
             Some(target) => self.send_frame(target, &protocol::private_line(sender, line)),
             None => self.send_frame(conn, &protocol::no_such_user(typed)),
@@ -736,9 +806,12 @@ impl Room {
         self.members.remove(&conn);
         match &state {
             State::Naming { .. } => self.participants -= 1,
-            State::Active { name } => {
+            State::Active { name, joined } => {
                 self.participants -= 1;
-                self.names.remove(name.key());
+                for key in name.keys() {
+                    self.names.remove(key);
+                }
+                self.roster.remove(joined);
             }
             State::Observer => self.observers -= 1,
             State::AwaitingHello { .. } => {}
@@ -749,7 +822,7 @@ impl Room {
     fn announce_left(&mut self, conn: ConnId, state: &State, reason: EndReason) {
         let name = match state {
             State::Naming { .. } => username::ANONYMOUS,
-            State::Active { name } => name.as_str(),
+            State::Active { name, .. } => name.as_str(),
             State::AwaitingHello { .. } | State::Observer => return,
         };
         tracing::info!(conn, user = %name, ?reason, "left");

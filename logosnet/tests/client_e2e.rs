@@ -8,13 +8,13 @@ mod client_harness;
 
 use std::process::{Command, Stdio};
 
-use client_harness::{CLIENT, Client, ScriptedServer, accept, listen};
+use client_harness::{CLIENT, Client, ScriptedServer, accept, listen, shown};
 use logosnet::protocol::{
     ClientFrame, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame, joined, left,
     no_such_user, private_line, public_line, shutdown_notice,
 };
 use logosnet::server::ServerConfig;
-use testkit::{Peer, spawn_server};
+use testkit::{Peer, spawn_server, spawn_server_at};
 
 const OBSERVING: &str = "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP";
 
@@ -37,6 +37,7 @@ fn observer(port: u16) -> Client {
     let observer = Client::start("observer", port, &["--observe"]);
     // Printed on Accepted: from here on the observer is in the room.
     assert_eq!(observer.next_error_line(), OBSERVING);
+    observer.expect_roster();
     observer
 }
 
@@ -133,6 +134,74 @@ async fn taken_and_invalid_names_are_asked_for_again() {
     second.expect_shown(joined("bob"));
     second.send("exit()");
     assert_eq!(second.wait().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refusal_says_which_rule_refused_the_name() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _alice = Client::join("alice", addr.port());
+    let mut second = Client::start("second", addr.port(), &[]);
+    for (name, says) in [
+        ("Alice", "Username already in use"),
+        (
+            "a1ice",
+            "Username refused: too similar to alice, who is in the room",
+        ),
+        (
+            "anonymous",
+            "Username refused: Anonymous is reserved for participants who leave before choosing a name",
+        ),
+        (
+            "@bob",
+            "Invalid username: it cannot start with @ (a private message to it could not be written)",
+        ),
+        (
+            ">bob:",
+            "Invalid username: it cannot start with > (lines from the room start with > or %)",
+        ),
+        (
+            "bob:",
+            "Invalid username: it cannot contain : (a line from the room puts : after the sender's name)",
+        ),
+        (
+            "bo\u{200b}b",
+            "Invalid username: no control or invisible characters (U+200B)",
+        ),
+    ] {
+        second.send(name);
+        assert_eq!(second.next_error_line(), says, "{name:?}");
+    }
+    second.send("bob");
+    second.expect_shown(joined("bob"));
+    assert_eq!(second.expect_roster(), "In the room: alice");
+    // The reasons were the client's remarks, not room lines.
+    second.close_stdin();
+    assert_eq!(second.wait().code(), Some(0));
+    assert_eq!(second.rest_of_stdout(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_lists_the_room_on_joining_and_when_asked_and_is_never_sent() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let port = addr.port();
+    let _watching = observer(port);
+    let mut alice = Client::join("alice", port);
+    let mut bob = Client::start("bob", port, &[]);
+    bob.send("bob");
+    bob.expect_shown(joined("bob"));
+    assert_eq!(bob.expect_roster(), "In the room: alice and 1 observer");
+    alice.expect_shown(joined("bob"));
+    alice.send("/who");
+    assert_eq!(alice.expect_roster(), "In the room: bob and 1 observer");
+    // Only the exact line is the command: anything else is chat.
+    alice.send("/who ");
+    bob.expect_shown(public_line("alice", "/who "));
+    // bob never saw the first: the next line he gets is alice's next one.
+    alice.send("after");
+    bob.expect_shown(public_line("alice", "after"));
+    alice.close_stdin();
+    assert_eq!(alice.wait().code(), Some(0));
+    assert_eq!(alice.rest_of_stderr(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +354,7 @@ async fn observer_in_pipe_mode_logs_without_reading_its_input() {
         .stdin(Stdio::null());
     let mut observer = Client::from_command("observer", command);
     assert_eq!(observer.next_error_line(), OBSERVING);
+    observer.expect_roster();
     let mut alice = Client::join("alice", addr.port());
     observer.expect_shown(joined("alice"));
     alice.send("hello log");
@@ -307,6 +377,7 @@ async fn observer_started_with_sighup_ignored_keeps_logging_after_a_hangup() {
         .stdin(Stdio::null());
     let mut observer = Client::from_command("observer", command);
     assert_eq!(observer.next_error_line(), OBSERVING);
+    observer.expect_roster();
     observer.signal("HUP");
     let mut alice = Client::join("alice", addr.port());
     observer.expect_shown(joined("alice"));
@@ -327,9 +398,12 @@ async fn timestamps_start_every_room_line_in_pipe_mode() {
     );
     let mut alice = Client::join("alice", addr.port());
     alice.send("hi");
-    for frame in [joined("alice"), public_line("alice", "hi")] {
+    for rest in [
+        "Nobody else is in the room",
+        shown(&joined("alice")),
+        shown(&public_line("alice", "hi")),
+    ] {
         let line = observer.next_line();
-        let rest = frame.text().expect("a room line");
         assert!(is_stamped(&line, rest), "{line:?}");
     }
 }
@@ -498,4 +572,81 @@ fn version_names_each_binary() {
             format!("{bin} {}\n", env!("CARGO_PKG_VERSION"))
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_logger_waits_for_its_server_comes_back_after_a_restart_and_stops_on_sigterm()
+ {
+    // A port nothing listens on yet.
+    let (listener, port) = listen().await;
+    let addr = listener.local_addr().expect("an address");
+    drop(listener);
+    let mut logger = Client::start("logger", port, &["--observe", "--reconnect"]);
+    assert_eq!(
+        logger.next_error_line(),
+        format!(
+            "Cannot connect to 127.0.0.1:{port}: connection refused; trying again until it answers"
+        )
+    );
+    // The server comes up: the logger's first line is who is there.
+    let server = spawn_server_at(addr, ServerConfig::default()).await;
+    assert_eq!(logger.next_error_line(), OBSERVING);
+    assert_eq!(logger.expect_roster(), "Nobody else is in the room");
+    let alice = Peer::participant(addr, "alice").await;
+    logger.expect_shown(joined("alice"));
+
+    // A restart: one line for the loss, one for the return, then the room.
+    server.shut_down().await;
+    drop(alice);
+    logger.expect_shown(shutdown_notice());
+    logger.expect_line(&format!(
+        "*** The server at 127.0.0.1:{port} closed the connection; reconnecting"
+    ));
+    let server = spawn_server_at(addr, ServerConfig::default()).await;
+    logger.expect_line(&format!("*** Back in the room at 127.0.0.1:{port}"));
+    assert_eq!(logger.expect_roster(), "Nobody else is in the room");
+    let _bob = Peer::participant(addr, "bob").await;
+    logger.expect_shown(joined("bob"));
+
+    // Lost again, and stopped while it waits: cleanly, at once.
+    server.shut_down().await;
+    logger.expect_shown(shutdown_notice());
+    logger.expect_line(&format!(
+        "*** The server at 127.0.0.1:{port} closed the connection; reconnecting"
+    ));
+    logger.signal("TERM");
+    assert_eq!(logger.wait().code(), Some(0), "SIGTERM stops it cleanly");
+    assert_eq!(logger.rest_of_stdout(), Vec::<String>::new());
+    assert_eq!(logger.rest_of_stderr(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reconnect_an_observer_still_ends_when_its_server_does() {
+    let (addr, server) = spawn_server(ServerConfig::default()).await;
+    let mut logger = observer(addr.port());
+    server.shut_down().await;
+    logger.expect_shown(shutdown_notice());
+    assert_eq!(logger.wait().code(), Some(1));
+    assert_eq!(
+        logger.rest_of_stderr(),
+        [format!(
+            "The server at 127.0.0.1:{} closed the connection",
+            addr.port()
+        )]
+    );
+}
+
+#[test]
+fn participants_do_not_reconnect() {
+    let mut client = Client::spawn(
+        "client",
+        &["--ip", "127.0.0.1", "--port", "1", "--reconnect"],
+    );
+    assert_eq!(client.wait().code(), Some(64));
+    assert_eq!(
+        client.rest_of_stderr(),
+        [
+            "logosnet_client: the following required arguments were not provided: --observe (try --help)"
+        ]
+    );
 }

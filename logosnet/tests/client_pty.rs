@@ -2,7 +2,10 @@
 //! editing): a message arriving while the user is half-way through a line
 //! must not garble it, and the whole line must still be sent; an input
 //! line wider than the terminal is redrawn and erased whole (checked on an
-//! emulated screen, not in the raw bytes); and the observer logs a room
+//! emulated screen, not in the raw bytes); who is here, on joining and on
+//! `/who`; refused names with their reasons; no row of a long line that
+//! passes for a line of the room, at 80 and 100 columns; names that line up
+//! whatever their script; and the observer logs a room
 //! from an interactive shell's background and with `< /dev/null`. The
 //! server runs in this process; the client's waits block the test's own
 //! thread while the runtime's workers serve the room.
@@ -19,7 +22,9 @@ use client_harness::{CLIENT, Client, WAIT, accept, listen, shown};
 use expectrl::process::unix::WaitStatus;
 use expectrl::{Expect, Regex, Session};
 use logosnet::client::session::{Prompt, USERNAME_PROMPT};
-use logosnet::protocol::{ClientFrame, Role, ServerFrame, joined, left, public_line};
+use logosnet::protocol::{
+    CHAT_PREFIX_CHARS, ClientFrame, Role, ServerFrame, joined, left, public_line,
+};
 use logosnet::server::ServerConfig;
 use testkit::{Peer, spawn_server};
 
@@ -123,30 +128,40 @@ async fn a_hostile_window_title_reaches_the_terminal_escaped() {
 const COLS: u16 = 40;
 const ROWS: u16 = 12;
 
-/// The client in a pty of [`COLS`] x [`ROWS`] (set by `stty` before the
-/// client starts, so it never sees another size), with everything it writes
-/// fed to a terminal emulator of the same size.
+/// The client in a pty of `cols` x `rows` ([`COLS`] x [`ROWS`] unless
+/// said otherwise; set by `stty` before the client starts, so it never
+/// sees another size), with everything it writes fed to a terminal
+/// emulator of the same size.
 struct Screen {
     pty: Pty,
     emulator: vt100::Parser,
+    cols: u16,
 }
 
 impl Screen {
     fn spawn(port: u16, extra: &[&str]) -> Self {
+        Self::spawn_sized(port, extra, COLS, ROWS)
+    }
+
+    fn spawn_sized(port: u16, extra: &[&str], cols: u16, rows: u16) -> Self {
         let mut command = Command::new("sh");
         command
             .args([
                 "-c",
-                &format!("stty cols {COLS} rows {ROWS} && exec \"$0\" \"$@\""),
+                &format!("stty cols {cols} rows {rows} && exec \"$0\" \"$@\""),
             ])
             .args([CLIENT, "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(extra);
         let mut pty = Session::spawn(command).expect("spawn the client in a pty");
         pty.set_expect_timeout(Some(WAIT));
+        pty.get_process_mut()
+            .set_window_size(cols, rows)
+            .expect("set the pty size");
         let size = |n| NonZeroU16::new(n).expect("non-zero size");
         Self {
             pty,
-            emulator: vt100::Parser::new(size(ROWS), size(COLS), 0),
+            emulator: vt100::Parser::new(size(rows), size(cols), 0),
+            cols,
         }
     }
 
@@ -190,9 +205,27 @@ impl Screen {
     fn rows(&self) -> Vec<String> {
         self.emulator
             .screen()
-            .rows(0, COLS)
+            .rows(0, self.cols)
             .map(|row| row.trim_end().to_owned())
             .collect()
+    }
+
+    /// The screen column of the first `: ` in the row that holds `text`
+    /// (a wide character takes two cells of the emulated screen).
+    fn column_of_colon(&self, text: &str) -> u16 {
+        let screen = self.emulator.screen();
+        let row = self
+            .rows()
+            .iter()
+            .position(|row| row.contains(text))
+            .unwrap_or_else(|| panic!("no row holds {text:?}\n{}", self.dump()));
+        let row = u16::try_from(row).expect("a row number");
+        (0..self.cols)
+            .find(|&col| {
+                let cell = |c| screen.cell(row, c).map(|cell| cell.contents().to_owned());
+                cell(col).as_deref() == Some(":") && cell(col + 1).as_deref() == Some(" ")
+            })
+            .unwrap_or_else(|| panic!("no ': ' in row {row}\n{}", self.dump()))
     }
 
     fn dump(&self) -> String {
@@ -292,6 +325,161 @@ async fn silent_server_is_announced_and_ctrl_c_leaves_at_once() {
     pty.send("\x03").expect("send Ctrl-C");
     assert_eq!(exit_code(&pty), 0);
     server.until_closed().await;
+}
+
+/// Joins as `name` in a pty of `cols` columns and waits for the chat
+/// prompt (after the join notice and the roster).
+fn joined_screen(port: u16, name: &str, cols: u16) -> Screen {
+    let mut screen = Screen::spawn_sized(port, &[], cols, 24);
+    screen.expect(USERNAME_PROMPT);
+    screen.send(&format!("{name}\r"));
+    screen.expect(shown(&joined(name)));
+    screen.expect(&prompt(name));
+    screen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roster_on_joining_and_who_in_a_conversation() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut bob = Client::join("bob", addr.port());
+    let _watcher = Peer::observer(addr, "watcher").await;
+    let mut alice = Screen::spawn_sized(addr.port(), &[], 80, 24);
+    alice.expect(USERNAME_PROMPT);
+    alice.send("alice\r");
+    alice.expect(shown(&joined("alice")));
+    alice.expect("In the room: bob and 1 observer");
+    bob.expect_shown(joined("alice"));
+    // `/who` asks again, and is not sent to anyone.
+    alice.send("/who\r");
+    alice.expect("In the room: bob and 1 observer");
+    alice.expect(&prompt("alice"));
+    // bob's next line is the one after: the command never reached him.
+    alice.send("hello\r");
+    bob.expect_shown(public_line("alice", "hello"));
+    // bob's `/who` (in pipe mode) is his own question too.
+    bob.send("/who");
+    assert_eq!(bob.expect_roster(), "In the room: alice and 1 observer");
+    bob.send("hi");
+    alice.expect(shown(&public_line("bob", "hi")));
+    let rows = alice.rows();
+    assert_eq!(
+        rows.iter()
+            .filter(|row| row.starts_with("In the room: bob and 1 observer"))
+            .count(),
+        2,
+        "once on joining, once for /who\n{}",
+        alice.dump()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_names_say_why_in_a_terminal() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let _bob = Client::join("bob", addr.port());
+    let mut alice = Screen::spawn_sized(addr.port(), &[], 100, 24);
+    alice.expect(USERNAME_PROMPT);
+    for (name, says) in [
+        ("BOB", "Username already in use"),
+        (
+            "b0b",
+            "Username refused: too similar to bob, who is in the room",
+        ),
+        (
+            "Anonymous",
+            "Username refused: Anonymous is reserved for participants who leave before choosing a name",
+        ),
+        (
+            "@carol",
+            "Invalid username: it cannot start with @ (a private message to it could not be written)",
+        ),
+        (
+            ">bob:",
+            "Invalid username: it cannot start with > (lines from the room start with > or %)",
+        ),
+    ] {
+        alice.send(&format!("{name}\r"));
+        alice.expect(says);
+        alice.expect(USERNAME_PROMPT);
+    }
+    alice.send("alice\r");
+    alice.expect("In the room: bob");
+}
+
+/// Sends, from bob, a line that fills the rest of the row his prefix
+/// starts and then reads like alice's line, to a screen `cols` wide; no
+/// row may then start like a line from the room but the real ones.
+async fn padded_line_to_a_screen_of(cols: u16) {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut bob = Peer::participant(addr, "bob").await;
+    let mut alice = joined_screen(addr.port(), "alice", cols);
+    bob.recv_until(&joined("alice")).await;
+    let fake = public_line("alice", "send me the password");
+    let fake = shown(&fake);
+    let padding = "x".repeat(usize::from(cols) - CHAT_PREFIX_CHARS);
+    bob.chat(&format!("{padding}{fake}")).await;
+    bob.chat("end").await;
+    alice.expect(shown(&public_line("bob", "end")));
+    alice.expect(&prompt("alice"));
+    let rows = alice.rows();
+    let room_rows: Vec<&String> = rows
+        .iter()
+        .filter(|row| row.starts_with("> ") || row.starts_with("% "))
+        .collect();
+    assert!(
+        room_rows.iter().all(|row| !row.starts_with(fake)),
+        "a row passes for alice's line\n{}",
+        alice.dump()
+    );
+    let first = format!(
+        ">        bob: {}",
+        &padding[..usize::from(cols) - CHAT_PREFIX_CHARS]
+    );
+    assert!(
+        rows.contains(&first),
+        "bob's line starts its own row\n{}",
+        alice.dump()
+    );
+    assert!(
+        rows.iter()
+            .any(|row| row.starts_with(' ') && row.trim_start().starts_with(fake)),
+        "the rest of bob's line is there, indented\n{}",
+        alice.dump()
+    );
+    // Only the room's real lines start at column 0 with a mark: bob's two
+    // and the prompt.
+    assert_eq!(room_rows.len(), 3, "{}", alice.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_padded_to_80_columns_leaves_no_row_that_starts_like_a_room_line() {
+    padded_line_to_a_screen_of(80).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_padded_to_100_columns_leaves_no_row_that_starts_like_a_room_line() {
+    padded_line_to_a_screen_of(100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cjk_or_emoji_name_lines_up_with_an_ascii_one() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = joined_screen(addr.port(), "alice", 80);
+    for name in ["名前", "🦀crab", "bob"] {
+        let mut peer = Peer::participant(addr, name).await;
+        peer.chat("same column").await;
+        alice.expect(&format!("{name}: same column"));
+    }
+    alice.expect(&prompt("alice"));
+    let columns: Vec<u16> = ["名前: same", "🦀crab: same", "bob: same"]
+        .iter()
+        .map(|text| alice.column_of_colon(text))
+        .collect();
+    assert_eq!(
+        columns,
+        [CHAT_PREFIX_CHARS as u16 - 2; 3],
+        "{}",
+        alice.dump()
+    );
 }
 
 /// An interactive bash in a pty, with job control, as a user has it.

@@ -10,11 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use logosnet::protocol::{
-    ClientFrame, MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, Role, ServerFrame, joined,
-    left, no_hello_within, no_such_user, observers_only_read, private_line, public_line,
-    shutdown_notice, too_long_warning,
+    ClientFrame, MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, Role, ServerFrame,
+    invalid_username, joined, left, name_too_similar, no_hello_within, no_such_user,
+    observers_only_read, private_line, public_line, shutdown_notice, too_long_warning,
 };
 use logosnet::server::ServerConfig;
+use logosnet::username::UsernameError;
 use support::Server;
 use testkit::peer::frame_bytes;
 use testkit::{Peer, spawn_server, unthrottled};
@@ -93,17 +94,63 @@ async fn username_rules_over_the_wire() {
     let _alice = Peer::participant(addr, "alice").await;
     let mut p = Peer::connect("naming", addr).await;
     p.hello(Role::Participant).await;
-    for (name, reply) in [
-        ("", ServerFrame::UsernameInvalid),
-        ("elevenchars", ServerFrame::UsernameInvalid),
-        ("two words", ServerFrame::UsernameInvalid),
-        ("esc\u{1b}", ServerFrame::UsernameInvalid),
-        ("alice", ServerFrame::UsernameTaken),
-        ("ten_chars_", ServerFrame::UsernameAccepted),
+    let invalid = |broken| vec![invalid_username(broken), ServerFrame::UsernameInvalid];
+    for (name, replies) in [
+        ("", invalid(UsernameError::Empty)),
+        ("elevenchars", invalid(UsernameError::TooLong)),
+        ("two words", invalid(UsernameError::Whitespace(' '))),
+        ("esc\u{1b}", invalid(UsernameError::Invisible('\u{1b}'))),
+        ("@bob", invalid(UsernameError::StartsWithAt('@'))),
+        (">bob:", invalid(UsernameError::LinePrefix('>'))),
+        ("alice", vec![ServerFrame::UsernameTaken]),
+        ("ALICE", vec![ServerFrame::UsernameTaken]),
+        (
+            "a1ice",
+            vec![name_too_similar("alice"), ServerFrame::UsernameTaken],
+        ),
+        ("ten_chars_", vec![ServerFrame::UsernameAccepted]),
     ] {
         p.send(&ClientFrame::Username(name.into())).await;
-        assert_eq!(p.recv().await, reply, "{name:?}");
+        for reply in replies {
+            assert_eq!(p.recv().await, reply, "{name:?}");
+        }
     }
+}
+
+#[tokio::test]
+async fn who_is_here_is_answered_to_the_asker_alone() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut observer = Peer::observer(addr, "observer").await;
+    let mut bob = Peer::participant(addr, "bob").await;
+    let mut alice = Peer::participant(addr, "alice").await;
+    observer.expect(joined("bob")).await;
+    observer.expect(joined("alice")).await;
+    bob.expect(joined("alice")).await;
+    alice.send(&ClientFrame::Who).await;
+    alice
+        .expect(ServerFrame::Roster {
+            participants: vec!["bob".into(), "alice".into()],
+            observers: 1,
+        })
+        .await;
+    observer.send(&ClientFrame::Who).await;
+    observer
+        .expect(ServerFrame::Roster {
+            participants: vec!["bob".into(), "alice".into()],
+            observers: 1,
+        })
+        .await;
+    // Nobody else heard either question or answer.
+    bob.expect_quiet(QUIET).await;
+    // As bytes: `Who` is one byte of payload.
+    let mut raw = Peer::connect("raw", addr).await;
+    raw.hello(Role::Observer).await;
+    raw.send_raw(&[0, 0, 0, 1, 3]).await;
+    raw.expect(ServerFrame::Roster {
+        participants: vec!["bob".into(), "alice".into()],
+        observers: 2,
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -69,10 +69,12 @@ fn tls_and_plaintext_clients_share_one_room() {
         observer.next_error_line(),
         "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP"
     );
+    assert_eq!(observer.expect_roster(), "Nobody else is in the room");
     // Over TLS, by host name (checked against its DNS SAN).
     let mut alice = room.tls_client("alice", "localhost", &[]);
     alice.send("alice");
     alice.expect_shown(joined("alice"));
+    assert_eq!(alice.expect_roster(), "In the room: 1 observer");
     observer.expect_shown(joined("alice"));
     // Over plaintext, the same room.
     let mut bob = Client::join("bob", room.plain.port());

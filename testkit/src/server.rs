@@ -52,6 +52,16 @@ pub async fn spawn_server(config: ServerConfig) -> (SocketAddr, ServerHandle) {
     (addr, spawn_serving(listener, config))
 }
 
+/// [`spawn_server`] on a port the test chose: for a server that comes
+/// back where a client already looks for it (a restart).
+pub async fn spawn_server_at(addr: SocketAddr, config: ServerConfig) -> ServerHandle {
+    capture_logs();
+    let listener = TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    spawn_serving(listener, config)
+}
+
 /// [`spawn_server`] serving TLS only, with `acceptor`'s certificate (make
 /// one with `devcerts`): a [`TlsListener`] whose handshakes must end within
 /// the Hello timeout, as the binary's `--tls-port` does.

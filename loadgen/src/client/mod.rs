@@ -25,9 +25,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use logosnet::connection::{Connection, ReadError};
-use logosnet::protocol::{ClientFrame, FrameError, Role, ServerFrame};
+use logosnet::protocol::{ClientFrame, FrameError, Role, ServerFrame, is_name_refusal};
 use logosnet::tls;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -86,6 +86,111 @@ pub async fn observer(
         .read(&shared, &label, Receiver::Observer, None, stop)
         .await;
     Some(Outcome { received, notices })
+}
+
+/// Who was in the room before loadgen put anyone there, as one observer
+/// asked (`Who`) before anything joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preflight {
+    /// Nobody but the asking observer.
+    Empty,
+    /// Someone is there: the participants' names (as the server shows them)
+    /// and the observers besides the one that asked.
+    Occupied {
+        /// The participants, in the order they joined.
+        participants: Vec<String>,
+        /// Observers other than the asker.
+        observers: u32,
+    },
+    /// The observer role is full: 255 observers are there already.
+    ObserversFull,
+    /// No answer that says (the server cannot be reached, speaks TLS, or
+    /// predates `Who`): the join's own checks decide, as before.
+    Unknown(String),
+}
+
+/// Asks who is in the room with one observer, which arrives and leaves
+/// without a word to anyone (observers are never announced), and closes.
+/// Connecting and the answer take at most `timeout`; closing, at most
+/// [`logosnet::client::CLOSE_DRAIN`] more.
+pub async fn preflight(transport: &Transport, addr: SocketAddr, timeout: Duration) -> Preflight {
+    let connected = match tokio::time::timeout(timeout, transport.connect(addr)).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(ConnectError::Tcp(e))) => {
+            return Preflight::Unknown(format!("could not connect ({})", e.kind()));
+        }
+        Ok(Err(ConnectError::Handshake(why))) => return Preflight::Unknown(why),
+        Err(_) => return no_answer(timeout),
+    };
+    match connected {
+        Connected::Plain(mut stream) => ask_who(&mut stream, timeout).await,
+        Connected::Tls(mut stream) => ask_who(&mut *stream, timeout).await,
+    }
+}
+
+fn no_answer(timeout: Duration) -> Preflight {
+    Preflight::Unknown(format!("no answer within {} s", timeout.as_secs_f64()))
+}
+
+/// Says `Hello` as an observer and `Who`, reads until the roster (a join
+/// or a line may come first), then half-closes and reads to the end, so
+/// the server closes without a reset.
+async fn ask_who<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Preflight {
+    let mut buffer = FrameBuffer::new();
+    let answer = tokio::time::timeout(timeout, roster(stream, &mut buffer))
+        .await
+        .unwrap_or_else(|_| no_answer(timeout));
+    let _ = stream.shutdown().await;
+    let drain = async { while let Ok(Some(_)) = buffer.read_frame(stream).await {} };
+    let _ = tokio::time::timeout(logosnet::client::CLOSE_DRAIN, drain).await;
+    answer
+}
+
+/// The handshake and the question, up to the answer.
+async fn roster<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buffer: &mut FrameBuffer,
+) -> Preflight {
+    if let Err(e) = write_frame(stream, &ClientFrame::Hello(Role::Observer)).await {
+        return Preflight::Unknown(format!("could not send Hello ({})", e.kind()));
+    }
+    match buffer.read_frame(stream).await {
+        Ok(Some(ServerFrame::Accepted)) => {}
+        Ok(Some(ServerFrame::Full)) => return Preflight::ObserversFull,
+        Ok(Some(other)) => return Preflight::Unknown(format!("answered {}", frame_name(&other))),
+        Ok(None) => return Preflight::Unknown("the server closed the connection".into()),
+        Err(e) => return Preflight::Unknown(e.to_string()),
+    }
+    if let Err(e) = write_frame(stream, &ClientFrame::Who).await {
+        return Preflight::Unknown(format!("could not ask who is here ({})", e.kind()));
+    }
+    loop {
+        match buffer.read_frame(stream).await {
+            Ok(Some(ServerFrame::Roster {
+                participants,
+                observers,
+            })) => {
+                let observers = observers.saturating_sub(1);
+                break if participants.is_empty() && observers == 0 {
+                    Preflight::Empty
+                } else {
+                    Preflight::Occupied {
+                        participants,
+                        observers,
+                    }
+                };
+            }
+            Ok(Some(ServerFrame::Notice(_) | ServerFrame::Message(_))) => {}
+            Ok(Some(other)) => {
+                break Preflight::Unknown(format!("answered {}", frame_name(&other)));
+            }
+            Ok(None) => break Preflight::Unknown("the server closed the connection".into()),
+            Err(e) => break Preflight::Unknown(e.to_string()),
+        }
+    }
 }
 
 /// Result of asking for one slot beyond capacity.
@@ -366,6 +471,16 @@ async fn expect<S: AsyncRead + Unpin>(
         Ok(Some(frame)) if frame == want => Ok(()),
         Ok(Some(ServerFrame::Full)) => Err(JoinError::Full),
         Ok(Some(ServerFrame::UsernameTaken)) => Err(JoinError::NameTaken),
+        // Why the name is refused, then the verdict: a look-alike of it in
+        // the room is someone else's; anything else is loadgen's own name.
+        Ok(Some(ServerFrame::Notice(reason))) if is_name_refusal(&reason) => {
+            match buffer.read_frame(stream).await {
+                Ok(Some(ServerFrame::UsernameTaken)) => Err(JoinError::NameTaken),
+                _ => Err(JoinError::Other(format!(
+                    "the server refused the name: {reason}"
+                ))),
+            }
+        }
         Ok(Some(ServerFrame::ProtocolError(reason))) => Err(JoinError::Other(format!(
             "the server refused the handshake: {reason}"
         ))),

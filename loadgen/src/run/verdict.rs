@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use logosnet::protocol::{MAX_OBSERVERS, MAX_PARTICIPANTS};
 
-use crate::client::ProbeAnswer;
+use crate::client::{Preflight, ProbeAnswer};
 use crate::shared::{ProblemKind, Shared};
 
 use super::RunData;
@@ -39,9 +39,11 @@ impl Count {
     }
 }
 
-/// Who else is in the room, as far as the join could tell.
+/// Who else is in the room: exactly, as the preflight's `Who` was answered
+/// ([`RoomCensus::asked`]), or as far as the join could tell
+/// ([`RoomCensus::take`]).
 ///
-/// Protocol v1 has no "who is here" request, so loadgen counts with its own
+/// Against a server that does not answer `Who`, loadgen counts with its own
 /// joins: when one of its clients of a role is refused with `Full`, the role
 /// is at capacity and everyone in it who is not loadgen's is a stranger
 /// (capacity − loadgen's clients that got a slot). Without a `Full`, only
@@ -57,6 +59,15 @@ pub struct RoomCensus {
 }
 
 impl RoomCensus {
+    /// What the preflight was told: `participants` and `observers` besides
+    /// loadgen's own.
+    pub fn asked(participants: usize, observers: u32) -> Self {
+        Self {
+            participants: Count::Exactly(participants as u64),
+            observers: Count::Exactly(u64::from(observers)),
+        }
+    }
+
     /// What the join phase learned.
     pub fn take(shared: &Shared) -> Self {
         let c = &shared.counters;
@@ -100,6 +111,41 @@ impl RoomCensus {
             self.observers.describe("observer", "observers"),
         )
     }
+}
+
+/// Why the run must stop before anything joins, if it must: the preflight
+/// found someone in the room (each stranger is counted as a foreign problem,
+/// and the participants' names are kept for the report). An answer that
+/// says nothing leaves the decision to the join.
+pub(super) fn preflight_stop(shared: &Shared, answer: Preflight) -> Option<String> {
+    let census = match answer {
+        Preflight::Empty => return None,
+        // No server, TLS on one side only, or a server from before `Who`:
+        // the join meets the same and says so in its own words.
+        Preflight::Unknown(_) => return None,
+        Preflight::ObserversFull => RoomCensus {
+            participants: Count::Unknown,
+            observers: Count::Exactly(MAX_OBSERVERS as u64),
+        },
+        Preflight::Occupied {
+            participants,
+            observers,
+        } => {
+            for name in &participants {
+                shared.note_foreign_name(name);
+                shared.problems.report(ProblemKind::Foreign, || {
+                    format!("preflight: {name} is in the room")
+                });
+            }
+            for _ in 0..observers {
+                shared.problems.report(ProblemKind::Foreign, || {
+                    "preflight: an observer is in the room".to_owned()
+                });
+            }
+            RoomCensus::asked(participants.len(), observers)
+        }
+    };
+    Some(census.line())
 }
 
 /// Why the run must stop after the join, if it must: someone else is in the

@@ -64,6 +64,10 @@ pub struct ClientArgs {
     /// Connect with TLS, trusting only the CA certificates in this PEM file (implies --tls)
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+
+    /// With --observe: when the server goes away or is not up yet, try again (1 s doubling to 30 s, with jitter)
+    #[arg(long, requires = "observe")]
+    pub reconnect: bool,
 }
 
 impl ClientArgs {
@@ -84,6 +88,7 @@ impl ClientArgs {
                 (None, true) => Some(Trust::System),
                 (None, false) => None,
             },
+            reconnect: self.reconnect,
         }
     }
 }
@@ -114,6 +119,22 @@ mod tests {
         assert_eq!(config.role, Role::Participant);
         assert!(!config.timestamps);
         assert_eq!(config.connect_timeout, CONNECT_TIMEOUT);
+        assert!(!config.reconnect);
+    }
+
+    #[test]
+    fn only_an_observer_reconnects() {
+        let config = args(&["--observe", "--reconnect"]).unwrap().config();
+        assert!(config.reconnect);
+        let stop = args(&["--reconnect"]).unwrap_err();
+        assert_eq!(stop.status, EXIT_USAGE);
+        assert_eq!(
+            stop.stderr.as_deref(),
+            Some(
+                "logosnet_client: the following required arguments were not provided: \
+                 --observe (try --help)"
+            )
+        );
     }
 
     #[test]

@@ -26,11 +26,34 @@
 //! or text presentation (❤️). Anywhere else (at the start, after ASCII,
 //! after another invisible) they are escaped like the rest.
 //!
-//! This module owns that mapping and nothing else: it does no I/O.
+//! **Names are padded by the columns they take, not by characters.** The
+//! server right-aligns a sender's name in a field of ten *characters*
+//! ([`crate::protocol::public_line`]); a CJK or emoji name takes two
+//! columns a character and a stacked-mark name fewer columns than
+//! characters, so the text after it would start in another column.
+//! [`room_line`] takes the line apart and aligns the name again by display
+//! width (`unicode-width`, the East Asian Width and zero-width tables a
+//! terminal uses). A name wider than the field (six or more wide
+//! characters) cannot line up; it pushes its text right rather than being
+//! cut, since a cut name could pass for another.
+//!
+//! **No row may pass for a line of its own.** A terminal wraps a long line
+//! at its last column and goes on at column 0, so a line padded to the
+//! terminal's width could put `>      alice: …` at the start of a row, where
+//! it reads exactly like alice's line. [`wrap`] cuts lines into rows itself
+//! and indents every row after the first, so only the first row of a line
+//! ever starts at column 0.
+//!
+//! [`roster_line`] says who is in the room in words.
+//!
+//! This module owns those mappings and nothing else: it does no I/O.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use unicode_width::UnicodeWidthChar;
+
+use crate::protocol::{self, PRIVATE_MARK, PUBLIC_MARK, SENDER_COLUMNS};
 use crate::username::is_default_ignorable;
 
 /// The text with every character a terminal would act on, every invisible
@@ -63,6 +86,139 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
         previous = Some(c);
     }
     Cow::Owned(out)
+}
+
+/// Columns `text` takes on a terminal: two for a wide (CJK, emoji)
+/// character, none for a combining mark or a zero-width one.
+pub fn width(text: &str) -> usize {
+    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+}
+
+/// A `Message` as shown: sanitised, and if it is a chat line, the sender
+/// right-aligned again in [`SENDER_COLUMNS`] *columns* (see the module
+/// docs). Anything else is only sanitised.
+pub fn room_line(message: &str) -> String {
+    let Some(line) = protocol::parse_line(message) else {
+        return sanitize(message).into_owned();
+    };
+    let mark = if line.private {
+        PRIVATE_MARK
+    } else {
+        PUBLIC_MARK
+    };
+    let sender = sanitize(line.sender);
+    let pad = SENDER_COLUMNS.saturating_sub(width(&sender));
+    format!("{mark} {:pad$}{sender}: {}", "", sanitize(line.text))
+}
+
+/// Who the roster is shown to: the one name (or observer) left out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// A participant named this (as the server shows it).
+    Participant(&'a str),
+    /// An observer.
+    Observer,
+}
+
+/// A `Roster` in words, for `viewer`, who is left out: `In the room:
+/// alice, bob and 3 observers`, participants in the order they joined,
+/// names sanitised; `Nobody else is in the room` when there is no one
+/// else.
+pub fn roster_line(participants: &[String], observers: u32, viewer: Viewer<'_>) -> String {
+    let mut others: Vec<String> = Vec::with_capacity(participants.len() + 1);
+    let mut skipped_self = false;
+    for name in participants {
+        if !skipped_self && viewer == Viewer::Participant(name) {
+            skipped_self = true;
+            continue;
+        }
+        others.push(sanitize(name).into_owned());
+    }
+    let observers = match viewer {
+        Viewer::Observer => observers.saturating_sub(1),
+        Viewer::Participant(_) => observers,
+    };
+    match observers {
+        0 => {}
+        1 => others.push("1 observer".to_owned()),
+        n => others.push(format!("{n} observers")),
+    }
+    match others.split_last() {
+        None => "Nobody else is in the room".to_owned(),
+        Some((only, [])) => format!("In the room: {only}"),
+        Some((last, rest)) => format!("In the room: {} and {last}", rest.join(", ")),
+    }
+}
+
+/// Columns between tab stops, as terminals set them.
+const TAB_COLUMNS: usize = 8;
+
+/// `line` (already sanitised) cut into rows of at most `columns` columns,
+/// every row after the first indented by `indent` spaces, so that no row
+/// but the first starts at column 0 (see the module docs). The indent is cut
+/// to two columns on a terminal too narrow for it (less than twice as wide),
+/// and to what leaves one column for text. A tab is expanded to spaces up
+/// to the next tab stop of the line as written. A character that takes no
+/// columns stays on the row of the character before it; a wide character
+/// that does not fit at the end of a row starts the next.
+pub fn wrap(line: &str, columns: usize, indent: usize) -> Vec<String> {
+    let columns = columns.max(1);
+    let indent = (if indent * 2 <= columns { indent } else { 2 }).min(columns - 1);
+    let mut rows = Rows {
+        done: Vec::new(),
+        row: String::new(),
+        used: 0,
+        start: 0,
+        columns,
+        indent,
+    };
+    let mut written = 0;
+    for c in line.chars() {
+        if c == '\t' {
+            let spaces = TAB_COLUMNS - written % TAB_COLUMNS;
+            for _ in 0..spaces {
+                rows.push(' ', 1);
+            }
+            written += spaces;
+        } else {
+            let w = c.width().unwrap_or(0);
+            rows.push(c, w);
+            written += w;
+        }
+    }
+    rows.done.push(rows.row);
+    rows.done
+}
+
+/// The rows [`wrap`] is filling.
+struct Rows {
+    /// Rows finished.
+    done: Vec<String>,
+    /// The row being filled.
+    row: String,
+    /// Columns it takes so far.
+    used: usize,
+    /// Where its text starts: 0 for the first row, the indent after.
+    start: usize,
+    /// Columns a row may take.
+    columns: usize,
+    /// Spaces before the text of every row after the first.
+    indent: usize,
+}
+
+impl Rows {
+    /// Adds a character `w` columns wide, starting a new row first if it
+    /// does not fit (unless the row has no text yet: it goes there anyway).
+    fn push(&mut self, c: char, w: usize) {
+        if w > 0 && self.used + w > self.columns && self.used > self.start {
+            self.done.push(std::mem::take(&mut self.row));
+            self.row.push_str(&" ".repeat(self.indent));
+            self.used = self.indent;
+            self.start = self.indent;
+        }
+        self.row.push(c);
+        self.used += w;
+    }
 }
 
 /// Whether `c`, following `previous`, must not reach the terminal as it is.
@@ -250,5 +406,141 @@ mod tests {
             "❤\\u{200b}\\u{fe0f}",
             "a selector after an invisible character"
         );
+    }
+
+    #[test]
+    fn names_are_aligned_by_the_columns_they_take() {
+        for sender in [
+            "alice",
+            "名前",
+            "🦀",
+            "a\u{301}\u{302}\u{303}",
+            "ten_chars_",
+            "名前名前名",
+        ] {
+            let shown = room_line(
+                protocol::public_line(sender, "hi")
+                    .text()
+                    .unwrap_or_default(),
+            );
+            let (prefix, text) = shown.split_once(": ").expect("a chat line");
+            assert_eq!(text, "hi");
+            assert_eq!(width(prefix), 2 + SENDER_COLUMNS, "{shown:?}");
+            assert!(prefix.ends_with(sender), "{shown:?}");
+        }
+        // ASCII names are shown exactly as the server sent them.
+        let line = protocol::private_line("bob", "@alice psst");
+        assert_eq!(
+            room_line(line.text().unwrap_or_default()),
+            "%        bob: @alice psst"
+        );
+        // A name wider than the field pushes its text right, whole.
+        let wide = "名前名前名前";
+        let shown = room_line(protocol::public_line(wide, "hi").text().unwrap_or_default());
+        assert_eq!(shown, format!("> {wide}: hi"));
+    }
+
+    #[test]
+    fn room_lines_are_sanitised_whole_and_in_parts() {
+        assert_eq!(room_line("> \u{1b}[2J"), "> \\x1b[2J");
+        let line = protocol::public_line("evil", "\x1b]0;x\x07");
+        assert_eq!(
+            room_line(line.text().unwrap_or_default()),
+            r">       evil: \x1b]0;x\x07"
+        );
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|&n| n.to_owned()).collect()
+    }
+
+    #[test]
+    fn the_roster_in_words_leaves_out_the_viewer() {
+        let room = names(&["alice", "bob", "carol"]);
+        assert_eq!(
+            roster_line(&room, 3, Viewer::Participant("carol")),
+            "In the room: alice, bob and 3 observers"
+        );
+        assert_eq!(
+            roster_line(&room, 1, Viewer::Participant("alice")),
+            "In the room: bob, carol and 1 observer"
+        );
+        assert_eq!(
+            roster_line(&room, 2, Viewer::Observer),
+            "In the room: alice, bob, carol and 1 observer"
+        );
+        assert_eq!(
+            roster_line(&names(&["alice"]), 1, Viewer::Observer),
+            "In the room: alice"
+        );
+        assert_eq!(
+            roster_line(&names(&["alice"]), 0, Viewer::Participant("alice")),
+            "Nobody else is in the room"
+        );
+        assert_eq!(
+            roster_line(&[], 1, Viewer::Observer),
+            "Nobody else is in the room"
+        );
+        assert_eq!(
+            roster_line(&[], 4, Viewer::Observer),
+            "In the room: 3 observers"
+        );
+        assert_eq!(
+            roster_line(&names(&["al\u{202e}ice"]), 1, Viewer::Observer),
+            "In the room: al\\u{202e}ice"
+        );
+    }
+
+    /// Rows as they sit on the screen: what [`wrap`] made, each checked to
+    /// fit.
+    fn rows(line: &str, columns: usize, indent: usize) -> Vec<String> {
+        let rows = wrap(line, columns, indent);
+        for row in &rows {
+            assert!(width(row) <= columns.max(2), "{row:?} wider than {columns}");
+        }
+        rows
+    }
+
+    #[test]
+    fn wrapped_rows_after_the_first_are_indented() {
+        assert_eq!(rows("short", 80, 14), ["short"]);
+        assert_eq!(
+            rows("0123456789abcdefghij", 10, 2),
+            ["0123456789", "  abcdefgh", "  ij"]
+        );
+        // Too narrow for the indent asked for: two columns.
+        assert_eq!(rows("0123456789abc", 10, 14), ["0123456789", "  abc"]);
+        // A wide character that does not fit starts the next row.
+        assert_eq!(rows("abcdefghi名", 10, 2), ["abcdefghi", "  名"]);
+        // A combining mark stays with its letter.
+        assert_eq!(
+            rows("abcdefghij\u{301}k", 10, 2),
+            ["abcdefghij\u{301}", "  k"]
+        );
+        // Tabs become the spaces a terminal would show.
+        assert_eq!(rows("a\tb", 80, 2), ["a       b"]);
+    }
+
+    #[test]
+    fn a_line_padded_to_the_width_leaves_no_row_that_starts_like_a_room_line() {
+        let fake = protocol::public_line("alice", "transfer the money");
+        let fake = fake.text().unwrap_or_default();
+        for columns in [40, 80, 100, 133] {
+            // What bob types: enough to fill the row his own prefix starts.
+            let padding = "x".repeat(columns - protocol::CHAT_PREFIX_CHARS);
+            let line = protocol::public_line("bob", &format!("{padding}{fake}"));
+            let shown = room_line(line.text().unwrap_or_default());
+            let rows = rows(&shown, columns, protocol::CHAT_PREFIX_CHARS);
+            assert!(rows.len() >= 2, "{rows:?}");
+            for row in &rows[1..] {
+                assert!(row.starts_with(' '), "{row:?} starts at column 0");
+            }
+            // Nothing is lost: the rows without their indents are the line.
+            let text: String = rows[1..]
+                .iter()
+                .map(|r| &r[protocol::CHAT_PREFIX_CHARS.min(columns / 2)..])
+                .collect();
+            assert_eq!(format!("{}{text}", rows[0]), shown);
+        }
     }
 }

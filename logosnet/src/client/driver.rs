@@ -20,12 +20,20 @@
 //! short). Closing at once instead could turn into a reset that destroys
 //! the last chat line in the server's receive buffer. Before the server
 //! has answered nothing can be lost, so the client leaves at once.
+//!
+//! How the socket is reached is a [`Dialer`] and what asks the client to
+//! leave is a [`Stop`]: the binary dials TCP (and TLS) and listens for
+//! signals; the simulations dial turmoil's network and stop on a simulated
+//! timer, and run this same loop. One run is one connection;
+//! [`super::reconnect`] runs it again for a logger that comes back.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::connection::{Connection, ReadError};
 use crate::protocol::{FrameError, ServerFrame};
@@ -37,6 +45,64 @@ use super::ending::{Ending, describe_io};
 use super::session::{Action, Input, InputMode, Prompt, Session};
 use super::signals::LeaveSignals;
 use super::timestamp::stamped;
+
+/// How the client reaches the server: one call, one connection (with TLS
+/// already spoken if it is used), or the [`Ending`] that says why not.
+pub trait Dialer {
+    /// The connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin;
+    /// Connects once.
+    fn dial(&mut self) -> impl Future<Output = Result<(Self::Stream, SocketAddr), Ending>>;
+}
+
+/// What asks the client to leave: SIGINT, SIGTERM or SIGHUP for the
+/// binary, anything else for a program that runs the client itself.
+pub trait Stop {
+    /// Resolves when the client should leave; may be awaited again, for a
+    /// second request that cuts the leaving short. Must be cancel-safe.
+    fn requested(&mut self) -> impl Future<Output = ()>;
+}
+
+impl Stop for LeaveSignals {
+    fn requested(&mut self) -> impl Future<Output = ()> {
+        self.recv()
+    }
+}
+
+/// The binary's [`Dialer`]: resolves `--ip`, connects over TCP and, with
+/// `--tls`, shakes hands.
+pub(crate) struct TcpDialer {
+    /// `--ip`.
+    host: String,
+    /// `--port`.
+    port: u16,
+    /// Whom to trust and what name to check, with `--tls`.
+    tls: Option<TlsTarget>,
+}
+
+impl TcpDialer {
+    /// The dialer `config` asks for; reading the trusted certificates can
+    /// fail, which ends the run before anything is sent.
+    pub(crate) fn new(config: &Config) -> Result<Self, Ending> {
+        let tls = match &config.tls {
+            Some(trust) => Some(TlsTarget::prepare(&config.host, trust)?),
+            None => None,
+        };
+        Ok(Self {
+            host: config.host.clone(),
+            port: config.port,
+            tls,
+        })
+    }
+}
+
+impl Dialer for TcpDialer {
+    type Stream = ServerStream;
+
+    fn dial(&mut self) -> impl Future<Output = Result<(ServerStream, SocketAddr), Ending>> {
+        connect(&self.host, self.port, self.tls.as_ref())
+    }
+}
 
 /// After leaving, how long the client waits for the server to finish and
 /// close (the server answers within milliseconds; this only bounds a
@@ -73,140 +139,206 @@ pub(crate) trait FrontEnd {
 }
 
 /// How one run behaves, beyond what to connect to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Behaviour {
     /// Who is typing.
     pub(crate) mode: InputMode,
     /// Whether someone may be watching (a terminal), so that a slow
     /// connection is announced.
     pub(crate) announce_connecting: bool,
+    /// A logger's return after a loss: once in the room it says so, in
+    /// place of the observer's banner ([`super::reconnect::back_line`]).
+    pub(crate) returning: bool,
 }
 
-/// Runs one client from connecting to the end.
-pub(crate) async fn run<F: FrontEnd>(
+/// How one run ended, and whether it got into the room on the way.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// Why it stopped.
+    pub(crate) ending: Ending,
+    /// Whether it was in the room (a name accepted, an observer admitted)
+    /// before it stopped.
+    pub(crate) admitted: bool,
+}
+
+impl Outcome {
+    /// A run that never got into the room.
+    fn outside(ending: Ending) -> Self {
+        Self {
+            ending,
+            admitted: false,
+        }
+    }
+}
+
+/// Runs the binary's client from connecting to the end: TCP (and TLS) as
+/// `config` says, leaving on SIGINT, SIGTERM or SIGHUP.
+pub(crate) async fn run_once<F: FrontEnd>(
     front: &mut F,
     config: &Config,
     behaviour: Behaviour,
 ) -> Ending {
-    let target = target_name(&config.host, config.port);
-    let timed_out = || Ending::ConnectTimeout {
-        target: target.clone(),
-        timeout: config.connect_timeout,
-    };
     let mut signals = LeaveSignals::new();
+    let mut dialer = match TcpDialer::new(config) {
+        Ok(dialer) => dialer,
+        Err(ending) => return ending,
+    };
+    run(front, config, behaviour, &mut dialer, &mut signals)
+        .await
+        .ending
+}
+
+/// Runs one connection from dialing to the end.
+pub(crate) async fn run<F: FrontEnd, D: Dialer, S: Stop>(
+    front: &mut F,
+    config: &Config,
+    behaviour: Behaviour,
+    dialer: &mut D,
+    stop: &mut S,
+) -> Outcome {
+    let target = target_name(&config.host, config.port);
+    let timed_out = || {
+        Outcome::outside(Ending::ConnectTimeout {
+            target: target.clone(),
+            timeout: config.connect_timeout,
+        })
+    };
     let mut give_up = pin!(tokio::time::sleep(config.connect_timeout));
     let mut notice = pin!(tokio::time::sleep(CONNECTING_NOTICE_DELAY));
     let mut noticed = !behaviour.announce_connecting;
-    let tls = match config
-        .tls
-        .as_ref()
-        .map(|trust| TlsTarget::prepare(&config.host, trust))
-    {
-        Some(Ok(target)) => Some(target),
-        Some(Err(ending)) => return ending,
-        None => None,
-    };
-    let mut connecting = pin!(connect(&config.host, config.port, tls.as_ref()));
+    let mut connecting = pin!(dialer.dial());
     let (stream, addr) = loop {
         tokio::select! {
             biased;
-            () = signals.recv() => return Ending::Left,
+            () = stop.requested() => return Outcome::outside(Ending::Left),
             input = front.next_input(false) => match input {
-                Ok(Input::End | Input::Interrupt) => return Ending::Left,
+                Ok(Input::End | Input::Interrupt) => return Outcome::outside(Ending::Left),
                 Ok(_) => {}
-                Err(e) => return Ending::Terminal(e.to_string()),
+                Err(e) => return Outcome::outside(Ending::Terminal(e.to_string())),
             },
             connected = &mut connecting => match connected {
                 Ok(connected) => break connected,
-                Err(ending) => return ending,
+                Err(ending) => return Outcome::outside(ending),
             },
             () = &mut give_up => return timed_out(),
             () = &mut notice, if !noticed => {
                 noticed = true;
                 if let Err(e) = front.status(&connecting_notice(&target)) {
-                    return Ending::Terminal(e.to_string());
+                    return Outcome::outside(Ending::Terminal(e.to_string()));
                 }
             }
         }
     };
     let server = addr.to_string();
     let (reader, writer) = Connection::new(stream).split();
+    let mut session = Session::with_input(config.role, server, behaviour.mode);
+    if behaviour.returning {
+        session = session.arriving_with(super::reconnect::back_line(&addr.to_string()));
+    }
     let mut run = Running {
         front,
-        session: Session::with_input(config.role, server, behaviour.mode),
+        session,
         reader,
-        signals,
+        stop,
         timestamps: config.timestamps,
     };
-    let mut writer = Some(writer);
-    loop {
-        while let Some(action) = run.session.poll_action() {
-            let done = match action {
-                Action::Send(frame) => {
-                    let Some(writer) = writer.as_mut() else {
-                        continue;
-                    };
-                    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(&frame)).await {
-                        Ok(Ok(())) => Ok(()),
-                        // The server may have closed with a last word (a
-                        // shutdown notice, a protocol error) still unread:
-                        // show it and end with its reason if there is one.
-                        Ok(Err(e)) => {
-                            let ending = run.drain().await;
-                            return ending.unwrap_or_else(|| lost(&run.session, &e));
-                        }
-                        Err(_) => {
-                            return Ending::ConnectionLost {
-                                addr: run.server(),
-                                reason: "the server stopped reading".into(),
-                            };
+    let ending = run
+        .connected(config, writer, &mut give_up, &mut notice, &target, noticed)
+        .await;
+    Outcome {
+        ending,
+        admitted: run.session.was_admitted(),
+    }
+}
+
+impl<F: FrontEnd, T: AsyncRead + AsyncWrite + Unpin, S: Stop> Running<'_, F, T, S> {
+    /// The connected part of a run: the session's actions carried out, and
+    /// whatever comes first fed to it, until it ends.
+    async fn connected(
+        &mut self,
+        config: &Config,
+        writer: Connection<WriteHalf<T>>,
+        give_up: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+        notice: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+        target: &str,
+        mut noticed: bool,
+    ) -> Ending {
+        let run = self;
+        let timed_out = || Ending::ConnectTimeout {
+            target: target.to_owned(),
+            timeout: config.connect_timeout,
+        };
+        let mut writer = Some(writer);
+        loop {
+            while let Some(action) = run.session.poll_action() {
+                let done = match action {
+                    Action::Send(frame) => {
+                        let Some(writer) = writer.as_mut() else {
+                            continue;
+                        };
+                        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_frame(&frame)).await
+                        {
+                            Ok(Ok(())) => Ok(()),
+                            // The server may have closed with a last word (a
+                            // shutdown notice, a protocol error) still unread:
+                            // show it and end with its reason if there is one.
+                            Ok(Err(e)) => {
+                                let ending = run.drain().await;
+                                return ending.unwrap_or_else(|| lost(&run.session, &e));
+                            }
+                            Err(_) => {
+                                return Ending::ConnectionLost {
+                                    addr: run.server(),
+                                    reason: "the server stopped reading".into(),
+                                };
+                            }
                         }
                     }
-                }
-                Action::Show(line) => run.show(&line),
-                Action::Status(line) => run.front.status(&line),
-                Action::Prompt(prompt) => run.front.set_prompt(&prompt),
-                Action::End(Ending::Left) => {
-                    if let Some(writer) = writer.take() {
-                        run.leave(writer.into_inner()).await;
+                    Action::Show(line) => run.show(&line),
+                    Action::Status(line) => run.front.status(&line),
+                    Action::Prompt(prompt) => run.front.set_prompt(&prompt),
+                    Action::End(Ending::Left) => {
+                        if let Some(writer) = writer.take() {
+                            run.leave(writer.into_inner()).await;
+                        }
+                        return Ending::Left;
                     }
-                    return Ending::Left;
-                }
-                Action::End(ending) => return ending,
-            };
-            if let Err(e) = done {
-                return Ending::Terminal(e.to_string());
-            }
-        }
-        let connecting = !run.session.has_answer();
-        // Input first: in a terminal, polling it is also what prints.
-        tokio::select! {
-            biased;
-            () = run.signals.recv() => run.session.handle_input(Input::Interrupt),
-            input = run.front.next_input(run.session.wants_input()) => match input {
-                Ok(input) => run.session.handle_input(input),
-                Err(e) => return Ending::Terminal(e.to_string()),
-            },
-            frame = run.reader.read_frame::<ServerFrame>() => match frame {
-                Ok(Some(frame)) => run.session.handle_frame(frame),
-                Ok(None) => run.session.handle_server_closed(),
-                Err(ReadError::Io(e)) => return lost(&run.session, &e),
-                // A TLS record where a frame's length should be: a TLS port
-                // reached without --tls (its alert for our plaintext Hello).
-                Err(ReadError::Frame(FrameError::TooLong(header)))
-                    if config.tls.is_none() && is_tls_record_header(header.to_be_bytes()) =>
-                {
-                    run.session.handle_tls_record();
-                }
-                Err(e @ (ReadError::Frame(_) | ReadError::ClosedMidFrame)) => {
-                    run.session.handle_unreadable(&e.to_string());
-                }
-            },
-            () = &mut give_up, if connecting => return timed_out(),
-            () = &mut notice, if connecting && !noticed => {
-                noticed = true;
-                if let Err(e) = run.front.status(&connecting_notice(&target)) {
+                    Action::End(ending) => return ending,
+                };
+                if let Err(e) = done {
                     return Ending::Terminal(e.to_string());
+                }
+            }
+            let connecting = !run.session.has_answer();
+            // Input first: in a terminal, polling it is also what prints.
+            tokio::select! {
+                biased;
+                () = run.stop.requested() => run.session.handle_input(Input::Interrupt),
+                input = run.front.next_input(run.session.wants_input()) => match input {
+                    Ok(input) => run.session.handle_input(input),
+                    Err(e) => return Ending::Terminal(e.to_string()),
+                },
+                frame = run.reader.read_frame::<ServerFrame>() => match frame {
+                    Ok(Some(frame)) => run.session.handle_frame(frame),
+                    Ok(None) => run.session.handle_server_closed(),
+                    Err(ReadError::Io(e)) => return lost(&run.session, &e),
+                    // A TLS record where a frame's length should be: a TLS port
+                    // reached without --tls (its alert for our plaintext Hello).
+                    Err(ReadError::Frame(FrameError::TooLong(header)))
+                        if config.tls.is_none() && is_tls_record_header(header.to_be_bytes()) =>
+                    {
+                        run.session.handle_tls_record();
+                    }
+                    Err(e @ (ReadError::Frame(_) | ReadError::ClosedMidFrame)) => {
+                        run.session.handle_unreadable(&e.to_string());
+                    }
+                },
+                () = give_up.as_mut(), if connecting => return timed_out(),
+                () = notice.as_mut(), if connecting && !noticed => {
+                    noticed = true;
+                    if let Err(e) = run.front.status(&connecting_notice(target)) {
+                        return Ending::Terminal(e.to_string());
+                    }
                 }
             }
         }
@@ -219,20 +351,20 @@ fn connecting_notice(target: &str) -> String {
 }
 
 /// The connected part of a run.
-struct Running<'f, F> {
+struct Running<'f, F, T, S> {
     /// The terminal or pipe front end.
     front: &'f mut F,
     /// The client's rules.
     session: Session,
     /// Frames from the server.
-    reader: Connection<ReadHalf<ServerStream>>,
-    /// SIGINT, SIGTERM and SIGHUP.
-    signals: LeaveSignals,
+    reader: Connection<ReadHalf<T>>,
+    /// What asks the client to leave.
+    stop: &'f mut S,
     /// Whether room lines are shown with the time first.
     timestamps: bool,
 }
 
-impl<F: FrontEnd> Running<'_, F> {
+impl<F: FrontEnd, T: AsyncRead + AsyncWrite + Unpin, S: Stop> Running<'_, F, T, S> {
     /// Shows a room line, with the time first if asked for.
     fn show(&mut self, line: &str) -> io::Result<()> {
         if self.timestamps {
@@ -248,7 +380,7 @@ impl<F: FrontEnd> Running<'_, F> {
 
     /// Half-closes, then shows the room's last lines until the server
     /// closes; at once if the server never answered.
-    async fn leave(&mut self, mut write_half: WriteHalf<ServerStream>) {
+    async fn leave(&mut self, mut write_half: WriteHalf<T>) {
         if !self.session.has_answer() {
             return;
         }
@@ -265,7 +397,7 @@ impl<F: FrontEnd> Running<'_, F> {
         loop {
             let closed = tokio::select! {
                 biased;
-                () = self.signals.recv() => return None,
+                () = self.stop.requested() => return None,
                 () = &mut deadline => return None,
                 frame = self.reader.read_frame::<ServerFrame>() => match frame {
                     Ok(Some(frame)) => {

@@ -6,7 +6,10 @@
 //! `Message`, flushed as it arrives. Nothing is prompted. The client's own
 //! remarks ("Username already in use", a refused line, the observer banner)
 //! and the final error go to standard error, so `> transcript.txt` captures
-//! exactly what the room said.
+//! exactly what the room said. When standard output is a terminal after all
+//! (only the input is piped), long lines are cut into rows as the terminal
+//! front end cuts them ([`crate::client::display::wrap`]), so that no row
+//! passes for a line of its own; a file or a pipe gets whole lines.
 //!
 //! An observer has nothing to type, so in pipe mode it never reads
 //! standard input at all: reading a terminal from a background job would
@@ -22,10 +25,11 @@
 //! last line. A plain thread, not tokio's stdin, because a blocking read
 //! there would hold up the runtime's shutdown.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Stderr, Stdout, Write};
 
 use tokio::sync::mpsc;
 
+use super::display::wrap;
 use super::driver::FrontEnd;
 use super::session::{Input, Prompt};
 use crate::protocol::MAX_MESSAGE_CHARS;
@@ -39,19 +43,44 @@ pub const MAX_LINE_BYTES: usize = MAX_MESSAGE_CHARS * 4 + 1;
 /// it can use them, and the pipe itself is the back-pressure.
 const READ_AHEAD_LINES: usize = 16;
 
-/// Standard input and output as plain lines.
+/// Standard input and output as plain lines (or any two writers, for a
+/// logger run inside another program).
 #[derive(Debug)]
-pub(crate) struct PipeFrontEnd {
+pub(crate) struct PipeFrontEnd<O = Stdout, E = Stderr> {
     /// Lines from standard input; `None` when it is not read at all.
     lines: Option<mpsc::Receiver<Input>>,
+    /// Where the room goes.
+    out: O,
+    /// Where the client's remarks go.
+    remarks: E,
+    /// With the output on a terminal: the indent of a long line's rows
+    /// after the first; `None` writes whole lines.
+    wrap: Option<usize>,
+}
+
+impl<O: Write, E: Write> PipeFrontEnd<O, E> {
+    /// A front end that reads nothing and writes the room to `out` and its
+    /// remarks to `remarks`, whole lines.
+    pub(crate) fn writing_to(out: O, remarks: E) -> Self {
+        Self {
+            lines: None,
+            out,
+            remarks,
+            wrap: None,
+        }
+    }
 }
 
 impl PipeFrontEnd {
     /// Starts the thread that reads standard input if `read_input`;
     /// otherwise standard input is left alone and no input ever comes.
-    pub(crate) fn new(read_input: bool) -> Self {
+    /// `wrap` is the indent of continuation rows when standard output is a
+    /// terminal (`None` if it is not).
+    pub(crate) fn new(read_input: bool, wrap: Option<usize>) -> Self {
+        let mut front = Self::writing_to(io::stdout(), io::stderr());
+        front.wrap = wrap;
         if !read_input {
-            return Self { lines: None };
+            return front;
         }
         let (sender, lines) = mpsc::channel(READ_AHEAD_LINES);
         let reading = std::thread::Builder::new()
@@ -74,11 +103,12 @@ impl PipeFrontEnd {
         if let Err(e) = reading {
             tracing::warn!(error = %e, "cannot start the stdin thread");
         }
-        Self { lines: Some(lines) }
+        front.lines = Some(lines);
+        front
     }
 }
 
-impl FrontEnd for PipeFrontEnd {
+impl<O: Write, E: Write> FrontEnd for PipeFrontEnd<O, E> {
     async fn next_input(&mut self, wanted: bool) -> io::Result<Input> {
         match &mut self.lines {
             Some(lines) if wanted => Ok(lines.recv().await.unwrap_or(Input::End)),
@@ -87,15 +117,21 @@ impl FrontEnd for PipeFrontEnd {
     }
 
     fn show(&mut self, line: &str) -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{line}")?;
-        out.flush()
+        match self.wrap {
+            Some(indent) => {
+                let columns = crossterm::terminal::size().map_or(80, |(c, _)| usize::from(c));
+                for row in wrap(line, columns, indent) {
+                    writeln!(self.out, "{row}")?;
+                }
+            }
+            None => writeln!(self.out, "{line}")?,
+        }
+        self.out.flush()
     }
 
     fn status(&mut self, line: &str) -> io::Result<()> {
-        let mut err = io::stderr().lock();
-        writeln!(err, "{line}")?;
-        err.flush()
+        writeln!(self.remarks, "{line}")?;
+        self.remarks.flush()
     }
 
     fn set_prompt(&mut self, _prompt: &Prompt) -> io::Result<()> {
@@ -103,7 +139,7 @@ impl FrontEnd for PipeFrontEnd {
     }
 
     fn finish(&mut self) {
-        let _ = io::stdout().flush();
+        let _ = self.out.flush();
     }
 }
 

@@ -17,19 +17,34 @@
 //!
 //! The server's first bytes also say whether it speaks protocol v1 at all:
 //! see [`Session::handle_unreadable`].
+//!
+//! Presence: once in the room (a participant's name accepted, an
+//! observer's `Accepted`) the session asks who is there (`Who`) and shows
+//! the answer in words ([`roster_line`]); the line [`WHO_COMMAND`] asks
+//! again. A refused name is explained with the reason the server sent
+//! just before its verdict, or, from a server that sends none, with the
+//! client's own reading of the name rule.
 
 use std::collections::VecDeque;
 
 use crate::protocol::{
     self, ClientFrame, MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, PUBLIC_MARK, Role, ServerFrame,
 };
-use crate::username::{self, UsernameError};
+use crate::username;
 
-use super::display::sanitize;
+use super::display::{Viewer, room_line, roster_line, sanitize};
 use super::ending::Ending;
 
 /// The line that leaves the chat, as the user types it.
 pub const EXIT_COMMAND: &str = "exit()";
+
+/// The line that asks who is in the room, exactly as typed (a line with
+/// anything more, even a space, is sent as chat).
+pub const WHO_COMMAND: &str = "/who";
+
+/// What the client says for `UsernameTaken` when the server gave no other
+/// reason: the name is another participant's, up to case.
+pub const NAME_IN_USE: &str = "Username already in use";
 
 /// Text the user is asked for a name with.
 pub const USERNAME_PROMPT: &str = "Enter username, max 10 chars: ";
@@ -109,8 +124,12 @@ enum Phase {
     Hello,
     /// Waiting for the user to type a name.
     Naming,
-    /// `Username(sent)` sent, waiting for the verdict.
-    NameSent { sent: String },
+    /// `Username(sent)` sent, waiting for the verdict; `reason` is the
+    /// server's notice saying why it refuses it, if one came first.
+    NameSent {
+        sent: String,
+        reason: Option<String>,
+    },
     /// In the room as `name`.
     Chatting { name: String },
     /// In the room, read-only.
@@ -134,6 +153,12 @@ pub struct Session {
     server: String,
     /// Whether a whole frame has come from the server yet.
     answered: bool,
+    /// Whether it got into the room (a name accepted, or an observer
+    /// admitted).
+    admitted: bool,
+    /// A line to show on getting into the room (see
+    /// [`Session::arriving_with`]).
+    arrival: Option<String>,
 }
 
 impl Session {
@@ -153,10 +178,27 @@ impl Session {
             actions: VecDeque::new(),
             server: server.into(),
             answered: false,
+            admitted: false,
+            arrival: None,
         };
         session.push(Action::Prompt(Prompt::Waiting));
         session.push(Action::Send(ClientFrame::Hello(role)));
         session
+    }
+
+    /// The same session, showing `line` as a room line when it gets into
+    /// the room, before the roster; for an observer in place of the banner
+    /// that says how to stop it. A logger coming back after a loss says so
+    /// this way.
+    pub fn arriving_with(mut self, line: String) -> Self {
+        self.arrival = Some(line);
+        self
+    }
+
+    /// Whether the session got into the room: a participant's name was
+    /// accepted, or an observer was admitted.
+    pub fn was_admitted(&self) -> bool {
+        self.admitted
     }
 
     /// The next thing the driver must do, in order.
@@ -195,8 +237,36 @@ impl Session {
     pub fn handle_frame(&mut self, frame: ServerFrame) {
         self.answered = true;
         match (frame, self.phase.clone()) {
-            (ServerFrame::Notice(text) | ServerFrame::Message(text), _) => {
+            (ServerFrame::Notice(text), Phase::NameSent { sent, .. })
+                if protocol::is_name_refusal(&text) =>
+            {
+                let reason = Some(sanitize(&text).into_owned());
+                self.phase = Phase::NameSent { sent, reason };
+            }
+            (ServerFrame::Notice(text), _) => {
                 self.push(Action::Show(sanitize(&text).into_owned()));
+            }
+            (ServerFrame::Message(text), _) => self.push(Action::Show(room_line(&text))),
+            (
+                ServerFrame::Roster {
+                    participants,
+                    observers,
+                },
+                Phase::Chatting { name },
+            ) => {
+                let viewer = Viewer::Participant(&name);
+                let line = roster_line(&participants, observers, viewer);
+                self.push(Action::Show(line));
+            }
+            (
+                ServerFrame::Roster {
+                    participants,
+                    observers,
+                },
+                Phase::Observing,
+            ) => {
+                let line = roster_line(&participants, observers, Viewer::Observer);
+                self.push(Action::Show(line));
             }
             (_, Phase::Ended) => {}
             (ServerFrame::ProtocolError(reason), _) => {
@@ -209,22 +279,32 @@ impl Session {
                 Role::Participant => self.ask_for_name(),
                 Role::Observer => {
                     self.phase = Phase::Observing;
-                    self.push(Action::Status(observing_banner(self.mode).into()));
+                    self.admitted = true;
+                    match self.arrival.take() {
+                        Some(line) => self.push(Action::Show(line)),
+                        None => self.push(Action::Status(observing_banner(self.mode).into())),
+                    }
                     self.push(Action::Prompt(Prompt::Observing));
+                    self.push(Action::Send(ClientFrame::Who));
                 }
             },
             (ServerFrame::Full, Phase::Hello) => self.end(Ending::Full),
-            (ServerFrame::UsernameAccepted, Phase::NameSent { sent }) => {
+            (ServerFrame::UsernameAccepted, Phase::NameSent { sent, .. }) => {
                 let name = username::canonical_username(&sent).unwrap_or(sent);
                 self.push(Action::Prompt(Prompt::Chat(sanitize(&name).into_owned())));
                 self.phase = Phase::Chatting { name };
+                self.admitted = true;
+                if let Some(line) = self.arrival.take() {
+                    self.push(Action::Show(line));
+                }
+                self.push(Action::Send(ClientFrame::Who));
             }
-            (ServerFrame::UsernameTaken, Phase::NameSent { .. }) => {
-                self.push(Action::Status("Username already in use".into()));
+            (ServerFrame::UsernameTaken, Phase::NameSent { reason, .. }) => {
+                self.push(Action::Status(reason.unwrap_or_else(|| NAME_IN_USE.into())));
                 self.ask_for_name();
             }
-            (ServerFrame::UsernameInvalid, Phase::NameSent { sent }) => {
-                let reason = invalid_name_reason(&sent);
+            (ServerFrame::UsernameInvalid, Phase::NameSent { sent, reason }) => {
+                let reason = reason.unwrap_or_else(|| invalid_name_reason(&sent));
                 self.push(Action::Status(reason));
                 self.ask_for_name();
             }
@@ -304,6 +384,9 @@ impl Session {
         if line.trim() == EXIT_COMMAND && self.phase != Phase::Ended {
             return self.leave();
         }
+        if line == WHO_COMMAND {
+            return self.who();
+        }
         match &self.phase {
             Phase::Naming => {
                 // The server is the authority on names; even a name the
@@ -311,7 +394,10 @@ impl Session {
                 // timer and gives the verdict.
                 self.push(Action::Send(ClientFrame::Username(line.clone())));
                 self.push(Action::Prompt(Prompt::Waiting));
-                self.phase = Phase::NameSent { sent: line };
+                self.phase = Phase::NameSent {
+                    sent: line,
+                    reason: None,
+                };
             }
             Phase::Chatting { .. } => {
                 let chars = line.chars().count();
@@ -361,6 +447,18 @@ impl Session {
         }
     }
 
+    /// [`WHO_COMMAND`]: asks the server, once in the room; before that there
+    /// is nothing to ask, and the line is not taken for a name.
+    fn who(&mut self) {
+        match self.phase {
+            Phase::Chatting { .. } | Phase::Observing => self.push(Action::Send(ClientFrame::Who)),
+            Phase::Naming => self.push(Action::Status(
+                "Choose a username first: /who works once you are in the room".into(),
+            )),
+            Phase::Hello | Phase::NameSent { .. } | Phase::Ended => {}
+        }
+    }
+
     fn ask_for_name(&mut self) {
         self.phase = Phase::Naming;
         self.push(Action::Prompt(Prompt::Username));
@@ -384,18 +482,19 @@ fn observing_banner(mode: InputMode) -> &'static str {
     }
 }
 
-/// One line saying why the server refused `sent` as a name.
+/// One line saying why the server refused `sent` as a name, for a server
+/// that sent no reason of its own: the client's reading of the same rule
+/// ([`username::UsernameError`]'s words, which are the server's too).
 fn invalid_name_reason(sent: &str) -> String {
-    let why = match username::canonical_username(sent) {
-        Err(UsernameError::Empty) => "it is empty",
-        Err(UsernameError::TooLong) => "max 10 characters",
-        Err(UsernameError::Whitespace) => "no spaces or other whitespace",
-        Err(UsernameError::Invisible) => "no control or invisible characters",
-        Err(UsernameError::LeadingMark) => "it cannot start with a combining mark",
-        // The server's rule and ours disagree: give the whole rule.
-        Ok(_) => "max 10 characters, no whitespace or control characters",
-    };
-    format!("Invalid username: {why}")
+    let reason = protocol::invalid_username(match username::canonical_username(sent) {
+        Err(broken) => broken,
+        // The server's rule and ours disagree: say so rather than guess.
+        Ok(_) => return "Invalid username: the server refused it".into(),
+    });
+    reason
+        .text()
+        .map(|text| sanitize(text).into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -19,6 +19,12 @@
 //! driver polls [`FrontEnd::next_input`] even when the session wants no
 //! input; a line the user enters then is parked here and handed over once
 //! the session asks for one.
+//!
+//! Every line is cut into rows here ([`wrap`]) rather than left to the
+//! terminal's own wrapping, which goes on at column 0: rows after the first
+//! are indented, so no row of a long line can pass for a line of the room.
+//! The line the user entered is printed back the same way (with its
+//! prompt) instead of being left on screen by the line editor.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -26,6 +32,7 @@ use std::sync::Once;
 
 use rustyline_async::{Readline, ReadlineError, ReadlineEvent, SharedWriter};
 
+use super::display::{sanitize, wrap};
 use super::driver::FrontEnd;
 use super::session::{Input, Prompt};
 
@@ -45,25 +52,35 @@ pub(crate) struct TerminalFrontEnd {
     writer: SharedWriter,
     /// Lines entered while input was not wanted, handed over in order.
     parked: VecDeque<String>,
+    /// The prompt shown now, for printing an entered line back.
+    prompt: String,
+    /// Spaces before every row of a long line after the first.
+    indent: usize,
 }
 
 impl TerminalFrontEnd {
-    /// Puts the terminal in raw mode and shows an empty prompt.
-    pub(crate) fn new() -> io::Result<Self> {
+    /// Puts the terminal in raw mode and shows an empty prompt; rows of a
+    /// long line after the first are indented by `indent` columns.
+    pub(crate) fn new(indent: usize) -> io::Result<Self> {
         let (mut readline, writer) = Readline::new(String::new()).map_err(into_io)?;
-        // Keep an entered line on screen (it reads "> name: text", as in the
-        // spec's example); a line abandoned with Ctrl-C is not worth keeping.
-        readline.should_print_line_on(true, false);
+        // An entered line is printed back by `next_input` (it reads "> name:
+        // text", as in the spec's example), cut into rows like every other;
+        // a line abandoned with Ctrl-C is not worth keeping.
+        readline.should_print_line_on(false, false);
         readline.set_max_history(HISTORY_LINES);
         Ok(Self {
             readline,
             writer,
             parked: VecDeque::new(),
+            prompt: String::new(),
+            indent,
         })
     }
 
     fn print(&mut self, line: &str) -> io::Result<()> {
-        let text = format!("{line}\n");
+        let columns = crossterm::terminal::size().map_or(80, |(c, _)| usize::from(c));
+        let mut text = wrap(line, columns, self.indent).join("\n");
+        text.push('\n');
         match self.writer.write_all(text.as_bytes()) {
             // The writer's queue is full (only if the driver printed many
             // lines without polling input). The writer keeps the bytes it
@@ -89,6 +106,8 @@ impl FrontEnd for TerminalFrontEnd {
                     if !line.trim().is_empty() {
                         self.readline.add_history_entry(line.clone());
                     }
+                    let entered = format!("{}{}", self.prompt, sanitize(&line));
+                    self.print(&entered)?;
                     if wanted {
                         return Ok(Input::Line(line));
                     }
@@ -112,7 +131,8 @@ impl FrontEnd for TerminalFrontEnd {
     }
 
     fn set_prompt(&mut self, prompt: &Prompt) -> io::Result<()> {
-        self.readline.update_prompt(&prompt.text()).map_err(into_io)
+        self.prompt = prompt.text();
+        self.readline.update_prompt(&self.prompt).map_err(into_io)
     }
 
     fn finish(&mut self) {

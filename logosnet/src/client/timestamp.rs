@@ -6,6 +6,9 @@
 
 use chrono::{Local, NaiveTime, Timelike};
 
+/// Columns the stamp takes before a line: `[HH:MM:SS] `.
+pub(crate) const STAMP_COLUMNS: usize = "[00:00:00] ".len();
+
 /// `line` with the local time now before it.
 pub(crate) fn stamped(line: &str) -> String {
     stamped_at(Local::now().time(), line)

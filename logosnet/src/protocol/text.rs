@@ -222,6 +222,51 @@ pub fn too_many_names(max: u32) -> ServerFrame {
     ServerFrame::Notice(format!("Warning: more than {max} usernames refused"))
 }
 
+/// How the notice that says why a name was refused with `UsernameInvalid`
+/// begins.
+const INVALID_NAME_HEAD: &str = "Invalid username: ";
+/// How the notice that says why a name was refused with `UsernameTaken`
+/// (other than for being in use) begins.
+const REFUSED_NAME_HEAD: &str = "Username refused: ";
+
+/// The notice sent just before `UsernameInvalid`: which rule the name
+/// broke, e.g. `Invalid username: it cannot start with @ (…)`; `reason` is
+/// the rule's own words ([`crate::username::UsernameError`]'s `Display`).
+pub fn invalid_username(reason: impl Display) -> ServerFrame {
+    ServerFrame::Notice(format!("{INVALID_NAME_HEAD}{reason}"))
+}
+
+/// The notice sent just before `UsernameTaken` when the name only looks
+/// like `holder`'s, the active participant's name as shown (a name that is
+/// the same up to case gets `UsernameTaken` alone).
+pub fn name_too_similar(holder: &str) -> ServerFrame {
+    ServerFrame::Notice(format!(
+        "{REFUSED_NAME_HEAD}too similar to {holder}, who is in the room"
+    ))
+}
+
+/// The notice sent just before `UsernameTaken` for a clash with
+/// `reserved`, the name the room gives participants who leave unnamed
+/// ([`crate::username::ANONYMOUS`]), in any case or look-alike.
+pub fn name_reserved(reserved: &str) -> ServerFrame {
+    ServerFrame::Notice(format!(
+        "{REFUSED_NAME_HEAD}{reserved} is reserved for participants who leave before choosing a name"
+    ))
+}
+
+/// Whether a `Notice` is one of the reasons for a refused name
+/// ([`invalid_username`], [`name_too_similar`], [`name_reserved`]), which a
+/// client shows as its own remark on the verdict that follows.
+pub fn is_name_refusal(notice: &str) -> bool {
+    notice.starts_with(INVALID_NAME_HEAD) || notice.starts_with(REFUSED_NAME_HEAD)
+}
+
+/// The warning for a `Who` before a name is accepted: only members (named
+/// participants and observers) may ask.
+pub fn who_before_a_name() -> ServerFrame {
+    ServerFrame::Notice("Warning: choose a username before asking who is here".to_owned())
+}
+
 /// The reason for a first frame that is not `Hello`.
 pub fn first_frame_must_be_hello() -> ServerFrame {
     ServerFrame::ProtocolError("the first frame must be Hello".to_owned())
@@ -353,6 +398,41 @@ mod tests {
             "Warning: a private message needs a name after the @: @name text"
         );
         assert_eq!(">      alice: ".chars().count(), 4 + SENDER_COLUMNS);
+        assert_eq!(
+            text(invalid_username(
+                "it cannot start with @ (a private message to it could not be written)"
+            )),
+            "Invalid username: it cannot start with @ (a private message to it could not be written)"
+        );
+        assert_eq!(
+            text(name_too_similar("alice")),
+            "Username refused: too similar to alice, who is in the room"
+        );
+        assert_eq!(
+            text(name_reserved("Anonymous")),
+            "Username refused: Anonymous is reserved for participants who leave before choosing a name"
+        );
+    }
+
+    #[test]
+    fn refusal_reasons_are_recognised_and_nothing_else_is() {
+        for reason in [
+            invalid_username("it is empty"),
+            invalid_username("it cannot contain :"),
+            name_too_similar("alice"),
+            name_reserved("Anonymous"),
+        ] {
+            assert!(is_name_refusal(&text(reason.clone())), "{reason:?}");
+        }
+        for other in [
+            joined("bob"),
+            too_many_names(10),
+            choose_a_username_first(),
+            who_before_a_name(),
+            public_line("Username", "refused: x"),
+        ] {
+            assert!(!is_name_refusal(&text(other.clone())), "{other:?}");
+        }
     }
 
     #[test]

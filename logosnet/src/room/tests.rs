@@ -4,9 +4,22 @@
 use super::*;
 use crate::codec::decode_payload;
 use crate::protocol::{
-    HEADER_BYTES, first_frame_must_be_hello, joined, left, no_such_user, observers_only_read,
-    private_line, public_line, shutdown_notice, too_long_warning, too_many_names,
+    HEADER_BYTES, first_frame_must_be_hello, invalid_username, joined, left, name_reserved,
+    name_too_similar, no_such_user, observers_only_read, private_line, public_line,
+    shutdown_notice, too_long_warning, too_many_names, who_before_a_name,
 };
+use crate::username::{ANONYMOUS, UsernameError};
+
+/// What a participant gets for a name that breaks the rule: the reason,
+/// then the verdict.
+fn invalid(broken: UsernameError) -> Vec<ServerFrame> {
+    vec![invalid_username(broken), ServerFrame::UsernameInvalid]
+}
+
+/// What a participant gets for a name that looks like `holder`'s.
+fn too_similar(holder: &str) -> Vec<ServerFrame> {
+    vec![name_too_similar(holder), ServerFrame::UsernameTaken]
+}
 
 /// Drives a [`Room`] and sorts its output per connection.
 struct Harness {
@@ -183,19 +196,28 @@ fn accepted_name_joins_the_room_including_the_newcomer() {
 #[test]
 fn invalid_names_are_refused() {
     let mut h = Harness::new();
+    for (bad, broken) in [
+        ("", UsernameError::Empty),
+        ("elevenchars", UsernameError::TooLong),
+        ("a b", UsernameError::Whitespace(' ')),
+        ("tab\there", UsernameError::Whitespace('\t')),
+        ("bell\u{7}", UsernameError::Invisible('\u{7}')),
+        ("\u{202e}x", UsernameError::Invisible('\u{202e}')),
+        ("\u{301}x", UsernameError::LeadingMark),
+        ("@bob", UsernameError::StartsWithAt('@')),
+        (">bob:", UsernameError::LinePrefix('>')),
+        ("%bob", UsernameError::LinePrefix('%')),
+        ("bob:", UsernameError::Colon(':')),
+        ("a\u{ff1a}b", UsernameError::Colon('\u{ff1a}')),
+    ] {
+        // A fresh participant each: more than ten refusals would end one.
+        let p = h.hello(Role::Participant);
+        h.take_all();
+        h.send(p, ClientFrame::Username(bad.into()));
+        assert_eq!(h.take(p), invalid(broken), "{bad:?}");
+    }
     let p = h.hello(Role::Participant);
     h.take_all();
-    for bad in [
-        "",
-        "elevenchars",
-        "a b",
-        "tab\there",
-        "bell\u{7}",
-        "\u{202e}x",
-    ] {
-        h.send(p, ClientFrame::Username(bad.into()));
-        assert_eq!(h.take(p), vec![ServerFrame::UsernameInvalid], "{bad:?}");
-    }
     h.send(p, ClientFrame::Username("tenchars10".into()));
     assert_eq!(h.take(p)[0], ServerFrame::UsernameAccepted);
 }
@@ -235,17 +257,18 @@ fn look_alike_of_an_active_name_is_taken_until_it_leaves() {
         "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // full-width
     ] {
         h.send(b, ClientFrame::Username(look_alike.into()));
-        assert_eq!(
-            h.take(b),
-            vec![ServerFrame::UsernameTaken],
-            "{look_alike:?}"
-        );
+        assert_eq!(h.take(b), too_similar("alice"), "{look_alike:?}");
     }
-    for invisible in ["alice\u{fe0f}", "al\u{34f}ice", "\u{3164}", "\u{2800}"] {
+    for (invisible, c) in [
+        ("alice\u{fe0f}", '\u{fe0f}'),
+        ("al\u{34f}ice", '\u{34f}'),
+        ("\u{3164}", '\u{3164}'),
+        ("\u{2800}", '\u{2800}'),
+    ] {
         h.send(b, ClientFrame::Username(invisible.into()));
         assert_eq!(
             h.take(b),
-            vec![ServerFrame::UsernameInvalid],
+            invalid(UsernameError::Invisible(c)),
             "{invisible:?}"
         );
     }
@@ -257,12 +280,64 @@ fn look_alike_of_an_active_name_is_taken_until_it_leaves() {
 }
 
 #[test]
-fn names_differing_only_in_case_are_distinct() {
+fn names_differing_only_in_case_are_the_same_name_and_in_use() {
+    let mut h = Harness::new();
+    let a = h.participant("Alice");
+    let b = h.hello(Role::Participant);
+    h.take_all();
+    for same in ["alice", "ALICE", "aLiCe", "Alice"] {
+        h.send(b, ClientFrame::Username(same.into()));
+        assert_eq!(h.take(b), vec![ServerFrame::UsernameTaken], "{same:?}");
+    }
+    assert_eq!(h.room.names().collect::<Vec<_>>(), vec!["Alice"]);
+    // Once she leaves the name is free, in the case its new owner types.
+    h.drop_conn(a);
+    h.send(b, ClientFrame::Username("ALICE".into()));
+    assert_eq!(h.take(b)[0], ServerFrame::UsernameAccepted);
+    assert_eq!(h.room.names().collect::<Vec<_>>(), vec!["ALICE"]);
+}
+
+#[test]
+fn look_alikes_are_too_similar_and_the_refusal_names_the_holder() {
     let mut h = Harness::new();
     h.participant("alice");
-    h.participant("Alice");
-    h.participant("ALICE");
-    assert_eq!(h.room.names().count(), 3);
+    h.participant("Ian");
+    h.participant("bob");
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    for (look_alike, holder) in [
+        ("a1ice", "alice"),
+        ("A1ICE", "alice"),
+        ("\u{410}lice", "alice"),
+        ("lan", "Ian"),
+        ("IAN", "Ian"),
+        ("b0b", "bob"),
+        ("\u{392}\u{39f}\u{392}", "bob"),
+    ] {
+        h.send(p, ClientFrame::Username(look_alike.into()));
+        let want = if holder.eq_ignore_ascii_case(look_alike) {
+            vec![ServerFrame::UsernameTaken]
+        } else {
+            too_similar(holder)
+        };
+        assert_eq!(h.take(p), want, "{look_alike:?}");
+    }
+    // Neither the same nor alike: `ian` and `lan` differ in lower case.
+    h.send(p, ClientFrame::Username("ian2".into()));
+    assert_eq!(h.take(p)[0], ServerFrame::UsernameAccepted);
+}
+
+#[test]
+fn a_too_similar_holder_is_shown_as_it_typed_its_name() {
+    let mut h = Harness::new();
+    h.participant("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}");
+    let p = h.hello(Role::Participant);
+    h.take_all();
+    h.send(p, ClientFrame::Username("alice".into()));
+    assert_eq!(
+        h.take(p),
+        too_similar("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}")
+    );
 }
 
 #[test]
@@ -277,7 +352,11 @@ fn anonymous_is_refused_in_any_case_and_look_alike() {
         "\u{410}n\u{43e}nym\u{43e}us",
     ] {
         h.send(p, ClientFrame::Username(name.into()));
-        assert_eq!(h.take(p), vec![ServerFrame::UsernameTaken], "{name:?}");
+        assert_eq!(
+            h.take(p),
+            vec![name_reserved(ANONYMOUS), ServerFrame::UsernameTaken],
+            "{name:?}"
+        );
     }
     assert_eq!(h.room.names().count(), 0);
     h.send(p, ClientFrame::Username("Anon".into()));
@@ -292,9 +371,32 @@ fn private_line_to_a_look_alike_reaches_the_name_it_looks_like() {
     h.take_all();
     h.chat(b, "@\u{430}lice psst");
     assert_eq!(h.take(a), vec![private_line("bob", "@\u{430}lice psst")]);
-    h.chat(b, "@Alice psst");
+    h.chat(b, "@alic psst");
     assert_eq!(h.take(a), vec![]);
-    assert_eq!(h.take(b), vec![no_such_user("Alice")]);
+    assert_eq!(h.take(b), vec![no_such_user("alic")]);
+}
+
+#[test]
+fn private_lines_are_addressed_case_insensitively() {
+    let mut h = Harness::new();
+    let alice = h.participant("alice");
+    let ian = h.participant("Ian");
+    let bob = h.participant("bob");
+    let ian_small = h.participant("ian2");
+    h.take_all();
+    for (line, to, from_name) in [
+        ("@Alice hi", alice, "bob"),
+        ("@ALICE hi", alice, "bob"),
+        ("@\u{410}LICE hi", alice, "bob"),
+        ("@ian hi", ian, "bob"),
+        // A look-alike across case still reaches the one it looks like.
+        ("@lan hi", ian, "bob"),
+        ("@IAN2 hi", ian_small, "bob"),
+    ] {
+        h.chat(bob, line);
+        assert_eq!(h.take(to), vec![private_line(from_name, line)], "{line:?}");
+        assert_eq!(h.take(bob), vec![], "{line:?}");
+    }
 }
 
 #[test]
@@ -601,10 +703,9 @@ fn hello_is_free_and_names_count_against_the_allowance() {
     h.send(p, ClientFrame::Username("a b".into()));
     h.send(p, ClientFrame::Username("c d".into()));
     h.send(p, ClientFrame::Username("alice".into()));
-    assert_eq!(
-        h.take(p),
-        vec![ServerFrame::UsernameInvalid, ServerFrame::UsernameInvalid]
-    );
+    let mut refused = invalid(UsernameError::Whitespace(' '));
+    refused.extend(invalid(UsernameError::Whitespace(' ')));
+    assert_eq!(h.take(p), refused);
     assert!(h.room.is_throttled(p));
     h.advance(Duration::from_secs(1));
     assert_eq!(
@@ -665,7 +766,7 @@ fn a_held_username_attempt_goes_before_the_deadline_it_arrived_before() {
     // next attempt waits 1 s for its token and still beats the deadline.
     h.send(p, ClientFrame::Username("a b".into()));
     h.send(p, ClientFrame::Username("bob".into()));
-    assert_eq!(h.take(p), vec![ServerFrame::UsernameInvalid]);
+    assert_eq!(h.take(p), invalid(UsernameError::Whitespace(' ')));
     h.advance(Duration::from_secs(1));
     assert_eq!(
         h.take(p),
@@ -714,14 +815,12 @@ fn the_eleventh_refused_name_ends_the_connection() {
         h.advance(Duration::from_millis(500));
         h.send(p, ClientFrame::Username(refused_name(i)));
         let reply = h.take(p);
-        assert_eq!(reply.len(), 1, "attempt {i}: {reply:?}");
-        assert!(
-            matches!(
-                reply[0],
-                ServerFrame::UsernameInvalid | ServerFrame::UsernameTaken
-            ),
-            "attempt {i}: {reply:?}"
-        );
+        let want = if i.is_multiple_of(2) {
+            invalid(UsernameError::Whitespace(' '))
+        } else {
+            vec![ServerFrame::UsernameTaken]
+        };
+        assert_eq!(reply, want, "attempt {i}");
     }
     assert!(h.closed.is_empty());
     h.advance(Duration::from_millis(500));
@@ -766,7 +865,11 @@ fn the_naming_ceiling_ends_naming_however_often_the_timer_restarts() {
     for i in 1..=5u32 {
         h.advance(Duration::from_secs(50));
         h.send(p, ClientFrame::Username(refused_name(i)));
-        assert_eq!(h.take(p).len(), 1);
+        let verdict = h.take(p).pop();
+        assert!(matches!(
+            verdict,
+            Some(ServerFrame::UsernameInvalid | ServerFrame::UsernameTaken)
+        ));
     }
     // ...at 250 s; the timer would run to 310 s, the ceiling stops it at 300.
     assert_eq!(h.room.poll_timeout(), Some(accepted + NAMING_CEILING));
@@ -788,7 +891,11 @@ fn a_refusal_near_the_ceiling_does_not_move_it() {
     for at in [50, 100, 150, 200, 250, 290] {
         h.advance(accepted + Duration::from_secs(at) - h.now);
         h.send(p, ClientFrame::Username("a b".into()));
-        assert_eq!(h.take(p), vec![ServerFrame::UsernameInvalid], "at {at} s");
+        assert_eq!(
+            h.take(p),
+            invalid(UsernameError::Whitespace(' ')),
+            "at {at} s"
+        );
     }
     assert_eq!(h.room.poll_timeout(), Some(accepted + NAMING_CEILING));
     h.advance(Duration::from_secs(10));
@@ -919,4 +1026,142 @@ fn private_line_without_a_name_says_the_name_is_missing() {
         );
         assert_eq!(h.take(b), vec![], "{line:?}");
     }
+}
+
+#[test]
+fn a_name_the_same_up_to_case_is_reached_before_a_look_alike() {
+    let mut h = Harness::new();
+    let ian = h.participant("ian");
+    let lan = h.participant("lan");
+    let bob = h.participant("bob");
+    h.take_all();
+    // `Ian` is `ian` up to case and looks like `lan`: case wins.
+    h.chat(bob, "@Ian hi");
+    assert_eq!(h.take(ian), vec![private_line("bob", "@Ian hi")]);
+    assert_eq!(h.take(lan), vec![]);
+    h.drop_conn(ian);
+    h.take_all();
+    h.chat(bob, "@Ian hi");
+    assert_eq!(h.take(lan), vec![private_line("bob", "@Ian hi")]);
+}
+
+/// The roster `conn` gets when it asks.
+fn roster_for(h: &mut Harness, conn: ConnId) -> ServerFrame {
+    h.take_all();
+    h.send(conn, ClientFrame::Who);
+    let mut answer = h.take(conn);
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert!(
+        h.inbox.is_empty(),
+        "only the asker is answered: {:?}",
+        h.inbox
+    );
+    answer.remove(0)
+}
+
+fn roster(participants: &[&str], observers: u32) -> ServerFrame {
+    ServerFrame::Roster {
+        participants: participants.iter().map(|&p| p.to_owned()).collect(),
+        observers,
+    }
+}
+
+#[test]
+fn the_roster_lists_names_in_the_order_they_joined_and_counts_observers() {
+    let mut h = Harness::new();
+    let watcher = h.hello(Role::Observer);
+    assert_eq!(roster_for(&mut h, watcher), roster(&[], 1));
+    let carol = h.participant("carol");
+    let alice = h.participant("alice");
+    let naming = h.hello(Role::Participant);
+    let bob = h.participant("bob");
+    let second = h.hello(Role::Observer);
+    // In the order they joined, not by name or by connection; the one
+    // still choosing a name is not in it.
+    assert_eq!(
+        roster_for(&mut h, alice),
+        roster(&["carol", "alice", "bob"], 2)
+    );
+    // A rename that fails changes nothing.
+    h.send(alice, ClientFrame::Username("zed".into()));
+    h.send(naming, ClientFrame::Username("Carol".into()));
+    h.send(naming, ClientFrame::Username("a b".into()));
+    assert_eq!(
+        roster_for(&mut h, second),
+        roster(&["carol", "alice", "bob"], 2)
+    );
+    // Leaving takes a name out; joining again goes to the end.
+    h.drop_conn(carol);
+    h.drop_conn(second);
+    assert_eq!(roster_for(&mut h, bob), roster(&["alice", "bob"], 1));
+    h.send(naming, ClientFrame::Username("carol".into()));
+    assert_eq!(
+        roster_for(&mut h, watcher),
+        roster(&["alice", "bob", "carol"], 1)
+    );
+    h.drop_conn(watcher);
+    assert_eq!(
+        roster_for(&mut h, naming),
+        roster(&["alice", "bob", "carol"], 0)
+    );
+}
+
+#[test]
+fn a_full_room_roster_is_one_frame_with_every_name() {
+    let mut h = Harness::with(RoomConfig {
+        flood: None,
+        ..RoomConfig::default()
+    });
+    let names: Vec<String> = (0..MAX_PARTICIPANTS)
+        .map(|i| format!("名前{i:03}🦀"))
+        .collect();
+    let mut last = 0;
+    for name in &names {
+        last = h.participant(name);
+    }
+    let late = h.hello(Role::Participant);
+    assert_eq!(h.take(late), vec![ServerFrame::Full]);
+    let observers: Vec<ConnId> = (0..3).map(|_| h.hello(Role::Observer)).collect();
+    let ServerFrame::Roster {
+        participants,
+        observers: counted,
+    } = roster_for(&mut h, last)
+    else {
+        panic!("not a roster");
+    };
+    assert_eq!(participants, names);
+    assert_eq!(counted as usize, observers.len());
+    let frame = crate::codec::encode(&roster(&[], 0)).expect("an empty roster");
+    assert!(frame.len() < 8);
+}
+
+#[test]
+fn only_members_may_ask_who_is_here() {
+    let mut h = Harness::new();
+    let naming = h.hello(Role::Participant);
+    h.take_all();
+    h.send(naming, ClientFrame::Who);
+    assert_eq!(h.take(naming), vec![who_before_a_name()]);
+    assert!(h.closed.is_empty());
+    let fresh = h.open();
+    h.send(fresh, ClientFrame::Who);
+    assert_eq!(h.take(fresh), vec![first_frame_must_be_hello()]);
+    assert_eq!(h.closed.get(&fresh), Some(&CloseReason::Violation));
+}
+
+#[test]
+fn asking_who_is_here_costs_a_line_of_the_allowance() {
+    let mut h = Harness::with(RoomConfig {
+        flood: FloodLimit::new(1, 2),
+        ..RoomConfig::default()
+    });
+    let o = h.hello(Role::Observer);
+    h.take_all();
+    for _ in 0..3 {
+        h.send(o, ClientFrame::Who);
+    }
+    assert_eq!(h.take(o), vec![roster(&[], 1), roster(&[], 1)]);
+    assert!(h.room.is_throttled(o), "the third waits for a token");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.take(o), vec![roster(&[], 1)]);
 }

@@ -112,12 +112,25 @@ impl Client {
     }
 
     /// A participant that has typed `name` and been let into the room (it
-    /// has seen its own join notice).
+    /// has seen its own join notice, then who else is there).
     pub fn join(name: &str, port: u16) -> Self {
         let mut client = Self::start(name, port, &[]);
         client.send(name);
         client.expect_shown(joined(name));
+        client.expect_roster();
         client
+    }
+
+    /// Asserts that the next stdout line says who is in the room, and
+    /// returns it.
+    pub fn expect_roster(&self) -> String {
+        let line = self.next_line();
+        assert!(
+            is_roster_line(&line),
+            "{}: not a roster: {line:?}",
+            self.name
+        );
+        line
     }
 
     /// Writes one line to the client's standard input.
@@ -195,6 +208,12 @@ impl Drop for Client {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `line` is the client's account of who is in the room
+/// (`logosnet::client::display::roster_line`).
+pub fn is_roster_line(line: &str) -> bool {
+    line.starts_with("In the room: ") || line == "Nobody else is in the room"
 }
 
 /// The text a client shows for `frame` (a notice or a chat line), before

@@ -1,13 +1,18 @@
 //! Hostile text end to end: invalid UTF-8, embedded NUL, names of
 //! combining marks, bidirectional overrides or blank characters, names that
-//! differ only by Unicode normalization, look-alikes of an active name and
-//! of `Anonymous`, against the rule in `logosnet::username`.
+//! differ only by Unicode normalization or by case, look-alikes of an
+//! active name and of `Anonymous`, names that imitate a room line, against
+//! the rule in `logosnet::username`, each refusal with its reason.
 
 use std::time::Duration;
 
-use logosnet::protocol::{ClientFrame, Role, ServerFrame, joined, left, private_line, public_line};
+use logosnet::protocol::{
+    ClientFrame, Role, ServerFrame, invalid_username, is_name_refusal, joined, left, name_reserved,
+    name_too_similar, private_line, public_line,
+};
 use logosnet::room::MAX_REFUSED_NAMES;
 use logosnet::server::ServerConfig;
+use logosnet::username::{ANONYMOUS, UsernameError};
 use testkit::{Peer, spawn_server};
 
 use crate::server_process::bounded;
@@ -57,6 +62,11 @@ async fn deceptive_names_are_refused_and_normalization_twins_collide() {
             tester.hello(Role::Participant).await;
             for (what, name) in batch {
                 tester.send(&ClientFrame::Username(name.clone())).await;
+                let reason = tester.recv().await;
+                assert!(
+                    reason.text().is_some_and(is_name_refusal),
+                    "a name with {what}: {reason:?}"
+                );
                 assert_eq!(
                     tester.recv().await,
                     ServerFrame::UsernameInvalid,
@@ -142,27 +152,61 @@ async fn look_alikes_of_an_active_name_and_of_anonymous_are_taken() {
 
         let mut other = Peer::connect("other", addr).await;
         other.hello(Role::Participant).await;
-        for (what, name) in [
-            ("Cyrillic a", "\u{430}lice"),
+        let similar = name_too_similar("alice");
+        for (what, name, reason) in [
+            ("Cyrillic a", "\u{430}lice", Some(&similar)),
+            ("a digit one", "a1ice", Some(&similar)),
             (
                 "full-width letters",
                 "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+                Some(&similar),
             ),
-            ("the reserved name", "Anonymous"),
-            ("the reserved name in capitals", "ANONYMOUS"),
-            ("the reserved name with Cyrillic o", "an\u{43e}nymous"),
+            ("another case", "Alice", None),
+            ("capitals", "ALICE", None),
+            (
+                "the reserved name",
+                "Anonymous",
+                Some(&name_reserved(ANONYMOUS)),
+            ),
+            (
+                "the reserved name in capitals",
+                "ANONYMOUS",
+                Some(&name_reserved(ANONYMOUS)),
+            ),
+            (
+                "the reserved name with Cyrillic o",
+                "an\u{43e}nymous",
+                Some(&name_reserved(ANONYMOUS)),
+            ),
         ] {
             other.send(&ClientFrame::Username(name.into())).await;
+            if let Some(reason) = reason {
+                assert_eq!(&other.recv().await, reason, "{what}");
+            }
             assert_eq!(other.recv().await, ServerFrame::UsernameTaken, "{what}");
         }
-        // A blank name is invalid, not taken.
-        other.send(&ClientFrame::Username("\u{3164}".into())).await;
-        assert_eq!(other.recv().await, ServerFrame::UsernameInvalid);
+        // A blank name is invalid, not taken; so are names that would
+        // imitate a room line or could not be addressed.
+        let mut third = Peer::connect("third", addr).await;
+        third.hello(Role::Participant).await;
+        for (name, broken) in [
+            ("\u{3164}", UsernameError::Invisible('\u{3164}')),
+            ("@bob", UsernameError::StartsWithAt('@')),
+            (">bob:", UsernameError::LinePrefix('>')),
+            ("bob:", UsernameError::Colon(':')),
+        ] {
+            third.send(&ClientFrame::Username(name.into())).await;
+            assert_eq!(third.recv().await, invalid_username(broken), "{name:?}");
+            assert_eq!(third.recv().await, ServerFrame::UsernameInvalid, "{name:?}");
+        }
 
-        // Case still makes a different name.
-        other.send(&ClientFrame::Username("Alice".into())).await;
+        // A different name is accepted; a private line to `Alice` reaches
+        // alice.
+        other.send(&ClientFrame::Username("bob".into())).await;
         assert_eq!(other.recv().await, ServerFrame::UsernameAccepted);
-        assert_eq!(alice.recv().await, joined("Alice"));
+        assert_eq!(alice.recv().await, joined("bob"));
+        other.send(&ClientFrame::Chat("@Alice hi".into())).await;
+        assert_eq!(alice.recv().await, private_line("bob", "@Alice hi"));
 
         // Once alice leaves, her look-alike is free, and shown as typed.
         drop(alice);

@@ -28,6 +28,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         3 => any::<String>().prop_map(ClientFrame::Username),
         4 => any::<String>().prop_map(ClientFrame::Chat),
         1 => (0..=MAX_CHAT_BYTES).prop_map(|n| ClientFrame::Chat("y".repeat(n))),
+        1 => Just(ClientFrame::Who),
     ]
 }
 

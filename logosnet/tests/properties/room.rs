@@ -35,6 +35,7 @@ fn frame() -> impl Strategy<Value = FrameChoice> {
         2 => any::<bool>().prop_map(|observer| FrameChoice::Hello { observer }),
         3 => name().prop_map(FrameChoice::Username),
         4 => line().prop_map(FrameChoice::Chat),
+        1 => Just(FrameChoice::Who),
     ]
 }
 

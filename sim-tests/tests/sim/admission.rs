@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use logosnet::protocol::invalid_username;
 use logosnet::protocol::{
     ClientFrame, HEADER_BYTES, MAX_MESSAGE_CHARS, MAX_PARTICIPANTS, Role, ServerFrame,
     closed_to_make_room_before_hello, closed_to_make_room_before_naming, joined, left, public_line,
@@ -27,6 +28,7 @@ use logosnet::server::{
     FRAME_DEADLINE, MAX_LAG, MAX_MAKING_ROOM, MAX_NEW_PER_ADDRESS, MAX_PER_ADDRESS,
     NEW_PER_ADDRESS_WINDOW, RateLimit,
 };
+use logosnet::username::UsernameError;
 use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -84,6 +86,9 @@ fn squatters_cannot_hold_the_room_past_the_naming_ceiling() {
                     squatter
                         .send(&ClientFrame::Username("not valid".into()))
                         .await;
+                    squatter
+                        .expect(invalid_username(UsernameError::Whitespace(' ')))
+                        .await;
                     squatter.expect(ServerFrame::UsernameInvalid).await;
                     refused += 1;
                 }
@@ -126,6 +131,9 @@ fn the_eleventh_refused_name_ends_the_connection() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             cycler
                 .send(&ClientFrame::Username(format!("bad name {i}")))
+                .await;
+            cycler
+                .expect(invalid_username(UsernameError::Whitespace(' ')))
                 .await;
             cycler.expect(ServerFrame::UsernameInvalid).await;
         }

@@ -7,6 +7,7 @@
 mod admission;
 mod flood;
 mod harness;
+mod logger;
 mod pace;
 mod scenarios;
 mod shutdown;

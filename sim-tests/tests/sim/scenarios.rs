@@ -7,12 +7,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use logosnet::protocol::invalid_username;
 use logosnet::protocol::{
     ClientFrame, MAX_MESSAGE_CHARS, MAX_OBSERVERS, MAX_PARTICIPANTS, Role, ServerFrame,
     choose_a_username_first, joined, left, no_hello_within, no_such_user, observers_only_read,
     private_line, private_needs_a_space, public_line, too_far_behind, too_long_warning,
 };
 use logosnet::server::HOLD_BUDGET;
+use logosnet::username::UsernameError;
 use testkit::peer::frame_bytes as encode;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -213,6 +215,8 @@ fn refused_names_restart_the_timer() {
         carl.hello(Role::Participant).await;
         tokio::time::sleep_until(start + Duration::from_secs(50)).await;
         carl.send(&ClientFrame::Username("not valid".into())).await;
+        carl.expect(invalid_username(UsernameError::Whitespace(' ')))
+            .await;
         carl.expect(ServerFrame::UsernameInvalid).await;
         tokio::time::sleep_until(start + Duration::from_secs(100)).await;
         carl.send(&ClientFrame::Username("bob".into())).await;
@@ -809,6 +813,9 @@ fn unnamed_participant_leaves_as_anonymous() {
         let mut tried = connect("tried", &log).await;
         tried.hello(Role::Participant).await;
         tried.send(&ClientFrame::Username("two words".into())).await;
+        tried
+            .expect(invalid_username(UsernameError::Whitespace(' ')))
+            .await;
         tried.expect(ServerFrame::UsernameInvalid).await;
         tried.send(&ClientFrame::Username("alice".into())).await;
         tried.expect(ServerFrame::UsernameTaken).await;

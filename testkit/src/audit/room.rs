@@ -15,7 +15,8 @@
 //! (the wording itself is pinned by `protocol::text`'s own tests). On top
 //! of that exact comparison it checks the standing
 //! invariants after every event: no two active participants whose names
-//! share a comparison key (look alike), at
+//! clash (the same up to case, or look alike), the active names in the
+//! order they joined, at
 //! most the configured (≤ 255) connections per role, no frame to a closed or
 //! never-opened connection, chat reaching only the room (private lines only
 //! their target), "has left" announced exactly once per departing
@@ -34,7 +35,7 @@ use logosnet::protocol::{
 use logosnet::room::{
     ConnId, EndReason, HELLO_LIMIT, MEMBER_LIMIT, NAMING_LIMIT, Output, Room, RoomConfig,
 };
-use logosnet::username::{self, ANONYMOUS, NameKey, Username};
+use logosnet::username::{ANONYMOUS, Clash, Username};
 
 /// Names the events draw from, so that collisions, normalization twins,
 /// look-alikes, the reserved name and invalid names turn up often rather
@@ -63,6 +64,16 @@ pub const NAME_POOL: &[&str] = &[
     "\u{202e}evil",
     "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}",
     "\u{1b}[2J",
+    "Alice",
+    "ALICE",
+    "a1ice",
+    "Ian",
+    "lan",
+    "ian",
+    "@bob",
+    ">bob:",
+    "%x",
+    "a:b",
 ];
 
 /// Largest clock jump one event makes: past both 60 s timeouts.
@@ -171,6 +182,8 @@ pub enum FrameChoice {
     Username(NameChoice),
     /// `Chat`.
     Chat(LineChoice),
+    /// `Who`.
+    Who,
 }
 
 /// A name: one of [`NAME_POOL`] or anything.
@@ -246,6 +259,7 @@ impl FrameChoice {
             FrameChoice::Hello { observer } => ClientFrame::Hello(role(*observer)),
             FrameChoice::Username(name) => ClientFrame::Username(name.text()),
             FrameChoice::Chat(line) => ClientFrame::Chat(line.text()),
+            FrameChoice::Who => ClientFrame::Who,
         }
     }
 }
@@ -275,7 +289,8 @@ fn role(observer: bool) -> Role {
 enum Phase {
     AwaitingHello,
     Naming,
-    Active(String),
+    /// Named: the name as shown and when it joined (a count of joins).
+    Active(String, u64),
     Observer,
 }
 
@@ -344,6 +359,8 @@ pub struct Auditor {
     departures: usize,
     /// Events applied so far.
     events_run: usize,
+    /// Names accepted so far: the next join's place in the roster.
+    joins: u64,
 }
 
 /// The id used for "a connection that was never opened".
@@ -381,6 +398,7 @@ impl Auditor {
             owed_left: BTreeSet::new(),
             departures: 0,
             events_run: 0,
+            joins: 0,
         }
     }
 
@@ -579,21 +597,37 @@ impl Auditor {
                 self.end(conn, want, true);
             }
             (Phase::Naming, ClientFrame::Username(requested)) => {
-                let reply = match Username::parse(requested) {
-                    Err(_) => ServerFrame::UsernameInvalid,
-                    Ok(name) if name.is_reserved() || self.holder(name.key()).is_some() => {
-                        ServerFrame::UsernameTaken
-                    }
-                    Ok(name) => {
-                        want.send(conn, ServerFrame::UsernameAccepted);
-                        self.live
-                            .insert(conn, Shadow::new(Phase::Active(name.to_string()), None));
-                        let joined = protocol::joined(&name);
-                        for member in self.members() {
-                            want.send(member, joined.clone());
+                let (reason, reply) = match Username::parse(requested) {
+                    Err(broken) => (
+                        Some(protocol::invalid_username(broken)),
+                        ServerFrame::UsernameInvalid,
+                    ),
+                    Ok(name) if name.is_reserved() => (
+                        Some(protocol::name_reserved(ANONYMOUS)),
+                        ServerFrame::UsernameTaken,
+                    ),
+                    Ok(name) => match self.holder(&name) {
+                        Some((_, held)) => match name.clash(&held) {
+                            Some(Clash::LookAlike) => (
+                                Some(protocol::name_too_similar(&held)),
+                                ServerFrame::UsernameTaken,
+                            ),
+                            Some(Clash::Same) => (None, ServerFrame::UsernameTaken),
+                            None => panic!("{name} does not clash with its holder {held}"),
+                        },
+                        None => {
+                            want.send(conn, ServerFrame::UsernameAccepted);
+                            let joined = self.joins;
+                            self.joins += 1;
+                            let phase = Phase::Active(name.to_string(), joined);
+                            self.live.insert(conn, Shadow::new(phase, None));
+                            let joined = protocol::joined(&name);
+                            for member in self.members() {
+                                want.send(member, joined.clone());
+                            }
+                            return;
                         }
-                        return;
-                    }
+                    },
                 };
                 let Some(shadow) = self.live.get(&conn).cloned() else {
                     return;
@@ -608,6 +642,9 @@ impl Auditor {
                     self.end(conn, want, true);
                     return;
                 }
+                if let Some(reason) = reason {
+                    want.send(conn, reason);
+                }
                 want.send(conn, reply);
                 let ceiling = shadow.ceiling.expect("a naming participant has a ceiling");
                 let deadline = self.naming_deadline(ceiling);
@@ -616,18 +653,27 @@ impl Auditor {
                     shadow.refused = refused;
                 }
             }
-            (Phase::Active(sender), ClientFrame::Chat(line)) => {
+            (Phase::Active(sender, _), ClientFrame::Chat(line)) => {
                 self.predict_chat(conn, sender, line, want);
             }
+            // Any member may ask who is here; only the asker is answered.
+            (Phase::Active(..) | Phase::Observer, ClientFrame::Who) => {
+                let roster = ServerFrame::Roster {
+                    participants: self.active_names(),
+                    observers: self.count_observers() as u32,
+                };
+                want.send(conn, roster);
+            }
+            (Phase::Naming, ClientFrame::Who) => want.send(conn, protocol::who_before_a_name()),
             // Everything else out of place: a warning to the sender alone.
             (Phase::Observer, _) => want.send(conn, protocol::observers_only_read()),
-            (Phase::Naming | Phase::Active(_), ClientFrame::Hello(_)) => {
+            (Phase::Naming | Phase::Active(..), ClientFrame::Hello(_)) => {
                 want.send(conn, protocol::hello_again());
             }
             (Phase::Naming, ClientFrame::Chat(_)) => {
                 want.send(conn, protocol::choose_a_username_first());
             }
-            (Phase::Active(_), ClientFrame::Username(_)) => {
+            (Phase::Active(..), ClientFrame::Username(_)) => {
                 want.send(conn, protocol::already_named());
             }
         }
@@ -660,9 +706,11 @@ impl Auditor {
             want.send(conn, protocol::private_needs_a_space());
             return;
         };
-        let target = username::lookup_key(typed).and_then(|key| self.holder(&key));
+        let target = Username::parse(typed)
+            .ok()
+            .and_then(|typed| self.holder(&typed));
         match target {
-            Some(target) => want.send(target, protocol::private_line(sender, line)),
+            Some((target, _)) => want.send(target, protocol::private_line(sender, line)),
             None => want.send(conn, protocol::no_such_user(typed)),
         }
     }
@@ -675,7 +723,7 @@ impl Auditor {
     fn oversized(&mut self, conn: ConnId, len: usize, event: &Event) {
         let mut want = Effects::default();
         match self.live.get(&conn).map(|s| &s.phase) {
-            Some(Phase::Active(_)) => want.send(conn, protocol::too_long_warning()),
+            Some(Phase::Active(..)) => want.send(conn, protocol::too_long_warning()),
             Some(Phase::Observer) => want.send(conn, protocol::observers_only_read()),
             Some(phase) => {
                 let limit = if *phase == Phase::Naming {
@@ -770,7 +818,7 @@ impl Auditor {
         }
         let name = match &shadow.phase {
             Phase::Naming => ANONYMOUS.to_owned(),
-            Phase::Active(name) => name.clone(),
+            Phase::Active(name, _) => name.clone(),
             Phase::AwaitingHello | Phase::Observer => return,
         };
         let left = protocol::left(&name);
@@ -787,26 +835,50 @@ impl Auditor {
     fn members(&self) -> Vec<ConnId> {
         self.live
             .iter()
-            .filter(|(_, s)| matches!(s.phase, Phase::Active(_) | Phase::Observer))
+            .filter(|(_, s)| matches!(s.phase, Phase::Active(..) | Phase::Observer))
             .map(|(&c, _)| c)
             .collect()
     }
 
-    /// The active participant whose name has this comparison key.
-    fn holder(&self, key: &NameKey) -> Option<ConnId> {
-        self.live
+    /// The active participant a name (requested, or typed after `@`)
+    /// clashes with, by a scan of every active name: the one that has the
+    /// name's first key if any (the same name up to case, or a lower-case
+    /// look-alike), otherwise the one that has its second.
+    fn holder(&self, name: &Username) -> Option<(ConnId, Username)> {
+        let active: Vec<(ConnId, Username)> = self
+            .live
             .iter()
-            .find(|(_, s)| match &s.phase {
-                Phase::Active(name) => username::lookup_key(name).as_ref() == Some(key),
-                _ => false,
+            .filter_map(|(&conn, s)| match &s.phase {
+                Phase::Active(held, _) => {
+                    Some((conn, Username::parse(held).expect("active names are valid")))
+                }
+                _ => None,
             })
-            .map(|(&c, _)| c)
+            .collect();
+        name.keys()
+            .iter()
+            .find_map(|key| active.iter().find(|(_, held)| held.keys().contains(key)))
+            .cloned()
+    }
+
+    /// The active names as shown, in the order they joined.
+    fn active_names(&self) -> Vec<String> {
+        let mut active: Vec<(u64, String)> = self
+            .live
+            .values()
+            .filter_map(|s| match &s.phase {
+                Phase::Active(name, joined) => Some((*joined, name.clone())),
+                _ => None,
+            })
+            .collect();
+        active.sort();
+        active.into_iter().map(|(_, name)| name).collect()
     }
 
     fn count_participants(&self) -> usize {
         self.live
             .values()
-            .filter(|s| matches!(s.phase, Phase::Naming | Phase::Active(_)))
+            .filter(|s| matches!(s.phase, Phase::Naming | Phase::Active(..)))
             .count()
     }
 
@@ -878,27 +950,30 @@ impl Auditor {
             "live connections after {event:?}"
         );
         let names: Vec<&str> = self.room.names().collect();
-        let keys: BTreeSet<NameKey> = names
+        let parsed: Vec<Username> = names
             .iter()
-            .map(|name| username::lookup_key(name).expect("active names are valid"))
+            .map(|name| Username::parse(name).expect("active names are valid"))
             .collect();
-        assert_eq!(names.len(), keys.len(), "two active names look alike");
+        for (i, a) in parsed.iter().enumerate() {
+            for b in &parsed[i + 1..] {
+                assert_eq!(
+                    a.clash(b),
+                    None,
+                    "{a} and {b} are both active after {event:?}"
+                );
+            }
+        }
         assert!(
             names
                 .iter()
                 .all(|name| !Username::parse(name).is_ok_and(|n| n.is_reserved())),
             "the reserved name is active after {event:?}"
         );
-        let unique: BTreeSet<&str> = names.iter().copied().collect();
-        let model: BTreeSet<&str> = self
-            .live
-            .values()
-            .filter_map(|s| match &s.phase {
-                Phase::Active(n) => Some(n.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(unique, model, "active names after {event:?}");
+        assert_eq!(
+            names,
+            self.active_names(),
+            "active names, in the order they joined, after {event:?}"
+        );
         let earliest = self.live.values().filter_map(|s| s.deadline).min();
         assert_eq!(
             self.room.poll_timeout(),
@@ -909,7 +984,7 @@ impl Auditor {
             let limit = match shadow.phase {
                 Phase::AwaitingHello => HELLO_LIMIT,
                 Phase::Naming => NAMING_LIMIT,
-                Phase::Active(_) | Phase::Observer => MEMBER_LIMIT,
+                Phase::Active(..) | Phase::Observer => MEMBER_LIMIT,
             };
             assert_eq!(
                 self.room.frame_limit(conn),

@@ -2,7 +2,10 @@
 //! and input, no socket or terminal.
 
 use super::*;
-use crate::protocol::{joined, left, public_line};
+use crate::protocol::{
+    invalid_username, joined, left, name_reserved, name_too_similar, public_line,
+};
+use crate::username::{ANONYMOUS, UsernameError};
 
 const SERVER: &str = "127.0.0.1:8021";
 
@@ -79,7 +82,11 @@ fn accepted_participant_is_asked_for_a_name() {
     s.handle_frame(ServerFrame::UsernameAccepted);
     assert_eq!(
         drain(&mut s),
-        [Action::Prompt(Prompt::Chat("Michael".into()))]
+        [
+            Action::Prompt(Prompt::Chat("Michael".into())),
+            Action::Send(ClientFrame::Who)
+        ],
+        "in the room, it asks who is there"
     );
     assert_eq!(Prompt::Chat("Michael".into()).text(), "> Michael: ");
     assert!(s.wants_input());
@@ -111,19 +118,20 @@ fn taken_name_asks_again() {
 }
 
 #[test]
-fn invalid_name_gets_a_one_line_reason_and_is_still_sent() {
+fn invalid_name_from_a_server_without_reasons_gets_the_clients_own() {
     let cases = [
         ("", "Invalid username: it is empty"),
         ("abcdefghijk", "Invalid username: max 10 characters"),
         ("a b", "Invalid username: no spaces or other whitespace"),
         (
             "a\u{202e}b",
-            "Invalid username: no control or invisible characters",
+            "Invalid username: no control or invisible characters (U+202E)",
         ),
         (
-            "fine",
-            "Invalid username: max 10 characters, no whitespace or control characters",
+            "@bob",
+            "Invalid username: it cannot start with @ (a private message to it could not be written)",
         ),
+        ("fine", "Invalid username: the server refused it"),
     ];
     for (name, reason) in cases {
         let mut s = Session::new(Role::Participant, SERVER);
@@ -144,6 +152,149 @@ fn invalid_name_gets_a_one_line_reason_and_is_still_sent() {
             ]
         );
     }
+}
+
+/// A participant that has sent `name` and waits for the verdict.
+fn name_sent(name: &str) -> Session {
+    let mut s = Session::new(Role::Participant, SERVER);
+    s.handle_frame(ServerFrame::Accepted);
+    s.handle_input(line(name));
+    drain(&mut s);
+    s
+}
+
+#[test]
+fn the_servers_reason_for_a_refusal_is_shown_as_the_clients_remark() {
+    for (name, reason, verdict) in [
+        (
+            "a1ice",
+            name_too_similar("alice"),
+            ServerFrame::UsernameTaken,
+        ),
+        (
+            "anonymous",
+            name_reserved(ANONYMOUS),
+            ServerFrame::UsernameTaken,
+        ),
+        (
+            ">bob:",
+            invalid_username(UsernameError::LinePrefix('>')),
+            ServerFrame::UsernameInvalid,
+        ),
+        (
+            "fine",
+            invalid_username(UsernameError::Colon('\u{2236}')),
+            ServerFrame::UsernameInvalid,
+        ),
+    ] {
+        let mut s = name_sent(name);
+        let text = reason.text().unwrap_or_default().to_owned();
+        s.handle_frame(reason);
+        assert_eq!(drain(&mut s), [], "the reason waits for the verdict");
+        s.handle_frame(verdict);
+        assert_eq!(
+            drain(&mut s),
+            [Action::Status(text), Action::Prompt(Prompt::Username)],
+            "{name:?}"
+        );
+        // The reason was for that attempt only.
+        s.handle_input(line("alice"));
+        drain(&mut s);
+        s.handle_frame(ServerFrame::UsernameTaken);
+        assert_eq!(
+            drain(&mut s),
+            [
+                Action::Status(NAME_IN_USE.into()),
+                Action::Prompt(Prompt::Username)
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_reason_is_escaped_like_any_text_from_the_server() {
+    let mut s = name_sent("x");
+    s.handle_frame(name_too_similar("al\u{202e}ice"));
+    s.handle_frame(ServerFrame::UsernameTaken);
+    assert_eq!(
+        drain(&mut s)[0],
+        Action::Status(
+            "Username refused: too similar to al\\u{202e}ice, who is in the room".into()
+        )
+    );
+}
+
+#[test]
+fn a_notice_that_is_no_reason_is_shown_as_a_room_line_while_naming() {
+    let mut s = name_sent("x");
+    s.handle_frame(joined("bob"));
+    assert_eq!(drain(&mut s), [shown(joined("bob"))]);
+}
+
+#[test]
+fn the_roster_is_shown_in_words_without_the_viewer() {
+    let mut s = participant_named("bob");
+    s.handle_frame(ServerFrame::Roster {
+        participants: vec!["alice".into(), "bob".into()],
+        observers: 3,
+    });
+    assert_eq!(
+        drain(&mut s),
+        [Action::Show("In the room: alice and 3 observers".into())]
+    );
+    let mut o = accepted(Session::new(Role::Observer, SERVER));
+    o.handle_frame(ServerFrame::Roster {
+        participants: vec![],
+        observers: 1,
+    });
+    assert_eq!(
+        drain(&mut o),
+        [Action::Show("Nobody else is in the room".into())]
+    );
+}
+
+#[test]
+fn who_typed_as_the_whole_line_asks_and_anything_else_is_chat() {
+    let mut s = participant_named("bob");
+    s.handle_input(line(WHO_COMMAND));
+    assert_eq!(drain(&mut s), [Action::Send(ClientFrame::Who)]);
+    for chat in ["/who ", " /who", "/WHO", "/who alice", "/whois"] {
+        s.handle_input(line(chat));
+        assert_eq!(
+            drain(&mut s),
+            [Action::Send(ClientFrame::Chat(chat.into()))],
+            "{chat:?}"
+        );
+    }
+    let mut o = accepted(Session::new(Role::Observer, SERVER));
+    o.handle_input(line(WHO_COMMAND));
+    assert_eq!(drain(&mut o), [Action::Send(ClientFrame::Who)]);
+    // At the name prompt it is not taken for a name.
+    let mut naming = accepted(Session::new(Role::Participant, SERVER));
+    naming.handle_input(line(WHO_COMMAND));
+    assert!(matches!(&drain(&mut naming)[..], [Action::Status(_)]));
+    assert!(naming.wants_input(), "still asked for a name");
+}
+
+#[test]
+fn a_roster_nobody_asked_for_is_a_protocol_error() {
+    let mut s = name_sent("bob");
+    s.handle_frame(ServerFrame::Roster {
+        participants: vec![],
+        observers: 0,
+    });
+    assert_ends(
+        &mut s,
+        1,
+        "Protocol error with the server at 127.0.0.1:8021: unexpected Roster from the server",
+    );
+}
+
+#[test]
+fn chat_lines_are_aligned_by_display_width() {
+    let mut s = participant_named("bob");
+    s.handle_frame(public_line("名前", "hi"));
+    assert_eq!(drain(&mut s), [Action::Show(">       名前: hi".into())]);
 }
 
 #[test]
@@ -251,7 +402,11 @@ fn observer_watches_and_cannot_send() {
     let actions = drain(&mut s);
     assert!(matches!(
         &actions[..],
-        [Action::Status(_), Action::Prompt(Prompt::Observing)]
+        [
+            Action::Status(_),
+            Action::Prompt(Prompt::Observing),
+            Action::Send(ClientFrame::Who)
+        ]
     ));
     s.handle_input(line("hello?"));
     assert_eq!(
@@ -388,7 +543,8 @@ fn scripted_observer_is_told_how_it_stops() {
             Action::Status(
                 "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP".into()
             ),
-            Action::Prompt(Prompt::Observing)
+            Action::Prompt(Prompt::Observing),
+            Action::Send(ClientFrame::Who)
         ]
     );
 }

@@ -173,6 +173,10 @@ pub async fn read_frames(
             ServerFrame::Full | ServerFrame::UsernameTimeout => client.refused = true,
             ServerFrame::ProtocolError(why) => client.error = Some(why),
             ServerFrame::Notice(_) => {}
+            // The sweep never asks who is here.
+            ServerFrame::Roster { .. } => observed
+                .violations
+                .push(format!("#{id} got a Roster it never asked for")),
         }
     }
 }

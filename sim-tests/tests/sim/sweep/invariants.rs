@@ -65,6 +65,7 @@ impl FloodClock {
         let text = match frame {
             ClientFrame::Hello(_) => return now.max(self.free_at),
             ClientFrame::Username(t) | ClientFrame::Chat(t) => t.len(),
+            ClientFrame::Who => 0,
         };
         let tokens = flood::line_cost(text, &limit);
         let interval = Duration::from_secs(1) / limit.per_second();
