@@ -73,8 +73,14 @@ pub fn decode_in_pieces_within(stream: &[u8], pieces: &[usize], limit: FrameLimi
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    assert!(
-                        decoder.next_frame_within::<ClientFrame>(limit).is_err(),
+                    // Whatever follows, even a valid frame, is refused with
+                    // the failed stream's own error: a decoder that forgot
+                    // its failure would repeat the header's error (the bad
+                    // header is still buffered) or go on decoding.
+                    decoder.extend(&HELLO);
+                    assert_eq!(
+                        decoder.next_frame_within::<ClientFrame>(limit),
+                        Err(FrameError::Undecodable("stream already failed")),
                         "a failed decoder must stay failed"
                     );
                     out.error = Some(error);
@@ -90,6 +96,9 @@ pub fn decode_in_pieces_within(stream: &[u8], pieces: &[usize], limit: FrameLimi
     out.mid_frame = decoder.is_mid_frame();
     out
 }
+
+/// A valid `Hello(Participant)` frame, fed to a failed decoder.
+const HELLO: [u8; 6] = [0, 0, 0, 2, 0, 0];
 
 /// Decodes `stream` in one piece: the reference every split must match.
 pub fn decode_whole(stream: &[u8]) -> Decoded {
