@@ -468,10 +468,7 @@ mod tests {
         decoder.extend(&encode(&ClientFrame::Hello(Role::Observer)));
         assert_eq!(decoder.next_payload_in_place(), Err(ALREADY_FAILED));
         assert_eq!(decoder.next_payload(), Err(ALREADY_FAILED));
-        assert_eq!(
-            decoder.next_payload_within(CHATTING),
-            Err(ALREADY_FAILED)
-        );
+        assert_eq!(decoder.next_payload_within(CHATTING), Err(ALREADY_FAILED));
         assert_eq!(decoder.next_frame::<ClientFrame>(), Err(ALREADY_FAILED));
     }
 

@@ -473,7 +473,11 @@ fn out_of_place_frames_get_a_notice_and_reach_nobody() {
     h.send(a, ClientFrame::Username("again".into()));
     assert_eq!(
         h.take(o),
-        vec![observers_only_read(), observers_only_read(), observers_only_read()]
+        vec![
+            observers_only_read(),
+            observers_only_read(),
+            observers_only_read()
+        ]
     );
     assert_eq!(h.take(naming), vec![choose_a_username_first()]);
     assert_eq!(h.take(a), vec![hello_again(), already_named()]);
