@@ -701,4 +701,42 @@ mod tests {
         );
         assert_stays_failed(&mut decoder);
     }
+
+    #[test]
+    fn each_undecodable_payload_is_named_for_what_is_wrong() {
+        // The reasons a client author reads in the ProtocolError.
+        for (payload, why) in [
+            (&[2][..], "message ends early"),
+            (
+                &[
+                    2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ][..],
+                "bad varint",
+            ),
+            (&[2, 2, 0xff, 0xfe][..], "invalid UTF-8 in a string"),
+            (&[9][..], "unknown message or role variant"),
+            (&[0, 2][..], "unknown message or role variant"),
+            (&[0, 0, 0][..], "trailing bytes after the message"),
+        ] {
+            assert_eq!(
+                decode_payload::<ClientFrame>(payload),
+                Err(FrameError::Undecodable(why)),
+                "{payload:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_read_into_the_buffer_are_decoded() {
+        // What a reader does with `read_buf`: no copy through `extend`.
+        let (bytes, frames) = sample_stream();
+        let mut decoder = FrameDecoder::new();
+        decoder.buffer_mut().extend_from_slice(&bytes);
+        assert_eq!(decoder.buffered(), bytes.len());
+        let mut out: Vec<ClientFrame> = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            out.push(frame);
+        }
+        assert_eq!(out, frames);
+    }
 }
