@@ -147,6 +147,10 @@ async fn small_room_has_zero_loss_and_a_well_formed_report() {
         "200",
         "--duration",
         "2",
+        // One generous wait for each phase and the drain: on a loaded
+        // machine they take longer, and only a failing run waits it out.
+        "--phase-timeout",
+        "30",
         "--skip-capacity-probe",
         "--server-pid",
         &pid,
@@ -231,6 +235,8 @@ async fn small_room_over_tls_has_zero_loss() {
         "40",
         "--duration",
         "2",
+        "--phase-timeout",
+        "30",
         "--skip-capacity-probe",
         "--json",
         json.to_str().unwrap(),
@@ -340,6 +346,8 @@ async fn full_room_refuses_the_256th_of_each_role() {
         "100",
         "--duration",
         "1",
+        "--phase-timeout",
+        "30",
         "--json",
         json.to_str().unwrap(),
     ])

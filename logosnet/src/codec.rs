@@ -503,7 +503,23 @@ mod tests {
         let mut decoder = FrameDecoder::new();
         decoder.extend(&[0, 0, 0, 0, 1, 2]);
         assert_eq!(decoder.next_payload_in_place(), Err(FrameError::Empty));
-        assert!(decoder.next_payload_in_place().is_err());
+        assert_stays_failed(&mut decoder);
+    }
+
+    /// What every reader of a failed decoder gets, whatever arrives next.
+    const ALREADY_FAILED: FrameError = FrameError::Undecodable("stream already failed");
+
+    /// Asserts that a decoder that reported a violation refuses for good:
+    /// given a valid frame after it, every way of reading says the stream
+    /// already failed — not the first error again (the bad header is still
+    /// in the buffer, so a decoder that forgot its failure would repeat
+    /// it), and not the valid frame.
+    fn assert_stays_failed(decoder: &mut FrameDecoder) {
+        decoder.extend(&encode(&ClientFrame::Hello(Role::Observer)));
+        assert_eq!(decoder.next_payload_in_place(), Err(ALREADY_FAILED));
+        assert_eq!(decoder.next_payload(), Err(ALREADY_FAILED));
+        assert_eq!(decoder.next_payload_within(CHATTING), Err(ALREADY_FAILED));
+        assert_eq!(decoder.next_frame::<ClientFrame>(), Err(ALREADY_FAILED));
     }
 
     #[test]
@@ -617,7 +633,7 @@ mod tests {
         assert_eq!(decoder.next_payload(), Err(FrameError::TooLong(u32::MAX)));
         // Nothing beyond the header was reserved for the announced payload.
         assert!(decoder.buf.capacity() < 1024);
-        assert!(decoder.next_payload().is_err(), "stays failed");
+        assert_stays_failed(&mut decoder);
     }
 
     #[test]
@@ -658,11 +674,8 @@ mod tests {
             error.reason(),
             "frame length 65536 exceeds the limit of 2 bytes before Hello"
         );
-        assert!(
-            decoder.next_payload_within(BEFORE_HELLO).is_err(),
-            "stays failed"
-        );
         assert!(decoder.buf.capacity() < 1024);
+        assert_stays_failed(&mut decoder);
 
         // At the limit, the frame is taken; one byte over, refused.
         let mut decoder = FrameDecoder::new();
@@ -771,11 +784,48 @@ mod tests {
     fn undecodable_payload_fails_the_stream() {
         let mut decoder = FrameDecoder::new();
         decoder.extend(&[0, 0, 0, 1, 9]);
-        assert!(matches!(
+        assert_eq!(
             decoder.next_frame::<ClientFrame>(),
-            Err(FrameError::Undecodable(_))
-        ));
-        decoder.extend(&encode(&ClientFrame::Hello(Role::Observer)));
-        assert!(decoder.next_frame::<ClientFrame>().is_err());
+            Err(FrameError::Undecodable("unknown message or role variant"))
+        );
+        assert_stays_failed(&mut decoder);
+    }
+
+    #[test]
+    fn each_undecodable_payload_is_named_for_what_is_wrong() {
+        // The reasons a client author reads in the ProtocolError.
+        for (payload, why) in [
+            (&[2][..], "message ends early"),
+            (
+                &[
+                    2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ][..],
+                "bad varint",
+            ),
+            (&[2, 2, 0xff, 0xfe][..], "invalid UTF-8 in a string"),
+            (&[9][..], "unknown message or role variant"),
+            (&[0, 2][..], "unknown message or role variant"),
+            (&[0, 0, 0][..], "trailing bytes after the message"),
+        ] {
+            assert_eq!(
+                decode_payload::<ClientFrame>(payload),
+                Err(FrameError::Undecodable(why)),
+                "{payload:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_read_into_the_buffer_are_decoded() {
+        // What a reader does with `read_buf`: no copy through `extend`.
+        let (bytes, frames) = sample_stream();
+        let mut decoder = FrameDecoder::new();
+        decoder.buffer_mut().extend_from_slice(&bytes);
+        assert_eq!(decoder.buffered(), bytes.len());
+        let mut out: Vec<ClientFrame> = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            out.push(frame);
+        }
+        assert_eq!(out, frames);
     }
 }

@@ -786,4 +786,43 @@ mod tests {
             assert_eq!(refused.to_string(), says);
         }
     }
+
+    #[test]
+    fn only_a_request_over_the_byte_limit_is_refused_unread() {
+        // Exactly the limit is normalized and judged on its characters;
+        // one byte more is refused as too long before anything else.
+        let at_limit = format!("a b{}", "x".repeat(MAX_REQUESTED_BYTES - 3));
+        assert_eq!(at_limit.len(), MAX_REQUESTED_BYTES);
+        assert_eq!(
+            Username::parse(&at_limit),
+            Err(UsernameError::Whitespace(' '))
+        );
+        let over = format!("{at_limit}x");
+        assert_eq!(Username::parse(&over), Err(UsernameError::TooLong));
+        let far_over = "a b".repeat(MAX_REQUESTED_BYTES);
+        assert_eq!(Username::parse(&far_over), Err(UsernameError::TooLong));
+    }
+
+    #[test]
+    fn format_characters_that_are_not_default_ignorable_are_refused() {
+        // Cf, but drawn by some fonts and not dropped by the skeleton: the
+        // rule refuses every Cf character all the same.
+        for c in [
+            '\u{0600}',  // Arabic number sign
+            '\u{06DD}',  // Arabic end of ayah
+            '\u{070F}',  // Syriac abbreviation mark
+            '\u{08E2}',  // Arabic disputed end of ayah
+            '\u{FFF9}',  // interlinear annotation anchor
+            '\u{110BD}', // Kaithi number sign
+            '\u{13430}', // Egyptian hieroglyph vertical joiner
+        ] {
+            assert!(!is_default_ignorable(c), "U+{:04X}", c as u32);
+            assert_eq!(
+                Username::parse(&format!("al{c}ice")),
+                Err(UsernameError::Invisible(c)),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
 }

@@ -201,6 +201,30 @@ impl Screen {
         self.pty.send(keys).expect("type into the pty");
     }
 
+    /// Feeds the emulator whatever the client has written so far, until
+    /// the screen's rows satisfy `wanted`, within [`WAIT`]: a redraw may
+    /// reach the pty in several writes, and a loaded machine may leave the
+    /// last of them unread when the text a test waited for shows.
+    fn wait_for_screen(&mut self, what: &str, wanted: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if wanted(&self.rows()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {what} within {WAIT:?}\n{}",
+                self.dump()
+            );
+            match self.pty.check(Regex("(?s).+")) {
+                Ok(found) if !found.is_empty() => self.emulator.process(found.as_bytes()),
+                // Nothing new yet: a pause between looks.
+                Ok(_) => thread::sleep(Duration::from_millis(10)),
+                Err(e) => panic!("the terminal failed: {e}\n{}", self.dump()),
+            }
+        }
+    }
+
     /// The visible rows, trailing blanks trimmed.
     fn rows(&self) -> Vec<String> {
         self.emulator
@@ -244,12 +268,9 @@ fn alice_with_a_wrapped_line(port: u16) -> Screen {
     let long = "x".repeat(70);
     alice.send(&long);
     alice.expect(&format!("{}{long}", prompt("alice")));
-    let rows = alice.rows();
-    assert!(
-        rows.iter().filter(|row| row.contains("xxxxx")).count() >= 2,
-        "the line should wrap\n{}",
-        alice.dump()
-    );
+    alice.wait_for_screen("the line wrapped", |rows| {
+        rows.iter().filter(|row| row.contains("xxxxx")).count() >= 2
+    });
     alice
 }
 
@@ -260,20 +281,13 @@ async fn ctrl_u_on_a_line_wider_than_the_terminal_erases_every_row_of_it() {
     alice.send("\x15");
     alice.send("z");
     alice.expect(&format!("{}z", prompt("alice")));
-    let rows = alice.rows();
-    assert!(
-        !rows.iter().any(|row| row.contains("xx")),
-        "a row of the erased line is still on screen\n{}",
-        alice.dump()
-    );
-    assert_eq!(
-        rows.iter()
-            .filter(|row| row.starts_with(&format!("{}z", prompt("alice"))))
-            .count(),
-        1,
-        "{}",
-        alice.dump()
-    );
+    let z_line = format!("{}z", prompt("alice"));
+    // Every row of the erased line gone, and the new line shown once; a
+    // row left behind stays there, so the wait ends in a failure.
+    alice.wait_for_screen("the erased line gone and one new line", |rows| {
+        !rows.iter().any(|row| row.contains("xx"))
+            && rows.iter().filter(|row| row.starts_with(&z_line)).count() == 1
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,17 +302,17 @@ async fn enter_on_a_line_wider_than_the_terminal_leaves_it_on_screen_once() {
     bob.send("seen");
     alice.expect(shown(&public_line("bob", "seen")));
     alice.expect(&prompt("alice"));
-    let rows = alice.rows();
-    let starts = rows
-        .iter()
-        .filter(|row| row.starts_with(&format!("{}x", prompt("alice"))))
-        .count();
-    let xs: usize = rows
-        .iter()
-        .filter(|row| !row.starts_with("Enter username"))
-        .map(|row| row.matches('x').count())
-        .sum();
-    assert_eq!((starts, xs), (1, 70), "shown once, whole\n{}", alice.dump());
+    let x_line = format!("{}x", prompt("alice"));
+    // Shown once and whole: one row starts it, 70 x's in all.
+    alice.wait_for_screen("the sent line once, whole", |rows| {
+        let starts = rows.iter().filter(|row| row.starts_with(&x_line)).count();
+        let xs: usize = rows
+            .iter()
+            .filter(|row| !row.starts_with("Enter username"))
+            .map(|row| row.matches('x').count())
+            .sum();
+        (starts, xs) == (1, 70)
+    });
     bob.close_stdin();
 }
 

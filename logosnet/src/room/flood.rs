@@ -226,4 +226,23 @@ mod tests {
         assert_eq!(bucket.take(t0, u32::MAX, &limit), Ok(()));
         assert!(bucket.take(t0, u32::MAX, &limit).is_err());
     }
+
+    #[test]
+    fn ready_at_is_now_whenever_the_tokens_are_there() {
+        // Never an instant before `now`, however long the bucket has been
+        // full: a fresh bucket a second later, a refilled one after a
+        // take, and exactly at the refill instant.
+        let limit = default_limit();
+        let t0 = Instant::now();
+        let mut bucket = Bucket::new(t0);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(bucket.ready_at(t1, 1, &limit), t1);
+        assert_eq!(bucket.ready_at(t1, FLOOD_BURST, &limit), t1);
+        for _ in 0..FLOOD_BURST {
+            bucket.take(t0, 1, &limit).unwrap();
+        }
+        assert_eq!(bucket.ready_at(t0, 1, &limit), t0 + ms(200));
+        assert_eq!(bucket.ready_at(t0 + ms(200), 1, &limit), t0 + ms(200));
+        assert_eq!(bucket.ready_at(t0 + ms(250), 1, &limit), t0 + ms(250));
+    }
 }

@@ -1,11 +1,21 @@
 //! A checking harness for [`FrameDecoder`]: feeds it a byte stream in given
 //! pieces under a [`FrameLimit`], asserts the buffering bound after every
-//! piece, and returns what came out, so that the property tests
-//! (`logosnet/tests/properties/codec.rs`) and the fuzz target
-//! (`fuzz/fuzz_targets/decoder.rs`) share one oracle.
+//! piece, and returns what came out; and a reference framer, written from
+//! docs/PROTOCOL.md §1 without the decoder's code, that says what must come
+//! out. The property tests (`logosnet/tests/properties/codec.rs`) and the
+//! fuzz target (`fuzz/fuzz_targets/decoder.rs`) share both.
+//!
+//! The reference reads the whole stream at once, frame by frame, as the
+//! protocol describes it: a 4-byte big-endian length of 1 to 65,536, judged
+//! against the limit before anything of its payload, then the payload. It
+//! shares no code with [`FrameDecoder`]'s reassembly (no buffer, no state
+//! between pieces, no skipping counter), so a split that loses, repeats or
+//! misjudges a byte shows as a difference. Each whole payload is read by
+//! [`decode_payload`], the codec's other half: what a payload means is
+//! that function's unit tests' subject, not reassembly's.
 
-use logosnet::codec::{Decoded as Item, FrameDecoder, FrameLimit};
-use logosnet::protocol::{ClientFrame, FrameError, HEADER_BYTES};
+use logosnet::codec::{Decoded as Item, FrameDecoder, FrameLimit, Oversize, decode_payload};
+use logosnet::protocol::{ClientFrame, FrameError, HEADER_BYTES, MAX_FRAME_BYTES};
 
 /// Everything a decoder produced from one stream: the frames in order, then
 /// the violation that stopped it (if any), and whether it ended mid-frame.
@@ -73,8 +83,14 @@ pub fn decode_in_pieces_within(stream: &[u8], pieces: &[usize], limit: FrameLimi
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    assert!(
-                        decoder.next_frame_within::<ClientFrame>(limit).is_err(),
+                    // Whatever follows, even a valid frame, is refused with
+                    // the failed stream's own error: a decoder that forgot
+                    // its failure would repeat the header's error (the bad
+                    // header is still buffered) or go on decoding.
+                    decoder.extend(&HELLO);
+                    assert_eq!(
+                        decoder.next_frame_within::<ClientFrame>(limit),
+                        Err(FrameError::Undecodable("stream already failed")),
                         "a failed decoder must stay failed"
                     );
                     out.error = Some(error);
@@ -91,12 +107,69 @@ pub fn decode_in_pieces_within(stream: &[u8], pieces: &[usize], limit: FrameLimi
     out
 }
 
-/// Decodes `stream` in one piece: the reference every split must match.
-pub fn decode_whole(stream: &[u8]) -> Decoded {
-    decode_in_pieces(stream, &[stream.len()])
+/// A valid `Hello(Participant)` frame, fed to a failed decoder.
+const HELLO: [u8; 6] = [0, 0, 0, 2, 0, 0];
+
+/// What the protocol says `stream` decodes to under the protocol's own
+/// limit. See [`reference_decode_within`].
+pub fn reference_decode(stream: &[u8]) -> Decoded {
+    reference_decode_within(stream, FrameLimit::ANY)
 }
 
-/// [`decode_whole`] under `limit`.
-pub fn decode_whole_within(stream: &[u8], limit: FrameLimit) -> Decoded {
-    decode_in_pieces_within(stream, &[stream.len()], limit)
+/// What the protocol says `stream` decodes to under `limit`, read whole,
+/// frame after frame (docs/PROTOCOL.md §1): a header of 4 bytes, big-endian;
+/// a length of 0 or past 65,536 is a violation; past the limit, a violation
+/// or a frame skipped once all of it has gone by, as the limit says; else
+/// the payload, decoded. The first violation ends the stream; a stream
+/// that stops inside a frame is mid-frame.
+pub fn reference_decode_within(stream: &[u8], limit: FrameLimit) -> Decoded {
+    let mut out = Decoded {
+        frames: Vec::new(),
+        skipped: Vec::new(),
+        error: None,
+        mid_frame: false,
+    };
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let Some((header, after)) = rest.split_first_chunk::<4>() else {
+            out.mid_frame = true;
+            return out;
+        };
+        let announced = u32::from_be_bytes(*header);
+        let len = announced as usize;
+        let violation = if announced == 0 {
+            Some(FrameError::Empty)
+        } else if len > MAX_FRAME_BYTES {
+            Some(FrameError::TooLong(announced))
+        } else if len > limit.max_payload && limit.oversize == Oversize::Refuse {
+            Some(FrameError::OverLimit {
+                len: announced,
+                limit: limit.max_payload,
+                when: limit.when,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = violation {
+            out.error = Some(error);
+            return out;
+        }
+        let Some((payload, next)) = after.split_at_checked(len) else {
+            out.mid_frame = true;
+            return out;
+        };
+        if len > limit.max_payload {
+            out.skipped.push(len);
+        } else {
+            match decode_payload::<ClientFrame>(payload) {
+                Ok(frame) => out.frames.push(frame),
+                Err(error) => {
+                    out.error = Some(error);
+                    return out;
+                }
+            }
+        }
+        rest = next;
+    }
+    out
 }

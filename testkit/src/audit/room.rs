@@ -1,41 +1,48 @@
 //! An invariant-checking harness for the [`Room`]: drives it with arbitrary
-//! event sequences and checks every output against a shadow model, so that
-//! the property tests (`logosnet/tests/properties/room.rs`) and the
-//! coverage-guided fuzz target (`fuzz/fuzz_targets/room_events.rs`) share
-//! one oracle.
+//! event sequences and holds every output against an independent model of
+//! the room, so that the property tests (`logosnet/tests/properties/room.rs`)
+//! and the coverage-guided fuzz target (`fuzz/fuzz_targets/room_events.rs`)
+//! share one oracle.
 //!
-//! The shadow model is built only from what a driver can see — the events it
-//! fed in and the outputs that came back — and for each event it predicts,
-//! per connection, exactly which frames the room must send and which
-//! connections it must close (the username timer, its ceiling and the cap
-//! on refused names included). Any difference panics with the event that
-//! caused it. The frames are compared whole, texts included: the model
-//! builds them with the same [`protocol`] functions the room is meant to
-//! use, so it checks that the right text goes to the right connection
-//! (the wording itself is pinned by `protocol::text`'s own tests). On top
-//! of that exact comparison it checks the standing
-//! invariants after every event: no two active participants whose names
-//! clash (the same up to case, or look alike), the active names in the
-//! order they joined, at
-//! most the configured (≤ 255) connections per role, no frame to a closed or
-//! never-opened connection, chat reaching only the room (private lines only
-//! their target), "has left" announced exactly once per departing
-//! participant, the next deadline being the earliest one held, and each
-//! connection's frame limit being the one for its state, and a reused
-//! connection id being refused without effect.
+//! The model ([`model`]) is written from docs/PROTOCOL.md and shares no
+//! code with the room: its own account of who is open and in which phase,
+//! its own name rule ([`names`]: NFC, the character classes, the
+//! look-alike key, the reserved name), its own wording of every text
+//! ([`texts`]) and its own flood allowance ([`allowance`]). For each event
+//! it says exactly which frames go to which connection, in order, and
+//! which connections the room closes; the frames are compared whole, texts
+//! included, and any difference panics with the event that caused it.
+//! Flood control runs on as well as off (see [`Scenario::flood`]), so
+//! frames held back by it meet closes, timeouts, violations and shutdown.
+//!
+//! On top of that exact comparison it checks the standing invariants after
+//! every event: the slot counts, the open connections and the active names
+//! are the model's; no two active names look alike and none is the reserved
+//! one; at most the configured (≤ 255) connections per role; no frame to a
+//! connection that was not open, none after its close; the next instant
+//! the room asks to be called is the model's; each connection's frame
+//! limit is the one for its phase and it is throttled exactly while the
+//! model holds its input; and a reused connection id is refused without
+//! effect. At the end every admitted participant's departure has been
+//! announced exactly once (save those a shutdown closed).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod allowance;
+mod model;
+mod names;
+mod texts;
+
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use logosnet::codec::{FrameDecoder, decode_payload};
+use logosnet::codec::{FrameDecoder, Oversize, decode_payload};
 use logosnet::protocol::{
-    self, ClientFrame, FrameError, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, PRIVATE_PREFIX, Role,
-    ServerFrame,
+    self, ClientFrame, FrameError, MAX_FRAME_BYTES, MAX_MESSAGE_CHARS, Role, ServerFrame,
 };
-use logosnet::room::{
-    ConnId, EndReason, HELLO_LIMIT, MEMBER_LIMIT, NAMING_LIMIT, Output, Room, RoomConfig,
-};
-use logosnet::username::{ANONYMOUS, Clash, Username};
+use logosnet::room::flood::FloodLimit;
+use logosnet::room::{ConnId, EndReason, Output, Room, RoomConfig};
+
+use allowance::Allowance;
+use model::{Effects, Input, Model, Rules};
 
 /// Names the events draw from, so that collisions, normalization twins,
 /// look-alikes, the reserved name and invalid names turn up often rather
@@ -64,16 +71,6 @@ pub const NAME_POOL: &[&str] = &[
     "\u{202e}evil",
     "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}",
     "\u{1b}[2J",
-    "Alice",
-    "ALICE",
-    "a1ice",
-    "Ian",
-    "lan",
-    "ian",
-    "@bob",
-    ">bob:",
-    "%x",
-    "a:b",
 ];
 
 /// Largest clock jump one event makes: past both 60 s timeouts.
@@ -88,6 +85,10 @@ pub struct Scenario {
     /// 0 means the spec's limits (255 each); otherwise `1 + n % 3` of each
     /// role, so that `Full` is reached quickly.
     pub capacity: u8,
+    /// Flood control, taken modulo 4: off; the spec's (a burst of 10, then
+    /// 5 a second); a burst of 1 at 1 a second; a burst of 3 at 2 a second
+    /// (the last two hold frames within a few events).
+    pub flood: u8,
     /// The events, in order.
     pub events: Vec<Event>,
 }
@@ -155,10 +156,18 @@ pub enum Event {
         slow: bool,
     },
     /// The clock moves forward (modulo [`MAX_JUMP_MILLIS`] + 1 ms) and
-    /// deadlines are handled.
+    /// deadlines are handled: a driver that woke late, everything due in
+    /// between handled in one call.
     Advance {
         /// How far.
         millis: u32,
+    },
+    /// The clock moves to the instant the room next needs a call (the
+    /// model's reckoning of it), or a nanosecond before it, and the room
+    /// is called: a driver that wakes on time, and the edge of every timer.
+    Wake {
+        /// A nanosecond early: nothing may happen yet.
+        early: bool,
     },
     /// The driver opens the id of a connection still open (a driver bug
     /// the room must refuse without effect).
@@ -182,8 +191,6 @@ pub enum FrameChoice {
     Username(NameChoice),
     /// `Chat`.
     Chat(LineChoice),
-    /// `Who`.
-    Who,
 }
 
 /// A name: one of [`NAME_POOL`] or anything.
@@ -228,6 +235,8 @@ pub enum ViolationKind {
     TooLong(u32),
     /// An undecodable payload.
     Undecodable,
+    /// A frame begun and not finished in time.
+    Unfinished,
 }
 
 impl NameChoice {
@@ -259,7 +268,6 @@ impl FrameChoice {
             FrameChoice::Hello { observer } => ClientFrame::Hello(role(*observer)),
             FrameChoice::Username(name) => ClientFrame::Username(name.text()),
             FrameChoice::Chat(line) => ClientFrame::Chat(line.text()),
-            FrameChoice::Who => ClientFrame::Who,
         }
     }
 }
@@ -272,6 +280,7 @@ impl ViolationKind {
                 FrameError::TooLong((*n).max(protocol::MAX_FRAME_BYTES as u32 + 1))
             }
             ViolationKind::Undecodable => FrameError::Undecodable("audit"),
+            ViolationKind::Unfinished => FrameError::Unfinished(Duration::from_secs(60)),
         }
     }
 }
@@ -284,127 +293,68 @@ fn role(observer: bool) -> Role {
     }
 }
 
-/// What the model knows about one live connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    AwaitingHello,
-    Naming,
-    /// Named: the name as shown and when it joined (a count of joins).
-    Active(String, u64),
-    Observer,
-}
+/// The flood settings a scenario picks from: `(lines a second, burst)`.
+const FLOOD_SETTINGS: [Option<(u32, u32)>; 4] = [None, Some((5, 10)), Some((1, 1)), Some((2, 3))];
 
-#[derive(Debug, Clone)]
-struct Shadow {
-    /// Where it is in the protocol.
-    phase: Phase,
-    /// Its Hello or username deadline, if it has one.
-    deadline: Option<Instant>,
-    /// While naming: the latest the deadline may be.
-    ceiling: Option<Instant>,
-    /// While naming: the names refused so far.
-    refused: u32,
-}
-
-impl Shadow {
-    fn new(phase: Phase, deadline: Option<Instant>) -> Self {
-        Self {
-            phase,
-            deadline,
-            ceiling: None,
-            refused: 0,
-        }
-    }
-}
-
-/// What one event must produce: frames per recipient, in order, and the
-/// connections closed.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Effects {
-    /// Frames per recipient, in order.
-    sent: BTreeMap<ConnId, Vec<ServerFrame>>,
-    /// Connections the room closes.
-    closed: BTreeSet<ConnId>,
-}
-
-impl Effects {
-    fn send(&mut self, to: ConnId, frame: ServerFrame) {
-        self.sent.entry(to).or_default().push(frame);
-    }
-}
-
-/// Drives a [`Room`] and checks it against the shadow model; panics on the
-/// first discrepancy. See the module docs.
+/// Drives a [`Room`] and checks it against the model; panics on the first
+/// discrepancy. See the module docs.
 #[derive(Debug)]
 pub struct Auditor {
     /// The room under test.
     room: Room,
-    /// Its limits, for the model.
-    config: RoomConfig,
+    /// What it should do.
+    model: Model,
     /// The clock the events move.
     now: Instant,
     /// The id the next open gets.
     next_id: ConnId,
     /// Every id opened, in order.
     opened: Vec<ConnId>,
-    /// The model of every connection still open.
-    live: BTreeMap<ConnId, Shadow>,
-    /// Connections the room closed or the driver reported ended.
-    ended: BTreeSet<ConnId>,
-    /// Those of them that ended during the current event.
-    ended_now: BTreeSet<ConnId>,
-    /// Admitted participants whose departure has not been announced yet.
-    owed_left: BTreeSet<ConnId>,
-    /// Participants whose departure was announced.
-    departures: usize,
-    /// Events applied so far.
-    events_run: usize,
-    /// Names accepted so far: the next join's place in the roster.
-    joins: u64,
+    /// Connections open when the current event began, or opened by it:
+    /// the only ones the room may send to or close during it.
+    reachable: BTreeSet<ConnId>,
 }
 
 /// The id used for "a connection that was never opened".
 const NEVER_OPENED: ConnId = ConnId::MAX;
 
 impl Auditor {
-    /// A fresh room with the scenario's limits. Flood control is off: the
-    /// model checks the rules of the room, and the flood rule's own
-    /// properties (order kept, nothing lost, exact instants) are tested in
-    /// `room::proptests` and `room::flood`.
-    pub fn new(capacity: u8) -> Self {
-        let unlimited = RoomConfig {
-            flood: None,
+    /// A fresh room with the given limits (see [`Scenario`]).
+    pub fn new(capacity: u8, flood: u8) -> Self {
+        let setting = FLOOD_SETTINGS[usize::from(flood) % FLOOD_SETTINGS.len()];
+        let mut config = RoomConfig {
+            flood: setting.and_then(|(rate, burst)| FloodLimit::new(rate, burst)),
             ..RoomConfig::default()
         };
-        let config = if capacity == 0 {
-            unlimited
-        } else {
-            let n = 1 + capacity as usize % 3;
-            RoomConfig {
-                max_participants: n,
-                max_observers: n,
-                ..unlimited
-            }
+        // The spec's numbers, typed from docs/PROTOCOL.md §6 rather than
+        // read from the room's defaults.
+        let mut rules = Rules {
+            max_participants: 255,
+            max_observers: 255,
+            hello_timeout: Duration::from_secs(60),
+            username_timeout: Duration::from_secs(60),
+            naming_ceiling: Duration::from_secs(5 * 60),
+            max_refused: 10,
+            flood: setting.map(|(rate, burst)| Allowance::new(rate, burst)),
         };
+        if capacity != 0 {
+            let n = 1 + capacity as usize % 3;
+            (config.max_participants, config.max_observers) = (n, n);
+            (rules.max_participants, rules.max_observers) = (n, n);
+        }
         Self {
-            room: Room::new(config.clone()),
-            config,
+            room: Room::new(config),
+            model: Model::new(rules),
             now: Instant::now(),
             next_id: 1,
             opened: Vec::new(),
-            live: BTreeMap::new(),
-            ended: BTreeSet::new(),
-            ended_now: BTreeSet::new(),
-            owed_left: BTreeSet::new(),
-            departures: 0,
-            events_run: 0,
-            joins: 0,
+            reachable: BTreeSet::new(),
         }
     }
 
     /// Runs a whole scenario, checking after every event.
     pub fn run(scenario: &Scenario) -> Self {
-        let mut auditor = Self::new(scenario.capacity);
+        let mut auditor = Self::new(scenario.capacity, scenario.flood);
         for event in &scenario.events {
             auditor.apply(event);
         }
@@ -412,33 +362,29 @@ impl Auditor {
         auditor
     }
 
-    /// Events applied so far.
-    pub fn events_run(&self) -> usize {
-        self.events_run
-    }
-
     /// Participants whose departure was announced (each exactly once).
     pub fn departures(&self) -> usize {
-        self.departures
+        self.model.departures()
     }
 
     /// Ends every connection still open, then checks that every participant
     /// ever admitted had its departure announced exactly once (except those
     /// a shutdown closed, which is announced to no one).
     pub fn finish(&mut self) {
-        let live: Vec<ConnId> = self.live.keys().copied().collect();
-        for conn in live {
-            let event = Event::Close {
-                conn: 0,
-                slow: false,
-            };
+        let open: Vec<ConnId> = self.model.conns().keys().copied().collect();
+        let event = Event::Close {
+            conn: 0,
+            slow: false,
+        };
+        for conn in open {
+            self.begin();
             self.closed(conn, false, &event);
             self.check_standing(&event);
         }
         assert!(
-            self.owed_left.is_empty(),
+            self.model.owed_left().is_empty(),
             "participants never announced as left: {:?}",
-            self.owed_left
+            self.model.owed_left()
         );
         assert_eq!(self.room.connections(), 0);
         assert_eq!(self.room.poll_timeout(), None);
@@ -446,19 +392,19 @@ impl Auditor {
 
     /// Feeds one event to the room and checks what comes out.
     pub fn apply(&mut self, event: &Event) {
-        self.events_run += 1;
+        self.begin();
         match event {
             Event::Open => {
-                self.open();
+                self.open(event);
             }
             Event::OpenMany { count, observer } => {
                 for _ in 0..(*count % (MAX_OPEN_MANY + 1)) {
-                    let conn = self.open();
+                    let conn = self.open(event);
                     self.frame(conn, ClientFrame::Hello(role(*observer)), event);
                 }
             }
             Event::Join(name) => {
-                let conn = self.open();
+                let conn = self.open(event);
                 self.frame(conn, ClientFrame::Hello(Role::Participant), event);
                 self.frame(conn, ClientFrame::Username(name.text()), event);
             }
@@ -467,6 +413,8 @@ impl Auditor {
                 self.frame(conn, frame.frame(), event);
             }
             Event::Raw { conn, payload } => {
+                // Decoded as the driver decodes it: the room is given a
+                // frame or a violation.
                 let conn = self.pick(*conn);
                 match decode_payload::<ClientFrame>(payload) {
                     Ok(frame) => self.frame(conn, frame, event),
@@ -481,8 +429,9 @@ impl Auditor {
             }
             Event::Oversized { conn, len } => {
                 let conn = self.pick(*conn);
-                let span = MAX_FRAME_BYTES - MEMBER_LIMIT.max_payload;
-                let len = MEMBER_LIMIT.max_payload + 1 + *len as usize % span;
+                let member_limit = model::MEMBER_LIMIT;
+                let span = MAX_FRAME_BYTES - member_limit;
+                let len = member_limit + 1 + *len as usize % span;
                 self.oversized(conn, len, event);
             }
             Event::Violation { conn, kind } => {
@@ -495,21 +444,36 @@ impl Auditor {
             }
             Event::Advance { millis } => {
                 let by = Duration::from_millis(u64::from(*millis % (MAX_JUMP_MILLIS + 1)));
-                self.advance(by, event);
+                self.advance_to(self.now + by, event);
+            }
+            Event::Wake { early } => {
+                if let Some(due) = self.model.next_due() {
+                    let at = if *early {
+                        due - Duration::from_nanos(1)
+                    } else {
+                        due
+                    };
+                    self.advance_to(at.max(self.now), event);
+                }
             }
             Event::Reopen { conn } => {
-                // Only a live id: one that ended is forgotten by the room,
+                // Only an open id: one that ended is forgotten by the room,
                 // and reusing it is a driver bug the room cannot see.
                 let conn = self.pick(*conn);
-                if self.live.contains_key(&conn) {
+                if self.model.is_open(conn) {
                     assert!(
                         !self.room.handle_open(self.now, conn),
-                        "the reused live id {conn} was taken"
+                        "the reused open id {conn} was taken"
                     );
                     self.expect(Effects::default(), event);
                 }
             }
-            Event::Shutdown => self.shutdown(event),
+            Event::Shutdown => {
+                let mut want = Effects::default();
+                self.model.shutdown(&mut want);
+                self.room.shutdown(self.now);
+                self.expect(want, event);
+            }
         }
         self.check_standing(event);
     }
@@ -520,11 +484,17 @@ impl Auditor {
         self.room.shutdown(self.now);
     }
 
+    /// Notes who may be sent to during the event that begins.
+    fn begin(&mut self) {
+        self.reachable = self.model.conns().keys().copied().collect();
+    }
+
     fn pick(&self, index: u16) -> ConnId {
         let (which, index) = (index % 4, index as usize / 4);
+        let open = self.model.conns();
         if which != 0
-            && !self.live.is_empty()
-            && let Some(&conn) = self.live.keys().nth(index % self.live.len())
+            && !open.is_empty()
+            && let Some(&conn) = open.keys().nth(index % open.len())
         {
             return conn;
         }
@@ -532,234 +502,46 @@ impl Auditor {
         self.opened.get(index).copied().unwrap_or(NEVER_OPENED)
     }
 
-    fn open(&mut self) -> ConnId {
+    fn open(&mut self, event: &Event) -> ConnId {
         let conn = self.next_id;
         self.next_id += 1;
         self.opened.push(conn);
+        self.reachable.insert(conn);
         assert!(
             self.room.handle_open(self.now, conn),
             "a new id was refused"
         );
-        self.live.insert(
-            conn,
-            Shadow::new(
-                Phase::AwaitingHello,
-                Some(self.now + self.config.hello_timeout),
-            ),
-        );
-        self.expect(Effects::default(), &Event::Open);
+        self.model.open(self.now, conn);
+        self.expect(Effects::default(), event);
         conn
     }
 
     fn frame(&mut self, conn: ConnId, frame: ClientFrame, event: &Event) {
         let mut want = Effects::default();
-        if let Some(shadow) = self.live.get(&conn).cloned() {
-            self.predict_frame(conn, &shadow.phase, &frame, &mut want);
-        }
+        self.model
+            .input(self.now, conn, Input::Frame(frame.clone()), &mut want);
         self.room.handle_frame(self.now, conn, frame);
         self.expect(want, event);
     }
 
-    fn predict_frame(
-        &mut self,
-        conn: ConnId,
-        phase: &Phase,
-        frame: &ClientFrame,
-        want: &mut Effects,
-    ) {
-        match (phase, frame) {
-            (Phase::AwaitingHello, ClientFrame::Hello(role)) => {
-                let (held, max) = match role {
-                    Role::Participant => (self.count_participants(), self.config.max_participants),
-                    Role::Observer => (self.count_observers(), self.config.max_observers),
-                };
-                if held >= max {
-                    want.send(conn, ServerFrame::Full);
-                    self.end(conn, want, true);
-                } else {
-                    want.send(conn, ServerFrame::Accepted);
-                    let shadow = match role {
-                        Role::Participant => {
-                            self.owed_left.insert(conn);
-                            let ceiling = self.now + self.config.naming_ceiling;
-                            Shadow {
-                                ceiling: Some(ceiling),
-                                ..Shadow::new(Phase::Naming, Some(self.naming_deadline(ceiling)))
-                            }
-                        }
-                        Role::Observer => Shadow::new(Phase::Observer, None),
-                    };
-                    self.live.insert(conn, shadow);
-                }
-            }
-            (Phase::AwaitingHello, _) => {
-                want.send(conn, protocol::first_frame_must_be_hello());
-                self.end(conn, want, true);
-            }
-            (Phase::Naming, ClientFrame::Username(requested)) => {
-                let (reason, reply) = match Username::parse(requested) {
-                    Err(broken) => (
-                        Some(protocol::invalid_username(broken)),
-                        ServerFrame::UsernameInvalid,
-                    ),
-                    Ok(name) if name.is_reserved() => (
-                        Some(protocol::name_reserved(ANONYMOUS)),
-                        ServerFrame::UsernameTaken,
-                    ),
-                    Ok(name) => match self.holder(&name) {
-                        Some((_, held)) => match name.clash(&held) {
-                            Some(Clash::LookAlike) => (
-                                Some(protocol::name_too_similar(&held)),
-                                ServerFrame::UsernameTaken,
-                            ),
-                            Some(Clash::Same) => (None, ServerFrame::UsernameTaken),
-                            None => panic!("{name} does not clash with its holder {held}"),
-                        },
-                        None => {
-                            want.send(conn, ServerFrame::UsernameAccepted);
-                            let joined = self.joins;
-                            self.joins += 1;
-                            let phase = Phase::Active(name.to_string(), joined);
-                            self.live.insert(conn, Shadow::new(phase, None));
-                            let joined = protocol::joined(&name);
-                            for member in self.members() {
-                                want.send(member, joined.clone());
-                            }
-                            return;
-                        }
-                    },
-                };
-                let Some(shadow) = self.live.get(&conn).cloned() else {
-                    return;
-                };
-                let refused = shadow.refused + 1;
-                if refused > self.config.max_refused_names {
-                    want.send(
-                        conn,
-                        protocol::too_many_names(self.config.max_refused_names),
-                    );
-                    want.send(conn, ServerFrame::UsernameTimeout);
-                    self.end(conn, want, true);
-                    return;
-                }
-                if let Some(reason) = reason {
-                    want.send(conn, reason);
-                }
-                want.send(conn, reply);
-                let ceiling = shadow.ceiling.expect("a naming participant has a ceiling");
-                let deadline = self.naming_deadline(ceiling);
-                if let Some(shadow) = self.live.get_mut(&conn) {
-                    shadow.deadline = Some(deadline);
-                    shadow.refused = refused;
-                }
-            }
-            (Phase::Active(sender, _), ClientFrame::Chat(line)) => {
-                self.predict_chat(conn, sender, line, want);
-            }
-            // Any member may ask who is here; only the asker is answered.
-            (Phase::Active(..) | Phase::Observer, ClientFrame::Who) => {
-                let roster = ServerFrame::Roster {
-                    participants: self.active_names(),
-                    observers: self.count_observers() as u32,
-                };
-                want.send(conn, roster);
-            }
-            (Phase::Naming, ClientFrame::Who) => want.send(conn, protocol::who_before_a_name()),
-            // Everything else out of place: a warning to the sender alone.
-            (Phase::Observer, _) => want.send(conn, protocol::observers_only_read()),
-            (Phase::Naming | Phase::Active(..), ClientFrame::Hello(_)) => {
-                want.send(conn, protocol::hello_again());
-            }
-            (Phase::Naming, ClientFrame::Chat(_)) => {
-                want.send(conn, protocol::choose_a_username_first());
-            }
-            (Phase::Active(..), ClientFrame::Username(_)) => {
-                want.send(conn, protocol::already_named());
-            }
-        }
-    }
-
-    fn predict_chat(&self, conn: ConnId, sender: &str, line: &str, want: &mut Effects) {
-        if protocol::is_blank(line) {
-            return;
-        }
-        if line.chars().count() > MAX_MESSAGE_CHARS {
-            want.send(conn, protocol::too_long_warning());
-            return;
-        }
-        let Some(rest) = line.strip_prefix(PRIVATE_PREFIX) else {
-            let frame = protocol::public_line(sender, line);
-            for member in self.members() {
-                if member != conn {
-                    want.send(member, frame.clone());
-                }
-            }
-            return;
-        };
-        // The name runs to the first space; `@ hi` and `@` alone name
-        // nobody (PROTOCOL.md, section 6).
-        if rest.split(' ').next().is_none_or(str::is_empty) {
-            want.send(conn, protocol::private_needs_a_name());
-            return;
-        }
-        let Some((typed, _)) = rest.split_once(' ') else {
-            want.send(conn, protocol::private_needs_a_space());
-            return;
-        };
-        let target = Username::parse(typed)
-            .ok()
-            .and_then(|typed| self.holder(&typed));
-        match target {
-            Some((target, _)) => want.send(target, protocol::private_line(sender, line)),
-            None => want.send(conn, protocol::no_such_user(typed)),
-        }
-    }
-
-    /// The username timeout from now, cut at the ceiling.
-    fn naming_deadline(&self, ceiling: Instant) -> Instant {
-        (self.now + self.config.username_timeout).min(ceiling)
-    }
-
     fn oversized(&mut self, conn: ConnId, len: usize, event: &Event) {
         let mut want = Effects::default();
-        match self.live.get(&conn).map(|s| &s.phase) {
-            Some(Phase::Active(..)) => want.send(conn, protocol::too_long_warning()),
-            Some(Phase::Observer) => want.send(conn, protocol::observers_only_read()),
-            Some(phase) => {
-                let limit = if *phase == Phase::Naming {
-                    NAMING_LIMIT
-                } else {
-                    HELLO_LIMIT
-                };
-                let error = FrameError::OverLimit {
-                    len: len as u32,
-                    limit: limit.max_payload,
-                    when: limit.when,
-                };
-                want.send(conn, ServerFrame::ProtocolError(error.reason()));
-                self.end(conn, &mut want, true);
-            }
-            None => {}
-        }
+        self.model
+            .input(self.now, conn, Input::Oversized(len), &mut want);
         self.room.handle_oversized(self.now, conn, len);
         self.expect(want, event);
     }
 
     fn violation(&mut self, conn: ConnId, error: &FrameError, event: &Event) {
         let mut want = Effects::default();
-        if self.live.contains_key(&conn) {
-            want.send(conn, ServerFrame::ProtocolError(error.reason()));
-            self.end(conn, &mut want, true);
-        }
+        self.model.violation(conn, error, &mut want);
         self.room.handle_violation(self.now, conn, error);
         self.expect(want, event);
     }
 
     fn closed(&mut self, conn: ConnId, slow: bool, event: &Event) {
         let mut want = Effects::default();
-        if self.live.contains_key(&conn) {
-            self.end(conn, &mut want, false);
-        }
+        self.model.closed(conn, &mut want);
         let reason = if slow {
             EndReason::SlowConsumer
         } else {
@@ -769,127 +551,15 @@ impl Auditor {
         self.expect(want, event);
     }
 
-    fn advance(&mut self, by: Duration, event: &Event) {
-        self.now += by;
-        let mut expired: Vec<(Instant, ConnId)> = self
-            .live
-            .iter()
-            .filter_map(|(&conn, s)| s.deadline.filter(|&d| d <= self.now).map(|d| (d, conn)))
-            .collect();
-        expired.sort();
+    fn advance_to(&mut self, now: Instant, event: &Event) {
+        self.now = now;
         let mut want = Effects::default();
-        for (_, conn) in expired {
-            let reply = match self.live.get(&conn).map(|s| &s.phase) {
-                Some(Phase::AwaitingHello) => protocol::no_hello_within(self.config.hello_timeout),
-                _ => ServerFrame::UsernameTimeout,
-            };
-            want.send(conn, reply);
-            self.end(conn, &mut want, true);
-        }
-        self.room.handle_timeout(self.now);
+        self.model.advance(now, &mut want);
+        self.room.handle_timeout(now);
         self.expect(want, event);
     }
 
-    fn shutdown(&mut self, event: &Event) {
-        let mut want = Effects::default();
-        let all: Vec<ConnId> = self.live.keys().copied().collect();
-        for conn in all {
-            want.send(conn, protocol::shutdown_notice());
-            want.closed.insert(conn);
-            self.live.remove(&conn);
-            self.ended.insert(conn);
-            self.ended_now.insert(conn);
-            self.owed_left.remove(&conn);
-        }
-        self.room.shutdown(self.now);
-        self.expect(want, event);
-    }
-
-    /// The connection leaves the model; a participant's departure is
-    /// announced to the room that remains.
-    fn end(&mut self, conn: ConnId, want: &mut Effects, room_closes: bool) {
-        let Some(shadow) = self.live.remove(&conn) else {
-            return;
-        };
-        self.ended.insert(conn);
-        self.ended_now.insert(conn);
-        if room_closes {
-            want.closed.insert(conn);
-        }
-        let name = match &shadow.phase {
-            Phase::Naming => ANONYMOUS.to_owned(),
-            Phase::Active(name, _) => name.clone(),
-            Phase::AwaitingHello | Phase::Observer => return,
-        };
-        let left = protocol::left(&name);
-        for member in self.members() {
-            want.send(member, left.clone());
-        }
-        assert!(
-            self.owed_left.remove(&conn),
-            "conn {conn} announced as left twice"
-        );
-        self.departures += 1;
-    }
-
-    fn members(&self) -> Vec<ConnId> {
-        self.live
-            .iter()
-            .filter(|(_, s)| matches!(s.phase, Phase::Active(..) | Phase::Observer))
-            .map(|(&c, _)| c)
-            .collect()
-    }
-
-    /// The active participant a name (requested, or typed after `@`)
-    /// clashes with, by a scan of every active name: the one that has the
-    /// name's first key if any (the same name up to case, or a lower-case
-    /// look-alike), otherwise the one that has its second.
-    fn holder(&self, name: &Username) -> Option<(ConnId, Username)> {
-        let active: Vec<(ConnId, Username)> = self
-            .live
-            .iter()
-            .filter_map(|(&conn, s)| match &s.phase {
-                Phase::Active(held, _) => {
-                    Some((conn, Username::parse(held).expect("active names are valid")))
-                }
-                _ => None,
-            })
-            .collect();
-        name.keys()
-            .iter()
-            .find_map(|key| active.iter().find(|(_, held)| held.keys().contains(key)))
-            .cloned()
-    }
-
-    /// The active names as shown, in the order they joined.
-    fn active_names(&self) -> Vec<String> {
-        let mut active: Vec<(u64, String)> = self
-            .live
-            .values()
-            .filter_map(|s| match &s.phase {
-                Phase::Active(name, joined) => Some((*joined, name.clone())),
-                _ => None,
-            })
-            .collect();
-        active.sort();
-        active.into_iter().map(|(_, name)| name).collect()
-    }
-
-    fn count_participants(&self) -> usize {
-        self.live
-            .values()
-            .filter(|s| matches!(s.phase, Phase::Naming | Phase::Active(..)))
-            .count()
-    }
-
-    fn count_observers(&self) -> usize {
-        self.live
-            .values()
-            .filter(|s| s.phase == Phase::Observer)
-            .count()
-    }
-
-    /// Drains the room's output and compares it with the prediction, frame
+    /// Drains the room's output and compares it with the model's, frame
     /// for frame.
     fn expect(&mut self, want: Effects, event: &Event) {
         let mut got = Effects::default();
@@ -897,17 +567,12 @@ impl Auditor {
             match output {
                 Output::Send { to, frame } => {
                     assert!(
-                        !self.ended.contains(&to) || self.ended_now.contains(&to),
-                        "frame to conn {to}, which had already ended, on {event:?}"
+                        self.reachable.contains(&to),
+                        "frame to conn {to}, which was not open, on {event:?}"
                     );
                     assert!(
                         !got.closed.contains(&to),
                         "frame to conn {to} after its close, on {event:?}"
-                    );
-                    // Ids are handed out in order from 1.
-                    assert!(
-                        (1..self.next_id).contains(&to),
-                        "frame to never-opened conn {to}, on {event:?}"
                     );
                     let mut decoder = FrameDecoder::new();
                     decoder.extend(&frame);
@@ -916,12 +581,12 @@ impl Auditor {
                         .expect("the room sends only decodable frames")
                         .expect("one whole frame");
                     assert_eq!(decoder.buffered(), 0, "one whole frame, nothing after it");
-                    got.send(to, decoded);
+                    got.sent.entry(to).or_default().push(decoded);
                 }
                 Output::Close { conn, .. } => {
                     assert!(
-                        !self.ended.contains(&conn) || self.ended_now.contains(&conn),
-                        "close of conn {conn}, which had already ended, on {event:?}"
+                        self.reachable.contains(&conn),
+                        "close of conn {conn}, which was not open, on {event:?}"
                     );
                     assert!(
                         got.closed.insert(conn),
@@ -930,15 +595,14 @@ impl Auditor {
                 }
             }
         }
-        self.ended_now.clear();
         assert_eq!(got, want, "room output differs from the model on {event:?}");
     }
 
     fn check_standing(&self, event: &Event) {
-        let participants = self.count_participants();
-        let observers = self.count_observers();
-        assert!(participants <= self.config.max_participants.min(255));
-        assert!(observers <= self.config.max_observers.min(255));
+        let rules = self.model.rules();
+        let (participants, observers) = (self.model.participants(), self.model.observers());
+        assert!(participants <= rules.max_participants.min(255));
+        assert!(observers <= rules.max_observers.min(255));
         assert_eq!(
             (self.room.participants(), self.room.observers()),
             (participants, observers),
@@ -946,50 +610,39 @@ impl Auditor {
         );
         assert_eq!(
             self.room.connections(),
-            self.live.len(),
-            "live connections after {event:?}"
+            self.model.conns().len(),
+            "open connections after {event:?}"
         );
-        let names: Vec<&str> = self.room.names().collect();
-        let parsed: Vec<Username> = names
+        let active: BTreeSet<&str> = self.room.names().collect();
+        let model: BTreeSet<&str> = self.model.names().map(|n| n.display.as_str()).collect();
+        assert_eq!(active, model, "active names after {event:?}");
+        let keys: BTreeSet<String> = active
             .iter()
-            .map(|name| Username::parse(name).expect("active names are valid"))
+            .map(|name| names::judge(name).expect("active names are valid").key)
             .collect();
-        for (i, a) in parsed.iter().enumerate() {
-            for b in &parsed[i + 1..] {
-                assert_eq!(
-                    a.clash(b),
-                    None,
-                    "{a} and {b} are both active after {event:?}"
-                );
-            }
-        }
+        assert_eq!(keys.len(), active.len(), "two active names look alike");
         assert!(
-            names
+            active
                 .iter()
-                .all(|name| !Username::parse(name).is_ok_and(|n| n.is_reserved())),
+                .all(|name| names::judge(name).is_ok_and(|n| !names::is_reserved(&n))),
             "the reserved name is active after {event:?}"
         );
         assert_eq!(
-            names,
-            self.active_names(),
-            "active names, in the order they joined, after {event:?}"
-        );
-        let earliest = self.live.values().filter_map(|s| s.deadline).min();
-        assert_eq!(
             self.room.poll_timeout(),
-            earliest,
-            "next deadline after {event:?}"
+            self.model.next_due(),
+            "next call wanted after {event:?}"
         );
-        for (&conn, shadow) in &self.live {
-            let limit = match shadow.phase {
-                Phase::AwaitingHello => HELLO_LIMIT,
-                Phase::Naming => NAMING_LIMIT,
-                Phase::Active(..) | Phase::Observer => MEMBER_LIMIT,
-            };
+        for &conn in self.model.conns().keys() {
+            let limit = self.room.frame_limit(conn);
             assert_eq!(
-                self.room.frame_limit(conn),
-                limit,
+                (limit.max_payload, limit.oversize == Oversize::Skip),
+                self.model.limit(conn),
                 "frame limit of {conn} after {event:?}"
+            );
+            assert_eq!(
+                self.room.is_throttled(conn),
+                self.model.is_held(conn),
+                "throttled, conn {conn}, after {event:?}"
             );
         }
     }
