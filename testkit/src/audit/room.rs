@@ -5,20 +5,32 @@
 //! share one oracle.
 //!
 //! The model ([`model`]) is written from docs/PROTOCOL.md and shares no
-//! code with the room: its own account of who is open and in which phase,
-//! its own name rule ([`names`]: NFC, the character classes, the
-//! look-alike key, the reserved name), its own wording of every text
-//! ([`texts`]) and its own flood allowance ([`allowance`]). For each event
+//! code with the room: its own account of who is open and in which phase
+//! and of the order names were accepted in (the roster), its own name rule
+//! ([`names`]: NFC, the character classes, the line marks, case folding,
+//! the two look-alike keys, the reserved name, and which clause a refusal
+//! names), its own wording of every text ([`texts`], the refusal reasons
+//! included) and its own flood allowance ([`allowance`]). It also knows
+//! the doors' part: the per-state frame limits, padded (overlong) varints
+//! and making room when every socket is taken. For each event
 //! it says exactly which frames go to which connection, in order, and
 //! which connections the room closes; the frames are compared whole, texts
 //! included, and any difference panics with the event that caused it.
 //! Flood control runs on as well as off (see [`Scenario::flood`]), so
 //! frames held back by it meet closes, timeouts, violations and shutdown.
 //!
+//! The auditor plays the driver: a raw payload is judged against the
+//! connection's frame limit before it is decoded, as the server's reader
+//! does (a member's longer one skipped, anyone else's a violation), and
+//! only then decoded with the codec's `decode_payload`; a padded payload
+//! is built by the auditor itself, and the model says what must become of
+//! it without asking the decoder.
+//!
 //! On top of that exact comparison it checks the standing invariants after
 //! every event: the slot counts, the open connections and the active names
-//! are the model's; no two active names look alike and none is the reserved
-//! one; at most the configured (≤ 255) connections per role; no frame to a
+//! (in the order they joined) are the model's; no two active names clash
+//! and none is the reserved one; at most the configured (≤ 255) connections
+//! per role; no frame to a
 //! connection that was not open, none after its close; the next instant
 //! the room asks to be called is the model's; each connection's frame
 //! limit is the one for its phase and it is throttled exactly while the
@@ -44,9 +56,10 @@ use logosnet::room::{ConnId, EndReason, Output, Room, RoomConfig};
 use allowance::Allowance;
 use model::{Effects, Input, Model, Rules};
 
-/// Names the events draw from, so that collisions, normalization twins,
-/// look-alikes, the reserved name and invalid names turn up often rather
-/// than by luck.
+/// Names the events draw from, so that collisions, case variants,
+/// normalization twins, look-alikes (within a case and across it), the
+/// reserved name, names that imitate a room line and other invalid names
+/// turn up often rather than by luck.
 pub const NAME_POOL: &[&str] = &[
     "alice",
     "\u{430}lice",
@@ -71,6 +84,24 @@ pub const NAME_POOL: &[&str] = &[
     "\u{202e}evil",
     "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}",
     "\u{1b}[2J",
+    "Alice",
+    "ALICE",
+    "a1ice",
+    "Ian",
+    "lan",
+    "ian",
+    "\u{392}\u{39f}\u{392}",
+    "STRASSE",
+    "stra\u{df}e",
+    "aNoNyMoUs",
+    "@bob",
+    "\u{ff20}bob",
+    ">bob:",
+    "%x",
+    "a:b",
+    "a\u{2236}b",
+    "a@b",
+    "50%",
 ];
 
 /// Largest clock jump one event makes: past both 60 s timeouts.
@@ -100,6 +131,14 @@ pub struct Scenario {
 pub enum Event {
     /// A connection is accepted.
     Open,
+    /// A connection is accepted while every socket is taken, and the
+    /// driver asks the room to make room for it (`Room::make_room_for`).
+    Crowded {
+        /// `None`: the connection just accepted, as the driver does; or a
+        /// connection picked as for any event, which the room's contract
+        /// also allows (only those older than it may make room).
+        newcomer: Option<u16>,
+    },
     /// Up to [`MAX_OPEN_MANY`] connections are accepted, each sends `Hello`.
     OpenMany {
         /// How many (taken modulo [`MAX_OPEN_MANY`] + 1).
@@ -117,13 +156,25 @@ pub enum Event {
         /// What it says.
         frame: FrameChoice,
     },
-    /// A raw payload arrives: decoded as the driver would, so an
-    /// undecodable one is a violation.
+    /// A raw payload arrives: judged against the connection's frame limit
+    /// and decoded as the driver would, so an undecodable one is a
+    /// violation.
     Raw {
         /// Which connection.
         conn: u16,
         /// The payload bytes (after the header).
         payload: Vec<u8>,
+    },
+    /// A well-formed frame arrives with one of its varints padded by a
+    /// continuation byte (`80 00` for 0): overlong, a violation (§2).
+    Padded {
+        /// Which connection.
+        conn: u16,
+        /// The frame.
+        frame: FrameChoice,
+        /// Which of its varints (the variant index, the role's index or
+        /// the string's length), taken modulo how many it has.
+        varint: u8,
     },
     /// A connection asks for an invalid name this many times in a row
     /// (modulo 13), enough to pass the cap on refusals.
@@ -191,6 +242,8 @@ pub enum FrameChoice {
     Username(NameChoice),
     /// `Chat`.
     Chat(LineChoice),
+    /// `Who`.
+    Who,
 }
 
 /// A name: one of [`NAME_POOL`] or anything.
@@ -268,6 +321,7 @@ impl FrameChoice {
             FrameChoice::Hello { observer } => ClientFrame::Hello(role(*observer)),
             FrameChoice::Username(name) => ClientFrame::Username(name.text()),
             FrameChoice::Chat(line) => ClientFrame::Chat(line.text()),
+            FrameChoice::Who => ClientFrame::Who,
         }
     }
 }
@@ -283,6 +337,40 @@ impl ViolationKind {
             ViolationKind::Unfinished => FrameError::Unfinished(Duration::from_secs(60)),
         }
     }
+}
+
+/// `frame`'s payload as §2 spells it, with its `which`th varint (modulo
+/// how many it has) padded to one byte more than it needs.
+fn padded_payload(frame: &ClientFrame, which: u8) -> Vec<u8> {
+    let (index, role, text) = match frame {
+        ClientFrame::Hello(Role::Participant) => (0, Some(0), None),
+        ClientFrame::Hello(Role::Observer) => (0, Some(1), None),
+        ClientFrame::Username(text) => (1, None, Some(text.as_bytes())),
+        ClientFrame::Chat(text) => (2, None, Some(text.as_bytes())),
+        ClientFrame::Who => (3, None, None),
+    };
+    let varints = 1 + usize::from(role.is_some() || text.is_some());
+    let pad = usize::from(which) % varints;
+    let mut payload = Vec::new();
+    let second = role.or(text.map(<[u8]>::len));
+    for (i, value) in std::iter::once(index).chain(second).enumerate() {
+        let mut rest = value;
+        loop {
+            let low = (rest & 0x7f) as u8;
+            rest >>= 7;
+            if rest == 0 {
+                if i == pad {
+                    payload.extend([low | 0x80, 0]);
+                } else {
+                    payload.push(low);
+                }
+                break;
+            }
+            payload.push(low | 0x80);
+        }
+    }
+    payload.extend_from_slice(text.unwrap_or_default());
+    payload
 }
 
 fn role(observer: bool) -> Role {
@@ -397,6 +485,13 @@ impl Auditor {
             Event::Open => {
                 self.open(event);
             }
+            Event::Crowded { newcomer } => {
+                let newcomer = match newcomer {
+                    None => self.open(event),
+                    Some(conn) => self.pick(*conn),
+                };
+                self.make_room(newcomer, event);
+            }
             Event::OpenMany { count, observer } => {
                 for _ in 0..(*count % (MAX_OPEN_MANY + 1)) {
                     let conn = self.open(event);
@@ -413,13 +508,16 @@ impl Auditor {
                 self.frame(conn, frame.frame(), event);
             }
             Event::Raw { conn, payload } => {
-                // Decoded as the driver decodes it: the room is given a
-                // frame or a violation.
                 let conn = self.pick(*conn);
-                match decode_payload::<ClientFrame>(payload) {
-                    Ok(frame) => self.frame(conn, frame, event),
-                    Err(error) => self.violation(conn, &error, event),
-                }
+                self.payload(conn, payload, false, event);
+            }
+            Event::Padded {
+                conn,
+                frame,
+                varint,
+            } => {
+                let conn = self.pick(*conn);
+                self.payload(conn, &padded_payload(&frame.frame(), *varint), true, event);
             }
             Event::Squat { conn, attempts } => {
                 let conn = self.pick(*conn);
@@ -514,6 +612,66 @@ impl Auditor {
         self.model.open(self.now, conn);
         self.expect(Effects::default(), event);
         conn
+    }
+
+    /// A payload arrives, as the driver's reader takes it: an empty or
+    /// over-long header is a violation; one past the connection's limit is
+    /// skipped (a member's) or refused on its header; the rest is decoded,
+    /// and an undecodable payload is a violation. A `padded` payload is an
+    /// overlong encoding of a frame: the model says it is a violation
+    /// whatever the decoder makes of it.
+    fn payload(&mut self, conn: ConnId, payload: &[u8], padded: bool, event: &Event) {
+        let len = payload.len();
+        let Ok(announced) = u32::try_from(len) else {
+            unreachable!("no event makes a payload of 4 GiB");
+        };
+        if len == 0 {
+            return self.violation(conn, &FrameError::Empty, event);
+        }
+        if len > MAX_FRAME_BYTES {
+            return self.violation(conn, &FrameError::TooLong(announced), event);
+        }
+        let limit = self.room.frame_limit(conn);
+        if len > limit.max_payload {
+            if limit.oversize == Oversize::Skip {
+                return self.oversized(conn, len, event);
+            }
+            let mut want = Effects::default();
+            self.model.over_limit(conn, len, &mut want);
+            let error = FrameError::OverLimit {
+                len: announced,
+                limit: limit.max_payload,
+                when: limit.when,
+            };
+            self.room.handle_violation(self.now, conn, &error);
+            return self.expect(want, event);
+        }
+        let decoded = decode_payload::<ClientFrame>(payload);
+        if !padded {
+            return match decoded {
+                Ok(frame) => self.frame(conn, frame, event),
+                Err(error) => self.violation(conn, &error, event),
+            };
+        }
+        let mut want = Effects::default();
+        self.model.overlong(conn, &mut want);
+        match decoded {
+            Ok(frame) => self.room.handle_frame(self.now, conn, frame),
+            Err(error) => self.room.handle_violation(self.now, conn, &error),
+        }
+        self.expect(want, event);
+    }
+
+    /// The room is asked to make room for `newcomer`.
+    fn make_room(&mut self, newcomer: ConnId, event: &Event) {
+        let mut want = Effects::default();
+        let victim = self.model.make_room(newcomer, &mut want);
+        assert_eq!(
+            self.room.make_room_for(self.now, newcomer),
+            victim,
+            "the connection closed to make room for {newcomer}, on {event:?}"
+        );
+        self.expect(want, event);
     }
 
     fn frame(&mut self, conn: ConnId, frame: ClientFrame, event: &Event) {
@@ -613,18 +771,29 @@ impl Auditor {
             self.model.conns().len(),
             "open connections after {event:?}"
         );
-        let active: BTreeSet<&str> = self.room.names().collect();
-        let model: BTreeSet<&str> = self.model.names().map(|n| n.display.as_str()).collect();
-        assert_eq!(active, model, "active names after {event:?}");
-        let keys: BTreeSet<String> = active
+        let active: Vec<&str> = self.room.names().collect();
+        let model: Vec<&str> = self.model.names().map(|n| n.display.as_str()).collect();
+        assert_eq!(
+            active, model,
+            "active names, in the order they joined, after {event:?}"
+        );
+        let judged: Vec<names::Name> = active
             .iter()
-            .map(|name| names::judge(name).expect("active names are valid").key)
+            .map(|name| names::judge(name).expect("active names are valid"))
             .collect();
-        assert_eq!(keys.len(), active.len(), "two active names look alike");
+        for (i, a) in judged.iter().enumerate() {
+            for b in &judged[i + 1..] {
+                assert_eq!(
+                    names::clash(a, b),
+                    None,
+                    "{} and {} are both active after {event:?}",
+                    a.display,
+                    b.display
+                );
+            }
+        }
         assert!(
-            active
-                .iter()
-                .all(|name| names::judge(name).is_ok_and(|n| !names::is_reserved(&n))),
+            !judged.iter().any(names::is_reserved),
             "the reserved name is active after {event:?}"
         );
         assert_eq!(

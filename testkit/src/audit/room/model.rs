@@ -4,14 +4,18 @@
 //! back by it) and, for each input, says exactly which frames go to whom
 //! and which connections the room closes ([`Effects`]). It calls nothing
 //! in `logosnet` but the frame types: the name rule is [`names`], the
-//! wording [`texts`], the flood rule [`allowance`].
+//! wording [`texts`], the flood rule [`allowance`]. Besides the frames a
+//! connection sends, it knows the doors' part of the room (§5): a payload
+//! over its state's limit, one whose varint is padded, and a newcomer that
+//! finds every socket taken.
 //!
 //! What the protocol leaves to the room's contract rather than the wire,
 //! the model takes from `Room`'s documentation: deadlines and held frames
 //! due by the same call are handled in the order of their instants, a
 //! frame held until a deadline's instant before that deadline, ties by
 //! connection id; a batch of due frames is charged at the time of the call;
-//! a connection's held frames die with it.
+//! a connection's held frames die with it; a newcomer may be any open
+//! connection, and only those older than it (opened before it) make room.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -20,17 +24,18 @@ use logosnet::protocol::{ClientFrame, FrameError, Role, ServerFrame};
 use logosnet::room::ConnId;
 
 use super::allowance::{Allowance, Bucket};
-use super::names::{self, ANONYMOUS, Name};
+use super::names::{self, ANONYMOUS, Clash, Name};
 use super::texts;
 
 /// The longest chat line, in characters (§6, chat rules).
 const MAX_LINE_CHARS: usize = 1000;
-/// The longest payload before `Hello` (§6, frame limits).
-pub(crate) const HELLO_LIMIT: usize = 10;
-/// The longest payload while naming.
-pub(crate) const NAMING_LIMIT: usize = 135;
-/// The longest payload from a member.
-pub(crate) const MEMBER_LIMIT: usize = 4015;
+/// The longest payload before `Hello` (§6, frame limits): a `Hello`.
+pub(crate) const HELLO_LIMIT: usize = 2;
+/// The longest payload while naming: a `Username` of 120 bytes.
+pub(crate) const NAMING_LIMIT: usize = 122;
+/// The longest payload from a member: a `Chat` of 1,000 four-byte
+/// characters.
+pub(crate) const MEMBER_LIMIT: usize = 4003;
 
 /// The numbers the model's rules use.
 #[derive(Debug, Clone)]
@@ -77,7 +82,7 @@ impl Input {
     /// Bytes of text it carries, for its cost.
     fn text_bytes(&self) -> usize {
         match self {
-            Input::Frame(ClientFrame::Hello(_)) => 0,
+            Input::Frame(ClientFrame::Hello(_) | ClientFrame::Who) => 0,
             Input::Frame(ClientFrame::Username(text) | ClientFrame::Chat(text)) => text.len(),
             Input::Oversized(len) => *len,
         }
@@ -125,6 +130,8 @@ pub(crate) struct Model {
     rules: Rules,
     /// Every open connection.
     conns: BTreeMap<ConnId, Conn>,
+    /// Active participants, in the order their names were accepted.
+    roster: Vec<ConnId>,
     /// Participants admitted and not yet announced as left.
     owed_left: BTreeSet<ConnId>,
     /// Departures announced.
@@ -144,6 +151,7 @@ impl Model {
         Self {
             rules,
             conns: BTreeMap::new(),
+            roster: Vec::new(),
             owed_left: BTreeSet::new(),
             departures: 0,
         }
@@ -190,12 +198,14 @@ impl Model {
             .count()
     }
 
-    /// Active participants' names.
+    /// Active participants' names, in the order they joined.
     pub(crate) fn names(&self) -> impl Iterator<Item = &Name> {
-        self.conns.values().filter_map(|c| match &c.phase {
-            Phase::Active(name) => Some(name),
-            _ => None,
-        })
+        self.roster
+            .iter()
+            .filter_map(|conn| match self.conns.get(conn).map(|c| &c.phase) {
+                Some(Phase::Active(name)) => Some(name),
+                _ => None,
+            })
     }
 
     /// Whether `conn` has input held back by its allowance.
@@ -240,12 +250,17 @@ impl Model {
             .collect()
     }
 
-    /// The active participant with this key.
-    fn holder(&self, key: &str) -> Option<ConnId> {
-        self.conns
-            .iter()
-            .find(|(_, c)| matches!(&c.phase, Phase::Active(name) if name.key == key))
-            .map(|(&id, _)| id)
+    /// The active participant whose name clashes with `name`, and that
+    /// name: the one with `name`'s first key among its keys if any (the
+    /// same name up to case wins), otherwise the one with its second.
+    /// At most one active name has a given key, since none clash.
+    fn holder(&self, name: &Name) -> Option<(ConnId, &Name)> {
+        name.keys.iter().find_map(|key| {
+            self.conns.iter().find_map(|(&id, c)| match &c.phase {
+                Phase::Active(held) if held.keys.contains(key) => Some((id, held)),
+                _ => None,
+            })
+        })
     }
 
     /// A connection is accepted at `now`.
@@ -297,6 +312,53 @@ impl Model {
         }
     }
 
+    /// A payload from `conn` longer than it may send before it is a
+    /// member was refused on its header (§5): a violation.
+    pub(crate) fn over_limit(&mut self, conn: ConnId, len: usize, out: &mut Effects) {
+        let Some(phase) = self.conns.get(&conn).map(|c| c.phase.clone()) else {
+            return;
+        };
+        self.oversized(conn, &phase, len, out);
+    }
+
+    /// A payload from `conn` whose varint was padded: a violation (§2).
+    pub(crate) fn overlong(&mut self, conn: ConnId, out: &mut Effects) {
+        if self.is_open(conn) {
+            out.send(conn, texts::overlong_varint());
+            self.end(conn, true, out);
+        }
+    }
+
+    /// `newcomer` arrived while every socket was taken (§5, §6 Limits):
+    /// the oldest connection before `Hello` older than it is told why and
+    /// closed, else the oldest participant without a name; if neither,
+    /// the newcomer itself is refused. Returns the connection closed to
+    /// make room; nothing at all happens for a newcomer not open.
+    pub(crate) fn make_room(&mut self, newcomer: ConnId, out: &mut Effects) -> Option<ConnId> {
+        if !self.is_open(newcomer) {
+            return None;
+        }
+        let oldest = |phase: Phase| {
+            self.conns
+                .range(..newcomer)
+                .find(|(_, c)| c.phase == phase)
+                .map(|(&id, _)| id)
+        };
+        if let Some(victim) = oldest(Phase::AwaitingHello) {
+            out.send(victim, texts::made_room_before_hello());
+            self.end(victim, true, out);
+            return Some(victim);
+        }
+        if let Some(victim) = oldest(Phase::Naming) {
+            out.send(victim, texts::made_room_before_naming());
+            self.end(victim, true, out);
+            return Some(victim);
+        }
+        out.send(newcomer, texts::server_busy());
+        self.end(newcomer, true, out);
+        None
+    }
+
     /// `conn` ended from the driver's side.
     pub(crate) fn closed(&mut self, conn: ConnId, out: &mut Effects) {
         self.end(conn, false, out);
@@ -317,6 +379,7 @@ impl Model {
     /// The server shuts down: everyone is told, everyone is closed, and no
     /// departure is announced.
     pub(crate) fn shutdown(&mut self, out: &mut Effects) {
+        self.roster.clear();
         for (conn, _) in std::mem::take(&mut self.conns) {
             out.send(conn, texts::shutting_down());
             out.closed.insert(conn);
@@ -393,6 +456,14 @@ impl Model {
             (Phase::Active(name), ClientFrame::Chat(line)) => {
                 self.chat(conn, &name.display, &line, out);
             }
+            (Phase::Naming, ClientFrame::Who) => out.send(conn, texts::who_before_a_name()),
+            (Phase::Active(_) | Phase::Observer, ClientFrame::Who) => {
+                let roster = ServerFrame::Roster {
+                    participants: self.names().map(|n| n.display.clone()).collect(),
+                    observers: u32::try_from(self.observers()).expect("at most 255"),
+                };
+                out.send(conn, roster);
+            }
             (Phase::Observer, _) => out.send(conn, texts::observers_only_read()),
         }
     }
@@ -439,25 +510,28 @@ impl Model {
         }
     }
 
+    /// A name request: accepted, or refused with its verdict and, unless
+    /// the name is simply in use (the same up to case), the reason first.
     fn username(&mut self, now: Instant, conn: ConnId, requested: &str, out: &mut Effects) {
-        let reply = match names::judge(requested) {
-            Err(_) => ServerFrame::UsernameInvalid,
-            Ok(name) if names::is_reserved(&name) || self.holder(&name.key).is_some() => {
-                ServerFrame::UsernameTaken
+        let (reason, verdict) = match names::judge(requested) {
+            Err(refusal) => (
+                Some(texts::invalid_username(refusal)),
+                ServerFrame::UsernameInvalid,
+            ),
+            Ok(name) if names::is_reserved(&name) => {
+                (Some(texts::reserved()), ServerFrame::UsernameTaken)
             }
-            Ok(name) => {
-                out.send(conn, ServerFrame::UsernameAccepted);
-                let joined = texts::joined(&name.display);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.phase = Phase::Active(name);
-                    c.deadline = None;
-                    c.ceiling = None;
-                }
-                for member in self.members() {
-                    out.send(member, joined.clone());
-                }
-                return;
-            }
+            Ok(name) => match self.holder(&name) {
+                Some((_, held)) => match names::clash(&name, held) {
+                    Some(Clash::Same) => (None, ServerFrame::UsernameTaken),
+                    Some(Clash::LookAlike) => (
+                        Some(texts::too_similar(&held.display)),
+                        ServerFrame::UsernameTaken,
+                    ),
+                    None => unreachable!("a holder shares a key"),
+                },
+                None => return self.accept(conn, name, out),
+            },
         };
         let max_refused = self.rules.max_refused;
         let username_timeout = self.rules.username_timeout;
@@ -473,7 +547,26 @@ impl Model {
         }
         let ceiling = c.ceiling.expect("a naming participant has a ceiling");
         c.deadline = Some((now + username_timeout).min(ceiling));
-        out.send(conn, reply);
+        if let Some(reason) = reason {
+            out.send(conn, reason);
+        }
+        out.send(conn, verdict);
+    }
+
+    /// `conn` is in the room as `name`: last in the roster, and the room,
+    /// itself included, is told.
+    fn accept(&mut self, conn: ConnId, name: Name, out: &mut Effects) {
+        out.send(conn, ServerFrame::UsernameAccepted);
+        let joined = texts::joined(&name.display);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Active(name);
+            c.deadline = None;
+            c.ceiling = None;
+        }
+        self.roster.push(conn);
+        for member in self.members() {
+            out.send(member, joined.clone());
+        }
     }
 
     fn chat(&mut self, conn: ConnId, sender: &str, line: &str, out: &mut Effects) {
@@ -492,12 +585,15 @@ impl Model {
             }
             return;
         };
+        if addressed.is_empty() || addressed.starts_with(' ') {
+            return out.send(conn, texts::private_needs_a_name());
+        }
         let Some((typed, _)) = addressed.split_once(' ') else {
             return out.send(conn, texts::private_needs_a_space());
         };
         let target = names::judge(typed)
             .ok()
-            .and_then(|name| self.holder(&name.key));
+            .and_then(|name| self.holder(&name).map(|(target, _)| target));
         match target {
             Some(target) => out.send(target, texts::private(sender, line)),
             None => out.send(conn, texts::no_such_user(typed)),
@@ -513,6 +609,7 @@ impl Model {
         if room_closes {
             out.closed.insert(conn);
         }
+        self.roster.retain(|&active| active != conn);
         let name = match &c.phase {
             Phase::Naming => ANONYMOUS.to_owned(),
             Phase::Active(name) => name.display.clone(),

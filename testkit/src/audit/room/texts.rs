@@ -1,11 +1,14 @@
 //! The model's wording of every frame the room sends, typed from
-//! docs/PROTOCOL.md (§5's violation table, §6's session and chat rules)
-//! rather than called from `logosnet::protocol::text`: a change of
-//! wording on either side shows as a difference.
+//! docs/PROTOCOL.md (§5's violation tables, §6's session and chat rules,
+//! §7's refusal reasons) rather than called from
+//! `logosnet::protocol::text`: a change of wording on either side shows as
+//! a difference.
 
 use std::time::Duration;
 
 use logosnet::protocol::{FrameError, ServerFrame};
+
+use super::names::Refusal;
 
 /// Columns a sender's name is right-aligned in (§6, chat rules).
 const SENDER_COLUMNS: usize = 10;
@@ -62,6 +65,55 @@ pub(crate) fn private_needs_a_space() -> ServerFrame {
     notice("Warning: a private message needs a space after the name: @name text")
 }
 
+/// `@` with no name after it: `@ hi`, or `@` alone.
+pub(crate) fn private_needs_a_name() -> ServerFrame {
+    notice("Warning: a private message needs a name after the @: @name text")
+}
+
+/// A `Who` before a name is accepted.
+pub(crate) fn who_before_a_name() -> ServerFrame {
+    notice("Warning: choose a username before asking who is here")
+}
+
+/// The notice before `UsernameInvalid`: which clause refused the name.
+pub(crate) fn invalid_username(refusal: Refusal) -> ServerFrame {
+    let code = |c: char| format!("U+{:04X}", u32::from(c));
+    let why = match refusal {
+        Refusal::Empty => "it is empty".to_owned(),
+        Refusal::TooLong => "max 10 characters".to_owned(),
+        Refusal::Whitespace(' ') => "no spaces or other whitespace".to_owned(),
+        Refusal::Whitespace(c) => format!("no spaces or other whitespace ({})", code(c)),
+        Refusal::Invisible(c) => format!("no control or invisible characters ({})", code(c)),
+        Refusal::LeadingMark => "it cannot start with a combining mark".to_owned(),
+        Refusal::LeadingAt(c) => {
+            format!("it cannot start with {c} (a private message to it could not be written)")
+        }
+        Refusal::LeadingLineMark(c) => {
+            format!("it cannot start with {c} (lines from the room start with > or %)")
+        }
+        Refusal::Colon(c) => {
+            format!("it cannot contain {c} (a line from the room puts : after the sender's name)")
+        }
+    };
+    ServerFrame::Notice(format!("Invalid username: {why}"))
+}
+
+/// The notice before `UsernameTaken` for a name that only looks like
+/// `holder`, the active name as its owner typed it.
+pub(crate) fn too_similar(holder: &str) -> ServerFrame {
+    ServerFrame::Notice(format!(
+        "Username refused: too similar to {holder}, who is in the room"
+    ))
+}
+
+/// The notice before `UsernameTaken` for a name that clashes with
+/// `Anonymous`.
+pub(crate) fn reserved() -> ServerFrame {
+    notice(
+        "Username refused: Anonymous is reserved for participants who leave before choosing a name",
+    )
+}
+
 /// A `Chat` before a name is accepted.
 pub(crate) fn choose_a_username_first() -> ServerFrame {
     notice("Warning: choose a username before chatting")
@@ -101,6 +153,31 @@ pub(crate) fn first_frame_must_be_hello() -> ServerFrame {
 pub(crate) fn no_hello_within(timeout: Duration) -> ServerFrame {
     assert_eq!(timeout.subsec_nanos(), 0, "the model words whole seconds");
     protocol_error(format!("no Hello within {} s", timeout.as_secs()))
+}
+
+/// A payload with a varint longer than its value needs.
+pub(crate) fn overlong_varint() -> ServerFrame {
+    protocol_error("undecodable payload: overlong varint".to_owned())
+}
+
+/// The oldest connection before `Hello`, closed for a newcomer while
+/// every socket was taken.
+pub(crate) fn made_room_before_hello() -> ServerFrame {
+    protocol_error(
+        "server full: closed to make room for a new connection (no Hello yet)".to_owned(),
+    )
+}
+
+/// The oldest participant without a name, closed the same way.
+pub(crate) fn made_room_before_naming() -> ServerFrame {
+    protocol_error(
+        "server full: closed to make room for a new connection (no username yet)".to_owned(),
+    )
+}
+
+/// A newcomer that found only members to make room.
+pub(crate) fn server_busy() -> ServerFrame {
+    protocol_error("server busy".to_owned())
 }
 
 /// A frame longer than the connection may send before it is a member.
