@@ -1,5 +1,6 @@
 //! Property tests of the core: arbitrary event sequences — opens, frames
-//! valid and not, violations, closes, clock jumps and on-time wake-ups,
+//! valid and not (`Who` and padded varints among them), violations,
+//! closes, a full socket table, clock jumps and on-time wake-ups,
 //! shutdowns — with flood control off and on, run through the [`Auditor`]
 //! (in `testkit`), which panics if the room ever differs from its
 //! independent model or breaks an invariant: each property is that no
@@ -59,6 +60,9 @@ fn event(max_open_many: u16) -> impl Strategy<Value = Event> {
         12 => (any::<u16>(), frame()).prop_map(|(conn, frame)| Event::Frame { conn, frame }),
         2 => (any::<u16>(), vec(any::<u8>(), 0..12))
             .prop_map(|(conn, payload)| Event::Raw { conn, payload }),
+        1 => (any::<u16>(), frame(), any::<u8>())
+            .prop_map(|(conn, frame, varint)| Event::Padded { conn, frame, varint }),
+        1 => proptest::option::of(any::<u16>()).prop_map(|newcomer| Event::Crowded { newcomer }),
         1 => (any::<u16>(), violation()).prop_map(|(conn, kind)| Event::Violation { conn, kind }),
         1 => (any::<u16>(), any::<u16>()).prop_map(|(conn, len)| Event::Oversized { conn, len }),
         1 => (any::<u16>(), any::<u8>()).prop_map(|(conn, attempts)| Event::Squat { conn, attempts }),
@@ -242,4 +246,82 @@ fn auditor_rejects_output_the_model_does_not_predict() {
     });
     auditor.inject_behind_the_model();
     auditor.apply(&Event::Open);
+}
+
+/// Presence, identity and the doors, in one scenario the model must match
+/// frame for frame, so that each of their rules is met at least once
+/// whatever the random cases draw: `Who` before `Hello`, while naming, from
+/// a participant and from an observer; a name taken up to case (bare
+/// `UsernameTaken`), a look-alike within a case and across it (the notice
+/// names the holder), the reserved name, a leading `@`, `>` or `%` and a
+/// `:` (each with its reason); `@ALICE` reaching `alice` and `@lan` reaching
+/// `Ian`; `@ hi` and `@` alone; a padded varint; and a full socket table
+/// making room from before `Hello`, then from naming, then refusing.
+#[test]
+fn auditor_models_presence_identity_and_the_doors() {
+    let frame = |k, frame| Event::Frame {
+        conn: opened(k),
+        frame,
+    };
+    let hello = |k, observer| frame(k, FrameChoice::Hello { observer });
+    let name = |k, name: &str| frame(k, FrameChoice::Username(NameChoice::Raw(name.into())));
+    let say = |k, line: &str| frame(k, FrameChoice::Chat(LineChoice::Text(line.into())));
+    let join = |name: &str| Event::Join(NameChoice::Raw(name.into()));
+    let events = vec![
+        // 0 asks before Hello: a violation.
+        Event::Open,
+        frame(0, FrameChoice::Who),
+        // 1 asks while naming, then is alice; 2 observes and asks.
+        Event::Open,
+        hello(1, false),
+        frame(1, FrameChoice::Who),
+        name(1, "alice"),
+        Event::Open,
+        hello(2, true),
+        frame(2, FrameChoice::Who),
+        // 3: taken up to case, look-alike, reserved, the line marks, then Ian.
+        join("Alice"),
+        name(3, "a1ice"),
+        name(3, "aNoNyMoUs"),
+        name(3, "@bob"),
+        name(3, ">bob:"),
+        name(3, "%x"),
+        name(3, "a:b"),
+        name(3, "Ian"),
+        // 4: `lan` looks like `Ian` across case; 5: `ian` is `Ian`.
+        join("lan"),
+        join("ian"),
+        say(3, "@ALICE hi"),
+        say(1, "@lan hi"),
+        say(1, "@ hi"),
+        say(1, "@"),
+        frame(1, FrameChoice::Who),
+        // alice pads a varint and is closed for it.
+        Event::Padded {
+            conn: opened(1),
+            frame: FrameChoice::Chat(LineChoice::Text("hi".into())),
+            varint: 1,
+        },
+        // 6 is silent; 7 arrives at a full table and 6 makes room; 8
+        // arrives and 4, naming, makes room (7 is younger than 8's
+        // older neighbours only by one: it has said Hello by then).
+        Event::Open,
+        Event::Crowded { newcomer: None },
+        hello(7, false),
+        Event::Crowded { newcomer: None },
+        // Everyone older than 8 is a member: 8 itself is refused.
+        name(5, "bob"),
+        name(7, "carol"),
+        Event::Crowded {
+            newcomer: Some(opened(8)),
+        },
+    ];
+    let auditor = Auditor::run(&Scenario {
+        capacity: 0,
+        flood: 0,
+        events,
+    });
+    // alice (the padded varint), 4 (made room: Anonymous), and Ian, bob
+    // and carol at the end.
+    assert_eq!(auditor.departures(), 5);
 }
