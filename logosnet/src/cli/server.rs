@@ -3,7 +3,7 @@
 //!
 //! To add an option: a field here with its doc line (the `--help` text),
 //! `value_name` and, for a number, a value parser that checks its range; a
-//! line in [`ServerArgs::config`]; a row in README's option table (a test
+//! line in [`ServerArgs::config`]; a row in docs/OPERATING.md's option table (a test
 //! compares the two).
 
 use std::path::{Path, PathBuf};

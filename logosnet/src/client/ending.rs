@@ -1,6 +1,6 @@
 //! How a client run ends: the one line it leaves on stderr and its exit
 //! status. Every way out of the client is one [`Ending`], so the exit codes
-//! documented in `--help` and the README are exactly these.
+//! documented in `--help` and docs/OPERATING.md are exactly these.
 
 use std::fmt;
 use std::io;

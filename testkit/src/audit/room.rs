@@ -15,7 +15,9 @@
 //! and making room when every socket is taken. For each event
 //! it says exactly which frames go to which connection, in order, and
 //! which connections the room closes; the frames are compared whole, texts
-//! included, and any difference panics with the event that caused it.
+//! included (a `Broadcast` counts as its frame to each of its recipients,
+//! in order, read through `Output::deliveries` as a driver queues them),
+//! and any difference panics with the event that caused it.
 //! Flood control runs on as well as off (see [`Scenario::flood`]), so
 //! frames held back by it meet closes, timeouts, violations and shutdown.
 //!
@@ -723,23 +725,25 @@ impl Auditor {
         let mut got = Effects::default();
         while let Some(output) = self.room.poll_output() {
             match output {
-                Output::Send { to, frame } => {
-                    assert!(
-                        self.reachable.contains(&to),
-                        "frame to conn {to}, which was not open, on {event:?}"
-                    );
-                    assert!(
-                        !got.closed.contains(&to),
-                        "frame to conn {to} after its close, on {event:?}"
-                    );
-                    let mut decoder = FrameDecoder::new();
-                    decoder.extend(&frame);
-                    let decoded: ServerFrame = decoder
-                        .next_frame()
-                        .expect("the room sends only decodable frames")
-                        .expect("one whole frame");
-                    assert_eq!(decoder.buffered(), 0, "one whole frame, nothing after it");
-                    got.sent.entry(to).or_default().push(decoded);
+                Output::Send { .. } | Output::Broadcast { .. } => {
+                    for (to, frame) in output.deliveries() {
+                        assert!(
+                            self.reachable.contains(&to),
+                            "frame to conn {to}, which was not open, on {event:?}"
+                        );
+                        assert!(
+                            !got.closed.contains(&to),
+                            "frame to conn {to} after its close, on {event:?}"
+                        );
+                        let mut decoder = FrameDecoder::new();
+                        decoder.extend(frame);
+                        let decoded: ServerFrame = decoder
+                            .next_frame()
+                            .expect("the room sends only decodable frames")
+                            .expect("one whole frame");
+                        assert_eq!(decoder.buffered(), 0, "one whole frame, nothing after it");
+                        got.sent.entry(to).or_default().push(decoded);
+                    }
                 }
                 Output::Close { conn, .. } => {
                     assert!(

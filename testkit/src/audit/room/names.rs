@@ -134,7 +134,10 @@ pub(crate) fn judge(requested: &str) -> Result<Name, Refusal> {
     }
     let folded: String = fold(&display).nfc().collect();
     let by_look: String = skeleton(&display).collect();
-    let keys = [skeleton(&folded).collect(), skeleton(&fold(&by_look)).collect()];
+    let keys = [
+        skeleton(&folded).collect(),
+        skeleton(&fold(&by_look)).collect(),
+    ];
     Ok(Name {
         display,
         folded,
@@ -169,7 +172,9 @@ fn fold(text: &str) -> String {
 /// mark's (§7 clause 8).
 fn passes_for(c: char, marks: &[char]) -> bool {
     let shape = |c: char| skeleton(&c.to_string()).collect::<String>();
-    marks.iter().any(|&mark| c == mark || shape(c) == shape(mark))
+    marks
+        .iter()
+        .any(|&mark| c == mark || shape(c) == shape(mark))
 }
 
 /// Control (Cc), format (Cf), default-ignorable or blank (§7 clauses 5
@@ -202,7 +207,10 @@ mod tests {
             ("jos\u{e9}", "jose\u{301}"),
             ("Alice", "alice"),
             ("ALICE", "alice"),
-            ("\u{3a3}\u{3bf}\u{3c6}\u{3af}\u{3b1}", "\u{3c3}\u{3bf}\u{3c6}\u{3af}\u{3b1}"),
+            (
+                "\u{3a3}\u{3bf}\u{3c6}\u{3af}\u{3b1}",
+                "\u{3c3}\u{3bf}\u{3c6}\u{3af}\u{3b1}",
+            ),
             ("stra\u{df}e", "STRASSE"),
         ] {
             assert_eq!(clash_of(a, b), Some(Clash::Same), "{a:?} {b:?}");
@@ -286,7 +294,14 @@ mod tests {
         ] {
             assert_eq!(judge(requested), Err(refusal), "{requested:?}");
         }
-        for valid in ["a@b", "bob>", "50%", "a\u{301}\u{302}\u{303}", "名前", "ten_chars_"] {
+        for valid in [
+            "a@b",
+            "bob>",
+            "50%",
+            "a\u{301}\u{302}\u{303}",
+            "名前",
+            "ten_chars_",
+        ] {
             name(valid);
         }
         assert_eq!(name("a\u{301}\u{302}\u{303}").display.chars().count(), 3);

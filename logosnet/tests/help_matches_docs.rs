@@ -1,14 +1,14 @@
-//! `--help` and the README say the same thing, for each binary: the same
-//! options (spelled alike, with the same short form and value name, and the
-//! same default) in README's option table as in the help's option list, and
-//! the same exit statuses in README's exit-status table as in the help's
-//! "Exit status:" section. Generic over whatever options exist: a new one
-//! fails this test until the README lists it too.
+//! `--help` and docs/OPERATING.md say the same thing, for each binary: the
+//! same options (spelled alike, with the same short form and value name, and
+//! the same default) in the operating guide's option table as in the help's
+//! option list, and the same exit statuses in its exit-status table as in the
+//! help's "Exit status:" section. Generic over whatever options exist: a new
+//! one fails this test until the guide lists it too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-const README: &str = include_str!("../../README.md");
+const GUIDE: &str = include_str!("../../docs/OPERATING.md");
 
 const BINARIES: [(&str, &str); 2] = [
     ("logosnet_server", env!("CARGO_BIN_EXE_logosnet_server")),
@@ -62,10 +62,10 @@ fn help_statuses(help: &str) -> BTreeSet<u8> {
         .collect()
 }
 
-/// The rows of the README table under `heading`, as cells without the
+/// The rows of the guide's table under `heading`, as cells without the
 /// outer pipes and trimmed; the header and rule rows are skipped.
-fn readme_table(heading: &str) -> Vec<Vec<String>> {
-    let rows: Vec<Vec<String>> = README
+fn guide_table(heading: &str) -> Vec<Vec<String>> {
+    let rows: Vec<Vec<String>> = GUIDE
         .lines()
         .skip_while(|line| line.trim() != heading)
         .skip(1)
@@ -80,14 +80,17 @@ fn readme_table(heading: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect();
-    assert!(!rows.is_empty(), "README has no table under {heading:?}");
+    assert!(
+        !rows.is_empty(),
+        "docs/OPERATING.md has no table under {heading:?}"
+    );
     rows
 }
 
-/// README's option table: the first cell is the spelling in backticks, the
+/// The guide's option table: the first cell is the spelling in backticks, the
 /// second the default in backticks (anything else means no default).
-fn readme_options(bin: &str) -> Options {
-    readme_table(&format!("### `{bin}` options"))
+fn guide_options(bin: &str) -> Options {
+    guide_table(&format!("### `{bin}` options"))
         .into_iter()
         .map(|cells| {
             let spelling = cells[0].trim_matches('`').to_owned();
@@ -100,8 +103,8 @@ fn readme_options(bin: &str) -> Options {
         .collect()
 }
 
-fn readme_statuses(bin: &str) -> BTreeSet<u8> {
-    readme_table(&format!("### `{bin}` exit status"))
+fn guide_statuses(bin: &str) -> BTreeSet<u8> {
+    guide_table(&format!("### `{bin}` exit status"))
         .into_iter()
         .map(|cells| {
             cells[0]
@@ -112,28 +115,28 @@ fn readme_statuses(bin: &str) -> BTreeSet<u8> {
 }
 
 #[test]
-fn every_option_in_help_is_in_the_readme_and_the_other_way_round() {
+fn every_option_in_help_is_in_the_operating_guide_and_the_other_way_round() {
     for (bin, path) in BINARIES {
         let help = help(path);
         let in_help = help_options(&help);
         assert!(in_help.len() >= 4, "{bin}: help not parsed:\n{help}");
         assert_eq!(
             in_help,
-            readme_options(bin),
-            "{bin}: --help (left) and README's option table (right) differ"
+            guide_options(bin),
+            "{bin}: --help (left) and docs/OPERATING.md's option table (right) differ"
         );
     }
 }
 
 #[test]
-fn exit_statuses_in_help_and_readme_agree() {
+fn exit_statuses_in_help_and_the_operating_guide_agree() {
     for (bin, path) in BINARIES {
         let in_help = help_statuses(&help(path));
         assert!(in_help.contains(&64), "{bin}: no usage status in help");
         assert_eq!(
             in_help,
-            readme_statuses(bin),
-            "{bin}: --help (left) and README's exit-status table (right) differ"
+            guide_statuses(bin),
+            "{bin}: --help (left) and docs/OPERATING.md's exit-status table (right) differ"
         );
     }
 }
