@@ -91,8 +91,8 @@ pub(crate) enum Clash {
 }
 
 /// The rule: is `requested` a name, and which? When it breaks several
-/// clauses, the refusal is the first of them in the order §7 gives for
-/// the reason notice: the request's bytes, then its characters from the
+/// clauses, the refusal is the first of them in the order §7 states for
+/// such a request: the request's bytes, then its characters from the
 /// first (whitespace or invisible, whichever comes first), emptiness, the
 /// character count, a leading mark, a leading `@`, a leading `>` or `%`,
 /// then the first colon.
