@@ -1,6 +1,7 @@
 //! Fuzzes the room core: the input is decoded (with `arbitrary`) into a
 //! scenario — the room's limits and a sequence of opens, frames valid and
-//! not, violations, closes, clock jumps and shutdowns — which the auditor
+//! not (`Who` and padded varints among them), newcomers at a full socket
+//! table, violations, closes, clock jumps and shutdowns — which the auditor
 //! runs against its shadow model, panicking on any difference or broken
 //! invariant (see `testkit::audit::room`).
 
