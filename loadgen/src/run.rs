@@ -354,13 +354,13 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         wait_for(
             "leave",
             participants,
-            "participants closed",
+            "participants left",
             phase_timeout,
             || {
                 let closed = load(&counters.participants_closed);
                 let done = closed >= participants && load(&counters.observers_done) >= observers;
                 let status = format!(
-                    "{}/{observers} observers saw every \"has left\"",
+                    "{}/{observers} observers saw them go",
                     load(&counters.observers_done)
                 );
                 (closed, done, status)
