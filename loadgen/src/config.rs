@@ -210,7 +210,10 @@ mod tests {
             (&["--rate", "1e300"], "--rate must be"),
             (&["--rate", "0"], "--rate must be"),
             (&["--rate", "NaN"], "--rate must be"),
-            (&["--rate", "1000000", "--duration", "86400"], "--rate × --duration"),
+            (
+                &["--rate", "1000000", "--duration", "86400"],
+                "--rate × --duration",
+            ),
             (&["--private", "NaN"], "--private must be"),
             (&["--threads", "0"], "--connect-concurrency and --threads"),
             (&["--threads", "100000"], "--threads must be at most"),

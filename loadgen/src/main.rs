@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use loadgen::config::Config;
-use logosnet::cli::{self, EXIT_USAGE};
 use loadgen::report::{self, Report};
 use loadgen::{plot, run};
+use logosnet::cli::{self, EXIT_USAGE};
 
 fn main() -> ExitCode {
     let config = match cli::parse::<Config, _, _>("loadgen", std::env::args_os()) {

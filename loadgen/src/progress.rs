@@ -14,7 +14,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bar's layout: phase, seconds so far, the bar in what is left,
 /// position, unit, status.
-const BAR_TEMPLATE: &str = "{prefix:>12} {elapsed:>3} {wide_bar:.cyan/blue} {pos}/{len} {unit} {msg}";
+const BAR_TEMPLATE: &str =
+    "{prefix:>12} {elapsed:>3} {wide_bar:.cyan/blue} {pos}/{len} {unit} {msg}";
 
 /// Seconds between plain progress lines.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(1);
