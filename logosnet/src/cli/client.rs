@@ -57,6 +57,16 @@ pub struct ClientArgs {
     )]
     pub connect_timeout: Duration,
 
+    /// Seconds a server that accepted the connection may take to answer before it is called not a LogosNet server
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value = "5",
+        value_parser = seconds_between(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
+    )]
+    pub answer_timeout: Duration,
+
     /// Connect with TLS, verifying the server against the system's trusted certificates
     #[arg(long)]
     pub tls: bool,
@@ -83,6 +93,7 @@ impl ClientArgs {
             },
             timestamps: self.timestamps,
             connect_timeout: self.connect_timeout,
+            answer_timeout: self.answer_timeout,
             tls: match (&self.tls_ca, self.tls) {
                 (Some(file), _) => Some(Trust::CaFile(file.clone())),
                 (None, true) => Some(Trust::System),
@@ -97,7 +108,7 @@ impl ClientArgs {
 mod tests {
     use super::*;
     use crate::cli::{EXIT_USAGE, parse};
-    use crate::client::CONNECT_TIMEOUT;
+    use crate::client::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
 
     fn args(extra: &[&str]) -> Result<ClientArgs, crate::cli::Stop> {
         let mut all = vec!["logosnet_client", "-i", "localhost"];
@@ -119,6 +130,7 @@ mod tests {
         assert_eq!(config.role, Role::Participant);
         assert!(!config.timestamps);
         assert_eq!(config.connect_timeout, CONNECT_TIMEOUT);
+        assert_eq!(config.answer_timeout, ANSWER_TIMEOUT);
         assert!(!config.reconnect);
     }
 
