@@ -35,11 +35,12 @@ pub const MAX_THREADS: usize = 1024;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
-    /// Server IP address or host name
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Server IP address or host name (an IPv6 address with or without
+    /// brackets)
+    #[arg(long, default_value = "127.0.0.1", value_parser = logosnet::cli::host)]
     pub ip: String,
     /// Server port
-    #[arg(long, default_value_t = 8021)]
+    #[arg(long, default_value_t = 8021, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
     /// Participants to connect (each gets a unique name)
     #[arg(long, default_value_t = MAX_PARTICIPANTS)]
