@@ -10,7 +10,8 @@
 //!
 //! Connecting is one phase with one deadline (`--connect-timeout`):
 //! resolving, the TCP connection and the wait for the server's answer to
-//! `Hello` together. If no answer has come after [`CONNECTING_NOTICE_DELAY`]
+//! `Hello` together. Over TLS the client says once, when the handshake is
+//! done, `Connected to HOST:PORT over TLS`. If no answer has come after [`CONNECTING_NOTICE_DELAY`]
 //! and someone is watching, the client says `Connecting to ADDR…`. Once
 //! connected, a server that has not answered within the answer timeout
 //! (`--answer-timeout`, shorter) is called not a LogosNet server: it took
@@ -232,6 +233,14 @@ pub(crate) async fn run<F: FrontEnd, D: Dialer, S: Stop>(
             }
         }
     };
+    // Said once per run, before anything from the room; a logger coming
+    // back says it is back instead.
+    if config.tls.is_some()
+        && !behaviour.returning
+        && let Err(e) = front.status(&tls_line(&target))
+    {
+        return Outcome::outside(Ending::Terminal(e.to_string()));
+    }
     let server = addr.to_string();
     let (reader, writer) = Connection::new(stream).split();
     let mut session = Session::with_input(config.role, server, behaviour.mode);
@@ -353,6 +362,13 @@ impl<F: FrontEnd, T: AsyncRead + AsyncWrite + Unpin, S: Stop> Running<'_, F, T, 
             }
         }
     }
+}
+
+/// What the client says once the TLS handshake is done: that the session
+/// is encrypted, and with whom (the name the certificate was checked
+/// against, as given to `--ip`).
+pub fn tls_line(target: &str) -> String {
+    format!("Connected to {target} over TLS")
 }
 
 /// What the client says while the server has not answered yet.

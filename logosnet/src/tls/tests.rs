@@ -215,7 +215,7 @@ fn unusable_files_are_named_in_one_line() {
         (
             server_config(cert, &other.paths.key),
             format!(
-                "cannot use the certificate {} with the key {}: ",
+                "cannot use the certificate {} with the key {}: the key file does not match the certificate",
                 cert.display(),
                 other.paths.key.display()
             ),
