@@ -1,21 +1,25 @@
 //! `loadgen`: argument parsing, the runtime, and writing the outputs around
 //! [`loadgen::run::run`]. Exit status 0 only when every check passed; 1 when
 //! one failed or the run stopped (a run stopped before its traffic prints
-//! one line on stderr and no table); 2 for bad arguments.
+//! one line on stderr and no table); 64 for bad arguments, as one line,
+//! the way `logosnet_server` and `logosnet_client` report them.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
 use loadgen::config::Config;
 use loadgen::report::{self, Report};
 use loadgen::{plot, run};
+use logosnet::cli::{self, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match cli::parse::<Config, _, _>("loadgen", std::env::args_os()) {
+        Ok(config) => config,
+        Err(stop) => return stop.exit(),
+    };
     if let Err(e) = config.validate() {
-        eprintln!("loadgen: {e}");
-        return ExitCode::from(2);
+        eprintln!("loadgen: {e} (try --help)");
+        return ExitCode::from(EXIT_USAGE);
     }
     raise_open_file_limit();
     match run_and_report(config) {

@@ -35,8 +35,10 @@ use crate::shared::{Phase, ProblemKind, Shared};
 use crate::stats::{self, CpuTime};
 use crate::transport::Transport;
 
+mod pacing;
 mod verdict;
 
+pub use pacing::HELD_BACK;
 pub use verdict::{Count, RoomCensus};
 
 /// How often the orchestrator looks at the counters.
@@ -354,13 +356,13 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         wait_for(
             "leave",
             participants,
-            "participants closed",
+            "participants left",
             phase_timeout,
             || {
                 let closed = load(&counters.participants_closed);
                 let done = closed >= participants && load(&counters.observers_done) >= observers;
                 let status = format!(
-                    "{}/{observers} observers saw every \"has left\"",
+                    "{}/{observers} observers saw them go",
                     load(&counters.observers_done)
                 );
                 (closed, done, status)
@@ -488,6 +490,19 @@ impl RunData {
             && self.notice_faults.is_clean()
             && probe_ok(&self.probe.0)
             && probe_ok(&self.probe.1)
+            && (self.config.allow_pacing || self.held_back().is_none())
+    }
+
+    /// The delivery median, when the run shows the server pacing its
+    /// senders (flood control): see [`pacing`].
+    pub fn held_back(&self) -> Option<Duration> {
+        pacing::held_back(&self.delivery, &self.send_lag)
+    }
+
+    /// The line that says the server paced its senders, if it did: a
+    /// failure, or with `--allow-pacing` a warning.
+    pub fn pacing_line(&self) -> Option<String> {
+        self.held_back().map(pacing::line)
     }
 
     /// Why the run failed, one plain line per cause (empty when it passed);

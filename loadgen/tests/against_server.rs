@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use devcerts::{KeyKind, TempSet};
 use logosnet::protocol::{joined, public_line};
+use logosnet::room::flood::FloodLimit;
 use logosnet::server::ServerConfig;
 use logosnet::tls::{self, TlsAcceptor};
 use testkit::{Peer, ServerHandle, spawn_server, spawn_tls_server};
@@ -45,6 +46,8 @@ async fn tls_server() -> (SocketAddr, ServerHandle, TempSet) {
 /// the test fails.
 struct Run {
     ok: bool,
+    /// The exit status, `None` if a signal ended it.
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -74,6 +77,7 @@ async fn loadgen(args: &[&str]) -> Run {
         .expect("run loadgen");
     Run {
         ok: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
@@ -465,4 +469,105 @@ async fn occupied_room_stops_with_one_line_and_nothing_else() {
     occupants[2]
         .expect(public_line("alice", "still here"))
         .await;
+}
+
+/// The server with flood control at one line a second after a burst of one:
+/// a participant sending five lines 0.2 s apart has them delivered 0, 0.8,
+/// 1.6, 2.4 and 3.2 s late at the earliest, however fast the machine.
+async fn pacing_server() -> (SocketAddr, ServerHandle) {
+    let mut config = ServerConfig::default();
+    config.room.flood = FloodLimit::new(1, 1);
+    spawn_server(config).await
+}
+
+/// Two participants at 5 lines a second each for one second, no private
+/// lines, plus `extra`.
+async fn paced_run(addr: SocketAddr, json: &Path, extra: &[&str]) -> Run {
+    let port = addr.port().to_string();
+    let mut args = vec![
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--participants",
+        "2",
+        "--observers",
+        "1",
+        "--rate",
+        "10",
+        "--duration",
+        "1",
+        "--private",
+        "0",
+        "--skip-capacity-probe",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    loadgen(&args).await
+}
+
+const PACING_LINE: &str = "the server is pacing senders (flood control?): start it with --flood-rate 0 to measure the server";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_run_says_so_and_does_not_pass() {
+    let (addr, _server) = pacing_server().await;
+    let json = temp_path("paced.json");
+    let run = paced_run(addr, &json, &[]).await;
+    assert_eq!(run.code, Some(1));
+    assert!(run.stdout.contains("result: FAIL"), "not a failure");
+    let failures: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .collect();
+    // Every line arrived: pacing is the only thing wrong.
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert!(failures[0].starts_with(PACING_LINE), "{failures:#?}");
+    let report = read_json(&json);
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["traffic"]["paced"], true);
+    assert_eq!(u(&report, "/deliveries/lost"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_pacing_passes_a_paced_run_with_the_line_as_a_warning() {
+    let (addr, _server) = pacing_server().await;
+    let json = temp_path("paced-allowed.json");
+    let run = paced_run(addr, &json, &["--allow-pacing"]).await;
+    assert!(run.ok, "the paced run was not allowed");
+    assert!(run.stdout.contains("result: PASS"));
+    let warning = run
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("warning"))
+        .expect("a warning")
+        .trim();
+    assert!(warning.starts_with(PACING_LINE), "{warning}");
+    let report = read_json(&json);
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["traffic"]["paced"], true);
+}
+
+#[tokio::test]
+async fn bad_arguments_are_one_line_and_exit_64() {
+    for (args, expected) in [
+        (
+            &["--phase-timeout", "1e20"][..],
+            "loadgen: --phase-timeout must be a number of seconds above 0 and at most 86400 (try --help)",
+        ),
+        (
+            &["--rate", "fast"],
+            "loadgen: invalid value 'fast' for '--rate <RATE>': invalid float literal (try --help)",
+        ),
+        (
+            &["--no-such-option"],
+            "loadgen: unexpected argument '--no-such-option' found (try --help)",
+        ),
+    ] {
+        let run = loadgen(args).await;
+        assert_eq!(run.code, Some(64), "{args:?}");
+        assert_eq!(run.stdout, "", "{args:?}");
+        assert_eq!(run.stderr, format!("{expected}\n"), "{args:?}");
+    }
 }

@@ -7,7 +7,7 @@
 //! module opens no socket; the server's listener ([`crate::server::TlsListener`])
 //! and the client's connect step use what it builds. Files are read once,
 //! when a binary starts, and every failure is one [`SetupError`] line that
-//! names the file.
+//! names the file; rustls's errors are put in words by `words`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,9 +17,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+mod words;
+
 pub use tokio_rustls::client::TlsStream as ClientTlsStream;
 pub use tokio_rustls::rustls;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
+pub use words::describe as describe_error;
 
 /// What a plaintext peer that met a TLS port should do, as the client and
 /// loadgen both say it.
@@ -82,7 +85,7 @@ pub enum SetupError {
     },
     /// rustls refused the configuration (no protocol version in common
     /// with the provider: a build problem, not a user's).
-    #[error("TLS set-up failed: {0}")]
+    #[error("TLS set-up failed: {}", words::describe(.0))]
     Rustls(#[from] rustls::Error),
 }
 
@@ -122,7 +125,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Setup
         .map_err(|e| SetupError::Pair {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            reason: e.to_string(),
+            reason: words::describe(&e),
         })?;
     Ok(Arc::new(config))
 }
@@ -247,9 +250,9 @@ pub fn classify_handshake_error(error: &io::Error) -> HandshakeFailure {
         return match tls {
             E::InvalidMessage(_) => HandshakeFailure::NotTls,
             E::InvalidCertificate(e) => {
-                HandshakeFailure::Certificate(describe_certificate_error(e))
+                HandshakeFailure::Certificate(words::describe_certificate(e))
             }
-            other => HandshakeFailure::Other(other.to_string()),
+            other => HandshakeFailure::Other(words::describe(other)),
         };
     }
     match error.kind() {
@@ -257,22 +260,6 @@ pub fn classify_handshake_error(error: &io::Error) -> HandshakeFailure {
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe => HandshakeFailure::Closed,
         _ => HandshakeFailure::Other(error.to_string()),
-    }
-}
-
-fn describe_certificate_error(error: &rustls::CertificateError) -> String {
-    use rustls::CertificateError as E;
-    match error {
-        E::UnknownIssuer => "its certificate is not signed by a trusted CA".into(),
-        // A CA of the same name, other keys: typically a CA made again.
-        E::BadSignature => "its certificate's signature does not verify with the trusted CA of \
-                            that name (an older or another CA file?)"
-            .into(),
-        E::Expired | E::ExpiredContext { .. } => format!("its certificate has expired ({error})"),
-        E::NotValidYet | E::NotValidYetContext { .. } => {
-            format!("its certificate is not valid yet ({error})")
-        }
-        other => other.to_string(),
     }
 }
 

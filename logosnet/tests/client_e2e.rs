@@ -505,6 +505,19 @@ async fn a_server_that_never_answers_times_out_with_its_own_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_accepts_and_stays_silent_is_not_answering_as_a_logosnet_server() {
+    let (mut client, _server, port) =
+        client_and_scripted_server(&["--answer-timeout", "0.2"]).await;
+    assert_eq!(client.wait().code(), Some(1));
+    assert_eq!(
+        client.rest_of_stderr(),
+        [format!(
+            "127.0.0.1:{port} is not answering as a LogosNet server (no reply to Hello within 0.2 s)"
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_before_the_server_answers_leaves_cleanly() {
     let (mut client, mut server, _) = client_and_scripted_server(&[]).await;
     client.signal("INT");

@@ -3,7 +3,8 @@
 //! must not garble it, and the whole line must still be sent; an input
 //! line wider than the terminal is redrawn and erased whole (checked on an
 //! emulated screen, not in the raw bytes); who is here, on joining and on
-//! `/who`; refused names with their reasons; no row of a long line that
+//! `/who`; refused names with their reasons; Ctrl-D deletes a character
+//! on a line with text and leaves only on an empty one; no row of a long line that
 //! passes for a line of the room, at 80 and 100 columns; names that line up
 //! whatever their script; and the observer logs a room
 //! from an interactive shell's background and with `< /dev/null`. The
@@ -90,6 +91,33 @@ async fn half_typed_line_survives_an_incoming_message_and_is_sent_whole() {
     bob.expect_shown(public_line("alice", "half a line"));
 
     // Ctrl-D leaves cleanly.
+    alice.send("\x04").expect("send Ctrl-D");
+    assert_eq!(exit_code(&alice), 0);
+    bob.expect_shown(left("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_d_mid_line_deletes_a_character_and_quits_only_on_an_empty_line() {
+    let (addr, _server) = spawn_server(ServerConfig::default()).await;
+    let mut alice = spawn_in_pty(addr.port());
+    expect(&mut alice, USERNAME_PROMPT);
+    alice.send("alice\r").expect("type the name");
+    expect(&mut alice, &prompt("alice"));
+    let bob = Client::join("bob", addr.port());
+    expect(&mut alice, shown(&joined("bob")));
+
+    // "abcd", the cursor two to the left (on the c), Ctrl-D: "abd".
+    alice
+        .send("abcd\x1b[D\x1b[D\x04")
+        .expect("type, move, Ctrl-D");
+    expect(&mut alice, &format!("{}abd", prompt("alice")));
+    // At the end of a line with text, Ctrl-D does nothing.
+    alice
+        .send("\x1b[F\x04!\r")
+        .expect("End, Ctrl-D, finish the line");
+    bob.expect_shown(public_line("alice", "abd!"));
+
+    // On the empty line, Ctrl-D leaves cleanly.
     alice.send("\x04").expect("send Ctrl-D");
     assert_eq!(exit_code(&alice), 0);
     bob.expect_shown(left("alice"));

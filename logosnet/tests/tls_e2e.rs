@@ -67,11 +67,19 @@ fn tls_and_plaintext_clients_share_one_room() {
     let observer = room.tls_client("observer", "127.0.0.1", &["--observe"]);
     assert_eq!(
         observer.next_error_line(),
+        format!("Connected to 127.0.0.1:{} over TLS", room.tls.port())
+    );
+    assert_eq!(
+        observer.next_error_line(),
         "Observing the room until the server closes or Ctrl-C/SIGTERM/SIGHUP"
     );
     assert_eq!(observer.expect_roster(), "Nobody else is in the room");
     // Over TLS, by host name (checked against its DNS SAN).
     let mut alice = room.tls_client("alice", "localhost", &[]);
+    assert_eq!(
+        alice.next_error_line(),
+        format!("Connected to localhost:{} over TLS", room.tls.port())
+    );
     alice.send("alice");
     alice.expect_shown(joined("alice"));
     assert_eq!(alice.expect_roster(), "In the room: 1 observer");

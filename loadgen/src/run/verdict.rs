@@ -202,6 +202,12 @@ pub(super) fn failures(data: &RunData) -> Vec<String> {
             .map_or_else(String::new, |e| format!(", e.g. {e}"))
     };
     let mut out = Vec::new();
+    // Pacing is the cause of the latency figures, so it comes first.
+    if !data.config.allow_pacing
+        && let Some(line) = data.pacing_line()
+    {
+        out.push(line);
+    }
     if p.foreign > 0 {
         let names = if data.foreign_names.is_empty() {
             String::new()
@@ -360,6 +366,30 @@ mod tests {
         }
     }
 
+    /// Every delivery arrived `ms` after a send on time.
+    fn hold_back(run: &mut RunData, ms: u64) {
+        run.delivery.record(ms * 1000).unwrap();
+        run.send_lag.record(0).unwrap();
+    }
+
+    #[test]
+    fn a_paced_run_fails_first_on_pacing_unless_allowed() {
+        let mut run = clean_run();
+        hold_back(&mut run, 2_000);
+        run.drained = false;
+        assert!(!run.passed());
+        let failures = run.failures();
+        assert_eq!(failures.len(), 2, "{failures:#?}");
+        assert!(
+            failures[0].starts_with("the server is pacing senders (flood control?): start it with --flood-rate 0 to measure the server"),
+            "{failures:#?}"
+        );
+        run.drained = true;
+        run.config.allow_pacing = true;
+        assert!(run.passed());
+        assert_eq!(run.failures(), Vec::<String>::new());
+    }
+
     #[test]
     fn a_clean_run_passes_with_nothing_to_say() {
         let run = clean_run();
@@ -423,6 +453,7 @@ mod tests {
             |r| r.notice_faults.left_duplicated = 1,
             |r| r.probe.0 = Some(ProbeAnswer::Other("answered Accepted".into())),
             |r| r.probe.1 = Some(ProbeAnswer::Other("answered Accepted".into())),
+            |r| hold_back(r, 2_000),
         ];
         for (i, mutate) in mutations.into_iter().enumerate() {
             let mut run = clean_run();

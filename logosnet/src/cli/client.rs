@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::seconds_between;
+use super::{host, seconds_between};
 use crate::client::{Config, EXIT_STATUS_HELP};
 use crate::protocol::Role;
 use crate::tls::Trust;
@@ -29,11 +29,11 @@ pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
 )]
 pub struct ClientArgs {
     /// IPv4 or IPv6 address or host name of the server
-    #[arg(short, long, value_name = "IP")]
+    #[arg(short, long, value_name = "IP", value_parser = host)]
     pub ip: String,
 
     /// Port of the server
-    #[arg(short, long, value_name = "PORT")]
+    #[arg(short, long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
     /// Watch the room read-only instead of joining it
@@ -56,6 +56,16 @@ pub struct ClientArgs {
         value_parser = seconds_between(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
     )]
     pub connect_timeout: Duration,
+
+    /// Seconds a server that accepted the connection may take to answer before it is called not a LogosNet server
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value = "5",
+        value_parser = seconds_between(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
+    )]
+    pub answer_timeout: Duration,
 
     /// Connect with TLS, verifying the server against the system's trusted certificates
     #[arg(long)]
@@ -83,6 +93,7 @@ impl ClientArgs {
             },
             timestamps: self.timestamps,
             connect_timeout: self.connect_timeout,
+            answer_timeout: self.answer_timeout,
             tls: match (&self.tls_ca, self.tls) {
                 (Some(file), _) => Some(Trust::CaFile(file.clone())),
                 (None, true) => Some(Trust::System),
@@ -97,10 +108,16 @@ impl ClientArgs {
 mod tests {
     use super::*;
     use crate::cli::{EXIT_USAGE, parse};
-    use crate::client::CONNECT_TIMEOUT;
+    use crate::client::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
 
     fn args(extra: &[&str]) -> Result<ClientArgs, crate::cli::Stop> {
-        let mut all = vec!["logosnet_client", "-i", "localhost"];
+        let mut all = vec!["logosnet_client"];
+        if !extra
+            .iter()
+            .any(|arg| arg.starts_with("-i") || arg.starts_with("--ip"))
+        {
+            all.extend(["-i", "localhost"]);
+        }
         if !extra
             .iter()
             .any(|arg| arg.starts_with("-p") || arg.starts_with("--port"))
@@ -119,7 +136,15 @@ mod tests {
         assert_eq!(config.role, Role::Participant);
         assert!(!config.timestamps);
         assert_eq!(config.connect_timeout, CONNECT_TIMEOUT);
+        assert_eq!(config.answer_timeout, ANSWER_TIMEOUT);
         assert!(!config.reconnect);
+    }
+
+    #[test]
+    fn an_ipv6_address_in_brackets_is_the_same_address() {
+        for ip in ["::1", "[::1]"] {
+            assert_eq!(args(&["--ip", ip]).unwrap().config().host, "::1", "{ip}");
+        }
     }
 
     #[test]
@@ -169,7 +194,18 @@ mod tests {
             (
                 &["--port", "70000"][..],
                 "logosnet_client: invalid value '70000' for '--port <PORT>': \
-                 70000 is not in 0..=65535 (try --help)",
+                 70000 is not in 1..=65535 (try --help)",
+            ),
+            (
+                &["--port", "0"][..],
+                "logosnet_client: invalid value '0' for '--port <PORT>': \
+                 0 is not in 1..=65535 (try --help)",
+            ),
+            (
+                &["--ip", "127.0.0.1:8021"][..],
+                "logosnet_client: invalid value '127.0.0.1:8021' for '--ip <IP>': \
+                 give the port with --port, not in the address: \
+                 --ip 127.0.0.1 --port 8021 (try --help)",
             ),
             (
                 &["--obsrve"][..],

@@ -10,6 +10,9 @@
 //!   clap's own report is several lines (the error, a tip, the usage, a
 //!   pointer to `--help`); [`one_line`] folds the error and its tip into
 //!   one and drops the rest, which `--help` gives anyway.
+//! - `--ip` takes an IPv6 address with or without brackets (`::1`,
+//!   `[::1]`, as the server prints it) and refuses `host:port` with a hint
+//!   to give the port with `--port` ([`host`]).
 //! - Every value is checked when it is parsed, including its range: a
 //!   duration too long to add to a clock reading is a usage error, never a
 //!   panic later ([`seconds_between`], [`millis_between`]).
@@ -21,6 +24,7 @@ pub mod client;
 pub mod server;
 
 use std::ffi::OsString;
+use std::net::Ipv6Addr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -123,6 +127,44 @@ pub fn one_line(error: &clap::Error) -> String {
         .collect()
 }
 
+/// A clap value parser for `--ip`: an IPv4 or IPv6 address or a host name.
+/// An IPv6 address may come in brackets, as the server's `listening on
+/// [::1]:8021` line shows it; the brackets are taken off. An address with a
+/// port (`127.0.0.1:8021`, `[::1]:8021`, `localhost:8021`) is refused with
+/// the two options it should have been.
+pub fn host(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let port_hint = |host: &str, port: &str| {
+        format!("give the port with --port, not in the address: --ip {host} --port {port}")
+    };
+    if let Some(inner) = text.strip_prefix('[') {
+        let (address, port) = match inner.split_once(']') {
+            Some((address, "")) => (address, None),
+            Some((address, rest)) => (address, rest.strip_prefix(':')),
+            None => (inner, None),
+        };
+        if address.parse::<Ipv6Addr>().is_err() || !inner.contains(']') {
+            return Err("brackets hold an IPv6 address, as in [::1]".into());
+        }
+        return match port {
+            Some(port) => Err(port_hint(address, port)),
+            None if inner.ends_with(']') => Ok(address.to_owned()),
+            None => Err("brackets hold an IPv6 address, as in [::1]".into()),
+        };
+    }
+    if text.is_empty() {
+        return Err("must be an address or a host name".into());
+    }
+    if text.parse::<Ipv6Addr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    match text.split_once(':') {
+        Some((host, port)) if !port.contains(':') => Err(port_hint(host, port)),
+        Some(_) => Err("must be an IPv4 or IPv6 address or a host name".into()),
+        None => Ok(text.to_owned()),
+    }
+}
+
 /// A clap value parser for a number of seconds, decimals allowed
 /// (`0.5`, `60`), that must lie in `min..=max`.
 pub fn seconds_between(
@@ -181,6 +223,35 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
     const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn ipv6_addresses_come_with_or_without_brackets() {
+        assert_eq!(host("::1"), Ok("::1".into()));
+        assert_eq!(host("[::1]"), Ok("::1".into()));
+        assert_eq!(host("[fe80::1]"), Ok("fe80::1".into()));
+        assert_eq!(host("127.0.0.1"), Ok("127.0.0.1".into()));
+        assert_eq!(host("localhost"), Ok("localhost".into()));
+    }
+
+    #[test]
+    fn an_address_with_a_port_is_told_to_use_port() {
+        for (text, hint) in [
+            ("127.0.0.1:8021", "--ip 127.0.0.1 --port 8021"),
+            ("[::1]:8021", "--ip ::1 --port 8021"),
+            ("localhost:8021", "--ip localhost --port 8021"),
+        ] {
+            assert_eq!(
+                host(text),
+                Err(format!(
+                    "give the port with --port, not in the address: {hint}"
+                )),
+                "{text}"
+            );
+        }
+        for bad in ["[localhost]", "[::1", "[::1]x", ""] {
+            assert!(host(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn seconds_take_decimals_within_the_range() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::{millis_between, seconds_between};
+use super::{host, millis_between, seconds_between};
 use crate::room::flood::{FloodLimit, MAX_FLOOD_SETTING};
 use crate::server::{MAX_CONNECTIONS, RateLimit, ServerConfig};
 
@@ -88,7 +88,7 @@ Exit status:
 )]
 pub struct ServerArgs {
     /// IPv4 or IPv6 address or host name to listen on
-    #[arg(short, long, value_name = "IP")]
+    #[arg(short, long, value_name = "IP", value_parser = host)]
     pub ip: String,
 
     /// Port to listen on without encryption (0: any free port); may be left out when --tls-port is given
@@ -280,6 +280,32 @@ mod tests {
         let mut all = vec!["logosnet_server", "--ip", "::1", "--port", "0"];
         all.extend_from_slice(extra);
         parse("logosnet_server", all)
+    }
+
+    #[test]
+    fn ip_takes_ipv6_with_or_without_brackets_and_refuses_a_port() {
+        for ip in ["::1", "[::1]"] {
+            let parsed = parse::<ServerArgs, _, _>(
+                "logosnet_server",
+                ["logosnet_server", "--ip", ip, "--port", "0"],
+            )
+            .unwrap();
+            assert_eq!(parsed.ip, "::1", "{ip}");
+        }
+        let stop = parse::<ServerArgs, _, _>(
+            "logosnet_server",
+            ["logosnet_server", "--ip", "127.0.0.1:8021", "--port", "0"],
+        )
+        .unwrap_err();
+        assert_eq!(stop.status, EXIT_USAGE);
+        assert_eq!(
+            stop.stderr.as_deref(),
+            Some(
+                "logosnet_server: invalid value '127.0.0.1:8021' for '--ip <IP>': \
+                 give the port with --port, not in the address: \
+                 --ip 127.0.0.1 --port 8021 (try --help)"
+            )
+        );
     }
 
     #[test]

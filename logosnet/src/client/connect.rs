@@ -51,6 +51,14 @@ impl TlsTarget {
 /// server that accepts but never answers, forever.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default `--answer-timeout`: how long a server that accepted the
+/// connection (and, with `--tls`, finished the handshake) may take to answer
+/// `Hello`. A LogosNet server answers at once; a web server or any other
+/// listener that waits for its own kind of request never does, and "not
+/// answering as a LogosNet server" after a few seconds is a better line
+/// than a generic timeout at the end of `--connect-timeout`.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `host:port`, with an IPv6 literal in brackets, for messages.
 pub(crate) fn target_name(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {

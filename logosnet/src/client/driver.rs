@@ -10,8 +10,12 @@
 //!
 //! Connecting is one phase with one deadline (`--connect-timeout`):
 //! resolving, the TCP connection and the wait for the server's answer to
-//! `Hello` together. If no answer has come after [`CONNECTING_NOTICE_DELAY`]
-//! and someone is watching, the client says `Connecting to ADDR…`.
+//! `Hello` together. Over TLS the client says once, when the handshake is
+//! done, `Connected to HOST:PORT over TLS`. If no answer has come after [`CONNECTING_NOTICE_DELAY`]
+//! and someone is watching, the client says `Connecting to ADDR…`. Once
+//! connected, a server that has not answered within the answer timeout
+//! (`--answer-timeout`, shorter) is called not a LogosNet server: it took
+//! the connection and said nothing, as a web server does.
 //!
 //! Leaving is graceful once the server has answered: the socket is
 //! half-closed (so everything written is delivered before the server sees
@@ -229,6 +233,14 @@ pub(crate) async fn run<F: FrontEnd, D: Dialer, S: Stop>(
             }
         }
     };
+    // Said once per run, before anything from the room; a logger coming
+    // back says it is back instead.
+    if config.tls.is_some()
+        && !behaviour.returning
+        && let Err(e) = front.status(&tls_line(&target))
+    {
+        return Outcome::outside(Ending::Terminal(e.to_string()));
+    }
     let server = addr.to_string();
     let (reader, writer) = Connection::new(stream).split();
     let mut session = Session::with_input(config.role, server, behaviour.mode);
@@ -269,6 +281,7 @@ impl<F: FrontEnd, T: AsyncRead + AsyncWrite + Unpin, S: Stop> Running<'_, F, T, 
             timeout: config.connect_timeout,
         };
         let mut writer = Some(writer);
+        let mut answer_wait = pin!(tokio::time::sleep(config.answer_timeout));
         loop {
             while let Some(action) = run.session.poll_action() {
                 let done = match action {
@@ -334,6 +347,12 @@ impl<F: FrontEnd, T: AsyncRead + AsyncWrite + Unpin, S: Stop> Running<'_, F, T, 
                     }
                 },
                 () = give_up.as_mut(), if connecting => return timed_out(),
+                () = answer_wait.as_mut(), if connecting => {
+                    return Ending::NotAnswering {
+                        addr: run.server(),
+                        waited: config.answer_timeout,
+                    };
+                }
                 () = notice.as_mut(), if connecting && !noticed => {
                     noticed = true;
                     if let Err(e) = run.front.status(&connecting_notice(target)) {
@@ -343,6 +362,13 @@ impl<F: FrontEnd, T: AsyncRead + AsyncWrite + Unpin, S: Stop> Running<'_, F, T, 
             }
         }
     }
+}
+
+/// What the client says once the TLS handshake is done: that the session
+/// is encrypted, and with whom (the name the certificate was checked
+/// against, as given to `--ip`).
+pub fn tls_line(target: &str) -> String {
+    format!("Connected to {target} over TLS")
 }
 
 /// What the client says while the server has not answered yet.
@@ -434,5 +460,98 @@ fn lost(session: &Session, error: &io::Error) -> Ending {
     Ending::ConnectionLost {
         addr,
         reason: describe_io(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{DuplexStream, duplex};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::client::ANSWER_TIMEOUT;
+    use crate::client::pipe::PipeFrontEnd;
+    use crate::protocol::Role;
+
+    /// Hands out one end of an in-memory pipe whose other end, held by the
+    /// test, never says a word: a listener that accepts and stays silent.
+    struct Silent(Option<DuplexStream>);
+
+    impl Dialer for Silent {
+        type Stream = DuplexStream;
+
+        async fn dial(&mut self) -> Result<(DuplexStream, SocketAddr), Ending> {
+            let stream = self.0.take().expect("dialed once");
+            Ok((stream, "127.0.0.1:8021".parse().unwrap()))
+        }
+    }
+
+    /// Nobody asks to leave.
+    struct Never;
+
+    impl Stop for Never {
+        fn requested(&mut self) -> impl Future<Output = ()> {
+            std::future::pending()
+        }
+    }
+
+    fn config(answer_timeout: Duration) -> Config {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8021,
+            role: Role::Participant,
+            timestamps: false,
+            connect_timeout: Duration::from_secs(10),
+            answer_timeout,
+            tls: None,
+            reconnect: false,
+        }
+    }
+
+    async fn run_silent(config: &Config) -> (Ending, Duration) {
+        let (ours, _theirs) = duplex(1024);
+        let mut front = PipeFrontEnd::writing_to(Vec::new(), Vec::new());
+        let behaviour = Behaviour {
+            mode: super::super::session::InputMode::Script,
+            announce_connecting: false,
+            returning: false,
+        };
+        let start = Instant::now();
+        let outcome = run(
+            &mut front,
+            config,
+            behaviour,
+            &mut Silent(Some(ours)),
+            &mut Never,
+        )
+        .await;
+        (outcome.ending, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listener_that_never_answers_hello_is_not_answering_after_the_answer_timeout() {
+        let (ending, waited) = run_silent(&config(ANSWER_TIMEOUT)).await;
+        assert_eq!(
+            ending.message().as_deref(),
+            Some(
+                "127.0.0.1:8021 is not answering as a LogosNet server (no reply to Hello within 5 s)"
+            )
+        );
+        assert_eq!(ending.exit_code(), 1);
+        assert_eq!(waited, ANSWER_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_connect_timeout_still_bounds_the_whole_wait() {
+        let mut config = config(Duration::from_secs(60));
+        config.connect_timeout = Duration::from_secs(3);
+        let (ending, waited) = run_silent(&config).await;
+        assert_eq!(
+            ending.message().as_deref(),
+            Some("Timed out connecting to 127.0.0.1:8021: no answer within 3 s")
+        );
+        assert_eq!(waited, Duration::from_secs(3));
     }
 }

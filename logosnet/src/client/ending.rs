@@ -56,6 +56,15 @@ pub enum Ending {
         /// The timeout that ran out.
         timeout: Duration,
     },
+    /// The server accepted the connection but did not answer `Hello`
+    /// within the answer timeout: whatever listens there is not a LogosNet
+    /// server, or is hung. Status 1.
+    NotAnswering {
+        /// The server's address.
+        addr: String,
+        /// How long it was given.
+        waited: Duration,
+    },
     /// The server's first bytes are not protocol v1. Status 1.
     NotLogosNet {
         /// The server's address.
@@ -127,6 +136,7 @@ impl Ending {
             Ending::HostNotFound { .. }
             | Ending::ConnectFailed { .. }
             | Ending::ConnectTimeout { .. }
+            | Ending::NotAnswering { .. }
             | Ending::NotLogosNet { .. }
             | Ending::SpeaksTls { .. }
             | Ending::NotTlsServer { .. }
@@ -160,6 +170,11 @@ impl fmt::Display for Ending {
                 f,
                 "Timed out connecting to {target}: no answer within {} s",
                 timeout.as_secs_f64()
+            ),
+            Ending::NotAnswering { addr, waited } => write!(
+                f,
+                "{addr} is not answering as a LogosNet server (no reply to Hello within {} s)",
+                waited.as_secs_f64()
             ),
             Ending::NotLogosNet { addr } => {
                 write!(f, "{addr} is not a LogosNet server (protocol v1)")
@@ -260,6 +275,21 @@ mod tests {
             Some("Timed out connecting to example.org:8021: no answer within 2.5 s")
         );
         assert_eq!(timeout.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_silent_server_is_not_answering_as_a_logosnet_server() {
+        let silent = Ending::NotAnswering {
+            addr: "127.0.0.1:8021".into(),
+            waited: Duration::from_secs(5),
+        };
+        assert_eq!(
+            silent.message().as_deref(),
+            Some(
+                "127.0.0.1:8021 is not answering as a LogosNet server (no reply to Hello within 5 s)"
+            )
+        );
+        assert_eq!(silent.exit_code(), 1);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use std::time::Duration;
 use crate::protocol::Role;
 use crate::tls::Trust;
 
-pub use connect::CONNECT_TIMEOUT;
+pub use connect::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
 pub use driver::{CLOSE_DRAIN, CONNECTING_NOTICE_DELAY, Dialer, Stop, WRITE_TIMEOUT};
 pub use ending::{EXIT_STATUS_HELP, Ending};
 
@@ -61,6 +61,10 @@ pub struct Config {
     /// How long to wait, from the start, for the server's answer to
     /// `Hello` (see [`CONNECT_TIMEOUT`]).
     pub connect_timeout: Duration,
+    /// How long a server that accepted the connection may take to answer
+    /// `Hello` before it is called not a LogosNet server (see
+    /// [`ANSWER_TIMEOUT`]); the connect timeout still bounds the whole.
+    pub answer_timeout: Duration,
     /// Speak TLS, trusting these certificates; `None` for plaintext.
     pub tls: Option<Trust>,
     /// An observer that, when the server goes away or is not up yet,

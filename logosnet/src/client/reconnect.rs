@@ -94,6 +94,7 @@ pub fn is_retryable(ending: &Ending) -> bool {
         | Ending::HostNotFound { .. }
         | Ending::ConnectFailed { .. }
         | Ending::ConnectTimeout { .. }
+        | Ending::NotAnswering { .. }
         | Ending::TlsFailed { .. }
         | Ending::ServerClosed { .. }
         | Ending::Protocol { .. }

@@ -98,6 +98,15 @@ async fn a_certificate_from_another_ca_is_refused() {
 }
 
 #[tokio::test]
+async fn a_second_hosts_certificate_signed_with_the_kept_ca_key_is_trusted() {
+    let first = set();
+    let second = TempSet::signed_by(&first, &["127.0.0.1"]).unwrap();
+    let addr = echo_one_byte(&second).await;
+    let trust = Trust::CaFile(first.paths.ca.clone());
+    assert_eq!(round_trip(addr, &trust, "127.0.0.1").await, Ok(()));
+}
+
+#[tokio::test]
 async fn a_name_the_certificate_does_not_carry_is_refused() {
     let set = set();
     let addr = echo_one_byte(&set).await;
@@ -215,7 +224,7 @@ fn unusable_files_are_named_in_one_line() {
         (
             server_config(cert, &other.paths.key),
             format!(
-                "cannot use the certificate {} with the key {}: ",
+                "cannot use the certificate {} with the key {}: the key file does not match the certificate",
                 cert.display(),
                 other.paths.key.display()
             ),

@@ -118,6 +118,7 @@ fn a_reconnecting_logger_survives_a_server_restart_and_says_who_is_back() {
         role: Role::Observer,
         timestamps: false,
         connect_timeout: Duration::from_secs(10),
+        answer_timeout: logosnet::client::ANSWER_TIMEOUT,
         tls: None,
         reconnect: true,
     };

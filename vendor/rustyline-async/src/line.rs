@@ -203,6 +203,20 @@ impl LineState {
 				..
 			}) => match code {
 				// End of transmission (CTRL-D)
+				// PATCH: on a line with text, Ctrl-D deletes the character
+				// under the cursor (as bash, readline and irssi do) and
+				// does nothing at the end of the line; only an empty line
+				// ends the input.
+				KeyCode::Char('d') if !self.line.is_empty() => {
+					if let Some((pos, str)) = self.next_grapheme() {
+						self.clear(term)?;
+
+						let len = pos + str.len();
+						self.line.replace_range(pos..len, "");
+
+						self.render(term)?;
+					}
+				}
 				KeyCode::Char('d') => {
 					writeln!(term)?;
 					self.clear(term)?;
