@@ -104,6 +104,9 @@ async fn run(args: ServerArgs, handshakes: Option<tokio::runtime::Handle>) -> Re
         Some((port, acceptor)) => Some((bind(&args.ip, port).await?, acceptor)),
         None => None,
     };
+    // Signals before the announcement: whoever reads `listening on` may
+    // stop the server at once.
+    let stop = shutdown_signal();
     // The plaintext line first: scripts and tests read the first line.
     if let Some(listener) = &plain {
         announce(listener, "")?;
@@ -122,7 +125,6 @@ async fn run(args: ServerArgs, handshakes: Option<tokio::runtime::Handle>) -> Re
             None => secure,
         }
     };
-    let stop = shutdown_signal();
     match (plain, secure) {
         (Some(plain), Some((secure, acceptor))) => {
             let secure = tls_listener(secure, acceptor);
@@ -174,17 +176,23 @@ fn raise_open_file_limit() {
     }
 }
 
-async fn shutdown_signal() {
+/// Registers for SIGINT and SIGTERM at once (so a signal sent the moment
+/// `listening on` is printed is already ours, not the default's death) and
+/// returns the future that ends when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+    let registered = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot listen for signals; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = registered else {
+            tracing::warn!("cannot listen for signals; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }
