@@ -97,6 +97,19 @@ fn a_ready_connection_is_taken_in_turn() {
 }
 
 #[test]
+fn has_ready_says_whether_a_turn_is_owed_and_nothing_else() {
+    let t0 = Instant::now();
+    let mut p = policy(t0, 2);
+    assert!(!p.has_ready(), "nothing offered yet");
+    p.input_ready(7);
+    assert!(!p.has_ready(), "input from a connection never opened is ignored");
+    p.input_ready(2);
+    assert!(p.has_ready());
+    assert_eq!(p.next_ready(), Some(2));
+    assert!(!p.has_ready(), "the only turn was taken");
+}
+
+#[test]
 fn flood_control_parks_a_sender_until_its_line_is_released() {
     let t0 = Instant::now();
     let q = FakeQueues::default();
