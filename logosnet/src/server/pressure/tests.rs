@@ -134,7 +134,7 @@ fn flood_control_parks_a_sender_until_its_line_is_released() {
 fn a_heavy_member_pauses_chat_lines_only_and_resumes_them_in_order_when_light() {
     let t0 = Instant::now();
     let q = FakeQueues::default();
-    let mut p = policy(t0, 4);
+    let mut p = policy(t0, 5);
     p.set_heavy(t0, 1, true);
     assert!(p.is_paused());
     p.input_ready(2);
@@ -142,6 +142,11 @@ fn a_heavy_member_pauses_chat_lines_only_and_resumes_them_in_order_when_light() 
     assert_eq!(
         offer_chat(&mut p, t0, &q),
         [(2, Verdict::Pause), (3, Verdict::Pause)]
+    );
+    p.gone(t0, 5);
+    assert!(
+        !p.has_ready(),
+        "while the room is paused the paused wait, whatever else happens"
     );
     // A name or a roster request is not what pressure holds back.
     p.input_ready(4);
