@@ -27,8 +27,10 @@ use crate::username::{self, Clash, NameKey, Username};
 
 pub mod eviction;
 pub mod flood;
+pub mod tally;
 
 use flood::{Bucket, FLOOD_BURST, FLOOD_LINES_PER_SEC, FloodLimit};
+pub use tally::{Census, Tally};
 
 /// Identifies one connection for the life of a server; assigned by the driver,
 /// never reused.
@@ -273,6 +275,8 @@ pub struct Room {
     observers: usize,
     /// What the driver has yet to do, in order.
     output: VecDeque<Output>,
+    /// What the room has counted of what it did (see [`tally`]).
+    tally: Tally,
 }
 
 impl Room {
@@ -290,6 +294,7 @@ impl Room {
             participants: 0,
             observers: 0,
             output: VecDeque::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -379,6 +384,7 @@ impl Room {
         };
         if !c.held.is_empty() {
             c.held.push_back(input);
+            self.tally.flood_delayed += 1;
             return;
         }
         let Some(limit) = self.config.flood else {
@@ -394,6 +400,7 @@ impl Room {
             Err(at) => {
                 tracing::debug!(conn, "throttled");
                 c.held.push_back(input);
+                self.tally.flood_delayed += 1;
                 self.releases.insert((at, conn));
             }
         }
@@ -480,6 +487,9 @@ impl Room {
     /// closed.
     pub fn handle_violation(&mut self, _now: Instant, conn: ConnId, error: &FrameError) {
         if self.conns.contains_key(&conn) {
+            if matches!(error, FrameError::Unfinished(_)) {
+                self.tally.count_frame_timeout();
+            }
             self.violation(conn, error.reason());
         }
     }
@@ -696,6 +706,7 @@ impl Room {
                 None => return self.accept_name(conn, name),
             },
         };
+        self.tally.names_refused += 1;
         let Some(State::Naming {
             ceiling, refused, ..
         }) = self.conns.get(&conn).map(|c| &c.state)
@@ -745,6 +756,7 @@ impl Room {
             return;
         }
         let Some(rest) = line.strip_prefix(PRIVATE_PREFIX) else {
+            self.tally.count_public(self.members.len().saturating_sub(1));
             self.broadcast(Some(conn), &protocol::public_line(sender, line));
             return;
         };
@@ -762,7 +774,10 @@ impl Room {
             .ok()
             .and_then(|name| self.holder(&name).map(|(target, _)| target));
         match target {
-            Some(target) => self.send_frame(target, &protocol::private_line(sender, line)),
+            Some(target) => {
+                self.tally.count_private();
+                self.send_frame(target, &protocol::private_line(sender, line));
+            }
             None => self.send_frame(conn, &protocol::no_such_user(typed)),
         }
     }
@@ -783,6 +798,7 @@ impl Room {
     /// room if a participant left.
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
         if let Some(state) = self.forget(conn) {
+            self.tally.count_close(reason);
             self.output.push_back(Output::Close { conn, reason });
             if reason != CloseReason::Shutdown {
                 self.announce_left(conn, &state, EndReason::Disconnected);
@@ -847,6 +863,9 @@ impl Room {
     }
 
     fn send_frame(&mut self, to: ConnId, frame: &ServerFrame) {
+        if protocol::is_warning(frame) {
+            self.tally.warnings += 1;
+        }
         if let Some(frame) = encode(frame) {
             self.output.push_back(Output::Send { to, frame });
         }

@@ -23,6 +23,7 @@ mod connection;
 mod driver;
 mod inbox;
 mod listeners;
+pub mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod per_address;
 mod pressure;
@@ -42,6 +43,7 @@ pub use connect_rate::{MAX_NEW_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit};
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use inbox::INBOX_BYTES;
 pub use listeners::Both;
+pub use metrics::Metrics;
 pub use outbox::{IDLE_BUFFER_BYTES, LAG_GRAIN};
 pub use per_address::MAX_PER_ADDRESS;
 pub use tls::{MAX_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT, TlsListener, TlsOnAccept};
@@ -265,6 +267,9 @@ pub struct ServerConfig {
     /// New connections one IPv4 address or IPv6 /64 may open (see
     /// [`connect_rate`]); a burst of 0 turns the rate off.
     pub connect_rate: RateLimit,
+    /// Where the server counts what it does, for `--metrics` (see
+    /// [`metrics`]); `None` (the default): nothing is counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ServerConfig {
@@ -286,6 +291,7 @@ impl Default for ServerConfig {
             max_per_address: MAX_PER_ADDRESS,
             limit_loopback: false,
             connect_rate: RateLimit::DEFAULT,
+            metrics: None,
         }
     }
 }
@@ -344,6 +350,9 @@ where
     let tracker = TaskTracker::new();
     let signals = connection::Signals::default();
     let totals = Arc::new(outbox::Totals::default());
+    if let Some(metrics) = &config.metrics {
+        metrics.attach(totals.clone(), config.max_queued_total);
+    }
     let accept = tokio::spawn(accept::accept_loop(
         listener,
         config.clone(),
