@@ -39,7 +39,7 @@ if [ -n "$TLS" ]; then
 else
     listening=''
 fi
-SERVER=target/release/logosnet_server
+SERVER=${SERVER_BIN:-target/release/logosnet_server}
 LOADGEN=target/release/loadgen
 
 server_pid=""

@@ -349,7 +349,11 @@ mod tests {
             observers: MAX_OBSERVERS as u32,
         };
         let bytes = encode(&worst);
-        assert_eq!(bytes.len() - HEADER_BYTES, MAX_ROSTER_PAYLOAD, "the bound is exact");
+        assert_eq!(
+            bytes.len() - HEADER_BYTES,
+            MAX_ROSTER_PAYLOAD,
+            "the bound is exact"
+        );
         let back: ServerFrame = decode_payload(&bytes[HEADER_BYTES..]).unwrap();
         assert_eq!(back, worst);
     }

@@ -14,6 +14,7 @@
 //! output is deterministic for a given input sequence.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -134,6 +135,18 @@ pub enum Output {
         /// One whole encoded frame, shared among recipients.
         frame: Bytes,
     },
+    /// Queue this one frame for every connection in `to` but `except` (the
+    /// sender of a public line): a broadcast, encoded once. `to` is the
+    /// room's members when it was said, in connection order, shared by
+    /// every broadcast until the membership changes.
+    Broadcast {
+        /// The members then.
+        to: Arc<[ConnId]>,
+        /// Who does not get it.
+        except: Option<ConnId>,
+        /// One whole encoded frame.
+        frame: Bytes,
+    },
     /// Flush what was queued for the connection, then close it. The room has
     /// already forgotten it; later events for it are ignored.
     Close {
@@ -142,6 +155,24 @@ pub enum Output {
         /// Why.
         reason: CloseReason,
     },
+}
+
+impl Output {
+    /// Every (recipient, frame) this output queues, in order: one for a
+    /// send, one for each member but the excepted for a broadcast, none for
+    /// a close. For drivers and tests that want deliveries one by one.
+    pub fn deliveries(&self) -> Box<dyn Iterator<Item = (ConnId, &Bytes)> + '_> {
+        match self {
+            Output::Send { to, frame } => Box::new(std::iter::once((*to, frame))),
+            Output::Broadcast { to, except, frame } => Box::new(
+                to.iter()
+                    .copied()
+                    .filter(move |&conn| Some(conn) != *except)
+                    .map(move |conn| (conn, frame)),
+            ),
+            Output::Close { .. } => Box::new(std::iter::empty()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -246,6 +277,17 @@ const _: () = assert!(
         && NAMING_LIMIT.max_payload < MEMBER_LIMIT.max_payload
 );
 
+/// What a member's line comes to.
+#[derive(Debug)]
+enum Said {
+    /// A public line, for everyone else.
+    Public(ServerFrame),
+    /// A private line, for its target.
+    Private(ConnId, ServerFrame),
+    /// A warning back to the sender.
+    Back(ServerFrame),
+}
+
 /// The chat room's state and rules. See the module docs.
 #[derive(Debug)]
 pub struct Room {
@@ -264,6 +306,9 @@ pub struct Room {
     /// Everyone who receives the room's traffic: active participants and
     /// observers.
     members: BTreeSet<ConnId>,
+    /// `members` as broadcasts carry it, built when first needed after a
+    /// change.
+    member_list: Option<Arc<[ConnId]>>,
     /// Pending Hello and username deadlines, earliest first.
     deadlines: BTreeSet<(Instant, ConnId)>,
     /// When each throttled connection's next held frame may go, earliest
@@ -289,6 +334,7 @@ impl Room {
             roster: BTreeMap::new(),
             next_join: 0,
             members: BTreeSet::new(),
+            member_list: None,
             deadlines: BTreeSet::new(),
             releases: BTreeSet::new(),
             participants: 0,
@@ -467,10 +513,7 @@ impl Room {
                 let roster = self.roster();
                 self.send_frame(conn, &roster);
             }
-            (State::Active { name, .. }, ClientFrame::Chat(line)) => {
-                let name = name.clone();
-                self.chat(conn, &name, &line);
-            }
+            (State::Active { .. }, ClientFrame::Chat(line)) => self.chat(conn, &line),
             (State::Active { .. }, ClientFrame::Username(_)) => {
                 self.send_frame(conn, &protocol::already_named());
             }
@@ -667,6 +710,7 @@ impl Room {
             Role::Observer => {
                 self.observers += 1;
                 self.members.insert(conn);
+                self.member_list = None;
                 self.set_state(conn, State::Observer);
             }
         }
@@ -741,45 +785,60 @@ impl Room {
         self.next_join += 1;
         self.roster.insert(joined, conn);
         self.members.insert(conn);
+        self.member_list = None;
         self.send_frame(conn, &ServerFrame::UsernameAccepted);
         tracing::info!(conn, user = %name, "joined");
         self.broadcast(None, &protocol::joined(&name));
         self.set_state(conn, State::Active { name, joined });
     }
 
-    fn chat(&mut self, conn: ConnId, sender: &str, line: &str) {
+    fn chat(&mut self, conn: ConnId, line: &str) {
+        match self.judge_line(conn, line) {
+            Some(Said::Public(frame)) => {
+                self.tally
+                    .count_public(self.members.len().saturating_sub(1));
+                self.broadcast(Some(conn), &frame);
+            }
+            Some(Said::Private(target, frame)) => {
+                self.tally.count_private();
+                self.send_frame(target, &frame);
+            }
+            Some(Said::Back(frame)) => self.send_frame(conn, &frame),
+            None => {}
+        }
+    }
+
+    /// What a member's line comes to, judged with the sender's name
+    /// borrowed where it is kept (a line costs no copy of it).
+    fn judge_line(&self, conn: ConnId, line: &str) -> Option<Said> {
+        let Some(State::Active { name, .. }) = self.conns.get(&conn).map(|c| &c.state) else {
+            return None;
+        };
+        let sender = name.as_str();
         if protocol::is_blank(line) {
-            return;
+            return None;
         }
         if line.chars().count() > MAX_MESSAGE_CHARS {
-            self.send_frame(conn, &protocol::too_long_warning());
-            return;
+            return Some(Said::Back(protocol::too_long_warning()));
         }
         let Some(rest) = line.strip_prefix(PRIVATE_PREFIX) else {
-            self.tally.count_public(self.members.len().saturating_sub(1));
-            self.broadcast(Some(conn), &protocol::public_line(sender, line));
-            return;
+            return Some(Said::Public(protocol::public_line(sender, line)));
         };
         if rest.is_empty() || rest.starts_with(' ') {
-            self.send_frame(conn, &protocol::private_needs_a_name());
-            return;
+            return Some(Said::Back(protocol::private_needs_a_name()));
         }
         let Some((typed, _text)) = rest.split_once(' ') else {
-            self.send_frame(conn, &protocol::private_needs_a_space());
-            return;
+            return Some(Said::Back(protocol::private_needs_a_space()));
         };
         // Addressed by the same comparison as names: `@Alice` and `@аlice`
         // reach `alice`.
         let target = Username::parse(typed)
             .ok()
             .and_then(|name| self.holder(&name).map(|(target, _)| target));
-        match target {
-            Some(target) => {
-                self.tally.count_private();
-                self.send_frame(target, &protocol::private_line(sender, line));
-            }
-            None => self.send_frame(conn, &protocol::no_such_user(typed)),
-        }
+        Some(match target {
+            Some(target) => Said::Private(target, protocol::private_line(sender, line)),
+            None => Said::Back(protocol::no_such_user(typed)),
+        })
     }
 
     fn violation(&mut self, conn: ConnId, reason: String) {
@@ -820,6 +879,7 @@ impl Room {
         tracing::debug!(conn, "let go");
         self.releases.retain(|&(_, c)| c != conn);
         self.members.remove(&conn);
+        self.member_list = None;
         match &state {
             State::Naming { .. } => self.participants -= 1,
             State::Active { name, joined } => {
@@ -871,19 +931,18 @@ impl Room {
         }
     }
 
-    /// Encodes once; every member but `except` gets the same bytes.
+    /// Encodes once; every member but `except` gets the same bytes, in one
+    /// output.
     fn broadcast(&mut self, except: Option<ConnId>, frame: &ServerFrame) {
-        let Some(bytes) = encode(frame) else {
+        let Some(frame) = encode(frame) else {
             return;
         };
-        for &to in &self.members {
-            if Some(to) != except {
-                self.output.push_back(Output::Send {
-                    to,
-                    frame: bytes.clone(),
-                });
-            }
-        }
+        let to = self
+            .member_list
+            .get_or_insert_with(|| self.members.iter().copied().collect())
+            .clone();
+        self.output
+            .push_back(Output::Broadcast { to, except, frame });
     }
 }
 

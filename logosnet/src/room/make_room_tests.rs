@@ -36,14 +36,13 @@ impl Doors {
 
     fn pump(&mut self) {
         while let Some(out) = self.room.poll_output() {
-            match out {
-                Output::Send { to, frame } => {
-                    let frame = decode_payload(&frame[HEADER_BYTES..]).expect("a frame");
-                    self.got.entry(to).or_default().push(frame);
-                }
-                Output::Close { conn, reason } => {
-                    assert!(self.closed.insert(conn, reason).is_none(), "closed twice");
-                }
+            if let Output::Close { conn, reason } = out {
+                assert!(self.closed.insert(conn, reason).is_none(), "closed twice");
+                continue;
+            }
+            for (to, frame) in out.deliveries() {
+                let frame = decode_payload(&frame[HEADER_BYTES..]).expect("a frame");
+                self.got.entry(to).or_default().push(frame);
             }
         }
     }

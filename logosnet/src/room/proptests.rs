@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use crate::codec::decode_payload;
 use crate::protocol::{ClientFrame, HEADER_BYTES, Role, ServerFrame, parse_line};
 use crate::room::flood::FloodLimit;
-use crate::room::{ConnId, Output, Room, RoomConfig};
+use crate::room::{ConnId, Room, RoomConfig};
 
 /// (sender 0..3, gap before it in ms, text length 0..3000)
 fn arrivals() -> impl Strategy<Value = Vec<(u8, u16, u16)>> {
@@ -42,10 +42,12 @@ proptest! {
         let mut got: Vec<(String, Instant)> = Vec::new();
         let drain = |room: &mut Room, now: Instant, got: &mut Vec<(String, Instant)>| {
             while let Some(out) = room.poll_output() {
-                if let Output::Send { to: 4, frame } = out
-                    && let Ok(ServerFrame::Message(m)) = decode_payload(&frame[HEADER_BYTES..])
-                {
-                    got.push((m, now));
+                for (to, frame) in out.deliveries() {
+                    if to == 4
+                        && let Ok(ServerFrame::Message(m)) = decode_payload(&frame[HEADER_BYTES..])
+                    {
+                        got.push((m, now));
+                    }
                 }
             }
         };

@@ -9,6 +9,7 @@ use crate::protocol::{
     shutdown_notice, too_long_warning, too_many_names, who_before_a_name,
 };
 use crate::username::{ANONYMOUS, UsernameError};
+use std::sync::Arc;
 
 /// What a participant gets for a name that breaks the rule: the reason,
 /// then the verdict.
@@ -52,17 +53,16 @@ impl Harness {
 
     fn pump(&mut self) {
         while let Some(out) = self.room.poll_output() {
-            match out {
-                Output::Send { to, frame } => {
-                    assert!(!self.closed.contains_key(&to), "send to {to} after close");
-                    let len = crate::codec::announced_len(&frame).expect("a header") as usize;
-                    assert_eq!(len + HEADER_BYTES, frame.len(), "one whole frame");
-                    let decoded = decode_payload(&frame[HEADER_BYTES..]).unwrap();
-                    self.inbox.entry(to).or_default().push(decoded);
-                }
-                Output::Close { conn, reason } => {
-                    assert!(self.closed.insert(conn, reason).is_none(), "closed twice");
-                }
+            if let Output::Close { conn, reason } = out {
+                assert!(self.closed.insert(conn, reason).is_none(), "closed twice");
+                continue;
+            }
+            for (to, frame) in out.deliveries() {
+                assert!(!self.closed.contains_key(&to), "send to {to} after close");
+                let len = crate::codec::announced_len(frame).expect("a header") as usize;
+                assert_eq!(len + HEADER_BYTES, frame.len(), "one whole frame");
+                let decoded = decode_payload(&frame[HEADER_BYTES..]).unwrap();
+                self.inbox.entry(to).or_default().push(decoded);
             }
         }
     }
@@ -624,19 +624,48 @@ fn shutdown_tells_everyone_and_closes_all() {
 }
 
 #[test]
-fn broadcast_shares_one_encoding() {
+fn a_broadcast_is_one_output_encoded_once_for_every_member_but_the_sender() {
     let mut h = Harness::new();
     let a = h.participant("alice");
-    h.participant("bob");
-    h.participant("carol");
+    let b = h.participant("bob");
+    let c = h.participant("carol");
     h.take_all();
-    h.room.handle_frame(h.now, a, ClientFrame::Chat("x".into()));
-    let mut ptrs = Vec::new();
-    while let Some(Output::Send { frame, .. }) = h.room.poll_output() {
-        ptrs.push(frame.as_ptr());
-    }
-    assert_eq!(ptrs.len(), 2);
-    assert_eq!(ptrs[0], ptrs[1]);
+    let said = |h: &mut Harness, line: &str| {
+        h.room
+            .handle_frame(h.now, a, ClientFrame::Chat(line.into()));
+        let out = h.room.poll_output().expect("an output");
+        assert!(
+            h.room.poll_output().is_none(),
+            "one output for the whole room"
+        );
+        out
+    };
+    let first = said(&mut h, "x");
+    let Output::Broadcast { to, except, frame } = &first else {
+        panic!("not a broadcast: {first:?}");
+    };
+    assert_eq!(to[..], [a, b, c], "the members, in connection order");
+    assert_eq!(*except, Some(a));
+    let got: Vec<ConnId> = first.deliveries().map(|(to, _)| to).collect();
+    assert_eq!(got, [b, c]);
+    assert!(
+        first
+            .deliveries()
+            .all(|(_, f)| f.as_ptr() == frame.as_ptr())
+    );
+    // The same list until the membership changes.
+    let second = said(&mut h, "y");
+    let Output::Broadcast { to: again, .. } = &second else {
+        panic!("not a broadcast");
+    };
+    assert!(Arc::ptr_eq(to, again), "the members' list is shared");
+    let d = h.participant("dave");
+    h.take_all();
+    let third = said(&mut h, "z");
+    let Output::Broadcast { to: now, .. } = &third else {
+        panic!("not a broadcast");
+    };
+    assert_eq!(now[..], [a, b, c, d]);
 }
 
 #[test]

@@ -72,6 +72,39 @@ impl pressure::Queues for Links {
     }
 }
 
+/// The outboxes of a broadcast's recipients, kept while the room's list of
+/// members is the same one (it shares one list until its membership
+/// changes), so a broadcast is a walk down a vector, not a lookup per
+/// recipient.
+#[derive(Default)]
+struct Recipients {
+    /// The room's list these were found for (held, so it cannot be freed
+    /// and its address taken by another).
+    list: Option<Arc<[ConnId]>>,
+    /// Each member's outbox, in the list's order; members the driver no
+    /// longer knows are left out.
+    outboxes: Vec<(ConnId, Arc<Outbox>)>,
+}
+
+impl Recipients {
+    /// Finds the outboxes for `list`, unless they are already found.
+    fn refresh(&mut self, list: &Arc<[ConnId]>, conns: &BTreeMap<ConnId, Handles>) {
+        if self
+            .list
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(held, list))
+        {
+            return;
+        }
+        self.outboxes.clear();
+        self.outboxes.extend(
+            list.iter()
+                .filter_map(|&conn| Some((conn, conns.get(&conn)?.outbox.clone()))),
+        );
+        self.list = Some(list.clone());
+    }
+}
+
 /// Why the loop woke.
 enum Wake {
     Shutdown,
@@ -93,6 +126,10 @@ pub(super) struct Driver {
     event_batch: Vec<Event>,
     /// What a dropped connection is told, encoded once.
     farewell: Option<Vec<u8>>,
+    /// The outboxes of the last broadcast's recipients.
+    recipients: Recipients,
+    /// Members whose queues a broadcast just made heavy.
+    turned_heavy: Vec<ConnId>,
     /// The one timer, and the instant it is armed for.
     timer: Pin<Box<Sleep>>,
     /// The instant `timer` is armed for; `None` while it is not armed.
@@ -119,6 +156,8 @@ impl Driver {
             farewell: codec::encode(&protocol::too_far_behind())
                 .ok()
                 .map(|frame| frame.to_vec()),
+            recipients: Recipients::default(),
+            turned_heavy: Vec::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
             metrics: config.metrics.clone(),
@@ -322,6 +361,17 @@ impl Driver {
                             && handles.outbox.push(&frame, now)
                         {
                             self.pressure.set_heavy(now, to, true);
+                        }
+                    }
+                    Output::Broadcast { to, except, frame } => {
+                        self.recipients.refresh(&to, &self.links.conns);
+                        for (conn, outbox) in &self.recipients.outboxes {
+                            if Some(*conn) != except && outbox.push(&frame, now) {
+                                self.turned_heavy.push(*conn);
+                            }
+                        }
+                        for conn in self.turned_heavy.drain(..) {
+                            self.pressure.set_heavy(now, conn, true);
                         }
                     }
                     Output::Close { conn, reason } => {

@@ -895,28 +895,30 @@ impl Auditor {
         let mut got = Effects::default();
         while let Some(output) = self.room.poll_output() {
             match output {
-                Output::Send { to, frame } => {
-                    assert!(
-                        !self.ended.contains(&to) || self.ended_now.contains(&to),
-                        "frame to conn {to}, which had already ended, on {event:?}"
-                    );
-                    assert!(
-                        !got.closed.contains(&to),
-                        "frame to conn {to} after its close, on {event:?}"
-                    );
-                    // Ids are handed out in order from 1.
-                    assert!(
-                        (1..self.next_id).contains(&to),
-                        "frame to never-opened conn {to}, on {event:?}"
-                    );
-                    let mut decoder = FrameDecoder::new();
-                    decoder.extend(&frame);
-                    let decoded: ServerFrame = decoder
-                        .next_frame()
-                        .expect("the room sends only decodable frames")
-                        .expect("one whole frame");
-                    assert_eq!(decoder.buffered(), 0, "one whole frame, nothing after it");
-                    got.send(to, decoded);
+                Output::Send { .. } | Output::Broadcast { .. } => {
+                    for (to, frame) in output.deliveries() {
+                        assert!(
+                            !self.ended.contains(&to) || self.ended_now.contains(&to),
+                            "frame to conn {to}, which had already ended, on {event:?}"
+                        );
+                        assert!(
+                            !got.closed.contains(&to),
+                            "frame to conn {to} after its close, on {event:?}"
+                        );
+                        // Ids are handed out in order from 1.
+                        assert!(
+                            (1..self.next_id).contains(&to),
+                            "frame to never-opened conn {to}, on {event:?}"
+                        );
+                        let mut decoder = FrameDecoder::new();
+                        decoder.extend(frame);
+                        let decoded: ServerFrame = decoder
+                            .next_frame()
+                            .expect("the room sends only decodable frames")
+                            .expect("one whole frame");
+                        assert_eq!(decoder.buffered(), 0, "one whole frame, nothing after it");
+                        got.send(to, decoded);
+                    }
                 }
                 Output::Close { conn, .. } => {
                     assert!(

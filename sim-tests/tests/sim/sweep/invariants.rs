@@ -1,7 +1,7 @@
 //! What the sweep's clients saw, and the invariants of issue 4 checked on
 //! it after every step: unique names, no role past its limit, every line
 //! at most once and in per-sender order, private lines only to their
-//! target, over-long lines never, nobody that kept reading dropped, and —
+//! target, over-long lines never, nobody that kept pace dropped, and —
 //! where no held link can still delay it — every line owed delivered.
 //! Nothing here predicts the server's output beyond those invariants.
 //!
@@ -195,17 +195,16 @@ pub fn check(shared: &Shared, record: &SharedRecord, links: &Links, when: &str, 
         }
     }
     for (&id, client) in &observed.clients {
-        // No member that kept reading was ever dropped: the sweep's clients
-        // all read everything, so only one whose link was cut or held may
-        // be.
+        // No member that kept pace was ever dropped: the sweep's clients
+        // all read everything as it comes, so their oldest unsent line is
+        // never old and they never drain least while the budget is short;
+        // only one whose link was cut or held may fall behind and go.
         if !client.cut && !client.held && client.admitted && !client.left && !client.refused {
             if let Some(why) = &client.error {
-                fail(format!("#{id}, which kept reading, was dropped: {why}"));
+                fail(format!("#{id}, which kept pace, was dropped: {why}"));
             }
             if client.closed_by_server {
-                fail(format!(
-                    "#{id}, which kept reading, was closed by the server"
-                ));
+                fail(format!("#{id}, which kept pace, was closed by the server"));
             }
         }
         // The room's record against what the client saw: after the room let
