@@ -362,7 +362,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn every_chat_line_has_the_prefix_length_it_is_said_to_have() {
         for frame in [public_line("alice", "hi"), private_line("bob", "@alice hi")] {

@@ -169,6 +169,9 @@ pub(super) async fn accept_loop<L: Listener>(
         if let Some(metrics) = &config.metrics {
             metrics.accepted();
         }
+        if let Some(peers) = &config.peers {
+            peers.opened(conn, peer);
+        }
         tracing::debug!(conn, %peer, ?place, "accepted");
         let inbox = Arc::new(Inbox::default());
         let outbox = Arc::new(Outbox::new(config.queue_marks(), totals.clone()));
@@ -186,8 +189,12 @@ pub(super) async fn accept_loop<L: Listener>(
             events: events.clone(),
             signals: signals.clone(),
         };
+        let peers = config.peers.clone();
         tracker.spawn(async move {
             connection::run(stream, link, policy).await;
+            if let Some(peers) = peers {
+                peers.closed(conn);
+            }
             drop(permit);
             drop(source);
         });

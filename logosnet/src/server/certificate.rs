@@ -98,13 +98,28 @@ mod tests {
         let certificate = ServerCertificate::new(first.clone());
         let metrics = Metrics::new();
         // The key of another pair, then a missing file: the first stays.
-        assert!(!reload(&certificate, &new.paths.cert, &old.paths.key, Some(&metrics)));
+        assert!(!reload(
+            &certificate,
+            &new.paths.cert,
+            &old.paths.key,
+            Some(&metrics)
+        ));
         assert!(Arc::ptr_eq(&certificate.current(), &first));
         let missing = new.dir().join("missing.pem");
-        assert!(!reload(&certificate, &missing, &new.paths.key, Some(&metrics)));
+        assert!(!reload(
+            &certificate,
+            &missing,
+            &new.paths.key,
+            Some(&metrics)
+        ));
         assert!(Arc::ptr_eq(&certificate.current(), &first));
         // The new pair: in service.
-        assert!(reload(&certificate, &new.paths.cert, &new.paths.key, Some(&metrics)));
+        assert!(reload(
+            &certificate,
+            &new.paths.cert,
+            &new.paths.key,
+            Some(&metrics)
+        ));
         assert!(!Arc::ptr_eq(&certificate.current(), &first));
         let figures = metrics.snapshot();
         assert_eq!((figures.reloads_ok, figures.reloads_failed), (1, 2));

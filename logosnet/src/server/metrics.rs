@@ -36,7 +36,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-pub use http::{MAX_SCRAPE_CONNECTIONS, SCRAPE_CONNECTION_LIFETIME, serve_metrics};
+pub use http::{MAX_SCRAPE_CONNECTIONS, METRICS_PATH, SCRAPE_CONNECTION_LIFETIME, serve_metrics};
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 use super::outbox::Totals;
@@ -295,13 +295,13 @@ impl Metrics {
         self.figures.snapshot()
     }
 
-
     /// The whole scrape, in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail; a collector's error would only
         // cut the scrape short.
-        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
         {
             tracing::warn!(error = %e, "a metrics scrape was cut short");
         }
@@ -340,7 +340,10 @@ impl Metrics {
         store(&p.evicted, tally.closed(CloseReason::MadeRoom));
         store(&p.violations, tally.closed(CloseReason::Violation));
         store(&p.hello_timeouts, tally.closed(CloseReason::HelloTimeout));
-        store(&p.username_timeouts, tally.closed(CloseReason::UsernameTimeout));
+        store(
+            &p.username_timeouts,
+            tally.closed(CloseReason::UsernameTimeout),
+        );
         store(&p.frame_timeouts, tally.frame_timeouts());
     }
 
@@ -503,11 +506,46 @@ impl Collector for ServerCollector {
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        gauge(e, ("logosnet_queued_bytes", "Bytes charged to every connection's outgoing queue together (the memory they hold).", s.queued_bytes))?;
-        gauge(e, ("logosnet_queued_bytes_budget", "The server-wide budget for queued bytes (--max-queued-total); the room pauses at half of it.", s.queued_bytes_budget))?;
-        gauge(e, ("logosnet_room_paused", "1 while the room takes no chat line (a member far behind or the budget holds it), else 0.", u64::from(s.paused)))?;
-        counter(e, ("logosnet_room_pauses", "Times the room was paused.", s.pauses))?;
-        counter(e, ("logosnet_room_paused_seconds", "Seconds the room was paused, in all.", s.paused_for.as_secs_f64()))?;
+        gauge(
+            e,
+            (
+                "logosnet_queued_bytes",
+                "Bytes charged to every connection's outgoing queue together (the memory they hold).",
+                s.queued_bytes,
+            ),
+        )?;
+        gauge(
+            e,
+            (
+                "logosnet_queued_bytes_budget",
+                "The server-wide budget for queued bytes (--max-queued-total); the room pauses at half of it.",
+                s.queued_bytes_budget,
+            ),
+        )?;
+        gauge(
+            e,
+            (
+                "logosnet_room_paused",
+                "1 while the room takes no chat line (a member far behind or the budget holds it), else 0.",
+                u64::from(s.paused),
+            ),
+        )?;
+        counter(
+            e,
+            (
+                "logosnet_room_pauses",
+                "Times the room was paused.",
+                s.pauses,
+            ),
+        )?;
+        counter(
+            e,
+            (
+                "logosnet_room_paused_seconds",
+                "Seconds the room was paused, in all.",
+                s.paused_for.as_secs_f64(),
+            ),
+        )?;
         labelled_counters(
             e,
             "logosnet_lines",
@@ -515,11 +553,46 @@ impl Collector for ServerCollector {
             "kind",
             &[("public", s.public_lines), ("private", s.private_lines)],
         )?;
-        counter(e, ("logosnet_deliveries", "Chat lines queued for a recipient: a public line once per member but its sender, a private line once.", s.deliveries))?;
-        counter(e, ("logosnet_written_bytes", "Bytes written to connections' sockets (before TLS).", s.written_bytes))?;
-        counter(e, ("logosnet_warnings", "Warning notices sent (a line too long, to no such user, an observer sending, ...).", s.warnings))?;
-        counter(e, ("logosnet_flood_delayed_lines", "Frames past Hello that flood control held until the sender's allowance covered them.", s.flood_delayed))?;
-        counter(e, ("logosnet_connections_accepted", "Sockets the accept loop admitted (refused ones are not counted here).", s.accepted))?;
+        counter(
+            e,
+            (
+                "logosnet_deliveries",
+                "Chat lines queued for a recipient: a public line once per member but its sender, a private line once.",
+                s.deliveries,
+            ),
+        )?;
+        counter(
+            e,
+            (
+                "logosnet_written_bytes",
+                "Bytes written to connections' sockets (before TLS).",
+                s.written_bytes,
+            ),
+        )?;
+        counter(
+            e,
+            (
+                "logosnet_warnings",
+                "Warning notices sent (a line too long, to no such user, an observer sending, ...).",
+                s.warnings,
+            ),
+        )?;
+        counter(
+            e,
+            (
+                "logosnet_flood_delayed_lines",
+                "Frames past Hello that flood control held until the sender's allowance covered them.",
+                s.flood_delayed,
+            ),
+        )?;
+        counter(
+            e,
+            (
+                "logosnet_connections_accepted",
+                "Sockets the accept loop admitted (refused ones are not counted here).",
+                s.accepted,
+            ),
+        )?;
         let refusals: Vec<(&str, u64)> = Refusal::ALL
             .iter()
             .map(|&why| (why.label(), s.refused(why)))
@@ -547,7 +620,10 @@ impl Collector for ServerCollector {
             "logosnet_tls_handshakes",
             "TLS handshakes, by result: ok, or failed (refused, timed out or abandoned).",
             "result",
-            &[("ok", s.tls_handshakes_ok), ("failed", s.tls_handshakes_failed)],
+            &[
+                ("ok", s.tls_handshakes_ok),
+                ("failed", s.tls_handshakes_failed),
+            ],
         )?;
         labelled_counters(
             e,

@@ -18,13 +18,16 @@
 //! handed `now` and asked when it next needs waking.
 
 mod accept;
+pub mod certificate;
 pub(crate) mod connect_rate;
 mod connection;
 mod driver;
 mod inbox;
+pub mod json_log;
 mod listeners;
 pub mod metrics;
 pub(crate) mod outbox;
+pub mod peers;
 pub(crate) mod per_address;
 mod pressure;
 mod tls;
@@ -39,12 +42,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+pub use certificate::ServerCertificate;
 pub use connect_rate::{MAX_NEW_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit};
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use inbox::INBOX_BYTES;
 pub use listeners::Both;
 pub use metrics::Metrics;
 pub use outbox::{IDLE_BUFFER_BYTES, LAG_GRAIN};
+pub use peers::Peers;
 pub use per_address::MAX_PER_ADDRESS;
 pub use tls::{MAX_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT, TlsListener, TlsOnAccept};
 
@@ -270,6 +275,9 @@ pub struct ServerConfig {
     /// Where the server counts what it does, for `--metrics` (see
     /// [`metrics`]); `None` (the default): nothing is counted.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where each open connection's address is kept for the log (see
+    /// [`peers`]); `None` (the default): nowhere.
+    pub peers: Option<Arc<Peers>>,
 }
 
 impl Default for ServerConfig {
@@ -292,6 +300,7 @@ impl Default for ServerConfig {
             limit_loopback: false,
             connect_rate: RateLimit::DEFAULT,
             metrics: None,
+            peers: None,
         }
     }
 }

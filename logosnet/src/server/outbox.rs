@@ -352,7 +352,9 @@ impl Outbox {
         }
         q.written += written as u64;
         // Once per write (a batch of frames), not per frame.
-        self.totals.written.fetch_add(written as u64, Ordering::Relaxed);
+        self.totals
+            .written
+            .fetch_add(written as u64, Ordering::Relaxed);
         let done = q.written;
         while q.marks.front().is_some_and(|mark| mark.end <= done) {
             q.marks.pop_front();

@@ -101,7 +101,10 @@ fn answer(metrics: &Metrics, request: &Request<Incoming>) -> Response<Full<Bytes
         response
     };
     if request.uri().path() != METRICS_PATH {
-        return plain(StatusCode::NOT_FOUND, "not found: the figures are at /metrics\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: the figures are at /metrics\n",
+        );
     }
     let head = match *request.method() {
         Method::GET => false,

@@ -33,22 +33,60 @@ impl Collector for ProcessCollector {
         let f = read();
         let e = &mut encoder;
         if let Some(v) = f.cpu_seconds {
-            counter(e, ("process_cpu_seconds", "Total user and system CPU time spent in seconds.", v))?;
+            counter(
+                e,
+                (
+                    "process_cpu_seconds",
+                    "Total user and system CPU time spent in seconds.",
+                    v,
+                ),
+            )?;
         }
         if let Some(v) = f.resident_bytes {
-            gauge(e, ("process_resident_memory_bytes", "Resident memory size in bytes.", v))?;
+            gauge(
+                e,
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes.",
+                    v,
+                ),
+            )?;
         }
         if let Some(v) = f.virtual_bytes {
-            gauge(e, ("process_virtual_memory_bytes", "Virtual memory size in bytes.", v))?;
+            gauge(
+                e,
+                (
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes.",
+                    v,
+                ),
+            )?;
         }
         if let Some(v) = f.open_fds {
-            gauge(e, ("process_open_fds", "Number of open file descriptors.", v))?;
+            gauge(
+                e,
+                ("process_open_fds", "Number of open file descriptors.", v),
+            )?;
         }
         if let Some(v) = f.max_fds {
-            gauge(e, ("process_max_fds", "Maximum number of open file descriptors.", v))?;
+            gauge(
+                e,
+                (
+                    "process_max_fds",
+                    "Maximum number of open file descriptors.",
+                    v,
+                ),
+            )?;
         }
         if let Some(v) = f.start_time_seconds {
-            gauge(e, ("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", v))?;
+            gauge(
+                e,
+                (
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                    v,
+                ),
+            )?;
         }
         Ok(())
     }
@@ -85,7 +123,12 @@ pub(super) fn read() -> ProcessFigures {
 /// The figures in `/proc/self/stat`: `ticks` is the clock's ticks a
 /// second, `page` the page size, `boot` the boot time (seconds since the
 /// epoch) that the start time counts from.
-pub(super) fn parse_stat(stat: &str, ticks: i64, page: i64, boot: Option<u64>) -> Option<ProcessFigures> {
+pub(super) fn parse_stat(
+    stat: &str,
+    ticks: i64,
+    page: i64,
+    boot: Option<u64>,
+) -> Option<ProcessFigures> {
     let (_, rest) = stat.rsplit_once(')')?;
     // Fields from the third (`state`) on: field N is `fields[N - 3]`.
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -137,7 +180,10 @@ mod tests {
         assert_eq!(figures.virtual_bytes, Some(8_192_000));
         assert_eq!(figures.start_time_seconds, Some(1_700_000_010.0));
         assert_eq!(parse_stat("no parenthesis", 100, 4096, None), None);
-        assert_eq!(boot_time("cpu 1 2 3\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            boot_time("cpu 1 2 3\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
     }
 
     #[cfg(target_os = "linux")]
@@ -146,8 +192,19 @@ mod tests {
         let figures = read();
         assert!(figures.cpu_seconds.is_some_and(|s| s >= 0.0));
         assert!(figures.resident_bytes.is_some_and(|b| b > 0));
-        assert!(figures.open_fds.is_some_and(|n| n >= 3), "stdin, stdout, stderr");
-        assert!(figures.max_fds.is_some_and(|n| n >= figures.open_fds.unwrap_or(0)));
-        assert!(figures.start_time_seconds.is_some_and(|t| t > 1_500_000_000.0));
+        assert!(
+            figures.open_fds.is_some_and(|n| n >= 3),
+            "stdin, stdout, stderr"
+        );
+        assert!(
+            figures
+                .max_fds
+                .is_some_and(|n| n >= figures.open_fds.unwrap_or(0))
+        );
+        assert!(
+            figures
+                .start_time_seconds
+                .is_some_and(|t| t > 1_500_000_000.0)
+        );
     }
 }
