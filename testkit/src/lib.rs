@@ -16,4 +16,7 @@ pub mod peer;
 pub mod server;
 
 pub use peer::{Got, PATIENCE, Peer, Trace};
-pub use server::{ServerHandle, spawn_server, spawn_server_at, spawn_tls_server, unthrottled};
+pub use server::{
+    ServerHandle, spawn_server, spawn_server_at, spawn_tls_server, spawn_tls_server_reloadable,
+    unthrottled,
+};

@@ -134,12 +134,7 @@ async fn run(
             let metrics = Arc::new(Metrics::new());
             let listener = bind_metrics(addr, side).await?;
             config.metrics = Some(metrics.clone());
-            side.spawn(serve_metrics(
-                listener,
-                metrics.clone(),
-                std::future::pending(),
-            ));
-            Some(metrics)
+            Some((metrics, listener))
         }
         _ => None,
     };
@@ -158,6 +153,19 @@ async fn run(
     if let Some((listener, _)) = &secure {
         announce(listener, " (tls)")?;
     }
+    // The metrics line last, so the chat lines keep their places.
+    let metrics = match (metrics, &side) {
+        (Some((metrics, listener)), Some(side)) => {
+            announce(&listener, " (metrics)")?;
+            side.spawn(serve_metrics(
+                listener,
+                metrics.clone(),
+                std::future::pending(),
+            ));
+            Some(metrics)
+        }
+        _ => None,
+    };
     // The handshake is part of the time a new connection has to say Hello,
     // and has a deadline of its own besides.
     let handshake_timeout = config.room.hello_timeout.min(server::TLS_HANDSHAKE_TIMEOUT);
@@ -217,8 +225,7 @@ async fn reload_on_hangup(reload: Reload, metrics: Option<Arc<Metrics>>) {
     }
 }
 
-/// Binds `--metrics` on the side runtime (whose I/O driver then serves it)
-/// and says where the figures are.
+/// Binds `--metrics` on the side runtime, whose I/O driver then serves it.
 async fn bind_metrics(
     addr: SocketAddr,
     side: &tokio::runtime::Handle,
@@ -228,10 +235,6 @@ async fn bind_metrics(
         .await
         .map_err(|e| format!("cannot start the metrics listener: {e}"))?
         .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the metrics address: {e}"))?;
-    tracing::info!(addr = %bound, "serving metrics at http://{bound}/metrics");
     Ok(listener)
 }
 
@@ -241,7 +244,12 @@ fn announce(listener: &TcpListener, suffix: &str) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     println!("listening on {addr}{suffix}");
-    tracing::info!(%addr, tls = !suffix.is_empty(), "listening");
+    tracing::info!(
+        %addr,
+        tls = suffix == " (tls)",
+        metrics = suffix == " (metrics)",
+        "listening"
+    );
     Ok(())
 }
 
