@@ -456,7 +456,29 @@ async fn json_logs_name_the_connection_and_its_peer() {
     assert_eq!(event["level"], "INFO");
     assert!(event["conn"].is_u64(), "{line}");
     assert_eq!(event["peer"], local.to_string(), "{line}");
-    alice.chat("bye").await;
+    let conn = event["conn"].clone();
+    // Her leaving, logged by the room as her socket closes, too.
+    drop(alice);
+    let line = server.log_line(|line| line.contains("\"left\""));
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(event["conn"], conn, "{line}");
+    assert_eq!(event["peer"], local.to_string(), "{line}");
+}
+
+/// SIGHUP without TLS: nothing to reload, and the server goes on (the
+/// signal's default would have ended it).
+#[tokio::test]
+async fn sighup_without_tls_changes_nothing() {
+    let mut server = Server::start(&[]);
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut alice = Peer::participant(server.addr, "alice").await;
+    alice.chat("still up").await;
+    assert!(server.child.try_wait().expect("try_wait").is_none());
+    assert!(server.signal_and_wait("TERM").success());
 }
 
 /// `--metrics`: the binary serves the figures on a port of its own, and

@@ -146,6 +146,10 @@ async fn run(
         Some((port, reload)) => Some((bind(&args.ip, port).await?, reload)),
         None => None,
     };
+    // SIGHUP's default would end the process: it is handled from before
+    // the first line says the server is up.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
     // The plaintext line first: scripts and tests read the first line.
     if let Some(listener) = &plain {
         announce(listener, "")?;
@@ -180,9 +184,8 @@ async fn run(
             None => secure,
         }
     };
-    if let Some((_, reload)) = &secure {
-        tokio::spawn(reload_on_hangup(reload.clone(), metrics.clone()));
-    }
+    let reload = secure.as_ref().map(|(_, reload)| reload.clone());
+    tokio::spawn(reload_on_hangup(hangups, reload, metrics.clone()));
     let stop = shutdown_signal();
     match (plain, secure) {
         (Some(plain), Some((secure, reload))) => {
@@ -208,14 +211,18 @@ struct Reload {
 }
 
 /// On every SIGHUP, reads the certificate and key again (see
-/// [`server::certificate::reload`]); nothing else changes.
-async fn reload_on_hangup(reload: Reload, metrics: Option<Arc<Metrics>>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; the certificate cannot be reloaded");
-        return;
-    };
+/// [`server::certificate::reload`]); nothing else changes. Without TLS
+/// there is nothing to reload, and SIGHUP is only logged.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reload: Option<Reload>,
+    metrics: Option<Arc<Metrics>>,
+) {
     while hangups.recv().await.is_some() {
+        let Some(reload) = &reload else {
+            tracing::info!("SIGHUP: no TLS certificate to reload");
+            continue;
+        };
         server::certificate::reload(
             &reload.certificate,
             &reload.cert,
