@@ -16,7 +16,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Copies the server's stderr into the test's captured output.
     log: Option<JoinHandle<()>>,
-    /// Every line of the server's stderr, as it comes.
-    logged: mpsc::Receiver<String>,
+    /// Every line of the server's stderr, as it comes (in a mutex so that
+    /// a `Server` may be shared between threads).
+    logged: Mutex<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -93,7 +94,7 @@ impl Server {
                 child,
                 addr,
                 log,
-                logged,
+                logged: Mutex::new(logged),
             },
             addrs,
         )
@@ -103,9 +104,10 @@ impl Server {
     /// are skipped); panics if none comes within [`WAIT`].
     pub fn log_line(&self, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
+        let logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.logged.recv_timeout(left) {
+            match logged.recv_timeout(left) {
                 Ok(line) if wanted(&line) => return line,
                 Ok(_) => {}
                 Err(e) => panic!("no such log line within {WAIT:?}: {e}"),

@@ -84,9 +84,10 @@ where
                 .header_read_timeout(SCRAPE_HEADER_TIMEOUT)
                 .max_buf_size(SCRAPE_BUFFER_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(SCRAPE_CONNECTION_LIFETIME, connection).await {
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics: connection failed"),
-                Ok(Ok(())) | Err(_) => {}
+            // Past its lifetime the connection is simply dropped (closed).
+            let served = tokio::time::timeout(SCRAPE_CONNECTION_LIFETIME, connection).await;
+            if let Ok(Err(e)) = served {
+                tracing::debug!(%peer, error = %e, "metrics: connection failed");
             }
             drop(slot);
         });
