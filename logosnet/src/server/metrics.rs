@@ -11,14 +11,14 @@
 //! - the room task adds one to a drop's reason when it drops a member
 //!   (rare), the accept loop to a refusal's reason, a TLS handshake task to
 //!   its outcome, a certificate reload to its outcome;
-//! - the queues' server-wide [`Totals`] are read as they are at scrape
+//! - the queues' server-wide `Totals` are read as they are at scrape
 //!   time (bytes charged, bytes written).
 //!
 //! A scrape reads those atomics (relaxed: each figure is exact, two
 //! figures may be a turn apart) and `/proc/self` for the process figures
-//! ([`process`]), and formats them with the official Prometheus client
+//! (`process`), and formats them with the official Prometheus client
 //! ([`prometheus_client`]) through a [`Collector`], so no registry lock or
-//! map lookup is ever on the room's path. [`http`] serves them on a
+//! map lookup is ever on the room's path. `http` ([`serve_metrics`]) serves them on a
 //! listener of their own.
 
 mod http;

@@ -16,6 +16,11 @@
 //!
 //! Time comes only from `tokio::time`, which turmoil simulates; the room is
 //! handed `now` and asked when it next needs waking.
+//!
+//! For operators: [`metrics`] (what `--metrics` serves, read from atomics
+//! the room task publishes once a turn), [`certificate`] (the TLS pair in
+//! service, replaced on SIGHUP), [`peers`] and [`json_log`] (the peer
+//! address on every connection's JSON log line).
 
 mod accept;
 pub mod certificate;

@@ -1,3 +1,6 @@
+//! The scrape's shape (every family, one sample per label) and where each
+//! count added where it happens lands.
+
 use super::*;
 
 /// The names a scrape carries, as a parser reads them back.
