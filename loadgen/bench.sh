@@ -12,7 +12,9 @@
 #              default "--flood-rate 0": flood control off, because the
 #              benchmark measures the engine, not the spam rule. Set it to
 #              something else, or to nothing (SERVER_ARGS=), for a server
-#              without that option or for A/B runs, e.g. "--write-gap-ms 0"),
+#              without that option or for A/B runs, e.g. "--write-gap-ms 0";
+#              with "--metrics 127.0.0.1:0" loadgen also reads the server's
+#              own figures with --metrics-url: the metrics on/off A/B),
 #              TLS=1 (loadgen connects over TLS: the script makes a CA and a
 #              certificate for 127.0.0.1 in $OUT/certs, gives the server a
 #              TLS port beside its plaintext one, and loadgen --tls-ca).
@@ -71,13 +73,22 @@ for rate in "${RATES[@]}"; do
         echo "(a server without one of those options: run with SERVER_ARGS= or other arguments)" >&2
         exit 1
     fi
+    # The server's metrics endpoint, when SERVER_ARGS asks for one (its
+    # line comes after the chat ports').
+    if [[ " $SERVER_ARGS " == *" --metrics "* ]]; then
+        for _ in $(seq 100); do
+            grep -q " (metrics)$" "$OUT/server-$rate.out" 2>/dev/null && break
+            sleep 0.05
+        done
+    fi
+    metrics=$(sed -n 's/^listening on \(.*\) (metrics)$/--metrics-url http:\/\/\1\/metrics/p' "$OUT/server-$rate.out")
     cut -d' ' -f1-3 /proc/loadavg >"$OUT/$rate.load"
     echo "== rate $rate msgs/s (load average before: $(cat "$OUT/$rate.load"))" >&2
     status=0
     # shellcheck disable=SC2086
     "$LOADGEN" --ip 127.0.0.1 --port "$port" --rate "$rate" --duration "$DURATION" \
         --server-pid "$server_pid" --json "$OUT/$rate.json" --hgrm "$OUT/$rate.hgrm" \
-        --svg "$OUT/$rate.svg" $EXTRA >"$OUT/$rate.txt" 2>"$OUT/$rate.progress" || status=$?
+        --svg "$OUT/$rate.svg" $metrics $EXTRA >"$OUT/$rate.txt" 2>"$OUT/$rate.progress" || status=$?
     cat "$OUT/$rate.txt"
     if [ "$status" -ne 0 ]; then
         # A run stopped before its traffic says why in its last stderr line.

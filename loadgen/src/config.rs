@@ -73,6 +73,12 @@ pub struct Config {
     /// The server's process id, to report its peak memory and CPU from /proc
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// The server's Prometheus endpoint (its --metrics), e.g.
+    /// http://127.0.0.1:9021/metrics: scraped before and after the traffic
+    /// to report the server's own deliveries, drops, refusals and CPU per
+    /// delivery, from any machine
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
     /// Seed for the choice of private messages and their targets
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -161,6 +167,9 @@ impl Config {
             return Err(format!(
                 "--phase-timeout must be a number of seconds above 0 and at most {MAX_SECONDS}"
             ));
+        }
+        if let Some(url) = &self.metrics_url {
+            crate::server_metrics::check_url(url).map_err(|e| e.to_string())?;
         }
         Ok(())
     }

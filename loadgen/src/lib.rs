@@ -13,6 +13,8 @@
 //! - [`check`]: what was sent against what arrived (sans-IO);
 //! - [`schedule`]: the open-loop send schedule and message destinations (sans-IO);
 //! - [`stats`]: latency histograms and CPU/memory readings;
+//! - [`server_metrics`]: the server's own figures from its Prometheus
+//!   endpoint (`--metrics-url`);
 //! - [`shared`]: phase, counters, problems and histograms the tasks share;
 //! - [`transport`]: plain TCP or TLS, the connect step;
 //! - [`wire`]: one connection's read buffer, frames parsed in place;
@@ -39,6 +41,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod server_metrics;
 pub mod shared;
 pub mod stats;
 pub mod transport;

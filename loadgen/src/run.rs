@@ -31,6 +31,7 @@ use crate::client::{self, NoticeCounts, Outcome, ProbeAnswer};
 use crate::config::Config;
 use crate::pacer;
 use crate::progress::Progress;
+use crate::server_metrics::{self, ServerFigures};
 use crate::shared::{Phase, ProblemKind, Shared};
 use crate::stats::{self, CpuTime};
 use crate::transport::Transport;
@@ -112,8 +113,22 @@ pub struct RunData {
     pub server_cpu: Option<(CpuTime, CpuTime)>,
     /// The server's peak RSS (VmHWM), KiB, if `--server-pid` was given.
     pub server_peak_rss_kib: Option<u64>,
+    /// The server's own figures over the run, from `--metrics-url`; the
+    /// error if a scrape failed.
+    pub server_metrics: Option<Result<ServerMetricsRun, String>>,
     /// The whole run.
     pub wall: Duration,
+}
+
+/// What the server's metrics say of the run: two scrapes' differences.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerMetricsRun {
+    /// From just before the traffic to the end of the leave phase, when
+    /// every line the room took has long been counted: deliveries, drops
+    /// and refusals.
+    pub counts: ServerFigures,
+    /// CPU seconds over traffic and drain, as the server read its own.
+    pub cpu_traffic_s: Option<f64>,
 }
 
 /// Notice faults seen by observers, summed over observers.
@@ -201,6 +216,34 @@ impl ProblemCounts {
     pub fn is_clean(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// One scrape of `--metrics-url`, if given.
+async fn scrape_metrics(config: &Config) -> Option<Result<ServerFigures, String>> {
+    let url = config.metrics_url.as_deref()?;
+    Some(
+        server_metrics::scrape(url)
+            .await
+            .map_err(|e| format!("{e:#}")),
+    )
+}
+
+/// The run's figures from the three scrapes (before the traffic, after the
+/// drain, after the leave), or the first scrape's error; `None` without
+/// `--metrics-url` or if the traffic never began.
+fn server_metrics_run(
+    before: Option<Result<ServerFigures, String>>,
+    drained: Option<Result<ServerFigures, String>>,
+    left: Option<Result<ServerFigures, String>>,
+) -> Option<Result<ServerMetricsRun, String>> {
+    let (before, drained, left) = (before?, drained?, left?);
+    Some((|| {
+        let (before, drained, left) = (before?, drained?, left?);
+        Ok(ServerMetricsRun {
+            counts: left.since(&before),
+            cpu_traffic_s: drained.since(&before).cpu_seconds,
+        })
+    })())
 }
 
 /// Runs every phase against the configured server.
@@ -296,6 +339,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
     let mut behind = false;
     let mut own_cpu_traffic = CpuTime::default();
     let mut server_cpu_traffic = None;
+    let (mut metrics_before, mut metrics_drained, mut metrics_left) = (None, None, None);
     let mut sender_logs = vec![check::SenderLog::new(); config.participants];
     if stopped.is_none() {
         // Every participant joined, so every outlet is there, each at its
@@ -308,6 +352,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
             .collect::<Option<_>>()
             .context("a participant that joined left no outlet")?;
         let server_before = server_cpu();
+        metrics_before = scrape_metrics(&config).await;
         let own_before = own_cpu();
         let start = Instant::now() + TRAFFIC_LEAD;
         shared.phase.set(Phase::Traffic);
@@ -342,6 +387,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
             .await
             .context("the send clock failed")?;
         own_cpu_traffic = own_cpu().since(&own_before);
+        metrics_drained = scrape_metrics(&config).await;
         server_cpu_traffic = server_before
             .zip(server_cpu())
             .map(|(before, after)| after.since(&before));
@@ -372,7 +418,9 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         for (i, sender) in senders.into_iter().enumerate() {
             sender_logs[i] = sender.into_log();
         }
+        metrics_left = scrape_metrics(&config).await;
     }
+    let server_metrics = server_metrics_run(metrics_before, metrics_drained, metrics_left);
     shared.phase.set(Phase::Close);
     drop(stops);
 
@@ -426,6 +474,7 @@ pub async fn run(config: Config) -> anyhow::Result<RunData> {
         server_peak_rss_kib: config
             .server_pid
             .and_then(|pid| stats::process_memory_kib(&pid.to_string(), "VmHWM")),
+        server_metrics,
         wall: fill_start.elapsed(),
         addr,
         config,

@@ -571,3 +571,87 @@ async fn bad_arguments_are_one_line_and_exit_64() {
         assert_eq!(run.stderr, format!("{expected}\n"), "{args:?}");
     }
 }
+
+/// `--metrics-url`: the server's own count of deliveries, read from its
+/// metrics endpoint before and after the traffic, equals loadgen's own;
+/// nobody was dropped or refused; the server's CPU per delivery is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_own_delivery_count_equals_loadgens() {
+    let metrics = std::sync::Arc::new(logosnet::server::Metrics::new());
+    let config = ServerConfig {
+        metrics: Some(metrics.clone()),
+        ..ServerConfig::default()
+    };
+    let (addr, _server) = spawn_server(config).await;
+    let scrape_at = testkit::metrics::serve_metrics_on_loopback(metrics).await;
+    let url = format!("http://{scrape_at}/metrics");
+    let port = addr.port().to_string();
+    let json = temp_path("metrics.json");
+    let run = loadgen(&[
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--participants",
+        "10",
+        "--observers",
+        "10",
+        "--rate",
+        "100",
+        "--duration",
+        "1",
+        "--skip-capacity-probe",
+        "--metrics-url",
+        &url,
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert!(run.ok, "loadgen failed");
+    assert_eq!(reported(&run.stderr), Vec::<&str>::new());
+    let report = read_json(&json);
+    let delivered = u(&report, "/deliveries/delivered");
+    assert!(delivered > 0);
+    assert_eq!(u(&report, "/server_metrics/deliveries"), delivered);
+    assert_eq!(u(&report, "/server_metrics/drops"), 0);
+    assert_eq!(u(&report, "/server_metrics/refusals"), 0);
+    assert_eq!(report["server_metrics"]["error"], serde_json::Value::Null);
+    assert_eq!(report["server_metrics"]["url"], url.as_str());
+    let ns = report["server_metrics"]["cpu_per_delivery_ns"].as_f64();
+    assert!(ns.is_some_and(|ns| ns >= 0.0), "{ns:?}");
+    // (A shared machine may warn that loadgen was the bottleneck; never
+    // that the counts differ.)
+    let warnings = report["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| !w.as_str().unwrap_or_default().contains("server counted")),
+        "{warnings:?}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{delivered} deliveries, 0 drops, 0 refusals")),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A `--metrics-url` that is not `http://HOST…` is refused before the run.
+#[tokio::test]
+async fn a_metrics_url_loadgen_cannot_scrape_is_refused_at_once() {
+    let run = loadgen(&[
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "1",
+        "--metrics-url",
+        "https://x/metrics",
+    ])
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("only http:// is supported"),
+        "{}",
+        run.stderr
+    );
+}

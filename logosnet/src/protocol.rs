@@ -18,13 +18,13 @@ pub mod text;
 
 pub use text::{
     CHAT_PREFIX_CHARS, ChatLine, PRIVATE_MARK, PRIVATE_PREFIX, PUBLIC_MARK, Presence,
-    SENDER_COLUMNS, already_named, choose_a_username_first, closed_to_make_room_before_hello,
-    closed_to_make_room_before_naming, first_frame_must_be_hello, hello_again, invalid_username,
-    is_blank, is_name_refusal, joined, left, name_reserved, name_too_similar, no_hello_within,
-    no_such_user, observers_only_read, parse_line, parse_presence, private_line,
-    private_needs_a_name, private_needs_a_space, public_line, server_busy, shutdown_notice,
-    too_far_behind, too_long_warning, too_many_connections_from, too_many_names,
-    too_many_new_connections_from, who_before_a_name,
+    SENDER_COLUMNS, WARNING_HEAD, already_named, choose_a_username_first,
+    closed_to_make_room_before_hello, closed_to_make_room_before_naming, first_frame_must_be_hello,
+    hello_again, invalid_username, is_blank, is_name_refusal, is_warning, joined, left,
+    name_reserved, name_too_similar, no_hello_within, no_such_user, observers_only_read,
+    parse_line, parse_presence, private_line, private_needs_a_name, private_needs_a_space,
+    public_line, server_busy, shutdown_notice, too_far_behind, too_long_warning,
+    too_many_connections_from, too_many_names, too_many_new_connections_from, who_before_a_name,
 };
 
 /// Most participants at once, from the spec.

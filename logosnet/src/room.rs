@@ -28,8 +28,10 @@ use crate::username::{self, Clash, NameKey, Username};
 
 pub mod eviction;
 pub mod flood;
+pub mod tally;
 
 use flood::{Bucket, FLOOD_BURST, FLOOD_LINES_PER_SEC, FloodLimit};
+pub use tally::{Census, Tally};
 
 /// Identifies one connection for the life of a server; assigned by the driver,
 /// never reused.
@@ -318,6 +320,8 @@ pub struct Room {
     observers: usize,
     /// What the driver has yet to do, in order.
     output: VecDeque<Output>,
+    /// What the room has counted of what it did (see [`tally`]).
+    tally: Tally,
 }
 
 impl Room {
@@ -336,6 +340,7 @@ impl Room {
             participants: 0,
             observers: 0,
             output: VecDeque::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -425,6 +430,7 @@ impl Room {
         };
         if !c.held.is_empty() {
             c.held.push_back(input);
+            self.tally.flood_delayed += 1;
             return;
         }
         let Some(limit) = self.config.flood else {
@@ -440,6 +446,7 @@ impl Room {
             Err(at) => {
                 tracing::debug!(conn, "throttled");
                 c.held.push_back(input);
+                self.tally.flood_delayed += 1;
                 self.releases.insert((at, conn));
             }
         }
@@ -523,6 +530,9 @@ impl Room {
     /// closed.
     pub fn handle_violation(&mut self, _now: Instant, conn: ConnId, error: &FrameError) {
         if self.conns.contains_key(&conn) {
+            if matches!(error, FrameError::Unfinished(_)) {
+                self.tally.count_frame_timeout();
+            }
             self.violation(conn, error.reason());
         }
     }
@@ -740,6 +750,7 @@ impl Room {
                 None => return self.accept_name(conn, name),
             },
         };
+        self.tally.names_refused += 1;
         let Some(State::Naming {
             ceiling, refused, ..
         }) = self.conns.get(&conn).map(|c| &c.state)
@@ -783,8 +794,15 @@ impl Room {
 
     fn chat(&mut self, conn: ConnId, line: &str) {
         match self.judge_line(conn, line) {
-            Some(Said::Public(frame)) => self.broadcast(Some(conn), &frame),
-            Some(Said::Private(target, frame)) => self.send_frame(target, &frame),
+            Some(Said::Public(frame)) => {
+                self.tally
+                    .count_public(self.members.len().saturating_sub(1));
+                self.broadcast(Some(conn), &frame);
+            }
+            Some(Said::Private(target, frame)) => {
+                self.tally.count_private();
+                self.send_frame(target, &frame);
+            }
             Some(Said::Back(frame)) => self.send_frame(conn, &frame),
             None => {}
         }
@@ -839,6 +857,7 @@ impl Room {
     /// room if a participant left.
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
         if let Some(state) = self.forget(conn) {
+            self.tally.count_close(reason);
             self.output.push_back(Output::Close { conn, reason });
             if reason != CloseReason::Shutdown {
                 self.announce_left(conn, &state, EndReason::Disconnected);
@@ -904,6 +923,9 @@ impl Room {
     }
 
     fn send_frame(&mut self, to: ConnId, frame: &ServerFrame) {
+        if protocol::is_warning(frame) {
+            self.tally.warnings += 1;
+        }
         if let Some(frame) = encode(frame) {
             self.output.push_back(Output::Send { to, frame });
         }

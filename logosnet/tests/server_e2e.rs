@@ -450,3 +450,84 @@ async fn socket_with_small_receive_buffer(addr: std::net::SocketAddr) -> tokio::
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(addr).await.unwrap()
 }
+
+/// `--log-format json`: one JSON object a line; a connection's events
+/// carry its id and its peer address, the room's included (the room
+/// itself knows only the id).
+#[tokio::test]
+async fn json_logs_name_the_connection_and_its_peer() {
+    let (server, _) = Server::start_logging(
+        &["--ip", "127.0.0.1", "--port", "0", "--log-format", "json"],
+        1,
+        "info",
+    );
+    let mut alice = Peer::participant(server.addr, "alice").await;
+    let local = alice.stream().local_addr().expect("alice's address");
+    let line = server.log_line(|line| line.contains("\"joined\""));
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(event["message"], "joined");
+    assert_eq!(event["user"], "alice");
+    assert_eq!(event["level"], "INFO");
+    assert!(event["conn"].is_u64(), "{line}");
+    assert_eq!(event["peer"], local.to_string(), "{line}");
+    let conn = event["conn"].clone();
+    // Her leaving, logged by the room as her socket closes, too.
+    drop(alice);
+    let line = server.log_line(|line| line.contains("\"left\""));
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(event["conn"], conn, "{line}");
+    assert_eq!(event["peer"], local.to_string(), "{line}");
+}
+
+/// SIGHUP without TLS: nothing to reload, and the server goes on (the
+/// signal's default would have ended it).
+#[tokio::test]
+async fn sighup_without_tls_changes_nothing() {
+    let mut server = Server::start(&[]);
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut alice = Peer::participant(server.addr, "alice").await;
+    alice.chat("still up").await;
+    assert!(server.child.try_wait().expect("try_wait").is_none());
+    assert!(server.signal_and_wait("TERM").success());
+}
+
+/// `--metrics`: the binary serves the figures on a port of its own, and
+/// they agree with what the room did.
+#[tokio::test]
+async fn the_binary_serves_metrics_on_a_port_of_its_own() {
+    let (server, addrs) = Server::start_listening(
+        &[
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        2,
+    );
+    assert_ne!(addrs[0], addrs[1]);
+    let mut alice = Peer::participant(server.addr, "alice").await;
+    let mut bob = Peer::participant(server.addr, "bob").await;
+    alice.expect(joined("bob")).await;
+    alice.chat("hi").await;
+    bob.expect(public_line("alice", "hi")).await;
+    // One thread (the default): the room's turn, which publishes the
+    // figures at its end, is over before any connection task writes what
+    // it queued, so bob holding the line means it is counted.
+    let figures = testkit::metrics::scrape(addrs[1]).await;
+    assert_eq!(figures.count("logosnet_deliveries_total", &[]), 1);
+    assert_eq!(
+        figures.count("logosnet_lines_total", &[("kind", "public")]),
+        1
+    );
+    assert_eq!(
+        figures.count("logosnet_connections", &[("state", "participant")]),
+        2
+    );
+    assert!(figures.value("process_resident_memory_bytes", &[]) > 0.0);
+}

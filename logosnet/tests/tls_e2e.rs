@@ -223,3 +223,98 @@ async fn a_handshake_that_never_finishes_is_closed_at_the_hello_timeout() {
     let _dave = Peer::participant(room.plain, "dave").await;
     watcher.expect(joined("dave")).await;
 }
+
+/// A TLS connection to `addr` as `localhost`, trusting only the CA in
+/// `ca`.
+async fn tls_connect(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+) -> std::io::Result<logosnet::tls::ClientTlsStream<tokio::net::TcpStream>> {
+    use logosnet::tls::{self, TlsConnector, Trust};
+    let config = tls::client_config(&Trust::CaFile(ca.to_owned())).expect("client TLS");
+    let name = tls::server_name("localhost").expect("a server name");
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    TlsConnector::from(config).connect(name, tcp).await
+}
+
+/// The binary's SIGHUP: the files are replaced, the signal sent, and the
+/// new pair serves the next handshake while a member from before stays;
+/// a broken pair on a second SIGHUP keeps the pair in service. The
+/// metrics say each reload's outcome (read until they do: the signal is
+/// handled on its own time, so the wait is bounded, not timed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_nobody_in_the_room_notices() {
+    let files = TempSet::local(KeyKind::EcdsaP256).expect("make certificates");
+    let new = TempSet::local(KeyKind::EcdsaP256).expect("make certificates");
+    let (cert, key) = (path(&files.paths.cert), path(&files.paths.key));
+    let args = [
+        "--ip",
+        "127.0.0.1",
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let (mut server, addrs) = Server::start_listening(&args, 2);
+    let (tls, metrics) = (addrs[0], addrs[1]);
+    let old_ca = files.paths.ca.clone();
+    let stream = tls_connect(tls, &old_ca).await.expect("the first pair");
+    let mut alice = Peer::new("alice", stream);
+    alice.join("alice").await;
+    assert!(tls_connect(tls, &new.paths.ca).await.is_err());
+
+    std::fs::copy(&new.paths.cert, &files.paths.cert).expect("replace the certificate");
+    std::fs::copy(&new.paths.key, &files.paths.key).expect("replace the key");
+    hang_up(&server);
+    reloads_reach(metrics, "ok", 1).await;
+    let stream = tls_connect(tls, &new.paths.ca).await.expect("the new pair");
+    let mut bob = Peer::new("bob", stream);
+    bob.join("bob").await;
+    alice.expect(joined("bob")).await;
+    alice.chat("still here").await;
+    bob.expect(public_line("alice", "still here")).await;
+
+    // A key that is not the certificate's: the new pair stays.
+    std::fs::copy(&files.paths.key, files.dir().join("new-key.pem")).expect("keep the key");
+    std::fs::copy(&old_ca, &files.paths.key).expect("break the key");
+    hang_up(&server);
+    reloads_reach(metrics, "failed", 1).await;
+    let stream = tls_connect(tls, &new.paths.ca)
+        .await
+        .expect("the pair in service");
+    let mut carol = Peer::new("carol", stream);
+    carol.join("carol").await;
+    bob.expect(joined("carol")).await;
+    // SIGHUP did not stop the server; SIGTERM still does, cleanly.
+    assert!(server.signal_and_wait("TERM").success());
+}
+
+fn hang_up(server: &Server) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Scrapes until `logosnet_certificate_reloads_total{result}` is `count`,
+/// for at most `support::WAIT`.
+async fn reloads_reach(metrics: SocketAddr, result: &str, count: u64) {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let figures = testkit::metrics::scrape(metrics).await;
+        let now = figures.count("logosnet_certificate_reloads_total", &[("result", result)]);
+        if now == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reloads {result}: {now}, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -9,9 +9,9 @@
 //! `support` module, through Cargo's `CARGO_BIN_EXE_*`).
 
 use std::net::SocketAddr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
-use logosnet::server::{Listener, ServerConfig, TlsListener, serve};
+use logosnet::server::{Listener, ServerCertificate, ServerConfig, TlsListener, serve};
 use logosnet::tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -72,6 +72,22 @@ pub async fn spawn_tls_server(
     let (listener, addr) = bind_loopback().await;
     let handshake_timeout = config.room.hello_timeout;
     let secure = TlsListener::new(listener, acceptor, handshake_timeout);
+    (addr, spawn_serving(secure, config))
+}
+
+/// [`spawn_tls_server`] with a certificate that may be replaced while it
+/// serves (what the binary reloads on SIGHUP); handshakes are counted in
+/// `config.metrics`, if any.
+pub async fn spawn_tls_server_reloadable(
+    config: ServerConfig,
+    certificate: Arc<ServerCertificate>,
+) -> (SocketAddr, ServerHandle) {
+    let (listener, addr) = bind_loopback().await;
+    let handshake_timeout = config.room.hello_timeout;
+    let mut secure = TlsListener::serving(listener, certificate, handshake_timeout);
+    if let Some(metrics) = &config.metrics {
+        secure = secure.counted_in(metrics.clone());
+    }
     (addr, spawn_serving(secure, config))
 }
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::check::Tally;
 use crate::client::ProbeAnswer;
-use crate::run::{NoticeFaults, ProblemCounts, RunData};
+use crate::run::{NoticeFaults, ProblemCounts, RunData, ServerMetricsRun};
 use crate::stats::{CpuTime, Summary};
 
 pub use hgrm::hgrm;
@@ -74,6 +74,8 @@ pub struct Report {
     pub loadgen: ProcessReport,
     /// The server's cost, when `--server-pid` was given.
     pub server: Option<ProcessReport>,
+    /// The server's own figures, when `--metrics-url` was given.
+    pub server_metrics: Option<ServerMetricsReport>,
     /// The whole run, first connect to last close, seconds.
     pub wall_s: f64,
 }
@@ -237,6 +239,57 @@ impl ProcessReport {
     }
 }
 
+/// What the server's metrics endpoint said of the run (`--metrics-url`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerMetricsReport {
+    /// The endpoint.
+    pub url: String,
+    /// Chat lines the server queued for a recipient, from just before the
+    /// traffic to the end of the leave phase; `null` if a scrape failed.
+    pub deliveries: Option<u64>,
+    /// Connections the server dropped meanwhile (every reason).
+    pub drops: Option<u64>,
+    /// Connections or names it refused meanwhile (every reason).
+    pub refusals: Option<u64>,
+    /// The server's CPU over traffic and drain, seconds, as it read its own.
+    pub cpu_traffic_s: Option<f64>,
+    /// That CPU per delivery the server counted, nanoseconds.
+    pub cpu_per_delivery_ns: Option<f64>,
+    /// Why the figures are missing, if they are.
+    pub error: Option<String>,
+}
+
+impl ServerMetricsReport {
+    fn new(url: &str, run: &Result<ServerMetricsRun, String>) -> Self {
+        match run {
+            Ok(run) => {
+                let deliveries = run.counts.deliveries;
+                Self {
+                    url: url.to_owned(),
+                    deliveries: Some(deliveries),
+                    drops: Some(run.counts.drops),
+                    refusals: Some(run.counts.refusals),
+                    cpu_traffic_s: run.cpu_traffic_s,
+                    cpu_per_delivery_ns: run
+                        .cpu_traffic_s
+                        .filter(|_| deliveries > 0)
+                        .map(|s| s * 1e9 / deliveries as f64),
+                    error: None,
+                }
+            }
+            Err(e) => Self {
+                url: url.to_owned(),
+                deliveries: None,
+                drops: None,
+                refusals: None,
+                cpu_traffic_s: None,
+                cpu_per_delivery_ns: None,
+                error: Some(e.clone()),
+            },
+        }
+    }
+}
+
 fn probe_text(answer: &Option<ProbeAnswer>) -> String {
     match answer {
         None => "skipped".to_owned(),
@@ -267,6 +320,14 @@ fn warnings(data: &RunData, send_rate: f64, latency: &LatencyReport) -> Vec<Stri
         && let Some(line) = data.pacing_line()
     {
         out.push(line);
+    }
+    match &data.server_metrics {
+        Some(Err(e)) => out.push(format!("the server's metrics could not be read: {e}")),
+        Some(Ok(run)) if run.counts.deliveries != data.delivered => out.push(format!(
+            "the server counted {} deliveries, loadgen received {}",
+            run.counts.deliveries, data.delivered
+        )),
+        _ => {}
     }
     if !data.traffic.is_zero() && send_rate < 0.95 * data.config.rate {
         out.push(format!(
@@ -377,6 +438,11 @@ impl Report {
                     data.server_peak_rss_kib,
                 )
             }),
+            server_metrics: c
+                .metrics_url
+                .as_deref()
+                .zip(data.server_metrics.as_ref())
+                .map(|(url, run)| ServerMetricsReport::new(url, run)),
             wall_s: data.wall.as_secs_f64(),
         }
     }

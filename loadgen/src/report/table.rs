@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ProcessReport, Report};
+use super::{ProcessReport, Report, ServerMetricsReport};
 
 /// Width of the label column.
 const LABEL_COLUMNS: usize = 31;
@@ -105,6 +105,9 @@ impl Report {
         if let Some(s) = &self.server {
             row(&mut out, "server CPU", cost(s));
         }
+        if let Some(m) = &self.server_metrics {
+            row(&mut out, "server metrics", server_metrics(m));
+        }
         row(&mut out, "CPU per delivery", per_delivery(self));
         for w in &self.warnings {
             row(&mut out, "warning", w.clone());
@@ -135,10 +138,21 @@ fn cost(p: &ProcessReport) -> String {
 fn per_delivery(report: &Report) -> String {
     let ns = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |ns| format!("{ns:.0} ns"));
     let own = report.loadgen.cpu_per_delivery_ns;
-    match &report.server {
-        None => format!("loadgen {} (server: pass --server-pid)", ns(own)),
-        Some(server) => {
-            let theirs = server.cpu_per_delivery_ns;
+    let from_metrics = report
+        .server_metrics
+        .as_ref()
+        .and_then(|m| m.cpu_per_delivery_ns);
+    let theirs = report
+        .server
+        .as_ref()
+        .map(|s| s.cpu_per_delivery_ns)
+        .or(from_metrics.map(Some));
+    match theirs {
+        None => format!(
+            "loadgen {} (server: pass --server-pid or --metrics-url)",
+            ns(own)
+        ),
+        Some(theirs) => {
             let ratio = own
                 .zip(theirs)
                 .filter(|(_, s)| *s > 0.0)
@@ -148,6 +162,22 @@ fn per_delivery(report: &Report) -> String {
             format!("loadgen {}, server {}{ratio}", ns(own), ns(theirs))
         }
     }
+}
+
+fn server_metrics(m: &ServerMetricsReport) -> String {
+    if let Some(e) = &m.error {
+        return format!("unavailable: {e}");
+    }
+    let n = |v: Option<u64>| v.map_or_else(|| "n/a".to_owned(), |v| v.to_string());
+    let cpu = m
+        .cpu_per_delivery_ns
+        .map_or_else(|| "n/a".to_owned(), |ns| format!("{ns:.0} ns"));
+    format!(
+        "{} deliveries, {} drops, {} refusals; CPU per delivery {cpu}",
+        n(m.deliveries),
+        n(m.drops),
+        n(m.refusals)
+    )
 }
 
 fn kib(value: Option<u64>) -> String {

@@ -362,6 +362,7 @@ mod tests {
             own_peak_rss_kib: None,
             server_cpu: None,
             server_peak_rss_kib: None,
+            server_metrics: None,
             wall: Duration::from_secs(2),
         }
     }

@@ -6,6 +6,7 @@
 //! line in [`ServerArgs::config`]; a row in docs/OPERATING.md's option table (a test
 //! compares the two).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -224,6 +225,29 @@ pub struct ServerArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_SETTING)
     )]
     pub max_connections: u64,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics, on a listener of their own (keep it on loopback or a private network)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// How log lines are written to stderr: text, or json (one object a line, with conn and peer on connection events)
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text",
+        hide_possible_values = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// tracing's text lines (coloured on a terminal).
+    Text,
+    /// tracing's JSON output, one object a line.
+    Json,
 }
 
 /// Where the server listens with TLS, and with which certificate.

@@ -168,6 +168,16 @@ pub fn shutdown_notice() -> ServerFrame {
     ServerFrame::Notice("Server is shutting down".to_owned())
 }
 
+/// How every warning notice begins: what tells a warning from other
+/// notices (the server counts the warnings it sends; a client may show
+/// them apart).
+pub const WARNING_HEAD: &str = "Warning: ";
+
+/// Whether `frame` is a warning: a `Notice` that begins [`WARNING_HEAD`].
+pub fn is_warning(frame: &ServerFrame) -> bool {
+    matches!(frame, ServerFrame::Notice(text) if text.starts_with(WARNING_HEAD))
+}
+
 /// The warning a member gets for a line longer than [`MAX_MESSAGE_CHARS`]
 /// (or a frame too long to be one).
 pub fn too_long_warning() -> ServerFrame {
@@ -324,6 +334,33 @@ pub fn too_many_connections_from(source: impl Display) -> ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_warning_is_told_from_other_notices() {
+        for warning in [
+            too_long_warning(),
+            observers_only_read(),
+            choose_a_username_first(),
+            already_named(),
+            hello_again(),
+            private_needs_a_space(),
+            private_needs_a_name(),
+            no_such_user("carol"),
+            too_many_names(10),
+            who_before_a_name(),
+        ] {
+            assert!(is_warning(&warning), "{warning:?}");
+        }
+        for other in [
+            shutdown_notice(),
+            joined("alice"),
+            left("alice"),
+            public_line("alice", "Warning: hi"),
+            ServerFrame::ProtocolError("Warning: no".into()),
+        ] {
+            assert!(!is_warning(&other), "{other:?}");
+        }
+    }
 
     #[test]
     fn every_chat_line_has_the_prefix_length_it_is_said_to_have() {

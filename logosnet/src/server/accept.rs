@@ -37,6 +37,7 @@ use super::connect_rate::ConnectRates;
 use super::connection::{self, Link, Policy, Signals};
 use super::driver::Handles;
 use super::inbox::Inbox;
+use super::metrics::Refusal;
 use super::outbox::{Outbox, Totals};
 use super::per_address::{self, AddressCounts, AddressGroup, AddressLimit};
 use super::{Event, Listener, MAX_MAKING_ROOM, MAX_REFUSING, ServerConfig, Table};
@@ -120,6 +121,9 @@ pub(super) async fn accept_loop<L: Listener>(
             if let Err(wait) = rates.admit(&config.connect_rate, now.into_std(), group) {
                 tracing::debug!(%peer, %group, wait_ms = wait.as_millis() as u64, "too many new connections from one source; refusing");
                 refusals.rate += 1;
+                if let Some(metrics) = &config.metrics {
+                    metrics.refused_at_accept(Refusal::Rate);
+                }
                 let reason = protocol::too_many_new_connections_from(group, wait);
                 refuse_soon::<L>(stream, reason, &refusing, &tracker);
                 continue;
@@ -134,6 +138,9 @@ pub(super) async fn accept_loop<L: Listener>(
             Err(group) => {
                 tracing::debug!(%peer, %group, max = limit.max_per_address, "too many connections from one source; refusing");
                 refusals.per_address += 1;
+                if let Some(metrics) = &config.metrics {
+                    metrics.refused_at_accept(Refusal::PerAddress);
+                }
                 let reason = protocol::too_many_connections_from(group);
                 refuse_soon::<L>(stream, reason, &refusing, &tracker);
                 continue;
@@ -145,6 +152,9 @@ pub(super) async fn accept_loop<L: Listener>(
         let Ok(permit) = sockets.clone().try_acquire_owned() else {
             tracing::debug!(%peer, max = table + MAX_MAKING_ROOM, "no room can be made for more sockets; refusing");
             refusals.busy += 1;
+            if let Some(metrics) = &config.metrics {
+                metrics.refused_at_accept(Refusal::Busy);
+            }
             drop(source);
             refuse_soon::<L>(stream, protocol::server_busy(), &refusing, &tracker);
             continue;
@@ -156,6 +166,12 @@ pub(super) async fn accept_loop<L: Listener>(
         };
         let conn = next_id;
         next_id += 1;
+        if let Some(metrics) = &config.metrics {
+            metrics.accepted();
+        }
+        if let Some(peers) = &config.peers {
+            peers.opened(conn, peer);
+        }
         tracing::debug!(conn, %peer, ?place, "accepted");
         let inbox = Arc::new(Inbox::default());
         let outbox = Arc::new(Outbox::new(config.queue_marks(), totals.clone()));
@@ -173,8 +189,12 @@ pub(super) async fn accept_loop<L: Listener>(
             events: events.clone(),
             signals: signals.clone(),
         };
+        let peers = config.peers.clone();
         tracker.spawn(async move {
             connection::run(stream, link, policy).await;
+            if let Some(peers) = peers {
+                peers.closed(conn);
+            }
             drop(permit);
             drop(source);
         });

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::inbox::{Inbox, Input};
+use super::metrics::Metrics;
 use super::outbox::{Outbox, Totals};
 use super::pressure::{self, DropReason, Pressure, Verdict};
 use super::{Event, ServerConfig, Table};
@@ -133,6 +134,8 @@ pub(super) struct Driver {
     timer: Pin<Box<Sleep>>,
     /// The instant `timer` is armed for; `None` while it is not armed.
     timer_at: Option<Instant>,
+    /// Where the room's figures are published, if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Driver {
@@ -157,6 +160,7 @@ impl Driver {
             turned_heavy: Vec::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
+            metrics: config.metrics.clone(),
         }
     }
 
@@ -192,6 +196,7 @@ impl Driver {
             self.take_inputs();
             self.fire_deadlines();
             self.arm_timer();
+            self.publish();
             if let Some(mark) = self.pressure.wake_below() {
                 self.links.totals.wake_below(mark);
             }
@@ -213,6 +218,7 @@ impl Driver {
         }
         self.room.shutdown(now());
         self.apply(now());
+        self.publish();
     }
 
     fn take_events(&mut self) {
@@ -397,6 +403,17 @@ impl Driver {
         );
         handles.outbox.abort(self.farewell.clone());
         self.room.handle_closed(now, conn, EndReason::SlowConsumer);
+        if let Some(metrics) = &self.metrics {
+            metrics.dropped(reason);
+        }
+    }
+
+    /// Publishes the room's and the policy's counts (once a turn: a few
+    /// stores, nothing per delivery).
+    fn publish(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&self.room, &self.pressure, now());
+        }
     }
 
     /// Once the room has taken every frame popped from the connection (none

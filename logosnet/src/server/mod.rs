@@ -16,14 +16,23 @@
 //!
 //! Time comes only from `tokio::time`, which turmoil simulates; the room is
 //! handed `now` and asked when it next needs waking.
+//!
+//! For operators: [`metrics`] (what `--metrics` serves, read from atomics
+//! the room task publishes once a turn), [`certificate`] (the TLS pair in
+//! service, replaced on SIGHUP), [`peers`] and [`json_log`] (the peer
+//! address on every connection's JSON log line).
 
 mod accept;
+pub mod certificate;
 pub(crate) mod connect_rate;
 mod connection;
 mod driver;
 mod inbox;
+pub mod json_log;
 mod listeners;
+pub mod metrics;
 pub(crate) mod outbox;
+pub mod peers;
 pub(crate) mod per_address;
 mod pressure;
 mod tls;
@@ -38,11 +47,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+pub use certificate::ServerCertificate;
 pub use connect_rate::{MAX_NEW_PER_ADDRESS, NEW_PER_ADDRESS_WINDOW, RateLimit};
 pub use connection::{MAX_DECODER_BYTES, SERVER_READ_BYTES};
 pub use inbox::INBOX_BYTES;
 pub use listeners::Both;
+pub use metrics::Metrics;
 pub use outbox::{IDLE_BUFFER_BYTES, LAG_GRAIN};
+pub use peers::Peers;
 pub use per_address::MAX_PER_ADDRESS;
 pub use tls::{MAX_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT, TlsListener, TlsOnAccept};
 
@@ -265,6 +277,12 @@ pub struct ServerConfig {
     /// New connections one IPv4 address or IPv6 /64 may open (see
     /// [`connect_rate`]); a burst of 0 turns the rate off.
     pub connect_rate: RateLimit,
+    /// Where the server counts what it does, for `--metrics` (see
+    /// [`metrics`]); `None` (the default): nothing is counted.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Where each open connection's address is kept for the log (see
+    /// [`peers`]); `None` (the default): nowhere.
+    pub peers: Option<Arc<Peers>>,
 }
 
 impl Default for ServerConfig {
@@ -286,6 +304,8 @@ impl Default for ServerConfig {
             max_per_address: MAX_PER_ADDRESS,
             limit_loopback: false,
             connect_rate: RateLimit::DEFAULT,
+            metrics: None,
+            peers: None,
         }
     }
 }
@@ -344,6 +364,9 @@ where
     let tracker = TaskTracker::new();
     let signals = connection::Signals::default();
     let totals = Arc::new(outbox::Totals::default());
+    if let Some(metrics) = &config.metrics {
+        metrics.attach(totals.clone(), config.max_queued_total);
+    }
     let accept = tokio::spawn(accept::accept_loop(
         listener,
         config.clone(),

@@ -28,7 +28,7 @@
 //! written was queued, to within [`LAG_GRAIN`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,12 +62,19 @@ pub(crate) struct Totals {
     wake_below: AtomicUsize,
     /// Wakes the room once the total falls below `wake_below`.
     eased: Notify,
+    /// Bytes ever written to any connection's socket (for the metrics).
+    written: AtomicU64,
 }
 
 impl Totals {
     /// Bytes charged right now.
     pub(crate) fn charged(&self) -> usize {
         self.charged.load(Ordering::Relaxed)
+    }
+
+    /// Bytes ever written to any connection's socket.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Asks for [`Totals::eased`] to resolve once the total is below `mark`.
@@ -344,6 +351,10 @@ impl Outbox {
             return;
         }
         q.written += written as u64;
+        // Once per write (a batch of frames), not per frame.
+        self.totals
+            .written
+            .fetch_add(written as u64, Ordering::Relaxed);
         let done = q.written;
         while q.marks.front().is_some_and(|mark| mark.end <= done) {
             q.marks.pop_front();

@@ -51,8 +51,10 @@ use std::time::{Duration, Instant};
 use crate::room::ConnId;
 
 mod hold;
+mod pauses;
 
 pub(crate) use hold::HoldBudget;
+pub(crate) use pauses::Pauses;
 
 /// The numbers the policy is parameterised by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +170,8 @@ pub(crate) struct Pressure {
     lag_checks: BTreeSet<(Instant, ConnId)>,
     /// Connections to drop, for the driver.
     drops: VecDeque<Drop>,
+    /// How often and how long the room has been paused, for the metrics.
+    pauses: Pauses,
 }
 
 impl Pressure {
@@ -188,6 +192,7 @@ impl Pressure {
             budget_recheck: None,
             lag_checks: BTreeSet::new(),
             drops: VecDeque::new(),
+            pauses: Pauses::default(),
         }
     }
 
@@ -215,6 +220,7 @@ impl Pressure {
             self.release_hold(now, conn);
         }
         self.resume_if_eased();
+        self.note_pause(now);
     }
 
     /// The connection has input for the room.
@@ -251,6 +257,7 @@ impl Pressure {
         queues: &impl Queues,
     ) -> Verdict {
         self.expire_holds(now);
+        self.note_pause(now);
         if throttled {
             self.parked.insert(conn);
             return Verdict::Park;
@@ -286,6 +293,11 @@ impl Pressure {
 
     /// The connection's queue is now heavy or not.
     pub(crate) fn set_heavy(&mut self, now: Instant, conn: ConnId, heavy: bool) {
+        self.apply_heavy(now, conn, heavy);
+        self.note_pause(now);
+    }
+
+    fn apply_heavy(&mut self, now: Instant, conn: ConnId, heavy: bool) {
         self.expire_holds(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -315,6 +327,11 @@ impl Pressure {
     /// queues): pauses the room at the mark, resumes it below the resume
     /// mark, and sheds once the budget's hold is spent.
     pub(crate) fn check_budget(&mut self, now: Instant, queues: &impl Queues) {
+        self.reread_budget(now, queues);
+        self.note_pause(now);
+    }
+
+    fn reread_budget(&mut self, now: Instant, queues: &impl Queues) {
         self.expire_holds(now);
         let total = queues.total();
         if self.over_budget {
@@ -359,6 +376,7 @@ impl Pressure {
         }
         self.check_budget(now, queues);
         self.resume_if_eased();
+        self.note_pause(now);
     }
 
     /// The next connection to drop, if any.
@@ -385,6 +403,20 @@ impl Pressure {
     /// short.
     pub(crate) fn is_paused(&self) -> bool {
         !self.holding.is_empty() || self.over_budget
+    }
+
+    /// How often the room has been paused since the policy was made, and
+    /// for how long in all up to `now` (a pause under way counts up to
+    /// `now`): what the metrics publish.
+    pub(crate) fn pauses(&self, now: Instant) -> pauses::PauseTally {
+        self.pauses.tally(now)
+    }
+
+    /// Brings the pause accounting up to date with whether the room is
+    /// paused now (called at the end of every entry point that may change
+    /// it).
+    fn note_pause(&mut self, now: Instant) {
+        self.pauses.note(now, self.is_paused());
     }
 
     /// Whether the connection is paused because of pressure.

@@ -25,6 +25,12 @@
 //! the handshake, where the CPU goes, needs one of [`MAX_HANDSHAKES`]
 //! slots, waited for in order within the same deadline.
 //!
+//! The certificate is read at each handshake from the listener's
+//! [`ServerCertificate`], when the ClientHello has arrived: a reload
+//! (SIGHUP) reaches every handshake after it and no session before it.
+//! With [`TlsListener::counted_in`], each handshake's outcome (done, or
+//! failed, timed out or abandoned) is counted once.
+//!
 //! A failed or timed-out handshake is, to the connection task, a read
 //! error like any other: the room forgets a connection that never said
 //! Hello, and the failure is logged at debug. Past the handshake the
@@ -49,8 +55,9 @@ use tokio_rustls::rustls::server::Acceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::Listener;
+use super::certificate::ServerCertificate;
+use super::metrics::Metrics;
 use crate::tls::TlsAcceptor;
-use crate::tls::rustls::ServerConfig;
 
 /// The longest a TLS handshake may take from accept: 10 s, Go's
 /// `http.Transport` default. A client on any real link finishes in a few
@@ -74,8 +81,11 @@ pub const MAX_HANDSHAKES: usize = 256;
 /// them.
 #[derive(Clone)]
 struct Handshakes {
-    /// The server's certificate and TLS settings.
-    config: Arc<ServerConfig>,
+    /// The server's certificate and TLS settings, as in service when a
+    /// handshake's ClientHello arrives.
+    certificate: Arc<ServerCertificate>,
+    /// Where each handshake's outcome is counted, if anywhere.
+    metrics: Option<Arc<Metrics>>,
     /// Where handshakes run; `None`: on the runtime the connection's task
     /// runs on (tests and simulations, which have one).
     runtime: Option<Handle>,
@@ -99,10 +109,22 @@ impl<L: Listener> TlsListener<L> {
     /// Handshakes run as tasks on the current runtime until
     /// [`TlsListener::on_runtime`] says otherwise.
     pub fn new(inner: L, acceptor: TlsAcceptor, handshake_timeout: Duration) -> Self {
+        let certificate = Arc::new(ServerCertificate::new(acceptor.config().clone()));
+        Self::serving(inner, certificate, handshake_timeout)
+    }
+
+    /// [`TlsListener::new`] with a certificate that may be replaced while
+    /// it serves ([`ServerCertificate::reload`]).
+    pub fn serving(
+        inner: L,
+        certificate: Arc<ServerCertificate>,
+        handshake_timeout: Duration,
+    ) -> Self {
         Self {
             inner,
             handshakes: Handshakes {
-                config: acceptor.config().clone(),
+                certificate,
+                metrics: None,
                 runtime: None,
                 slots: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
                 timeout: handshake_timeout,
@@ -114,6 +136,12 @@ impl<L: Listener> TlsListener<L> {
     /// not use) and hands the finished stream back.
     pub fn on_runtime(mut self, runtime: Handle) -> Self {
         self.handshakes.runtime = Some(runtime);
+        self
+    }
+
+    /// Counts each handshake's outcome in `metrics`.
+    pub fn counted_in(mut self, metrics: Arc<Metrics>) -> Self {
+        self.handshakes.metrics = Some(metrics);
         self
     }
 
@@ -226,6 +254,10 @@ async fn handshake<S>(io: S, handshakes: Handshakes, deadline: Instant) -> Outco
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut outcome = Counted {
+        metrics: handshakes.metrics.clone(),
+        ok: false,
+    };
     let timed_out = || {
         io::Error::new(
             io::ErrorKind::TimedOut,
@@ -243,11 +275,31 @@ where
     let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, handshakes.slots.acquire()).await else {
         return Err((timed_out(), None));
     };
-    let rest = start.into_stream(handshakes.config).into_fallible();
+    let rest = start
+        .into_stream(handshakes.certificate.current())
+        .into_fallible();
     match tokio::time::timeout_at(deadline, rest).await {
-        Ok(Ok(stream)) => Ok(stream),
+        Ok(Ok(stream)) => {
+            outcome.ok = true;
+            Ok(stream)
+        }
         Ok(Err((error, io))) => Err((error, Some(io))),
         Err(_) => Err((timed_out(), None)),
+    }
+}
+
+/// Counts a handshake's outcome when it ends, however it ends: done
+/// (`ok` set), failed, timed out, or its task dropped part-way.
+struct Counted {
+    metrics: Option<Arc<Metrics>>,
+    ok: bool,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.handshake(self.ok);
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Copies the server's stderr into the test's captured output.
     log: Option<JoinHandle<()>>,
+    /// Every line of the server's stderr, as it comes (in a mutex so that
+    /// a `Server` may be shared between threads).
+    logged: Mutex<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -44,17 +48,28 @@ impl Server {
     }
 
     /// Starts the server with exactly `args` and reads its first `lines`
-    /// `listening on ADDR` lines (a TLS one ends in ` (tls)`): their
-    /// addresses, in order. `addr` is the first.
+    /// `listening on ADDR` lines (a TLS one ends in ` (tls)`, the metrics
+    /// one in ` (metrics)`): their addresses, in order. `addr` is the
+    /// first.
     pub fn start_listening(args: &[&str], lines: usize) -> (Self, Vec<SocketAddr>) {
+        Self::start_logging(args, lines, "warn")
+    }
+
+    /// [`Server::start_listening`], logging what `filter` (as `RUST_LOG`)
+    /// lets through.
+    pub fn start_logging(args: &[&str], lines: usize, filter: &str) -> (Self, Vec<SocketAddr>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logosnet_server"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start logosnet_server");
-        let log = child.stderr.take().map(forward_log);
+        let (lines_tx, logged) = mpsc::channel();
+        let log = child
+            .stderr
+            .take()
+            .map(|stderr| forward_log(stderr, lines_tx));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let addrs: Vec<SocketAddr> = (0..lines)
             .map(|_| {
@@ -64,14 +79,40 @@ impl Server {
                     .expect("read the listening line");
                 line.trim()
                     .strip_prefix("listening on ")
-                    .map(|rest| rest.trim_end_matches(" (tls)"))
+                    .map(|rest| {
+                        rest.trim_end_matches(" (tls)")
+                            .trim_end_matches(" (metrics)")
+                    })
                     .unwrap_or_else(|| panic!("unexpected line {line:?}"))
                     .parse()
                     .expect("listening address")
             })
             .collect();
         let addr = addrs[0];
-        (Self { child, addr, log }, addrs)
+        (
+            Self {
+                child,
+                addr,
+                log,
+                logged: Mutex::new(logged),
+            },
+            addrs,
+        )
+    }
+
+    /// The next line the server logs that `wanted` accepts (lines before it
+    /// are skipped); panics if none comes within [`WAIT`].
+    pub fn log_line(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match logged.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no such log line within {WAIT:?}: {e}"),
+            }
+        }
     }
 
     /// The server's process id.
@@ -110,11 +151,12 @@ impl Drop for Server {
 
 /// Copies the server's log line by line into the test's captured output
 /// (a thread spawned from a test inherits its capture).
-fn forward_log(stderr: ChildStderr) -> JoinHandle<()> {
+fn forward_log(stderr: ChildStderr, lines: mpsc::Sender<String>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { return };
             eprintln!("logosnet_server: {line}");
+            let _ = lines.send(line);
         }
     })
 }

@@ -8,6 +8,7 @@ mod admission;
 mod flood;
 mod harness;
 mod logger;
+mod metrics;
 mod pace;
 mod scenarios;
 mod shutdown;

@@ -43,7 +43,10 @@ fn fixture() -> Fixture {
 /// most `slots` at once, each within `timeout`.
 fn handshakes(fixture: &Fixture, timeout: Duration, slots: usize) -> Handshakes {
     Handshakes {
-        config: fixture.acceptor.config().clone(),
+        certificate: Arc::new(crate::server::ServerCertificate::new(
+            fixture.acceptor.config().clone(),
+        )),
+        metrics: None,
         runtime: None,
         slots: Arc::new(tokio::sync::Semaphore::new(slots)),
         timeout,
