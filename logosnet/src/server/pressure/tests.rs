@@ -102,7 +102,10 @@ fn has_ready_says_whether_a_turn_is_owed_and_nothing_else() {
     let mut p = policy(t0, 2);
     assert!(!p.has_ready(), "nothing offered yet");
     p.input_ready(7);
-    assert!(!p.has_ready(), "input from a connection never opened is ignored");
+    assert!(
+        !p.has_ready(),
+        "input from a connection never opened is ignored"
+    );
     p.input_ready(2);
     assert!(p.has_ready());
     assert_eq!(p.next_ready(), Some(2));
