@@ -19,7 +19,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client_harness::{CLIENT, Client, WAIT, accept, listen, shown};
+use client_harness::{CLIENT, Client, WAIT, accept, listen, shown, with_default_signals};
 use expectrl::process::unix::WaitStatus;
 use expectrl::{Expect, Regex, Session};
 use logosnet::client::session::{Prompt, USERNAME_PROMPT};
@@ -34,6 +34,7 @@ type Pty = Session<expectrl::process::unix::UnixProcess, expectrl::process::unix
 fn spawn_in_pty(port: u16) -> Pty {
     let mut command = Command::new(CLIENT);
     command.args(["--ip", "127.0.0.1", "--port", &port.to_string()]);
+    with_default_signals(&mut command);
     let mut pty = Session::spawn(command).expect("spawn the client in a pty");
     pty.get_process_mut()
         .set_window_size(100, 30)
@@ -180,6 +181,7 @@ impl Screen {
             ])
             .args([CLIENT, "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(extra);
+        with_default_signals(&mut command);
         let mut pty = Session::spawn(command).expect("spawn the client in a pty");
         pty.set_expect_timeout(Some(WAIT));
         pty.get_process_mut()
@@ -536,6 +538,7 @@ impl Shell {
             .args(["--norc", "--noprofile", "-i"])
             .env("PS1", "$ ")
             .env("TERM", "dumb");
+        with_default_signals(&mut command);
         let mut pty = Session::spawn(command).expect("spawn bash in a pty");
         pty.set_expect_timeout(Some(WAIT));
         let mut shell = Self { pty };

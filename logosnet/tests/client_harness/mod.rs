@@ -95,7 +95,7 @@ impl Client {
     /// Runs `command` (the client itself, or a shell that runs it) with
     /// stdout and stderr piped to the test; stdin is as the command says.
     pub fn from_command(label: &str, mut command: Command) -> Self {
-        let mut child = command
+        let mut child = with_default_signals(&mut command)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -242,4 +242,25 @@ pub async fn accept(listener: &TcpListener) -> ScriptedServer {
         .expect("nobody connected")
         .expect("accept");
     Peer::server_side("scripted server", stream).with_patience(WAIT)
+}
+
+/// Starts `command` with SIGINT, SIGTERM, SIGHUP and SIGQUIT at their
+/// default action, whatever the test runner inherited: the client keeps a
+/// signal that was ignored when it started ignored (as `nohup` and a
+/// non-interactive shell's `&` ask), so a suite started in the background
+/// of a script would otherwise see its clients ignore the signals these
+/// tests send. A test that wants one ignored says so in its own command
+/// (`trap '' HUP` in a shell that then runs the client).
+pub fn with_default_signals(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only `signal`, which is
+    // async-signal-safe, is called, and nothing is allocated.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
 }
