@@ -693,6 +693,9 @@ fn excess_lines_are_held_and_come_out_later_in_order_none_lost() {
         .collect();
     assert_eq!(h.take(reader), now);
     assert!(h.room.is_throttled(flooder));
+    // The first line held (its bucket empty) and the fourteen behind it
+    // (queued after a held one) are each counted once as delayed.
+    assert_eq!(h.room.tally().flood_delayed, 15);
     // Then one every 200 ms, at exactly that instant and not a tick before.
     for i in 10..25 {
         let due = h.room.poll_timeout().expect("a held line is due");
@@ -706,6 +709,11 @@ fn excess_lines_are_held_and_come_out_later_in_order_none_lost() {
     }
     assert!(!h.room.is_throttled(flooder));
     assert_eq!(h.room.poll_timeout(), None, "nothing else is due");
+    assert_eq!(
+        h.room.tally().flood_delayed,
+        15,
+        "a release is no new delay"
+    );
     // The flooder never hears its own lines; warnings would show here.
     assert_eq!(h.take(flooder), vec![]);
 }
