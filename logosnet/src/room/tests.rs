@@ -231,9 +231,17 @@ fn taken_name_is_refused_and_freed_on_leave() {
     h.take_all();
     h.send(b, ClientFrame::Username("alice".into()));
     assert_eq!(h.take(b), vec![ServerFrame::UsernameTaken]);
+    h.send(b, ClientFrame::Username("Alice".into()));
+    assert_eq!(h.take(b), vec![ServerFrame::UsernameTaken]);
+    assert_eq!(h.room.tally().names_refused, 2, "each refusal counted once");
     h.drop_conn(a);
     h.send(b, ClientFrame::Username("alice".into()));
     assert_eq!(h.take(b)[0], ServerFrame::UsernameAccepted);
+    assert_eq!(
+        h.room.tally().names_refused,
+        2,
+        "an accepted name is no refusal"
+    );
 }
 
 #[test]
@@ -372,9 +380,13 @@ fn private_line_to_a_look_alike_reaches_the_name_it_looks_like() {
     h.take_all();
     h.chat(b, "@\u{430}lice psst");
     assert_eq!(h.take(a), vec![private_line("bob", "@\u{430}lice psst")]);
+    assert_eq!(h.room.tally().warnings, 0);
     h.chat(b, "@alic psst");
     assert_eq!(h.take(a), vec![]);
     assert_eq!(h.take(b), vec![no_such_user("alic")]);
+    h.chat(b, "@nobody psst");
+    assert_eq!(h.take(b), vec![no_such_user("nobody")]);
+    assert_eq!(h.room.tally().warnings, 2, "each warning counted once");
 }
 
 #[test]
